@@ -1,0 +1,33 @@
+# Two entry points that work on a fresh machine with Python 3.11 and pip:
+#   make demo   set up .venv, run the ridge comparison of all estimators, draw its figure
+#   make test   set up .venv, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+READY := $(VENV)/.ready
+
+.PHONY: demo test setup illcond clean
+
+setup: $(READY)
+
+# torch==2.13.0 first: it is the CPU build; an open range would pull a multi-GB CUDA build.
+$(READY): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(READY)
+
+demo: $(READY)
+	$(BIN)/hgbench run -m +experiment=demo
+	@echo
+	@echo "CSV:    results/demo/metrics.csv"
+	@echo "figure: results/demo/error_vs_iterations.png (and .pdf)"
+
+test: $(READY)
+	$(BIN)/python -m pytest -q
+
+illcond: $(READY)
+	bash scripts/ridge_illcond.sh
+
+clean:
+	rm -rf $(VENV) results/runs results/sweeps results/demo

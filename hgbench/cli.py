@@ -1,0 +1,83 @@
+"""The ``hgbench`` command: a thin dispatcher over subcommands.
+
+    hgbench run [Hydra overrides]    one run, or a sweep with -m (see hgbench run --help)
+    hgbench plot PATH [--kind K]     redraw figures from a CSV or a run/sweep directory
+    hgbench list                     the problems, estimators and grids, with their settings
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+from hgbench.paths import conf_dir
+
+USAGE = __doc__.split("\n\n", 1)[1]
+
+
+def _run(argv: list[str]) -> int:
+    # Hydra reads sys.argv (and COMP_LINE for shell completion) itself: hide the word "run".
+    sys.argv = argv
+    if "COMP_LINE" in os.environ:
+        os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
+    from hgbench.app import FAILED_JOBS, task
+
+    task()
+    return 1 if FAILED_JOBS else 0
+
+
+def _plot(args: list[str]) -> int:
+    from hgbench.plot import KINDS, plot
+
+    parser = argparse.ArgumentParser(prog="hgbench plot", description="Redraw figures from results, without recomputing.")
+    parser.add_argument("path", help="a metrics.csv, or a run/sweep directory (every metrics.csv below it)")
+    parser.add_argument("--kind", default="error", choices=sorted(KINDS), help="which figure (default: error)")
+    parser.add_argument("--out", default=None, help="output directory (default: next to the data)")
+    ns = parser.parse_args(args)
+    try:
+        paths = plot(ns.path, ns.kind, ns.out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"hgbench plot: error: {err}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"figure: {path}")
+    return 0
+
+
+def _list(args: list[str]) -> int:
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    argparse.ArgumentParser(prog="hgbench list", description="List problems, estimators and grids.").parse_args(args)
+    for group in ("problem", "estimator", "grid"):
+        print(f"{group}s:")
+        for path in sorted((conf_dir() / group).glob("*.yaml")):
+            node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            settings = {k: v for k, v in node.items() if k not in ("_target_", "name", "seed")}
+            doc = ""
+            if "_target_" in node:
+                lines = (get_class(node["_target_"]).__doc__ or "").strip().splitlines()
+                doc = f" — {lines[0]}" if lines else ""
+            shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+            print(f"  {path.stem:<12}{doc}{'  [' + shown + ']' if shown else ''}")
+    return 0
+
+
+def main() -> None:
+    argv = list(sys.argv)
+    command = argv[1] if len(argv) > 1 else None
+    if command == "run":
+        sys.exit(_run([argv[0]] + argv[2:]))
+    if command in ("-sc", "--shell-completion"):  # the completion script calls `hgbench -sc query=bash`
+        sys.exit(_run(argv))
+    if command == "plot":
+        sys.exit(_plot(argv[2:]))
+    if command == "list":
+        sys.exit(_list(argv[2:]))
+    if command in ("-h", "--help", None):
+        print(f"usage: hgbench COMMAND ...\n\n{USAGE}")
+        sys.exit(0 if command else 2)
+    print(f"hgbench: error: unknown command {command!r}; use run, plot or list\n\n{USAGE}", file=sys.stderr)
+    sys.exit(2)

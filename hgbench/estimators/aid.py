@@ -1,0 +1,49 @@
+"""Approximate implicit differentiation (AID), the shared part of every linear solver.
+
+    ĝ(t, k) = ∇₂E(w_t, λ) + ∂₂Φ(w_t, λ)ᵀ v_k,   v_k ≈ solution of (I − Jᵀ) v = ∇₁E(w_t, λ),
+    J = ∂₁Φ(w_t, λ)
+
+(Grazzi et al. 2020, Alg. 2; Pedregosa 2016). The t inner steps for all t of a grid come from one
+trajectory, and for each t the k-curve comes from one run of the solver: v_k is read off the
+iterates at every k of the grid. A solver is a generator of its iterates v_1, v_2, … from
+v_0 = 0 that uses exactly one product with Jᵀ per iterate and never stops early.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+from hgbench.estimators.base import Estimate, Estimator, Stopwatch, inner_iterates
+
+
+class AID(Estimator):
+    """Base class: subclasses give ``solver(jtv, b)``, jtv(v) = Jᵀv, yielding v_1, v_2, …"""
+
+    def solver(self, jtv: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor) -> Iterator[torch.Tensor]:
+        raise NotImplementedError
+
+    def estimate(self, problem, lam, pairs):
+        bound = problem.bind(lam)
+        ks_at = {}
+        for t, k in pairs:
+            ks_at.setdefault(t, set()).add(k)
+        outer_grads = torch.func.grad(bound.outer, argnums=(0, 1))
+        for t, w, inner_s in inner_iterates(bound, ks_at):
+            watch = Stopwatch(lam.device)
+            with watch:
+                grad_w, grad_lam = outer_grads(w, lam)
+                _, vjp_w = torch.func.vjp(lambda u: bound.phi(u, lam), w)
+                _, vjp_lam = torch.func.vjp(lambda l: bound.phi(w, l), lam)
+                iterates = self.solver(lambda v: vjp_w(v)[0], grad_w)
+            v, done = torch.zeros_like(grad_w), 0
+            for k in sorted(ks_at[t]):
+                with watch:
+                    while done < k:
+                        v = next(iterates)
+                        done += 1
+                final = Stopwatch(lam.device)
+                with final:  # part of this k's cost, not of the larger k's
+                    grad = grad_lam + vjp_lam(v)[0]
+                yield Estimate(t, k, grad, w, inner_s + watch.total + final.total)

@@ -1,0 +1,109 @@
+"""Figures drawn from result rows alone (never recomputed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+BAND = (0.25, 0.75)
+FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
+
+
+def _panels(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(grid kind, x axis, title) for every panel the data call for, in a fixed order."""
+    out = []
+    for kind in ("diag", "t_sweep", "k_sweep", "full"):
+        part = df[df["grid"] == kind]
+        if part.empty:
+            continue
+        t_max, k_max = int(part["t"].max()), part["k"].max()
+        k_label = f"{int(k_max)}" if pd.notna(k_max) else "—"
+        if kind == "diag":
+            out.append((kind, "t", "cold start, k = t"))
+        if kind in ("t_sweep", "full"):
+            out.append((kind, "t", f"inner steps t (k = {k_label})"))
+        if kind in ("k_sweep", "full"):
+            out.append((kind, "k", f"solver steps k (t = {t_max})"))
+    return out
+
+
+def _stats(rows: pd.DataFrame, x: str) -> pd.DataFrame:
+    err = rows["err_rel"].where(np.isfinite(rows["err_rel"])).clip(lower=FLOOR)
+    grouped = err.groupby(rows[x])
+    return pd.DataFrame({"median": grouped.median(), "low": grouped.quantile(BAND[0]), "high": grouped.quantile(BAND[1])})
+
+
+def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iterations") -> list[Path]:
+    """Median relative error over λ draws vs iterations, interquartile band; one row of panels
+    per problem, one panel per grid kind, one curve per estimator. Estimators without k (ITD)
+    appear in a k panel as a horizontal line: their error at that panel's t."""
+    df = df[df["status"] == "ok"] if "status" in df else df
+    problems = sorted(df["problem"].unique())
+    panels = _panels(df)
+    if not problems or not panels:
+        raise ValueError("no finite result rows to plot")
+    estimators = sorted(df["estimator"].unique())
+    colors = {name: plt.cm.tab10(i % 10) for i, name in enumerate(estimators)}
+    fig, axes = plt.subplots(
+        len(problems), len(panels), figsize=(4.6 * len(panels), 3.6 * len(problems)), squeeze=False
+    )
+    for row, problem in enumerate(problems):
+        for col, (kind, x, title) in enumerate(panels):
+            ax = axes[row][col]
+            part = df[(df["problem"] == problem) & (df["grid"] == kind)]
+            if x == "t" and kind == "full":
+                part = part[part["k"].isna() | (part["k"] == part["k"].max())]
+            if x == "k":
+                part = part[part["t"] == part["t"].max()]
+            for name in estimators:
+                rows = part[part["estimator"] == name]
+                if rows.empty:
+                    continue
+                color = colors[name]
+                if x == "k" and rows["k"].isna().all():
+                    s = _stats(rows, "t").iloc[0]
+                    ax.axhline(s["median"], color=color, ls="--", label=f"{name} (t = {int(rows['t'].max())})")
+                    ax.axhspan(s["low"], s["high"], color=color, alpha=0.12)
+                    continue
+                s = _stats(rows, x)
+                ax.plot(s.index, s["median"], color=color, marker="o", ms=3, label=name)
+                ax.fill_between(s.index, s["low"], s["high"], color=color, alpha=0.2, lw=0)
+            ax.set_yscale("log")
+            ax.set_xlabel(title)
+            ax.grid(True, which="major", alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(f"{problem}\nrelative error ‖ĝ − ∇f‖ / ‖∇f‖")
+            ax.legend(fontsize=8)
+    n_draws = df.groupby("problem")["lam_id"].nunique().max()
+    fig.suptitle(
+        f"Hypergradient error: median over {n_draws} λ draws, band = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    out_dir = Path(out_dir)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return paths
+
+
+KINDS = {"error": plot_errors}
+
+
+def plot(path: Path, kind: str = "error", out_dir: Path | None = None) -> list[Path]:
+    """Draw figure ``kind`` from the CSV at path (or every metrics.csv below it), next to the data."""
+    from hgbench.results import load
+
+    if kind not in KINDS:
+        raise ValueError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
+    path = Path(path)
+    target = Path(out_dir) if out_dir else (path.parent if path.is_file() else path)
+    target.mkdir(parents=True, exist_ok=True)
+    return KINDS[kind](load(path), target)

@@ -1,0 +1,161 @@
+"""The problem interface: a bilevel problem with a fixed-point lower level.
+
+    min_λ f(λ) = E(w(λ), λ),      w(λ) = Φ(w(λ), λ)
+
+A problem is a set of pure functions of tensors (so torch.func's vjp/jvp/vmap/jacrev apply)
+plus the data they close over:
+
+    phi(w, lam, consts) -> w'      Φ, shape (d,) -> (d,)
+    outer(w, lam)       -> scalar  E
+    w0(lam)             -> (d,)    start of the inner iteration
+    consts(lam)         -> dict    per-draw constants of Φ (e.g. the step size α(λ)), computed
+                                   once per λ draw and treated as constants by every derivative
+    sample_lambdas(n, generator) -> (n, p)
+
+and, where it knows them exactly: ``inner_loss`` (when Φ is a gradient step on ℓ, which gives the
+reference inner solution by Newton's method), ``solve_inner`` (override with a closed form), and
+``symmetric_jacobian`` (True when ∂₁Φ is symmetric, e.g. Φ = w − α∇ℓ; AID-CG needs it).
+
+Data are created in float64 on the CPU; ``to(dtype, device)`` returns a copy for the estimators.
+The reference hypergradient always uses the float64 copy.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class BoundProblem:
+    """A problem at one λ draw: Φ and E as functions of (w, λ) with the draw's constants bound.
+
+    Derivatives with respect to λ see λ only through the explicit arguments; the constants
+    (e.g. a step size computed from λ's value) are held fixed, as the theory assumes.
+    """
+
+    phi: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    outer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    lam: torch.Tensor
+    w0: torch.Tensor
+
+
+class Problem:
+    """Base class of the problems. Subclasses set ``data`` tensors in ``__init__`` and implement
+    ``phi``, ``outer``, ``lam_dim``; see the module docstring for the contract."""
+
+    symmetric_jacobian: bool = False
+
+    def __init__(self, name: str, seed: int, lam_low: float, lam_high: float):
+        if not lam_low <= lam_high:
+            raise ValueError(f"problem.lam_low={lam_low} must be <= problem.lam_high={lam_high}")
+        self.name = name
+        self.seed = int(seed)
+        self.lam_low = float(lam_low)
+        self.lam_high = float(lam_high)
+
+    # --- the math; subclasses implement these -------------------------------------------------
+    @property
+    def lam_dim(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def w_dim(self) -> int:
+        raise NotImplementedError
+
+    def phi(self, w: torch.Tensor, lam: torch.Tensor, consts: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def outer(self, w: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def inner_loss(self, w: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """ℓ(w, λ) when Φ is a gradient step on it; problems without one leave this undefined."""
+        raise NotImplementedError(f"problem {self.name!r} has no inner loss")
+
+    def consts(self, lam: torch.Tensor) -> dict:
+        return {}
+
+    def w0(self, lam: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(self.w_dim, dtype=lam.dtype, device=lam.device)
+
+    def sample_lambdas(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n draws of λ, i.i.d. uniform on [lam_low, lam_high]^p, float64, shape (n, p)."""
+        u = torch.rand(n, self.lam_dim, generator=generator, dtype=torch.float64)
+        return self.lam_low + (self.lam_high - self.lam_low) * u
+
+    # --- derived ------------------------------------------------------------------------------
+    def bind(self, lam: torch.Tensor) -> BoundProblem:
+        consts = {key: value.detach() for key, value in self.consts(lam.detach()).items()}
+        return BoundProblem(
+            phi=lambda w, l: self.phi(w, l, consts),
+            outer=self.outer,
+            lam=lam,
+            w0=self.w0(lam),
+        )
+
+    def solve_inner(self, lam: torch.Tensor) -> torch.Tensor:
+        """w*(λ) to round-off by damped Newton on ℓ(·, λ) (needs ``inner_loss``).
+
+        Stops when no step along the Newton direction decreases ‖∇ℓ‖ (round-off reached), or
+        after 100 steps.
+        """
+        loss = lambda w: self.inner_loss(w, lam)  # noqa: E731
+        grad = torch.func.grad(loss)
+        hess = torch.func.hessian(loss)
+        w = self.w0(lam)
+        g = grad(w)
+        for _ in range(100):
+            step = torch.linalg.solve(hess(w), g)
+            size = 1.0
+            while size > 1e-8:
+                w_new = w - size * step
+                g_new = grad(w_new)
+                if torch.linalg.vector_norm(g_new) < torch.linalg.vector_norm(g):
+                    break
+                size /= 2
+            else:
+                break  # no decrease possible: ‖∇ℓ‖ is at round-off
+            w, g = w_new, g_new
+        return w
+
+    def to(self, dtype: torch.dtype, device: torch.device | str) -> "Problem":
+        """A copy whose floating-point tensors are cast to dtype and moved to device."""
+        other = copy.copy(self)
+        for key, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                cast = value.to(dtype) if value.is_floating_point() else value
+                setattr(other, key, cast.to(device))
+        return other
+
+    def describe(self) -> str:
+        return f"{self.name}: dim(w)={self.w_dim}, dim(λ)={self.lam_dim}, λ ~ U[{self.lam_low}, {self.lam_high}]"
+
+
+class GradientStepProblem(Problem):
+    """Φ(w, λ) = w − α(λ) ∇₁ℓ(w, λ): one gradient step on a strongly convex inner loss ℓ.
+
+    ∂₁Φ = I − α∇₁²ℓ is symmetric, so AID-CG applies. If ℓ(·, λ) is μ-strongly convex and
+    L-smooth, α = 2/(L + μ) makes Φ a contraction with q = (κ − 1)/(κ + 1), κ = L/μ; the fixed
+    point (∇₁ℓ = 0) does not depend on α. Subclasses give ``inner_loss``, its gradient
+    ``inner_grad`` in closed form (cheaper than autodiff inside every step), and
+    ``curvature_bounds(lam) -> (L, μ)``.
+    """
+
+    symmetric_jacobian = True
+
+    def inner_grad(self, w: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def curvature_bounds(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def consts(self, lam: torch.Tensor) -> dict:
+        big, small = self.curvature_bounds(lam)
+        return {"alpha": 2.0 / (big + small)}
+
+    def phi(self, w: torch.Tensor, lam: torch.Tensor, consts: dict) -> torch.Tensor:
+        return w - consts["alpha"] * self.inner_grad(w, lam)

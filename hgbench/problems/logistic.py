@@ -1,0 +1,67 @@
+"""L2-regularized logistic regression with one penalty weight per feature."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hgbench.problems.base import GradientStepProblem
+
+
+class Logistic(GradientStepProblem):
+    """Binary logistic regression, one hyperparameter per feature (Grazzi et al. 2020, §5).
+
+    Data X ∈ ℝ^{n×d}, labels b ∈ {−1, +1}^n (train) and X_v, b_v (validation); λ ∈ ℝ^d.
+
+        ℓ(w, λ) = (1/n) Σᵢ log(1 + exp(−bᵢ xᵢᵀw)) + ½ Σⱼ exp(λⱼ) wⱼ²
+        E(w, λ) = (1/n_v) Σᵢ log(1 + exp(−b_{v,i} x_{v,i}ᵀw))     (validation cross-entropy)
+        Φ(w, λ) = w − α(λ) ∇₁ℓ(w, λ),  ∇₁ℓ = −(1/n) Xᵀ(b ⊙ σ(−b ⊙ Xw)) + exp(λ) ⊙ w
+
+    The Hessian XᵀDX/n + diag(exp λ), D = diag(σ(1 − σ)) ≤ 1/4, has eigenvalues in
+    [μ, L] with μ = min exp λ and L = ‖X‖₂²/(4n) + max exp λ; α(λ) = 2/(L + μ) makes Φ a
+    contraction with q ≤ (L − μ)/(L + μ) (the measured q at w* is smaller). No closed form:
+    the reference w* comes from Newton's method to round-off.
+
+    Synthetic data as in the reference code of Grazzi et al.: x ~ N(0, I),
+    b = sign(x·w₀ + 0.1·ε), w₀ ~ N(0, I); ``n_samples`` split half/half into train/validation.
+    """
+
+    def __init__(self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high):
+        super().__init__(name, seed, lam_low, lam_high)
+        if n_samples < 2 or n_features < 1:
+            raise ValueError(
+                f"logistic needs n_samples >= 2 and n_features >= 1, got n_samples={n_samples}, n_features={n_features}"
+            )
+        gen = torch.Generator().manual_seed(self.seed)
+        x = torch.randn(n_samples, n_features, generator=gen, dtype=torch.float64)
+        w_true = torch.randn(n_features, generator=gen, dtype=torch.float64)
+        noise = torch.randn(n_samples, generator=gen, dtype=torch.float64)
+        b = torch.where(x @ w_true + label_noise * noise > 0, 1.0, -1.0).to(torch.float64)
+        half = n_samples // 2
+        self.x_train, self.b_train = x[:half], b[:half]
+        self.x_val, self.b_val = x[half:], b[half:]
+        self.smooth_data = torch.linalg.matrix_norm(self.x_train, ord=2) ** 2 / (4 * half)
+
+    @property
+    def lam_dim(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def w_dim(self) -> int:
+        return self.x_train.shape[1]
+
+    def inner_loss(self, w, lam):
+        margins = self.b_train * (self.x_train @ w)
+        return F.softplus(-margins).mean() + 0.5 * (torch.exp(lam) * w.square()).sum()
+
+    def inner_grad(self, w, lam):
+        margins = self.b_train * (self.x_train @ w)
+        coef = -self.b_train * torch.sigmoid(-margins) / self.x_train.shape[0]
+        return self.x_train.T @ coef + torch.exp(lam) * w
+
+    def curvature_bounds(self, lam):
+        penalty = torch.exp(lam)
+        return self.smooth_data + penalty.max(), penalty.min()
+
+    def outer(self, w, lam):
+        return F.softplus(-self.b_val * (self.x_val @ w)).mean()

@@ -1,0 +1,76 @@
+"""Ridge regression with one penalty weight per feature."""
+
+from __future__ import annotations
+
+import torch
+
+from hgbench.problems.base import GradientStepProblem
+
+
+class Ridge(GradientStepProblem):
+    """Ridge regression, one hyperparameter per feature (Grazzi et al. 2020; Ye et al. 2024).
+
+    Data X ∈ ℝ^{n×d}, y ∈ ℝ^n (train) and X_v, y_v (validation); λ ∈ ℝ^d.
+
+        ℓ(w, λ) = 1/(2n) ‖X w − y‖² + ½ Σⱼ exp(λⱼ) wⱼ²
+        E(w, λ) = 1/(2n_v) ‖X_v w − y_v‖²
+        Φ(w, λ) = w − α(λ) ∇₁ℓ(w, λ),  ∇₁ℓ = H(λ) w − Xᵀy/n,  H(λ) = XᵀX/n + diag(exp λ)
+
+    α(λ) = 2/(L + μ) with L, μ the extreme eigenvalues of H(λ) (exact, by eigvalsh), so
+    q = ‖∂₁Φ‖₂ = (κ − 1)/(κ + 1), κ = L/μ. Closed-form solution w* = H(λ)⁻¹ Xᵀy/n.
+
+    Synthetic data: rows x ~ N(0, Σ), Σ with eigenvalues spaced geometrically from 1 down to
+    1/cond in a random basis; y = x·w₀ + noise·ε with w₀ ~ N(0, I/d). ``cond`` and the λ range
+    set the conditioning of H, hence q.
+    """
+
+    def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high):
+        super().__init__(name, seed, lam_low, lam_high)
+        if min(n_train, n_val, n_features) < 1 or cond < 1:
+            raise ValueError(
+                f"ridge needs n_train, n_val, n_features >= 1 and cond >= 1, got "
+                f"n_train={n_train}, n_val={n_val}, n_features={n_features}, cond={cond}"
+            )
+        gen = torch.Generator().manual_seed(self.seed)
+        d = n_features
+        basis, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+        scales = torch.logspace(0, -0.5 * torch.log10(torch.tensor(float(cond))).item(), d, dtype=torch.float64)
+        mix = basis * scales  # x = z·diag(scales)·basisᵀ has covariance with eigenvalues scales²
+        w_true = torch.randn(d, generator=gen, dtype=torch.float64) / d**0.5
+
+        def sample(n):
+            x = torch.randn(n, d, generator=gen, dtype=torch.float64) @ mix.T
+            return x, x @ w_true + noise * torch.randn(n, generator=gen, dtype=torch.float64)
+
+        self.x_train, self.y_train = sample(n_train)
+        self.x_val, self.y_val = sample(n_val)
+        self.gram = self.x_train.T @ self.x_train / n_train
+        self.xty = self.x_train.T @ self.y_train / n_train
+
+    @property
+    def lam_dim(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def w_dim(self) -> int:
+        return self.x_train.shape[1]
+
+    def hessian(self, lam: torch.Tensor) -> torch.Tensor:
+        return self.gram + torch.diag(torch.exp(lam))
+
+    def inner_loss(self, w, lam):
+        resid = self.x_train @ w - self.y_train
+        return 0.5 * resid.square().mean() + 0.5 * (torch.exp(lam) * w.square()).sum()
+
+    def inner_grad(self, w, lam):
+        return self.gram @ w - self.xty + torch.exp(lam) * w
+
+    def curvature_bounds(self, lam):
+        eig = torch.linalg.eigvalsh(self.hessian(lam))
+        return eig[-1], eig[0]
+
+    def outer(self, w, lam):
+        return 0.5 * (self.x_val @ w - self.y_val).square().mean()
+
+    def solve_inner(self, lam):
+        return torch.linalg.solve(self.hessian(lam), self.xty)

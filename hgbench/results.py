@@ -1,0 +1,81 @@
+"""The tidy results table: columns, crash-safe writing, loading, combining, summarizing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = [
+    "problem", "estimator", "grid", "seed", "lam_id", "t", "k",
+    "err_abs", "err_rel", "inner_err", "time_s", "q", "dtype", "device", "status",
+]  # fmt: skip
+KEY = ["problem", "estimator", "grid", "seed", "lam_id", "t", "k", "dtype", "device"]
+METRICS = "metrics.csv"
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    """Write to a temporary file, then rename: a reader (or a killed run) only ever sees a
+    complete file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def find_csvs(path: Path) -> list[Path]:
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(path.rglob(METRICS))
+    raise FileNotFoundError(f"{path} is neither a CSV file nor a directory")
+
+
+def load(path: Path) -> pd.DataFrame:
+    """All result rows in a CSV, or in every metrics.csv below a directory; rows that appear in
+    several files (a sweep's combined CSV and its jobs' CSVs) are kept once."""
+    files = find_csvs(path)
+    if not files:
+        raise FileNotFoundError(f"no {METRICS} under {path}")
+    frames = [pd.read_csv(f) for f in files]
+    df = pd.concat(frames, ignore_index=True)
+    missing = [c for c in KEY if c not in df.columns]
+    if missing:
+        raise ValueError(f"{files[0]} lacks the columns {missing}; is it an hgbench {METRICS}?")
+    return df.drop_duplicates(subset=KEY, keep="last").reset_index(drop=True)
+
+
+def combine(sweep_dir: Path) -> Path | None:
+    """Write the rows of every job's metrics.csv below sweep_dir into sweep_dir/metrics.csv."""
+    sweep_dir = Path(sweep_dir)
+    jobs = [f for f in find_csvs(sweep_dir) if f.parent != sweep_dir]
+    if not jobs:
+        return None
+    df = pd.concat([pd.read_csv(f) for f in jobs], ignore_index=True)
+    target = sweep_dir / METRICS
+    write_csv_atomic(df, target)
+    return target
+
+
+def summary_table(df: pd.DataFrame) -> str:
+    """Median err_rel over λ draws: one column per estimator, one row per grid point, one block
+    per (problem, grid). Estimators without k (ITD) are matched to the other rows by t."""
+    blocks = []
+    for (problem, grid), part in df.groupby(["problem", "grid"], sort=True):
+        med = part.groupby(["estimator", "t", "k"], dropna=False)["err_rel"].median().reset_index()
+        with_k = med[med["k"].notna()].pivot_table(index=["t", "k"], columns="estimator", values="err_rel")
+        no_k = med[med["k"].isna()].pivot_table(index="t", columns="estimator", values="err_rel")
+        if with_k.empty:
+            table = no_k
+        else:
+            table = with_k.reset_index().merge(no_k.reset_index(), on="t", how="left") if not no_k.empty else with_k.reset_index()
+            table["k"] = table["k"].astype(int)
+            table = table.set_index(["t", "k"])
+        n = part["lam_id"].nunique()
+        blocks.append(
+            f"problem={problem} grid={grid}: median relative error over {n} λ draws\n"
+            + table.to_string(float_format=lambda x: f"{x:.2e}")
+        )
+    return "\n\n".join(blocks)
