@@ -24,6 +24,7 @@ def _run(argv: list[str]) -> int:
         os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
     from hgbench.app import FAILED_JOBS, task
 
+    FAILED_JOBS.clear()
     task()
     return 1 if FAILED_JOBS else 0
 

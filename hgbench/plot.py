@@ -49,7 +49,12 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
     if not problems or not panels:
         raise ValueError("no finite result rows to plot")
     estimators = sorted(df["estimator"].unique())
-    colors = {name: plt.cm.tab10(i % 10) for i, name in enumerate(estimators)}
+    # colour, line style and marker all vary, so that curves which coincide (itd and
+    # itd_forward compute the same number) stay distinguishable
+    styles = {
+        name: dict(color=plt.cm.tab10(i % 10), ls=("-", "--", "-.", ":")[i % 4], marker="os^vD"[i % 5])
+        for i, name in enumerate(estimators)
+    }
     fig, axes = plt.subplots(
         len(problems), len(panels), figsize=(4.6 * len(panels), 3.6 * len(problems)), squeeze=False
     )
@@ -65,15 +70,15 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
                 rows = part[part["estimator"] == name]
                 if rows.empty:
                     continue
-                color = colors[name]
+                style = styles[name]
                 if x == "k" and rows["k"].isna().all():
                     s = _stats(rows, "t").iloc[0]
-                    ax.axhline(s["median"], color=color, ls="--", label=f"{name} (t = {int(rows['t'].max())})")
-                    ax.axhspan(s["low"], s["high"], color=color, alpha=0.12)
+                    ax.axhline(s["median"], color=style["color"], ls=style["ls"], label=f"{name} (t = {int(rows['t'].max())})")
+                    ax.axhspan(s["low"], s["high"], color=style["color"], alpha=0.12)
                     continue
                 s = _stats(rows, x)
-                ax.plot(s.index, s["median"], color=color, marker="o", ms=3, label=name)
-                ax.fill_between(s.index, s["low"], s["high"], color=color, alpha=0.2, lw=0)
+                ax.plot(s.index, s["median"], ms=3, label=name, **style)
+                ax.fill_between(s.index, s["low"], s["high"], color=style["color"], alpha=0.2, lw=0)
             ax.set_yscale("log")
             ax.set_xlabel(title)
             ax.grid(True, which="major", alpha=0.3)
@@ -104,6 +109,7 @@ def plot(path: Path, kind: str = "error", out_dir: Path | None = None) -> list[P
     if kind not in KINDS:
         raise ValueError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
     path = Path(path)
+    df = load(path)
     target = Path(out_dir) if out_dir else (path.parent if path.is_file() else path)
     target.mkdir(parents=True, exist_ok=True)
-    return KINDS[kind](load(path), target)
+    return KINDS[kind](df, target)

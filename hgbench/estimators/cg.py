@@ -13,7 +13,8 @@ def conjugate_gradient(matvec, b):
     Yields v_1, v_2, … using exactly one product with A per iterate. There is no stopping test:
     once the residual is exactly zero the step sizes are set to zero and the iterate stays put
     (what exact CG does after convergence); NaN or inf propagate, so divergence stays visible.
-    In exact arithmetic v_d is the solution for A of size d.
+    In exact arithmetic v_d is the solution for A of size d; in floating point, loss of
+    orthogonality delays this by a few steps once κ(A) reaches the hundreds.
     """
     v = torch.zeros_like(b)
     r = b.clone()

@@ -1,0 +1,164 @@
+"""The command line, in process: runs, sweeps, plots, listing, errors, help, completion."""
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import TESTS, run_cli
+
+from hgbench.grids import grid_pairs
+from hgbench.results import COLUMNS
+
+SMALL = ["problem.n_features=6", "problem.n_train=40", "problem.n_val=30", "n_lambdas=2", "grid.t=[0,5,50,300]"]
+
+
+def test_run_writes_csv_json_and_figure(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    assert run_cli(monkeypatch, "run", "estimator=cg", "problem=ridge", *SMALL, f"hydra.run.dir={out}") == 0
+    df = pd.read_csv(out / "metrics.csv")
+    assert list(df.columns) == COLUMNS
+    assert len(df) == 2 * 4 and set(df["status"]) == {"ok"}
+    assert (df["problem"] == "ridge").all() and (df["estimator"] == "cg").all() and (df["k"] == df["t"]).all()
+    assert df["err_rel"].iloc[-1] < 1e-8 and (df["time_s"] > 0).all() and df["q"].between(0, 1).all()
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["estimator"]["name"] == "cg" and info["dtype"] == "float64"
+    assert len(info["references"]) == 2 and info["references"][0]["fixed_point_residual"] < 1e-12
+    assert {"torch", "python", "hgbench"} <= set(info["versions"]) and info["threads"] >= 1
+    assert (out / "error_vs_iterations.png").stat().st_size > 0 and (out / "error_vs_iterations.pdf").exists()
+    printed = capsys.readouterr().out
+    assert "median relative error over 2 λ draws" in printed and str(out / "metrics.csv") in printed
+
+
+def test_itd_rows_have_empty_k(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert run_cli(monkeypatch, "run", "estimator=itd", "problem=logistic", "n_lambdas=1", "grid.t=[0,10]", f"hydra.run.dir={out}", "plot=false") == 0
+    df = pd.read_csv(out / "metrics.csv")
+    assert df["k"].isna().all() and list(df["t"]) == [0, 10]
+
+
+def test_default_cg_ridge_run_reaches_round_off(tmp_path, monkeypatch):
+    """`hgbench run estimator=cg problem=ridge` with its default grid shows the whole
+    convergence: err_rel < 1e-8 at the largest grid point for every λ draw."""
+    out = tmp_path / "run"
+    assert run_cli(monkeypatch, "run", "estimator=cg", "problem=ridge", "n_lambdas=3", f"hydra.run.dir={out}", "plot=false") == 0
+    df = pd.read_csv(out / "metrics.csv")
+    last = df[df["t"] == df["t"].max()]
+    assert len(last) == 3 and (last["err_rel"] < 1e-8).all()
+
+
+def test_multirun_leaves_combined_csv_and_plot_redraws(tmp_path, monkeypatch):
+    sweep = tmp_path / "sweep"
+    code = run_cli(monkeypatch, "run", "-m", "estimator=fp,itd_forward", "problem=ridge", *SMALL, f"hydra.sweep.dir={sweep}")
+    assert code == 0
+    combined = pd.read_csv(sweep / "metrics.csv")
+    assert sorted(combined["estimator"].unique()) == ["fp", "itd_forward"] and len(combined) == 16
+    assert (sweep / "error_vs_iterations.png").exists()
+    (sweep / "error_vs_iterations.png").unlink()
+    replot = tmp_path / "replot"
+    assert run_cli(monkeypatch, "plot", sweep / "metrics.csv", "--out", replot) == 0
+    assert (replot / "error_vs_iterations.png").stat().st_size > 0 and (replot / "error_vs_iterations.pdf").exists()
+    # a directory: every metrics.csv below it, the combined one and the jobs' ones, counted once
+    assert run_cli(monkeypatch, "plot", sweep) == 0 and (sweep / "error_vs_iterations.png").exists()
+
+
+def test_failed_job_still_leaves_combined_csv(tmp_path, monkeypatch, capsys):
+    """One job of the sweep fails (cg on a non-symmetric problem); the other's rows are combined
+    and the command exits non-zero, naming the failure."""
+    sweep = tmp_path / "sweep"
+    code = run_cli(
+        monkeypatch, "run", "-m", "estimator=fp,cg", "problem=linear_map", "n_lambdas=2", "grid.t=[0,20]",
+        f"hydra.searchpath=[file://{TESTS / 'conf'}]", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert code == 1
+    combined = pd.read_csv(sweep / "metrics.csv")
+    assert set(combined["estimator"]) == {"fp"} and len(combined) == 4
+    assert "1 job(s) failed" in capsys.readouterr().err
+    assert len(list(sweep.rglob("error.txt"))) == 1
+
+
+def test_unknown_estimator_names_the_choices(tmp_path, monkeypatch, capsys):
+    code = run_cli(monkeypatch, "run", "estimator=nope", f"hydra.run.dir={tmp_path}")
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "nope" in err and all(name in err for name in ("itd", "itd_forward", "fp", "cg"))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("n_lambdas=0", "n_lambdas=0 must be an integer >= 1"),
+        ("dtype=float16", "dtype='float16' is not one of float64, float32"),
+        ("device=cuda", "device='cuda' asked for, but this machine has no CUDA device"),
+        ("grid.t=[5,-1]", "grid.t contains -1; iteration counts must be integers >= 0"),
+        ("grid.t=[]", "grid.t is empty"),
+        ("problem.n_features=0", "ridge needs n_train, n_val, n_features >= 1"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, monkeypatch, capsys, override, message):
+    import torch
+
+    if override.startswith("device=cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    code = run_cli(monkeypatch, "run", override, f"hydra.run.dir={tmp_path}")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("hgbench: error: ") and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_cg_on_nonsymmetric_problem_is_refused_before_work(tmp_path, monkeypatch, capsys):
+    code = run_cli(monkeypatch, "run", "estimator=cg", "problem=linear_map", f"hydra.searchpath=[file://{TESTS / 'conf'}]", f"hydra.run.dir={tmp_path}")
+    err = capsys.readouterr().err
+    assert code == 2 and "'cg' needs a symmetric" in err and "estimator=fp" in err
+
+
+def test_cfg_help_and_list(monkeypatch, capsys):
+    assert run_cli(monkeypatch, "run", "estimator=fp", "--cfg", "job") == 0
+    assert "name: fp" in capsys.readouterr().out
+    assert run_cli(monkeypatch, "run", "--help") == 0
+    printed = capsys.readouterr().out
+    assert "hgbench run" in printed and "estimator: cg, fp, itd, itd_forward" in printed
+    assert run_cli(monkeypatch, "list") == 0
+    printed = capsys.readouterr().out
+    for name in ("ridge", "logistic", "itd_forward", "cg", "diag", "k_sweep", "t_sweep", "full"):
+        assert f"  {name}" in printed
+
+
+def test_shell_completion_sees_run_overrides(monkeypatch, capsys):
+    """The bash completion script calls `hgbench -sc query=bash` with COMP_LINE holding the
+    whole line, `run` included."""
+    monkeypatch.setenv("COMP_LINE", "hgbench run estimator=")
+    monkeypatch.setenv("COMP_POINT", "22")
+    assert run_cli(monkeypatch, "-sc", "query=bash") == 0
+    choices = capsys.readouterr().out.split()
+    assert {"estimator=cg", "estimator=fp", "estimator=itd", "estimator=itd_forward"} <= set(choices)
+
+
+def test_plot_and_command_errors(tmp_path, monkeypatch, capsys):
+    assert run_cli(monkeypatch, "plot", tmp_path / "missing") == 2
+    assert "neither a CSV file nor a directory" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "frobnicate") == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kind, t, k, pairs",
+    [
+        ("diag", [3, 0, 3], None, [(0, 0), (3, 3)]),
+        ("k_sweep", 9, [2, 1], [(9, 1), (9, 2)]),
+        ("t_sweep", [4, 1], 7, [(1, 7), (4, 7)]),
+        ("full", [0, 2], [1, 3], [(0, 1), (0, 3), (2, 1), (2, 3)]),
+    ],
+)
+def test_grid_pairs(kind, t, k, pairs):
+    assert grid_pairs(kind, t, k) == pairs
+
+
+def test_grid_errors():
+    with pytest.raises(ValueError, match="grid.kind='spiral' is not one of diag, k_sweep, t_sweep, full"):
+        grid_pairs("spiral", [1])
+    with pytest.raises(ValueError, match="k_sweep needs a single t"):
+        grid_pairs("k_sweep", [1, 2], [3])
+    with pytest.raises(ValueError, match=r"grid.k contains 1.5"):
+        grid_pairs("full", [1], [1.5])
