@@ -19,7 +19,9 @@ def test_run_writes_csv_json_and_figure(tmp_path, monkeypatch, capsys):
     assert list(df.columns) == COLUMNS
     assert len(df) == 2 * 4 and set(df["status"]) == {"ok"}
     assert (df["problem"] == "ridge").all() and (df["estimator"] == "cg").all() and (df["k"] == df["t"]).all()
-    assert df["err_rel"].iloc[-1] < 1e-8 and (df["time_s"] > 0).all() and df["q"].between(0, 1).all()
+    assert df["err_rel"].iloc[-1] < 1e-8 and df["q"].between(0, 1).all()
+    clocked = df["time_s"] > 0  # every row has a measured (positive) cost; no claim on speed
+    assert clocked.all()
     info = json.loads((out / "run.json").read_text())
     assert info["config"]["estimator"]["name"] == "cg" and info["dtype"] == "float64"
     assert len(info["references"]) == 2 and info["references"][0]["fixed_point_residual"] < 1e-12
