@@ -49,12 +49,7 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
     if not problems or not panels:
         raise ValueError("no finite result rows to plot")
     estimators = sorted(df["estimator"].unique())
-    # colour, line style and marker all vary, so that curves which coincide (itd and
-    # itd_forward compute the same number) stay distinguishable
-    styles = {
-        name: dict(color=plt.cm.tab10(i % 10), ls=("-", "--", "-.", ":")[i % 4], marker="os^vD"[i % 5])
-        for i, name in enumerate(estimators)
-    }
+    styles = _styles(estimators)
     fig, axes = plt.subplots(
         len(problems), len(panels), figsize=(4.6 * len(panels), 3.6 * len(problems)), squeeze=False
     )
@@ -91,15 +86,70 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
         fontsize=11,
     )
     fig.tight_layout()
-    out_dir = Path(out_dir)
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    return _save(fig, out_dir, stem)
+
+
+def _styles(names) -> dict:
+    """Colour, line style and marker all vary, so that curves which coincide (itd and
+    itd_forward compute the same number) stay distinguishable."""
+    return {
+        name: dict(color=plt.cm.tab10(i % 10), ls=("-", "--", "-.", ":")[i % 4], marker="os^vD"[i % 5])
+        for i, name in enumerate(sorted(names))
+    }
+
+
+COSTS = {
+    "time_s": "wall time per estimate (s)",
+    "ops": "VJP-equivalents (VJPs + JVPs + Φ evaluations, one each)",
+}
+
+
+def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> list[Path]:
+    """Accuracy per unit of cost: for every grid point, the median relative error over λ draws
+    against the median cost of computing that point from scratch, one panel per cost measure
+    (time, VJP-equivalents) and per problem. Dots are grid points; the line is each estimator's
+    Pareto front (the lowest error reached at no more cost)."""
+    missing = {"n_phi", "n_vjp", "n_jvp"} - set(df.columns)
+    if missing:
+        raise ValueError(f"these results lack the cost columns {sorted(missing)}; rerun them with this version")
+    df = df[df["status"] == "ok"].assign(ops=lambda d: d["n_phi"] + d["n_vjp"] + d["n_jvp"])
+    keys = ["problem", "estimator", "grid", "t", "k"]
+    med = df.groupby(keys, dropna=False)[["err_rel", *COSTS]].median().reset_index()
+    med["err_rel"] = med["err_rel"].clip(lower=FLOOR)
+    problems = sorted(med["problem"].unique())
+    styles = _styles(med["estimator"].unique())
+    fig, axes = plt.subplots(len(problems), len(COSTS), figsize=(5.2 * len(COSTS), 3.8 * len(problems)), squeeze=False)
+    for row, problem in enumerate(problems):
+        for col, (cost, label) in enumerate(COSTS.items()):
+            ax = axes[row][col]
+            part = med[med["problem"] == problem]
+            for name, rows in part.groupby("estimator"):
+                style = styles[name]
+                rows = rows.sort_values(cost)
+                front = rows[rows["err_rel"] <= rows["err_rel"].cummin()]
+                ax.scatter(rows[cost], rows["err_rel"], s=8, color=style["color"], alpha=0.35, marker=style["marker"])
+                ax.step(front[cost], front["err_rel"], where="post", color=style["color"], ls=style["ls"], label=name)
+            ax.set_xscale("log" if cost == "time_s" else "symlog")
+            ax.set_yscale("log")
+            ax.set_xlabel(label)
+            ax.grid(True, which="major", alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(f"{problem}\nrelative error ‖ĝ − ∇f‖ / ‖∇f‖")
+            ax.legend(fontsize=8)
+    fig.suptitle("Error vs cost: grid points (median over λ draws) and each estimator's Pareto front", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out_dir, stem)
+
+
+def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+    paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
     for path in paths:
         fig.savefig(path, dpi=130)
     plt.close(fig)
     return paths
 
 
-KINDS = {"error": plot_errors}
+KINDS = {"error": plot_errors, "cost": plot_cost}
 
 
 def plot(path: Path, kind: str = "error", out_dir: Path | None = None) -> list[Path]:

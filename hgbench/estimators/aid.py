@@ -15,11 +15,16 @@ from typing import Callable, Iterator
 
 import torch
 
-from hgbench.estimators.base import Estimate, Estimator, Stopwatch, inner_iterates
+from hgbench.cost import Meter, vjp
+from hgbench.estimators.base import Estimate, Estimator, inner_iterates
 
 
 class AID(Estimator):
-    """Base class: subclasses give ``solver(jtv, b)``, jtv(v) = Jᵀv, yielding v_1, v_2, …"""
+    """Base class: subclasses give ``solver(jtv, b)``, jtv(v) = Jᵀv, yielding v_1, v_2, …
+
+    Cost of the point (t, k): t Φ steps, one Φ evaluation to build the VJP graph at w_t, k VJPs
+    (solver) and one VJP for ∂₂Φᵀv_k.
+    """
 
     def solver(self, jtv: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor) -> Iterator[torch.Tensor]:
         raise NotImplementedError
@@ -30,20 +35,19 @@ class AID(Estimator):
         for t, k in pairs:
             ks_at.setdefault(t, set()).add(k)
         outer_grads = torch.func.grad(bound.outer, argnums=(0, 1))
-        for t, w, inner_s in inner_iterates(bound, ks_at):
-            watch = Stopwatch(lam.device)
-            with watch:
+        for t, w, inner_cost in inner_iterates(bound, ks_at):
+            solve = Meter(lam.device)
+            with solve:
                 grad_w, grad_lam = outer_grads(w, lam)
-                _, vjp_w = torch.func.vjp(lambda u: bound.phi(u, lam), w)
-                _, vjp_lam = torch.func.vjp(lambda l: bound.phi(w, l), lam)
-                iterates = self.solver(lambda v: vjp_w(v)[0], grad_w)
+                _, pullback = vjp(bound.phi, w, lam)
+                iterates = self.solver(lambda v: pullback(v, 0), grad_w)
             v, done = torch.zeros_like(grad_w), 0
             for k in sorted(ks_at[t]):
-                with watch:
+                with solve:
                     while done < k:
                         v = next(iterates)
                         done += 1
-                final = Stopwatch(lam.device)
+                final = Meter(lam.device)
                 with final:  # part of this k's cost, not of the larger k's
-                    grad = grad_lam + vjp_lam(v)[0]
-                yield Estimate(t, k, grad, w, inner_s + watch.total + final.total)
+                    grad = grad_lam + pullback(v, 1)
+                yield Estimate(t, k, grad, w, inner_cost + solve.cost + final.cost)

@@ -2,19 +2,20 @@
 
 An estimator takes (problem, λ, pairs) — pairs being the (t, k) grid points — and yields one
 ``Estimate`` per grid point: the approximate hypergradient ĝ(t, k), the inner iterate w_t it
-used, and the wall time a from-scratch computation of that point costs. Estimators compute
-whole curves in one pass wherever the math allows; each says in its docstring which passes it
-needs. Estimators that ignore k (``uses_k = False``) yield k = None, once per distinct t.
+used, and the cost (hgbench.cost.Cost: time, Φ evaluations, VJPs, JVPs, memory) that a
+from-scratch computation of that point would have. Estimators compute whole curves in one pass
+wherever the math allows; each says in its docstring which passes it needs. Estimators that
+ignore k (``uses_k = False``) yield k = None, once per distinct t.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Optional
 
 import torch
 
+from hgbench.cost import Cost, Meter
 from hgbench.problems.base import BoundProblem, Problem
 
 
@@ -24,42 +25,20 @@ class Estimate:
     k: Optional[int]
     grad: torch.Tensor
     w: torch.Tensor
-    time_s: float
+    cost: Cost
 
 
-class Stopwatch:
-    """Sums the wall time spent inside ``with watch:`` blocks (synchronizing CUDA at both ends,
-    so that asynchronous kernels are counted where they run)."""
-
-    def __init__(self, device: torch.device | str = "cpu"):
-        self.total = 0.0
-        self._cuda = torch.device(device).type == "cuda"
-
-    def _sync(self):
-        if self._cuda:
-            torch.cuda.synchronize()
-
-    def __enter__(self):
-        self._sync()
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self._sync()
-        self.total += time.perf_counter() - self._start
-
-
-def inner_iterates(bound: BoundProblem, ts: Iterable[int]) -> Iterator[tuple[int, torch.Tensor, float]]:
-    """Yield (t, w_t, seconds spent on the t steps) for each t in ts, ascending, from ONE
-    trajectory w_i = Φ(w_{i−1}, λ), w_0 = ``bound.w0``. The clock pauses while the caller works."""
-    watch = Stopwatch(bound.w0.device)
+def inner_iterates(bound: BoundProblem, ts: Iterable[int]) -> Iterator[tuple[int, torch.Tensor, Cost]]:
+    """Yield (t, w_t, cost of the t steps) for each t in ts, ascending, from ONE trajectory
+    w_i = Φ(w_{i−1}, λ), w_0 = ``bound.w0``. The meter pauses while the caller works."""
+    meter = Meter(bound.w0.device)
     w, done = bound.w0, 0
     for t in sorted(set(ts)):
-        with watch:
+        with meter:
             while done < t:
                 w = bound.phi(w, bound.lam)
                 done += 1
-        yield t, w, watch.total
+        yield t, w, replace(meter.cost)
 
 
 class Estimator:

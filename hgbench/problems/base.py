@@ -28,13 +28,16 @@ from typing import Callable
 
 import torch
 
+from hgbench.cost import record
+
 
 @dataclass(frozen=True)
 class BoundProblem:
     """A problem at one λ draw: Φ and E as functions of (w, λ) with the draw's constants bound.
 
     Derivatives with respect to λ see λ only through the explicit arguments; the constants
-    (e.g. a step size computed from λ's value) are held fixed, as the theory assumes.
+    (e.g. a step size computed from λ's value) are held fixed, as the theory assumes. Every call
+    of ``phi`` is recorded as one Φ evaluation (hgbench.cost).
     """
 
     phi: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -90,8 +93,13 @@ class Problem:
     # --- derived ------------------------------------------------------------------------------
     def bind(self, lam: torch.Tensor) -> BoundProblem:
         consts = {key: value.detach() for key, value in self.consts(lam.detach()).items()}
+
+        def phi(w, l):
+            record(n_phi=1)
+            return self.phi(w, l, consts)
+
         return BoundProblem(
-            phi=lambda w, l: self.phi(w, l, consts),
+            phi=phi,
             outer=self.outer,
             lam=lam,
             w0=self.w0(lam),
