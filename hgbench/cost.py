@@ -24,6 +24,7 @@ from typing import Callable, Optional
 import torch
 
 _ACTIVE: list["Meter"] = []
+_FUNCTIONAL = [False]
 
 
 @dataclass
@@ -99,10 +100,29 @@ def taped():
         yield mark
 
 
+@contextmanager
+def functional():
+    """Inside this block ``vjp`` uses torch.func.vjp, so that it composes with torch.func.vmap
+    (batched λ draws); the bytes it saves are then not observable and not recorded."""
+    _FUNCTIONAL[0] = True
+    try:
+        yield
+    finally:
+        _FUNCTIONAL[0] = False
+
+
 def vjp(f: Callable[..., torch.Tensor], *primals: torch.Tensor):
     """(f(*primals), pullback) with pullback(v, i) = (∂f/∂primal_i)ᵀ v, one VJP per call (only
     the path to primal i is differentiated). Built on the autograd tape, not torch.func, so
-    that the bytes it saves are counted."""
+    that the bytes it saves are counted — except inside ``functional()``."""
+    if _FUNCTIONAL[0]:
+        out, pull = torch.func.vjp(f, *primals)
+
+        def pullback(v: torch.Tensor, i: int) -> torch.Tensor:
+            record(n_vjp=1)
+            return pull(v)[i]
+
+        return out, pullback
     with taped():
         leaves = [p.detach().requires_grad_(True) for p in primals]
         out = f(*leaves)

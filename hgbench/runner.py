@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 import hgbench
+from hgbench.batch import estimate_batched
 from hgbench.estimators.base import Estimator
 from hgbench.grids import grid_pairs
 from hgbench.problems.base import Problem
@@ -40,6 +41,7 @@ class Plan:
     device: torch.device
     lams: torch.Tensor
     seed: int
+    batched: bool
 
 
 def _instantiate(node, what: str):
@@ -86,7 +88,10 @@ def prepare(cfg: DictConfig) -> Plan:
     except ValueError as err:
         raise UserError(str(err)) from err
     lams = problem.sample_lambdas(n, torch.Generator().manual_seed(int(cfg.seed)))
-    return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, int(cfg.seed))
+    batched = bool(cfg.batch_lambdas) and estimator.batchable and problem.batchable
+    if cfg.batch_lambdas and not batched:
+        print(f"hgbench: batch_lambdas=true: {estimator.name} on {problem.name} does not vectorize; looping over λ draws")
+    return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, int(cfg.seed), batched)
 
 
 def _norm(x: torch.Tensor) -> float:
@@ -97,17 +102,22 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
     """Run the plan; rewrite out_dir/metrics.csv atomically after every λ draw (a killed run
     leaves only complete rows). Returns the rows and the per-draw reference facts."""
     work = plan.problem.to(plan.dtype, plan.device)
+    lams = plan.lams.to(plan.dtype).to(plan.device)
     # One untimed estimate first: one-time framework setup (lazy imports, forward-AD
     # decompositions, ~1 s for jvp) must not land in the first row's time.
-    for _ in plan.estimator.estimate(work, plan.lams[0].to(plan.dtype).to(plan.device), [(1, 1)]):
-        pass
+    if plan.batched:
+        estimate_batched(plan.estimator, work, lams[:1], [(1, 1)])
+    else:
+        list(plan.estimator.estimate(work, lams[0], [(1, 1)]))
+    batch = estimate_batched(plan.estimator, work, lams, plan.pairs) if plan.batched else None
     rows, facts = [], []
     bar = tqdm(plan.lams, desc=f"{plan.problem.name}/{plan.estimator.name}", unit="λ", disable=not progress)
     for lam_id, lam in enumerate(bar):
         ref = reference(plan.problem, lam)
         facts.append({"lam_id": lam_id, "lam": lam.tolist(), **ref.summary()})
         grad_norm, w_norm = _norm(ref.grad), _norm(ref.w_star)
-        for est in plan.estimator.estimate(work, lam.to(plan.dtype).to(plan.device), plan.pairs):
+        estimates = batch[lam_id] if batch else plan.estimator.estimate(work, lams[lam_id], plan.pairs)
+        for est in estimates:
             grad = est.grad.detach().to("cpu", torch.float64)
             err = _norm(grad - ref.grad)
             finite = bool(torch.isfinite(grad).all())

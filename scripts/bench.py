@@ -3,6 +3,7 @@
     python scripts/bench.py [--repeats 5] [--out results/bench]
 
 (a) one pass over a grid vs recomputing every grid point from scratch, per estimator;
+(b) all λ draws at once (torch.func.vmap) vs a loop over 10 draws;
 (c) each estimator's time for one point vs a minimal hand-written loop of the same tensor
     operations (same Φ steps, same autograd VJPs / vmapped JVPs): hgbench's overhead;
 (d) bytes saved for backward vs t, per estimator.
@@ -19,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from hgbench.batch import estimate_batched
 from hgbench.estimators.cg import ConjugateGradient, conjugate_gradient
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.itd import ITDForward, ITDReverse
@@ -162,6 +164,24 @@ def main():
             label = f"t = {ts[0]}..{ts[-1]}" if len(ts) > 1 else f"t = {ts[0]}, k = {pairs[0][1]}..{pairs[-1][1]}"
             target = "—" if name == "itd" else f"{len(pairs) / 2:.0f}"
             lines.append(f"| {name} | {label} | {len(pairs)} | {pd.DataFrame(rows)['one'].median():.4f} | {ratios(rows, 'ratio')} | {target} |")
+        # (b) all λ draws at once (torch.func.vmap) vs a loop over the draws
+        lams = problem.sample_lambdas(10, torch.Generator().manual_seed(1))
+        lines.append("\n(b) 10 λ draws: loop time / vmap time (same grid points, one curve per draw)\n")
+        lines.append("| estimator | grid | loop s (median) | ratio min / median / max |\n|---|---|---|---|")
+        for name, est in ESTIMATORS.items():
+            if not est.batchable:
+                lines.append(f"| {name} | — | — | does not vectorize (autograd tape) |")
+                continue
+            pairs = [(t, 10) for t in (0, 20, 50)] if name == "itd_forward" else [(t, k) for t in (0, 100, t_big) for k in (10, 50)]
+            estimate_batched(est, problem, lams[:2], pairs)  # warm-up of the vmapped path
+            rows = []
+            for _ in range(args.repeats):
+                t_loop, _ = clock(lambda: [list(est.estimate(problem, lam, pairs)) for lam in lams])
+                t_vmap, _ = clock(lambda: estimate_batched(est, problem, lams, pairs))
+                rows.append({"loop": t_loop, "vmap": t_vmap, "ratio": t_loop / t_vmap})
+                raw.append({"bench": "vmap", "problem": pname, "estimator": name, **rows[-1]})
+            label = f"t ∈ {{{', '.join(str(t) for t in sorted({t for t, _ in pairs}))}}}"
+            lines.append(f"| {name} | {label} | {pd.DataFrame(rows)['loop'].median():.4f} | {ratios(rows, 'ratio')} |")
         # (d) memory vs t
         ts = [10, 100, 1000]
         lines.append("\n(d) bytes saved for backward, per estimate (k = 20 for fp, cg)\n")

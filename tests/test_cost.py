@@ -46,3 +46,35 @@ def test_one_pass_costs_are_from_scratch_costs(ridge, estimator):
     for (t, k), count in together.items():
         (alone,) = estimator.estimate(ridge, lam, [(t, k if k is not None else 0)])
         assert counts(alone.cost) == count
+
+
+@pytest.mark.parametrize("estimator, rtol", [("fp", 1e-12), ("itd_forward", 1e-12), ("cg", 1e-8)])
+def test_batched_lambdas_give_the_loop_numbers(tmp_path, monkeypatch, estimator, rtol):
+    """batch_lambdas=true (torch.func.vmap over the draws) gives the loop's rows. Batched and
+    unbatched matrix products round differently in the last bit; CG amplifies that by up to
+    κ, hence its looser tolerance. Counts must be identical."""
+    import pandas as pd
+    from conftest import run_cli
+
+    frames = {}
+    for batch in ("false", "true"):
+        out = tmp_path / batch
+        args = ["run", f"estimator={estimator}", "problem=ridge", "problem.n_features=8", "problem.n_train=40",
+                "n_lambdas=4", "grid.t=[0,7,60]", f"batch_lambdas={batch}", "plot=false", f"hydra.run.dir={out}"]  # fmt: skip
+        assert run_cli(monkeypatch, *args) == 0
+        frames[batch] = pd.read_csv(out / "metrics.csv")
+    loop, batched = frames["false"], frames["true"]
+    assert len(loop) == len(batched) == 12
+    for column in ("lam_id", "t", "k", "n_phi", "n_vjp", "n_jvp", "q"):
+        assert loop[column].equals(batched[column]), column
+    assert ((batched["err_abs"] - loop["err_abs"]).abs() <= rtol * loop["err_abs"].abs().max()).all()
+    assert batched["saved_bytes"].isna().all() and loop["saved_bytes"].notna().all()
+
+
+def test_batching_falls_back_to_the_loop_for_taped_itd(tmp_path, monkeypatch, capsys):
+    from conftest import run_cli
+
+    args = ["run", "estimator=itd", "problem=ridge", "problem.n_features=6", "n_lambdas=2", "grid.t=[0,5]",
+            "batch_lambdas=true", "plot=false", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    assert run_cli(monkeypatch, *args) == 0
+    assert "does not vectorize; looping over λ draws" in capsys.readouterr().out

@@ -45,6 +45,7 @@ class Estimator:
     """Base class. Subclasses implement ``estimate`` and may refuse a problem in ``check``."""
 
     uses_k: bool = True
+    batchable: bool = True  # composes with torch.func.vmap over λ draws (hgbench.batch)
 
     def __init__(self, name: str):
         self.name = name

@@ -19,10 +19,12 @@ class ITDReverse(Estimator):
     """ITD by reverse mode (backprop through t steps of Φ); memory O(t·dim w).
 
     One forward trajectory (taped) serves every t of the grid, but each t needs its own backward
-    sweep (its objective E(w_t) differs): t VJPs through Φ for the point t.
+    sweep (its objective E(w_t) differs): t VJPs through Φ for the point t. The tape is plain
+    autograd (its saved bytes are observable), so it does not vectorize over λ draws.
     """
 
     uses_k = False
+    batchable = False
 
     def estimate(self, problem, lam, pairs):
         bound = problem.bind(lam)

@@ -51,6 +51,7 @@ class Problem:
     ``phi``, ``outer``, ``lam_dim``; see the module docstring for the contract."""
 
     symmetric_jacobian: bool = False
+    batchable: bool = True  # Φ, E and consts vectorize over λ with torch.func.vmap
 
     def __init__(self, name: str, seed: int, lam_low: float, lam_high: float):
         if not lam_low <= lam_high:
