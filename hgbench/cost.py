@@ -52,18 +52,21 @@ def record(**counts: int) -> None:
 
 
 class Meter:
-    """Sums wall time (CUDA synchronized at both ends), recorded operations and, on CUDA, the peak
-    memory allocated above the level at block entry, over its ``with`` blocks."""
+    """Sums wall time (CUDA synchronized at both ends) and recorded operations over its ``with``
+    blocks; on CUDA also the peak allocated memory above the level at its FIRST entry (so a tape
+    that grows across blocks is measured whole)."""
 
     def __init__(self, device: torch.device | str = "cpu"):
         self.cost = Cost()
         self._cuda = torch.device(device).type == "cuda"
+        self._base = None
 
     def __enter__(self):
         if self._cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
+            if self._base is None:
+                self._base = torch.cuda.memory_allocated()
         _ACTIVE.append(self)
         self._start = time.perf_counter()
         return self

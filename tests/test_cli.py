@@ -164,3 +164,14 @@ def test_grid_errors():
         grid_pairs("k_sweep", [1, 2], [3])
     with pytest.raises(ValueError, match=r"grid.k contains 1.5"):
         grid_pairs("full", [1], [1.5])
+
+
+def test_float32_run_end_to_end(tmp_path, monkeypatch):
+    """dtype=float32: the estimators run in float32, the reference stays float64, so the error
+    floor is float32 round-off."""
+    out = tmp_path / "run"
+    assert run_cli(monkeypatch, "run", "estimator=fp", "dtype=float32", *SMALL, f"hydra.run.dir={out}", "plot=false") == 0
+    df = pd.read_csv(out / "metrics.csv")
+    assert (df["dtype"] == "float32").all()
+    last = df[df["t"] == 300]["err_rel"]
+    assert (last < 1e-4).all() and (last > 1e-10).all()
