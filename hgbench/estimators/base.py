@@ -4,8 +4,8 @@ An estimator takes (problem, λ, pairs) — pairs being the (t, k) grid points �
 ``Estimate`` per grid point: the approximate hypergradient ĝ(t, k), the inner iterate w_t it
 used, and the cost (hgbench.cost.Cost: time, Φ evaluations, VJPs, JVPs, memory) that a
 from-scratch computation of that point would have. Estimators compute whole curves in one pass
-wherever the math allows; each says in its docstring which passes it needs. Estimators that
-ignore k (``uses_k = False``) yield k = None, once per distinct t.
+wherever the math allows; each says in its docstring which passes it needs. Estimators without
+a solver (ITD) ignore k and yield k = None, once per distinct t.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ def inner_iterates(bound: BoundProblem, ts: Iterable[int]) -> Iterator[tuple[int
 class Estimator:
     """Base class. Subclasses implement ``estimate`` and may refuse a problem in ``check``."""
 
-    uses_k: bool = True
     batchable: bool = True  # composes with torch.func.vmap over λ draws (hgbench.batch)
 
     def __init__(self, name: str):
@@ -56,7 +55,3 @@ class Estimator:
 
     def estimate(self, problem: Problem, lam: torch.Tensor, pairs: list[tuple[int, int]]) -> Iterator[Estimate]:
         raise NotImplementedError
-
-    def describe(self) -> str:
-        doc = (type(self).__doc__ or "").strip().splitlines()
-        return f"{self.name}: {doc[0] if doc else type(self).__name__}"

@@ -23,7 +23,6 @@ class ITDReverse(Estimator):
     autograd (its saved bytes are observable), so it does not vectorize over λ draws.
     """
 
-    uses_k = False
     batchable = False
 
     def estimate(self, problem, lam, pairs):
@@ -57,8 +56,6 @@ class ITDForward(Estimator):
     Z_i = ∂₁Φ Z_{i−1} + ∂₂Φ (dim λ JVPs per step, batched by vmap), ∇f_t = Z_tᵀ∇₁E + ∇₂E.
     One forward pass yields ∇f_t for every t of the grid; nothing is saved for backward.
     """
-
-    uses_k = False
 
     def estimate(self, problem, lam, pairs):
         bound = problem.bind(lam)

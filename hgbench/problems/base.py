@@ -140,8 +140,6 @@ class Problem:
                 setattr(other, key, cast.to(device))
         return other
 
-    def describe(self) -> str:
-        return f"{self.name}: dim(w)={self.w_dim}, dim(λ)={self.lam_dim}, λ ~ U[{self.lam_low}, {self.lam_high}]"
 
 
 class GradientStepProblem(Problem):
