@@ -33,6 +33,16 @@ def _panels(df: pd.DataFrame) -> list[tuple[str, str, str]]:
     return out
 
 
+def _finish(ax, xlabel: str, problem: str | None, ylabel: str = "relative error ‖ĝ − ∇f‖ / ‖∇f‖") -> None:
+    """Log y axis, labels, grid, legend; the problem's name heads the y label of a row's first panel."""
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.grid(True, which="major", alpha=0.3)
+    if problem is not None:
+        ax.set_ylabel(f"{problem}\n{ylabel}")
+    ax.legend(fontsize=8)
+
+
 def _stats(rows: pd.DataFrame, x: str) -> pd.DataFrame:
     err = rows["err_rel"].where(np.isfinite(rows["err_rel"])).clip(lower=FLOOR)
     grouped = err.groupby(rows[x])
@@ -74,12 +84,7 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
                 s = _stats(rows, x)
                 ax.plot(s.index, s["median"], ms=3, label=name, **style)
                 ax.fill_between(s.index, s["low"], s["high"], color=style["color"], alpha=0.2, lw=0)
-            ax.set_yscale("log")
-            ax.set_xlabel(title)
-            ax.grid(True, which="major", alpha=0.3)
-            if col == 0:
-                ax.set_ylabel(f"{problem}\nrelative error ‖ĝ − ∇f‖ / ‖∇f‖")
-            ax.legend(fontsize=8)
+            _finish(ax, title, problem if col == 0 else None)
     n_draws = df.groupby("problem")["lam_id"].nunique().max()
     fig.suptitle(
         f"Hypergradient error: median over {n_draws} λ draws, band = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles",
@@ -130,12 +135,7 @@ def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> l
                 ax.scatter(rows[cost], rows["err_rel"], s=8, color=style["color"], alpha=0.35, marker=style["marker"])
                 ax.step(front[cost], front["err_rel"], where="post", color=style["color"], ls=style["ls"], label=name)
             ax.set_xscale("log" if cost == "time_s" else "symlog")
-            ax.set_yscale("log")
-            ax.set_xlabel(label)
-            ax.grid(True, which="major", alpha=0.3)
-            if col == 0:
-                ax.set_ylabel(f"{problem}\nrelative error ‖ĝ − ∇f‖ / ‖∇f‖")
-            ax.legend(fontsize=8)
+            _finish(ax, label, problem if col == 0 else None)
     fig.suptitle("Error vs cost: grid points (median over λ draws) and each estimator's Pareto front", fontsize=11)
     fig.tight_layout()
     return _save(fig, out_dir, stem)
