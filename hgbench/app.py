@@ -14,9 +14,10 @@ from omegaconf import DictConfig
 
 from hgbench.paths import conf_dir
 from hgbench.results import combine, load, summary_table
-from hgbench.runner import UserError, execute, prepare, write_run_info
+from hgbench.runner import UserError, execute, prepare
 
 FAILED_JOBS: list[str] = []
+ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceback
 
 
 def _draw(path: Path) -> None:
@@ -28,10 +29,13 @@ def _draw(path: Path) -> None:
 
 def run_one(cfg: DictConfig, out_dir: Path) -> None:
     plan = prepare(cfg)
-    df, facts = execute(plan, out_dir)
-    write_run_info(cfg, plan, facts, out_dir)
+    df, _ = execute(plan, out_dir)
     print(summary_table(df))
     print(f"results: {out_dir / 'metrics.csv'}")
+    for status in ("diverged", "error"):
+        bad = df[df["status"] == status]
+        if len(bad):
+            print(f"hgbench: warning: {len(bad)} of {len(df)} rows {status} ({bad['reason'].iloc[0]}); kept in metrics.csv", file=sys.stderr)
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
@@ -42,20 +46,22 @@ def task(cfg: DictConfig) -> None:
         try:
             run_one(cfg, out_dir)
         except UserError as err:
-            print(f"hgbench: error: {err}", file=sys.stderr)
+            print("hgbench: error: " + " ".join(str(err).split()), file=sys.stderr)
             sys.exit(2)
         if cfg.plot:
             _draw(out_dir / "metrics.csv")
         return
     # In a sweep a failing job must not stop the others (and Hydra would then skip the
-    # end-of-sweep callback): record the failure and go on.
+    # end-of-sweep callback): record the failure in the job's error.txt (parallel launchers run
+    # jobs in other processes, so the callback reads the files) and go on.
+    (out_dir / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt of this job
     try:
         run_one(cfg, out_dir)
     except Exception as err:  # noqa: BLE001 — any failure of one job is reported, not raised
-        message = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): {type(err).__name__}: {err}"
-        (out_dir / "error.txt").write_text(message + "\n\n" + traceback.format_exc())
+        reason = " ".join(str(err).split())
+        message = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): {type(err).__name__}: {reason}"
+        (out_dir / ERROR_FILE).write_text(message + "\n\n" + traceback.format_exc())
         print(f"hgbench: {message}", file=sys.stderr)
-        FAILED_JOBS.append(message)
     combine(Path(hydra_cfg.sweep.dir))
 
 
@@ -64,6 +70,7 @@ class SweepReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        FAILED_JOBS[:] = [path.read_text().split("\n", 1)[0] for path in sorted(sweep_dir.rglob(ERROR_FILE))]
         combined = combine(sweep_dir)
         if combined is None:
             print(f"hgbench: no job of the sweep wrote results under {sweep_dir}", file=sys.stderr)
@@ -73,6 +80,6 @@ class SweepReport(Callback):
         if config.plot:
             _draw(combined)
         if FAILED_JOBS:
-            print(f"hgbench: {len(FAILED_JOBS)} job(s) failed; see error.txt in their folders:", file=sys.stderr)
+            print(f"hgbench: {len(FAILED_JOBS)} job(s) failed; see {ERROR_FILE} in their folders:", file=sys.stderr)
             for message in FAILED_JOBS:
                 print(f"  {message}", file=sys.stderr)

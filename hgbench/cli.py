@@ -2,6 +2,7 @@
 
     hgbench run [Hydra overrides]    one run, or a sweep with -m (see hgbench run --help)
     hgbench plot PATH [--kind K]     redraw figures from a CSV or a run/sweep directory
+    hgbench aggregate DIR            rebuild a sweep's combined metrics.csv from its jobs' files
     hgbench list                     the problems, estimators and grids, with their settings
 """
 
@@ -25,7 +26,11 @@ def _run(argv: list[str]) -> int:
     from hgbench.app import FAILED_JOBS, task
 
     FAILED_JOBS.clear()
-    task()
+    try:
+        task()
+    except ValueError as err:  # Hydra's own refusal of its flags, e.g. --cfg together with -m
+        print(f"hgbench: error: {err}", file=sys.stderr)
+        return 2
     return 1 if FAILED_JOBS else 0
 
 
@@ -44,6 +49,29 @@ def _plot(args: list[str]) -> int:
         return 2
     for path in paths:
         print(f"figure: {path}")
+    return 0
+
+
+def _aggregate(args: list[str]) -> int:
+    from hgbench.results import combine, load, summary_table
+
+    parser = argparse.ArgumentParser(
+        prog="hgbench aggregate",
+        description="Rebuild DIR/metrics.csv from the metrics.csv of every job below DIR (e.g. after a "
+        "sweep whose launcher died, or while its jobs still run), and print its summary.",
+    )
+    parser.add_argument("dir", help="a sweep directory")
+    ns = parser.parse_args(args)
+    try:
+        combined = combine(ns.dir)
+    except FileNotFoundError as err:
+        print(f"hgbench aggregate: error: {err}", file=sys.stderr)
+        return 2
+    if combined is None:
+        print(f"hgbench aggregate: error: no job's metrics.csv below {ns.dir}", file=sys.stderr)
+        return 2
+    print(summary_table(load(combined)))
+    print(f"results: {combined}")
     return 0
 
 
@@ -75,10 +103,12 @@ def main() -> None:
         sys.exit(_run(argv))
     if command == "plot":
         sys.exit(_plot(argv[2:]))
+    if command == "aggregate":
+        sys.exit(_aggregate(argv[2:]))
     if command == "list":
         sys.exit(_list(argv[2:]))
     if command in ("-h", "--help", None):
         print(f"usage: hgbench COMMAND ...\n\n{USAGE}")
         sys.exit(0 if command else 2)
-    print(f"hgbench: error: unknown command {command!r}; use run, plot or list\n\n{USAGE}", file=sys.stderr)
+    print(f"hgbench: error: unknown command {command!r}; use run, plot, aggregate or list\n\n{USAGE}", file=sys.stderr)
     sys.exit(2)

@@ -10,7 +10,7 @@ import pandas as pd
 COLUMNS = [
     "problem", "estimator", "grid", "seed", "lam_id", "t", "k",
     "err_abs", "err_rel", "inner_err", "time_s", "n_phi", "n_vjp", "n_jvp", "saved_bytes", "peak_bytes",
-    "q", "dtype", "device", "status",
+    "q", "dtype", "device", "status", "reason",
 ]  # fmt: skip
 KEY = ["problem", "estimator", "grid", "seed", "lam_id", "t", "k", "dtype", "device"]
 METRICS = "metrics.csv"
@@ -49,7 +49,8 @@ def load(path: Path) -> pd.DataFrame:
 
 
 def combine(sweep_dir: Path) -> Path | None:
-    """Write the rows of every job's metrics.csv below sweep_dir into sweep_dir/metrics.csv."""
+    """Write the rows of every job's metrics.csv below sweep_dir into sweep_dir/metrics.csv
+    (rebuilt from the jobs' files each time: safe to call again, e.g. by ``hgbench aggregate``)."""
     sweep_dir = Path(sweep_dir)
     jobs = [f for f in find_csvs(sweep_dir) if f.parent != sweep_dir]
     if not jobs:

@@ -1,19 +1,34 @@
 """One run: validate the configuration, draw λ values, compute the float64 references, run the
-estimator over the grid, and write metrics.csv and run.json."""
+estimator over the grid, and write metrics.csv and run.json.
+
+Reliability contract: every bad setting is refused by ``prepare`` with one line before heavy
+work; a λ draw whose estimate is NaN/inf gives rows with status ``diverged`` and one whose
+reference or estimator raises gives rows with status ``error`` (the reason in ``reason``), and
+the run goes on; metrics.csv and run.json are rewritten atomically after every λ draw, so a run
+killed at any moment leaves only complete draws, and ``resume=true`` computes only the draws
+that are missing (or ended in ``error``).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import os
 import platform
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import hydra
+import numpy as np
 import pandas as pd
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
 import hgbench
@@ -25,6 +40,10 @@ from hgbench.reference import reference
 from hgbench.results import COLUMNS, METRICS, write_csv_atomic
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+RUN_INFO = "run.json"
+# Options that do not change the numbers of a λ draw: a resumed run may differ in them
+# (n_lambdas: draws are a prefix of the same random stream, so more draws extend the run).
+RESUME_FREE = ("n_lambdas", "plot", "resume", "threads")
 
 
 class UserError(ValueError):
@@ -42,6 +61,8 @@ class Plan:
     lams: torch.Tensor
     seed: int
     batched: bool
+    config: dict  # the resolved configuration, for run.json and the resume check
+    resume: bool
 
 
 def _instantiate(node, what: str):
@@ -49,7 +70,22 @@ def _instantiate(node, what: str):
         return instantiate(node)
     except InstantiationException as err:
         cause = err.__cause__ or err
-        raise UserError(f"cannot build {what} from {OmegaConf.to_container(node)}: {cause}") from err
+        raise UserError(f"cannot build {what} from {OmegaConf.to_container(node)}: {type(cause).__name__}: {cause}") from err
+    except (FileNotFoundError, ValueError, TypeError) as err:  # raised by a constructor outside Hydra's wrapper
+        raise UserError(f"cannot build {what} from {OmegaConf.to_container(node)}: {type(err).__name__}: {err}") from err
+
+
+def _integer(name: str, value, low: int | None = None, allowed: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        bound = f" >= {low}" if low is not None else ""
+        raise UserError(f"{name}={value!r} must be an integer{bound}{allowed}")
+    return value
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{name}={value!r} must be true or false")
+    return value
 
 
 def _device(name: str) -> torch.device:
@@ -66,20 +102,28 @@ def _device(name: str) -> torch.device:
 
 def prepare(cfg: DictConfig) -> Plan:
     """Everything that can be checked before heavy work; raises UserError with one clear line."""
+    try:
+        return _prepare(cfg)
+    except OmegaConfBaseException as err:  # e.g. an override interpolating a missing key
+        raise UserError(f"bad configuration: {type(err).__name__}: {err}") from err
+
+
+def _prepare(cfg: DictConfig) -> Plan:
+    # Threads first: torch's thread count must be fixed before any tensor work (it changes
+    # float sums at ~1e-13, and run.json records it).
+    if cfg.threads is not None:
+        torch.set_num_threads(_integer("threads", cfg.threads, 1, " (or null for torch's default)"))
     if cfg.dtype not in DTYPES:
         raise UserError(f"dtype={cfg.dtype!r} is not one of {', '.join(DTYPES)}")
     device = _device(str(cfg.device))
-    n = cfg.n_lambdas
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UserError(f"n_lambdas={n!r} must be an integer >= 1")
-    if cfg.threads is not None:
-        if isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int) or cfg.threads < 1:
-            raise UserError(f"threads={cfg.threads!r} must be an integer >= 1 (or null for torch's default)")
-        torch.set_num_threads(cfg.threads)
+    n = _integer("n_lambdas", cfg.n_lambdas, 1)
+    seed = _integer("seed", cfg.seed)
+    for name in ("batch_lambdas", "plot", "resume"):
+        _flag(name, cfg[name])
     grid = OmegaConf.to_container(cfg.grid, resolve=True)
     try:
-        pairs = grid_pairs(grid["kind"], grid.get("t"), grid.get("k"))
-    except ValueError as err:
+        pairs = grid_pairs(grid.get("kind"), grid.get("t"), grid.get("k"))
+    except (ValueError, TypeError) as err:
         raise UserError(str(err)) from err
     problem = _instantiate(cfg.problem, "the problem")
     estimator = _instantiate(cfg.estimator, "the estimator")
@@ -87,52 +131,155 @@ def prepare(cfg: DictConfig) -> Plan:
         estimator.check(problem)
     except ValueError as err:
         raise UserError(str(err)) from err
-    lams = problem.sample_lambdas(n, torch.Generator().manual_seed(int(cfg.seed)))
-    batched = bool(cfg.batch_lambdas) and estimator.batchable and problem.batchable
+    lams = problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
+    batched = cfg.batch_lambdas and estimator.batchable and problem.batchable
     if cfg.batch_lambdas and not batched:
         print(f"hgbench: batch_lambdas=true: {estimator.name} on {problem.name} does not vectorize; looping over λ draws")
-    return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, int(cfg.seed), batched)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, seed, batched, config, cfg.resume)
 
 
 def _norm(x: torch.Tensor) -> float:
     return torch.linalg.vector_norm(x).item()
 
 
+def _reason(err: BaseException) -> str:
+    """The short one-line reason of an ``error`` row."""
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _key(plan: Plan, lam_id: int, t: int, k: int | None) -> dict:
+    return {
+        "problem": plan.problem.name, "estimator": plan.estimator.name, "grid": plan.grid,
+        "seed": plan.seed, "lam_id": lam_id, "t": t, "k": k,
+        "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
+    }  # fmt: skip
+
+
+def _estimate_row(plan: Plan, lam_id: int, est, ref) -> dict:
+    """One grid point's row; NaN/inf (or an error norm that overflows) makes it ``diverged``."""
+    grad = est.grad.detach().to("cpu", torch.float64)
+    w = est.w.detach().to("cpu", torch.float64)
+    err = _norm(grad - ref.grad)
+    if not torch.isfinite(grad).all():
+        reason = "the estimate is NaN or inf"
+    elif not torch.isfinite(w).all():
+        reason = "the inner iterate w_t is NaN or inf"
+    elif not math.isfinite(err):
+        reason = "the error norm overflows"
+    else:
+        reason = ""
+    return {
+        **_key(plan, lam_id, est.t, est.k), "err_abs": err, "err_rel": err / _norm(ref.grad),
+        "inner_err": _norm(w - ref.w_star) / _norm(ref.w_star), **asdict(est.cost), "q": ref.q,
+        "status": "diverged" if reason else "ok", "reason": reason,
+    }  # fmt: skip
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two resolved configurations (RESUME_FREE
+    keys excepted)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for key in keys if f"{prefix}{key}" not in RESUME_FREE for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _previous(plan: Plan, out_dir: Path) -> tuple[dict[int, list[dict]], dict[int, dict]]:
+    """For resume=true: the rows and reference facts of the λ draws that out_dir already holds
+    complete and valid (same configuration, same λ value, no ``error`` row)."""
+    csv, info_path = out_dir / METRICS, out_dir / RUN_INFO
+    if not (plan.resume and csv.is_file() and info_path.is_file()):
+        return {}, {}
+    try:
+        info = json.loads(info_path.read_text())
+        old = pd.read_csv(csv)
+    except (ValueError, OSError) as err:
+        raise UserError(f"resume=true: cannot read the results in {out_dir} ({_reason(err)}); rerun with resume=false") from err
+    changed = _differences(info.get("config", {}), plan.config)
+    if changed:
+        raise UserError(
+            f"resume=true: {out_dir} holds results of another configuration (differing in {', '.join(changed)}); "
+            "rerun with resume=false to overwrite them, or choose another output directory"
+        )
+    rows, facts = {}, {}
+    for fact in info.get("references", []):
+        i = fact["lam_id"]
+        part = old[old["lam_id"] == i]
+        valid = i < len(plan.lams) and "error" not in fact and fact["lam"] == plan.lams[i].tolist()
+        if valid and len(part) and (part["status"] != "error").all():
+            rows[i], facts[i] = part.to_dict("records"), fact
+    return rows, facts
+
+
+def _save(plan: Plan, rows: dict[int, list[dict]], facts: dict[int, dict], out_dir: Path) -> pd.DataFrame:
+    df = pd.DataFrame([row for i in sorted(rows) for row in rows[i]], columns=COLUMNS)
+    write_csv_atomic(df, out_dir / METRICS)
+    write_run_info(plan, [facts[i] for i in sorted(facts)], out_dir)
+    return df
+
+
 def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, list[dict]]:
-    """Run the plan; rewrite out_dir/metrics.csv atomically after every λ draw (a killed run
-    leaves only complete rows). Returns the rows and the per-draw reference facts."""
+    """Run the plan; rewrite out_dir/metrics.csv and run.json atomically after every λ draw (a
+    killed run leaves only complete draws). With ``plan.resume``, draws already in out_dir are
+    kept and only the others computed. A draw whose reference or estimator raises gets ``error``
+    rows for the grid points it did not reach; the run goes on. Returns the rows and the
+    per-draw reference facts."""
+    rows, facts = _previous(plan, out_dir)
+    todo = [i for i in range(len(plan.lams)) if i not in facts]
+    if not todo:
+        return _save(plan, rows, facts, out_dir), [facts[i] for i in sorted(facts)]
     work = plan.problem.to(plan.dtype, plan.device)
     lams = plan.lams.to(plan.dtype).to(plan.device)
     # One untimed estimate first: one-time framework setup (lazy imports, forward-AD
-    # decompositions, ~1 s for jvp) must not land in the first row's time.
+    # decompositions, ~1 s for jvp) must not land in the first row's time. It also tells
+    # whether the estimator has a k (ITD yields k = None once per t), for ``error`` rows.
     if plan.batched:
-        estimate_batched(plan.estimator, work, lams[:1], [(1, 1)])
+        warm = estimate_batched(plan.estimator, work, lams[:1], [(1, 1)])[0]
     else:
-        list(plan.estimator.estimate(work, lams[0], [(1, 1)]))
-    batch = estimate_batched(plan.estimator, work, lams, plan.pairs) if plan.batched else None
-    rows, facts = [], []
-    bar = tqdm(plan.lams, desc=f"{plan.problem.name}/{plan.estimator.name}", unit="λ", disable=not progress)
-    for lam_id, lam in enumerate(bar):
-        ref = reference(plan.problem, lam)
-        facts.append({"lam_id": lam_id, "lam": lam.tolist(), **ref.summary()})
-        grad_norm, w_norm = _norm(ref.grad), _norm(ref.w_star)
-        estimates = batch[lam_id] if batch else plan.estimator.estimate(work, lams[lam_id], plan.pairs)
-        for est in estimates:
-            grad = est.grad.detach().to("cpu", torch.float64)
-            err = _norm(grad - ref.grad)
-            finite = bool(torch.isfinite(grad).all())
-            rows.append({
-                "problem": plan.problem.name, "estimator": plan.estimator.name, "grid": plan.grid,
-                "seed": plan.seed, "lam_id": lam_id, "t": est.t, "k": est.k,
-                "err_abs": err, "err_rel": err / grad_norm,
-                "inner_err": _norm(est.w.detach().to("cpu", torch.float64) - ref.w_star) / w_norm,
-                **asdict(est.cost), "q": ref.q, "dtype": str(plan.dtype).removeprefix("torch."),
-                "device": str(plan.device), "status": "ok" if finite else "diverged",
-            })  # fmt: skip
-        write_csv_atomic(pd.DataFrame(rows, columns=COLUMNS), out_dir / METRICS)
-    return pd.DataFrame(rows, columns=COLUMNS), facts
+        warm = list(plan.estimator.estimate(work, lams[0], [(1, 1)]))
+    keys = plan.pairs if warm[0].k is not None else [(t, None) for t in sorted({t for t, _ in plan.pairs})]
+    batch = {}
+    if plan.batched:
+        try:
+            batch = dict(zip(todo, estimate_batched(plan.estimator, work, lams[todo], plan.pairs)))
+        except Exception as err:  # noqa: BLE001 — becomes every draw's error rows
+            batch = dict.fromkeys(todo, err)
+    warned = False
+    bar = tqdm(todo, total=len(plan.lams), initial=len(plan.lams) - len(todo), unit="λ",
+               desc=f"{plan.problem.name}/{plan.estimator.name}", disable=not progress)  # fmt: skip
+    for lam_id in bar:
+        lam, draw, q = plan.lams[lam_id], [], None
+        try:
+            ref = reference(plan.problem, lam)
+            q = ref.q
+            facts[lam_id] = {"lam_id": lam_id, "lam": lam.tolist(), **ref.summary()}
+            if not (torch.isfinite(ref.grad).all() and torch.isfinite(ref.w_star).all()):
+                raise FloatingPointError("the float64 reference is NaN or inf")
+            if q >= 1 and not warned:
+                warned = True
+                print(
+                    f"hgbench: warning: Φ of {plan.problem.name} is not a contraction at λ draw {lam_id}: "
+                    f"q = ‖∂₁Φ(w*, λ)‖₂ = {q:.6g} >= 1; iterations may diverge (rows kept with status diverged)",
+                    file=sys.stderr,
+                )  # fmt: skip
+            estimates = batch.get(lam_id) if plan.batched else plan.estimator.estimate(work, lams[lam_id], plan.pairs)
+            if isinstance(estimates, Exception):
+                raise estimates
+            for est in estimates:
+                draw.append(_estimate_row(plan, lam_id, est, ref))
+        except Exception as err:  # noqa: BLE001 — a failing draw is data (status error), not the end of the run
+            reached = {(row["t"], row["k"]) for row in draw}
+            reason = _reason(err)
+            draw += [{**_key(plan, lam_id, t, k), "q": q, "status": "error", "reason": reason} for t, k in keys if (t, k) not in reached]
+            facts.setdefault(lam_id, {"lam_id": lam_id, "lam": lam.tolist()})["error"] = reason
+        rows[lam_id] = draw
+        df = _save(plan, rows, facts, out_dir)
+    return df, [facts[i] for i in sorted(facts)]
 
 
+@functools.lru_cache(maxsize=1)
 def _git_revision() -> str | None:
     try:
         out = subprocess.run(
@@ -144,19 +291,24 @@ def _git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def write_run_info(cfg: DictConfig, plan: Plan, facts: list[dict], out_dir: Path) -> Path:
+def write_run_info(plan: Plan, facts: list[dict], out_dir: Path) -> Path:
+    """run.json: the resolved configuration, versions, threads, device, code revision and the
+    reference facts of every λ draw done so far (written atomically)."""
     info = {
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "versions": {"hgbench": hgbench.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "config": plan.config,
+        "versions": {
+            "hgbench": hgbench.__version__, "torch": torch.__version__, "hydra": hydra.__version__,
+            "numpy": np.__version__, "python": platform.python_version(),
+        },
         "code_revision": _git_revision(),
         "threads": torch.get_num_threads(),
         "device": str(plan.device),
         "device_name": torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else platform.processor(),
         "dtype": str(plan.dtype).removeprefix("torch."),
         "references": facts,
-    }
-    path = out_dir / "run.json"
-    tmp = path.with_name(".run.json.tmp")
+    }  # fmt: skip
+    path = out_dir / RUN_INFO
+    tmp = path.with_name(f".{RUN_INFO}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(info, indent=2))
     tmp.replace(path)
     return path
