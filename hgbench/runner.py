@@ -66,13 +66,15 @@ class Plan:
 
 
 def _instantiate(node, what: str):
+    """Build a problem or estimator from its config node; a failing constructor (bad setting,
+    missing or malformed data file) becomes one UserError line naming it."""
     try:
         return instantiate(node)
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        raise UserError(f"cannot build {what} from {OmegaConf.to_container(node)}: {type(cause).__name__}: {cause}") from err
-    except (FileNotFoundError, ValueError, TypeError) as err:  # raised by a constructor outside Hydra's wrapper
-        raise UserError(f"cannot build {what} from {OmegaConf.to_container(node)}: {type(err).__name__}: {err}") from err
+    except (InstantiationException, FileNotFoundError, ValueError, TypeError, OmegaConfBaseException) as err:
+        cause = err.__cause__ or err if isinstance(err, InstantiationException) else err
+        raw = OmegaConf.to_container(node)  # unresolved: the interpolation may be what failed
+        name, target = raw.get("name"), raw.get("_target_")
+        raise UserError(f"cannot build the {what} {name!r} ({target}): {type(cause).__name__}: {cause}") from err
 
 
 def _integer(name: str, value, low: int | None = None, allowed: str = "") -> int:
@@ -125,8 +127,8 @@ def _prepare(cfg: DictConfig) -> Plan:
         pairs = grid_pairs(grid.get("kind"), grid.get("t"), grid.get("k"))
     except (ValueError, TypeError) as err:
         raise UserError(str(err)) from err
-    problem = _instantiate(cfg.problem, "the problem")
-    estimator = _instantiate(cfg.estimator, "the estimator")
+    problem = _instantiate(cfg.problem, "problem")
+    estimator = _instantiate(cfg.estimator, "estimator")
     try:
         estimator.check(problem)
     except ValueError as err:

@@ -1,0 +1,62 @@
+"""Test problems that misbehave on purpose, each a variant of toy.LinearMap (Φ(w, λ) = A w + Bλ,
+w* in closed form), used through tests/conf/problem/*.yaml with ``hydra.searchpath``.
+
+FaultyMap   NaN injected into Φ for chosen λ draws (config ``nan_above``); and, driven by the
+            environment so that the run's configuration stays the same across a test's runs:
+            HGBENCH_TEST_FAIL_ABOVE=x   the inner solve (of the reference) raises for λ₀ > x
+            HGBENCH_TEST_PAUSE=N:PATH   at the reference of the (N+1)-th λ draw, create PATH and
+                                        sleep (the SIGKILL test kills the run there, mid-way)
+DataFileMap the target c read from a text file, like a problem built from a data set file.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import torch
+from toy import LinearMap
+
+
+class FaultyMap(LinearMap):
+    """LinearMap whose Φ is NaN (every entry) at λ draws with λ₀ > ``nan_above``.
+
+    The NaN term is a constant of (w, λ) (it depends on λ only through a comparison), so ∂₁Φ = A,
+    ∂₂Φ = B and the float64 reference ∇f(λ) stays finite and exact; every estimate that applies Φ
+    at least once (t ≥ 1) at such a draw is NaN.
+    """
+
+    def __init__(self, name, seed, dim, q, lam_low, lam_high, nan_above=None):
+        super().__init__(name, seed, dim, q, lam_low, lam_high)
+        self.nan_above = nan_above
+        self.solves = 0
+
+    def phi(self, w, lam, consts):
+        out = super().phi(w, lam, consts)
+        if self.nan_above is None:
+            return out
+        return out + torch.where(lam[0] > self.nan_above, torch.nan, 0.0)
+
+    def solve_inner(self, lam):
+        fail_above = os.environ.get("HGBENCH_TEST_FAIL_ABOVE")
+        if fail_above is not None and lam[0] > float(fail_above):
+            raise RuntimeError(f"injected failure at λ₀ = {lam[0].item():.3f}")
+        pause = os.environ.get("HGBENCH_TEST_PAUSE")
+        if pause:
+            after, path = pause.split(":", 1)
+            if self.solves == int(after):
+                Path(path).touch()
+                time.sleep(300)
+        self.solves += 1
+        return super().solve_inner(lam)
+
+
+class DataFileMap(LinearMap):
+    """LinearMap whose target c (E = ½‖w − c‖² + ½ρ‖λ‖²) is read from ``path``: whitespace-
+    separated numbers, exactly ``dim`` of them."""
+
+    def __init__(self, name, seed, dim, q, lam_low, lam_high, path):
+        super().__init__(name, seed, dim, q, lam_low, lam_high)
+        values = [float(x) for x in Path(path).read_text().split()]
+        if len(values) != dim:
+            raise ValueError(f"{path} holds {len(values)} numbers; problem.dim={dim} needs {dim}")
+        self.c = torch.tensor(values, dtype=torch.float64)
