@@ -77,10 +77,9 @@ def _instantiate(node, what: str):
         raise UserError(f"cannot build the {what} {name!r} ({target}): {type(cause).__name__}: {cause}") from err
 
 
-def _integer(name: str, value, low: int | None = None, allowed: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-        bound = f" >= {low}" if low is not None else ""
-        raise UserError(f"{name}={value!r} must be an integer{bound}{allowed}")
+def _integer(name: str, value, low: int, allowed: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UserError(f"{name}={value!r} must be an integer >= {low}{allowed}")
     return value
 
 
@@ -114,12 +113,18 @@ def _prepare(cfg: DictConfig) -> Plan:
     # Threads first: torch's thread count must be fixed before any tensor work (it changes
     # float sums at ~1e-13, and run.json records it).
     if cfg.threads is not None:
-        torch.set_num_threads(_integer("threads", cfg.threads, 1, " (or null for torch's default)"))
+        threads = _integer("threads", cfg.threads, 1, " (or null for torch's default)")
+        try:
+            torch.set_num_threads(threads)
+        except (ValueError, RuntimeError) as err:
+            raise UserError(f"threads={threads} is refused by torch ({_reason(err)})") from err
     if cfg.dtype not in DTYPES:
         raise UserError(f"dtype={cfg.dtype!r} is not one of {', '.join(DTYPES)}")
     device = _device(str(cfg.device))
     n = _integer("n_lambdas", cfg.n_lambdas, 1)
-    seed = _integer("seed", cfg.seed)
+    seed = _integer("seed", cfg.seed, 0)
+    if seed >= 2**63:  # torch's and numpy's generators take 64-bit seeds
+        raise UserError(f"seed={seed} must be an integer in [0, 2**63)")
     for name in ("batch_lambdas", "plot", "resume"):
         _flag(name, cfg[name])
     grid = OmegaConf.to_container(cfg.grid, resolve=True)
@@ -237,10 +242,16 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
     # One untimed estimate first: one-time framework setup (lazy imports, forward-AD
     # decompositions, ~1 s for jvp) must not land in the first row's time. It also tells
     # whether the estimator has a k (ITD yields k = None once per t), for ``error`` rows.
-    if plan.batched:
-        warm = estimate_batched(plan.estimator, work, lams[:1], [(1, 1)])[0]
-    else:
-        warm = list(plan.estimator.estimate(work, lams[0], [(1, 1)]))
+    try:
+        if plan.batched:
+            warm = estimate_batched(plan.estimator, work, lams[:1], [(1, 1)])[0]
+        else:
+            warm = list(plan.estimator.estimate(work, lams[0], [(1, 1)]))
+    except Exception as err:  # noqa: BLE001 — nothing can run: refuse in one line, before the draws
+        raise UserError(
+            f"estimator {plan.estimator.name!r} fails on problem {plan.problem.name!r} at the first λ draw "
+            f"with t = k = 1 ({_reason(err)}); check the problem's settings"
+        ) from err
     keys = plan.pairs if warm[0].k is not None else [(t, None) for t in sorted({t for t, _ in plan.pairs})]
     batch = {}
     if plan.batched:

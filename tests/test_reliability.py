@@ -37,7 +37,10 @@ def _one_line_error(capsys, code, message):
     [
         (["n_lambdas=-3"], "n_lambdas=-3 must be an integer >= 1"),
         (["n_lambdas=1.5"], "n_lambdas=1.5 must be an integer >= 1"),
-        (["seed=abc"], "seed='abc' must be an integer"),
+        (["seed=abc"], "seed='abc' must be an integer >= 0"),
+        (["seed=99999999999999999999"], "seed=99999999999999999999 must be an integer in [0, 2**63)"),
+        (["threads=99999999999999999999"], "threads=99999999999999999999 is refused by torch"),
+        (["problem.cond=nan"], "estimator 'cg' fails on problem 'ridge' at the first λ draw with t = k = 1 (_LinAlgError: linalg.eigh"),
         (["threads=0"], "threads=0 must be an integer >= 1 (or null for torch's default)"),
         (["resume=maybe"], "resume='maybe' must be true or false"),
         (["device=tpu"], "device='tpu' is not a torch device; use cpu or cuda[:N]"),
@@ -46,6 +49,7 @@ def _one_line_error(capsys, code, message):
         (["grid=k_sweep", "grid.t=[1,2]"], "grid.kind=k_sweep needs a single t, got t=[1, 2]"),
         (["grid=full", "grid.k=[]"], "grid.k is empty"),
         (["problem.lam_low=2"], "problem.lam_low=2 must be <= problem.lam_high=0.0"),
+        (["problem.lam_low=-1e400"], "problem.lam_low=-inf and problem.lam_high=0.0 must be finite"),
         (["+problem.bogus=1"], "cannot build the problem 'ridge' (hgbench.problems.ridge.Ridge): TypeError:"),
         (["problem.seed=${nope}"], "InterpolationKeyError: Interpolation key 'nope' not found"),
         (["problem=data_file_map", TOYS], "MissingMandatoryValue"),
@@ -198,3 +202,86 @@ def test_identical_runs_give_identical_numbers(tmp_path, monkeypatch):
     assert info["threads"] == 1 and info["device"] == "cpu"
     assert info["versions"]["hgbench"] == hgbench.__version__ and info["versions"]["torch"] == torch.__version__
     assert "code_revision" in info and {"hydra", "numpy", "python"} <= set(info["versions"])
+
+
+def test_joblib_sweep_with_a_failing_job_combines_and_aggregate_rebuilds(tmp_path, monkeypatch, capsys):
+    """Two jobs in joblib worker processes, one of which fails: the other's rows are combined,
+    the failure (recorded by the worker in error.txt) makes the command exit 1;
+    `hgbench aggregate` rebuilds the combined CSV from the jobs' files."""
+    sweep = tmp_path / "sweep"
+    code = run_cli(monkeypatch, "run", "-m", "hydra/launcher=parallel", *SMALL, "estimator=fp", "n_lambdas=2,0", f"hydra.sweep.dir={sweep}")
+    assert code == 1
+    assert "1 job(s) failed" in capsys.readouterr().err
+    assert "n_lambdas=0 must be an integer >= 1" in next(sweep.rglob("error.txt")).read_text().splitlines()[0]
+    combined = pd.read_csv(sweep / "metrics.csv")
+    assert set(combined["estimator"]) == {"fp"} and len(combined) == 2 * 2
+    (sweep / "metrics.csv").unlink()
+    assert run_cli(monkeypatch, "aggregate", sweep) == 0
+    assert f"results: {sweep / 'metrics.csv'}" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(sweep / "metrics.csv"), combined)
+    assert run_cli(monkeypatch, "aggregate", tmp_path / "missing") == 2
+    assert "neither a CSV file nor a directory" in capsys.readouterr().err
+
+
+def test_submitit_local_sweep_combines(tmp_path, monkeypatch):
+    sweep = tmp_path / "sweep"
+    code = run_cli(monkeypatch, "run", "-m", "hydra/launcher=slurm_local", *SMALL, "estimator=fp,cg", "n_lambdas=1", f"hydra.sweep.dir={sweep}")
+    assert code == 0
+    combined = pd.read_csv(sweep / "metrics.csv")
+    assert sorted(combined["estimator"].unique()) == ["cg", "fp"] and len(combined) == 2 * 2
+    assert (combined["status"] == "ok").all() and len(list(sweep.glob(".submitit/[0-9]*"))) == 2  # two submitit jobs ran
+
+
+KEYS = [
+    "n_lambdas", "seed", "dtype", "device", "threads", "batch_lambdas", "resume", "grid.kind", "grid.t", "grid.k",
+    "problem.n_features", "problem.n_train", "problem.cond", "problem.noise", "problem.lam_low", "problem.lam_high",
+]  # fmt: skip
+WILD = [
+    "null", "true", "false", "float32", "float64", "float16", "cpu", "cuda", "cuda:7", "meta", "abc", "''", "[]",
+    "[0,2]", "[1,-1]", "[3]", "[1.5]", "['a']", "{}", "${seed}", "${nope}", "diag", "full", "k_sweep", "t_sweep",
+    "1e400", "-1e400", "nan", "99999999999999999999", "0.0",
+]  # fmt: skip
+
+
+def _overrides():
+    from hypothesis import strategies as st
+
+    value = st.one_of(
+        st.sampled_from(WILD),
+        st.integers(-3, 6).map(str),
+        st.floats(-10, 10, allow_nan=False).map(lambda x: f"{x:.3g}"),
+        st.lists(st.integers(-2, 12), max_size=3).map(lambda xs: "[" + ",".join(map(str, xs)) + "]"),
+    )
+    setting = st.tuples(st.sampled_from(KEYS), value).map("=".join)
+    group = st.sampled_from(["estimator=cg", "estimator=fp", "estimator=itd", "estimator=itd_forward", "estimator=nope", "grid=full", "grid=k_sweep", "grid=t_sweep"])
+    return st.lists(st.one_of(setting, group), min_size=1, max_size=4)
+
+
+def test_random_overrides_never_give_a_traceback(tmp_path, monkeypatch, capsys):
+    """Property: whatever the overrides, `hgbench run` finishes (exit 0, metrics.csv written) or
+    refuses with Hydra's message or hgbench's one line, never with a traceback."""
+    from hypothesis import HealthCheck, given, settings
+
+    threads = torch.get_num_threads()
+    runs = iter(range(10**6))
+    base = [*SMALL, "grid.t=[0,3]", "grid.k=[2]", "problem.n_features=3", "n_lambdas=1"]
+
+    @settings(max_examples=int(os.environ.get("HGBENCH_HYPOTHESIS_EXAMPLES", 30)), deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+    @given(_overrides())
+    def check(overrides):
+        out = tmp_path / f"run{next(runs)}"
+        try:
+            code = run_cli(monkeypatch, "run", *base, *overrides, f"hydra.run.dir={out}")
+        finally:
+            torch.set_num_threads(threads)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err, (overrides, err)
+        if code == 0:
+            assert (out / "metrics.csv").is_file(), overrides
+        elif code == 2:
+            assert err.startswith("hgbench: error: ") and len(err.strip().splitlines()) == 1, (overrides, err)
+        else:
+            assert code == 1 and err.strip(), (overrides, err)  # Hydra's own message
+
+    check()
