@@ -23,7 +23,12 @@ ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceb
 def _draw(path: Path) -> None:
     from hgbench.plot import plot
 
-    for figure in plot(path):
+    try:
+        figures = plot(path)
+    except ValueError as err:  # e.g. every row diverged: the rows are the result, the figure is skipped
+        print(f"hgbench: warning: no figure: {err}", file=sys.stderr)
+        return
+    for figure in figures:
         print(f"figure: {figure}")
 
 

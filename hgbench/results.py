@@ -67,8 +67,8 @@ def summary_table(df: pd.DataFrame) -> str:
     blocks = []
     for (problem, grid), part in df.groupby(["problem", "grid"], sort=True):
         med = part.groupby(["estimator", "t", "k"], dropna=False)["err_rel"].median().reset_index()
-        with_k = med[med["k"].notna()].pivot_table(index=["t", "k"], columns="estimator", values="err_rel")
-        no_k = med[med["k"].isna()].pivot_table(index="t", columns="estimator", values="err_rel")
+        with_k = med[med["k"].notna()].pivot(index=["t", "k"], columns="estimator", values="err_rel")
+        no_k = med[med["k"].isna()].pivot(index="t", columns="estimator", values="err_rel")
         if with_k.empty:
             table = no_k
         else:
