@@ -272,7 +272,7 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
                 raise FloatingPointError("the float64 reference is NaN or inf")
             if q >= 1 and not warned:
                 warned = True
-                print(
+                tqdm.write(  # above the progress bar, not through it
                     f"hgbench: warning: Φ of {plan.problem.name} is not a contraction at λ draw {lam_id}: "
                     f"q = ‖∂₁Φ(w*, λ)‖₂ = {q:.6g} >= 1; iterations may diverge (rows kept with status diverged)",
                     file=sys.stderr,
