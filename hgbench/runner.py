@@ -71,7 +71,7 @@ def _instantiate(node, what: str):
     try:
         return instantiate(node)
     except (InstantiationException, FileNotFoundError, ValueError, TypeError, OmegaConfBaseException) as err:
-        cause = err.__cause__ or err if isinstance(err, InstantiationException) else err
+        cause = (err.__cause__ or err) if isinstance(err, InstantiationException) else err
         raw = OmegaConf.to_container(node)  # unresolved: the interpolation may be what failed
         name, target = raw.get("name"), raw.get("_target_")
         raise UserError(f"cannot build the {what} {name!r} ({target}): {type(cause).__name__}: {cause}") from err
@@ -83,10 +83,9 @@ def _integer(name: str, value, low: int, allowed: str = "") -> int:
     return value
 
 
-def _flag(name: str, value) -> bool:
+def _check_flag(name: str, value) -> None:
     if not isinstance(value, bool):
         raise UserError(f"{name}={value!r} must be true or false")
-    return value
 
 
 def _device(name: str) -> torch.device:
@@ -126,7 +125,7 @@ def _prepare(cfg: DictConfig) -> Plan:
     if seed >= 2**63:  # torch's and numpy's generators take 64-bit seeds
         raise UserError(f"seed={seed} must be an integer in [0, 2**63)")
     for name in ("batch_lambdas", "plot", "resume"):
-        _flag(name, cfg[name])
+        _check_flag(name, cfg[name])
     grid = OmegaConf.to_container(cfg.grid, resolve=True)
     try:
         pairs = grid_pairs(grid.get("kind"), grid.get("t"), grid.get("k"))
