@@ -163,9 +163,10 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_rows(tmp_path, monke
     command = [sys.executable, "-c", "from hgbench.cli import main; main()", "run", *args, f"hydra.run.dir={killed}"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
+        give_up = time.monotonic() + 600  # a guard against a hung child, not a timing assertion
         while not marker.exists():  # the run reaches the 3rd draw's reference and waits there
-            if proc.poll() is not None:
-                pytest.fail(f"the run ended before its pause: {proc.stderr.read().decode()}")
+            if proc.poll() is not None or time.monotonic() > give_up:
+                pytest.fail(f"the run ended or hung before its pause: {proc.stderr.read().decode() if proc.poll() is not None else ''}")
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
