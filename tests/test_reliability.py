@@ -267,7 +267,7 @@ def test_random_overrides_never_give_a_traceback(tmp_path, monkeypatch, capsys):
     runs = iter(range(10**6))
     base = [*SMALL, "grid.t=[0,3]", "grid.k=[2]", "problem.n_features=3", "n_lambdas=1"]
 
-    @settings(max_examples=int(os.environ.get("HGBENCH_HYPOTHESIS_EXAMPLES", 30)), deadline=None, database=None,
+    @settings(max_examples=int(os.environ.get("HGBENCH_HYPOTHESIS_EXAMPLES", 20)), deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
     @given(_overrides())
     def check(overrides):
