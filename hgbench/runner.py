@@ -126,7 +126,7 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
                 "seed": plan.seed, "lam_id": lam_id, "t": est.t, "k": est.k,
                 "err_abs": err, "err_rel": err / grad_norm,
                 "inner_err": _norm(est.w.detach().to("cpu", torch.float64) - ref.w_star) / w_norm,
-                **asdict(est.cost), "q": ref.q, "dtype": str(plan.dtype).removeprefix("torch."),
+                **asdict(est.cost), "q": ref.q, "kappa": ref.kappa, "dtype": str(plan.dtype).removeprefix("torch."),
                 "device": str(plan.device), "status": "ok" if finite else "diverged",
             })  # fmt: skip
         write_csv_atomic(pd.DataFrame(rows, columns=COLUMNS), out_dir / METRICS)
