@@ -1,9 +1,11 @@
 """The ``hgbench`` command: a thin dispatcher over subcommands.
 
     hgbench run [Hydra overrides]    one run, or a sweep with -m (see hgbench run --help)
-    hgbench plot PATH [--kind K]     redraw figures from a CSV or a run/sweep directory
+    hgbench plot PATH [--kind K] [--theory]
+                                     redraw figures from a CSV or a run/sweep directory
     hgbench aggregate DIR            rebuild a sweep's combined metrics.csv from its jobs' files
     hgbench list                     the problems, estimators and grids, with their settings
+    hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
 """
 
 from __future__ import annotations
@@ -41,9 +43,14 @@ def _plot(args: list[str]) -> int:
     parser.add_argument("path", help="a metrics.csv, or a run/sweep directory (every metrics.csv below it)")
     parser.add_argument("--kind", default="error", choices=sorted(KINDS), help="which figure (default: error)")
     parser.add_argument("--out", default=None, help="output directory (default: next to the data)")
+    parser.add_argument("--theory", action="store_true", help="error figure: overlay the predicted rates (dashed) and "
+                        "write the fitted-vs-predicted rate table (rates.csv, rates.md)")  # fmt: skip
     ns = parser.parse_args(args)
+    if ns.theory and ns.kind != "error":
+        print(f"hgbench plot: error: --theory applies to --kind error, not --kind {ns.kind}", file=sys.stderr)
+        return 2
     try:
-        paths = plot(ns.path, ns.kind, ns.out)
+        paths = plot(ns.path, ns.kind, ns.out, **({"theory": True} if ns.theory else {}))
     except (FileNotFoundError, ValueError) as err:
         print(f"hgbench plot: error: {err}", file=sys.stderr)
         return 2
@@ -73,6 +80,27 @@ def _aggregate(args: list[str]) -> int:
     print(summary_table(load(combined)))
     print(f"results: {combined}")
     return 0
+
+
+def _reproduce(args: list[str]) -> int:
+    from hgbench.reproduce import presets, reproduce
+
+    parser = argparse.ArgumentParser(
+        prog="hgbench reproduce",
+        description="Run the papers' presets (conf/experiment/ files with a `reproduce` block) and regenerate "
+        "OUT/<preset>/ (metrics.csv, figures, rates) and OUT/claims.md.",
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"presets to run (default: all of {', '.join(presets())})")
+    parser.add_argument("--quick", action="store_true", help="the presets' short variants (fewer draws and steps)")
+    parser.add_argument("--out", default="results", help="where to write (default: results)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of each run (default: torch's)")
+    ns = parser.parse_args(args)
+    try:
+        failed = reproduce(ns.names, ns.out, ns.quick, ns.threads)
+    except ValueError as err:
+        print(f"hgbench reproduce: error: {err}", file=sys.stderr)
+        return 2
+    return 1 if failed else 0
 
 
 def _list(args: list[str]) -> int:
@@ -107,8 +135,10 @@ def main() -> None:
         sys.exit(_aggregate(argv[2:]))
     if command == "list":
         sys.exit(_list(argv[2:]))
+    if command == "reproduce":
+        sys.exit(_reproduce(argv[2:]))
     if command in ("-h", "--help", None):
         print(f"usage: hgbench COMMAND ...\n\n{USAGE}")
         sys.exit(0 if command else 2)
-    print(f"hgbench: error: unknown command {command!r}; use run, plot, aggregate or list\n\n{USAGE}", file=sys.stderr)
+    print(f"hgbench: error: unknown command {command!r}; use run, plot, aggregate, reproduce or list\n\n{USAGE}", file=sys.stderr)
     sys.exit(2)

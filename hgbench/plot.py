@@ -11,11 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from hgbench.theory import markdown, overlay, rate_table  # noqa: E402
+
 BAND = (0.25, 0.75)
 FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
 
 
-def _panels(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+def panels(df: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(grid kind, x axis, title) for every panel the data call for, in a fixed order."""
     out = []
     for kind in ("diag", "t_sweep", "k_sweep", "full"):
@@ -31,6 +33,17 @@ def _panels(df: pd.DataFrame) -> list[tuple[str, str, str]]:
         if kind in ("k_sweep", "full"):
             out.append((kind, "k", f"solver steps k (t = {t_max})"))
     return out
+
+
+def panel_rows(df: pd.DataFrame, kind: str, x: str) -> pd.DataFrame:
+    """The rows a panel shows: grid ``kind``; on a k axis only the largest t; on the t axis of a
+    ``full`` grid only the largest k (and estimators without k)."""
+    part = df[df["grid"] == kind]
+    if x == "t" and kind == "full":
+        part = part[part["k"].isna() | (part["k"] == part["k"].max())]
+    if x == "k":
+        part = part[part["t"] == part["t"].max()]
+    return part
 
 
 def _finish(ax, xlabel: str, problem: str | None, ylabel: str = "relative error ‖ĝ − ∇f‖ / ‖∇f‖") -> None:
@@ -49,28 +62,27 @@ def _stats(rows: pd.DataFrame, x: str) -> pd.DataFrame:
     return pd.DataFrame({"median": grouped.median(), "low": grouped.quantile(BAND[0]), "high": grouped.quantile(BAND[1])})
 
 
-def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iterations") -> list[Path]:
+def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iterations", theory: bool = False) -> list[Path]:
     """Median relative error over λ draws vs iterations, interquartile band; one row of panels
     per problem, one panel per grid kind, one curve per estimator. Estimators without k (ITD)
-    appear in a k panel as a horizontal line: their error at that panel's t."""
+    appear in a k panel as a horizontal line: their error at that panel's t.
+
+    ``theory``: also draw the predicted rates as dashed lines (hgbench.theory.overlay) and write
+    the fitted-vs-predicted rate table next to the figure (rates.csv, rates.md)."""
     df = df[df["status"] == "ok"] if "status" in df else df
     problems = sorted(df["problem"].unique())
-    panels = _panels(df)
-    if not problems or not panels:
+    layout = panels(df)
+    if not problems or not layout:
         raise ValueError("no finite result rows to plot")
     estimators = sorted(df["estimator"].unique())
     styles = _styles(estimators)
     fig, axes = plt.subplots(
-        len(problems), len(panels), figsize=(4.6 * len(panels), 3.6 * len(problems)), squeeze=False
+        len(problems), len(layout), figsize=(4.6 * len(layout), 3.6 * len(problems)), squeeze=False
     )
     for row, problem in enumerate(problems):
-        for col, (kind, x, title) in enumerate(panels):
+        for col, (kind, x, title) in enumerate(layout):
             ax = axes[row][col]
-            part = df[(df["problem"] == problem) & (df["grid"] == kind)]
-            if x == "t" and kind == "full":
-                part = part[part["k"].isna() | (part["k"] == part["k"].max())]
-            if x == "k":
-                part = part[part["t"] == part["t"].max()]
+            part = panel_rows(df[df["problem"] == problem], kind, x)
             for name in estimators:
                 rows = part[part["estimator"] == name]
                 if rows.empty:
@@ -84,14 +96,29 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
                 s = _stats(rows, x)
                 ax.plot(s.index, s["median"], ms=3, label=name, **style)
                 ax.fill_between(s.index, s["low"], s["high"], color=style["color"], alpha=0.2, lw=0)
+            if theory:
+                overlay(ax, part, x)
             _finish(ax, title, problem if col == 0 else None)
     n_draws = df.groupby("problem")["lam_id"].nunique().max()
+    sep = " " if len(layout) > 1 else "\n"  # one panel is too narrow for the title on one line
     fig.suptitle(
-        f"Hypergradient error: median over {n_draws} λ draws, band = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles",
+        f"Hypergradient error: median over {n_draws} λ draws,{sep}band = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles",
         fontsize=11,
     )
     fig.tight_layout()
-    return _save(fig, out_dir, stem)
+    paths = _save(fig, out_dir, stem)
+    if theory:
+        paths += _rate_tables(df, out_dir)
+    return paths
+
+
+def _rate_tables(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    table = rate_table(df)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    paths = [Path(out_dir) / "rates.csv", Path(out_dir) / "rates.md"]
+    table.to_csv(paths[0], index=False)
+    paths[1].write_text(markdown(table))
+    return paths
 
 
 def _styles(names) -> dict:
@@ -152,8 +179,9 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
 KINDS = {"error": plot_errors, "cost": plot_cost}
 
 
-def plot(path: Path, kind: str = "error", out_dir: Path | None = None) -> list[Path]:
-    """Draw figure ``kind`` from the CSV at path (or every metrics.csv below it), next to the data."""
+def plot(path: Path, kind: str = "error", out_dir: Path | None = None, **options) -> list[Path]:
+    """Draw figure ``kind`` from the CSV at path (or every metrics.csv below it), next to the
+    data; ``options`` go to the figure's function (e.g. theory=True for ``error``)."""
     from hgbench.results import load
 
     if kind not in KINDS:
@@ -162,4 +190,4 @@ def plot(path: Path, kind: str = "error", out_dir: Path | None = None) -> list[P
     df = load(path)
     target = Path(out_dir) if out_dir else (path.parent if path.is_file() else path)
     target.mkdir(parents=True, exist_ok=True)
-    return KINDS[kind](df, target)
+    return KINDS[kind](df, target, **options)

@@ -10,7 +10,7 @@ import pandas as pd
 COLUMNS = [
     "problem", "estimator", "grid", "seed", "lam_id", "t", "k",
     "err_abs", "err_rel", "inner_err", "time_s", "n_phi", "n_vjp", "n_jvp", "saved_bytes", "peak_bytes",
-    "q", "dtype", "device", "status", "reason",
+    "q", "kappa", "dtype", "device", "status", "reason",
 ]  # fmt: skip
 KEY = ["problem", "estimator", "grid", "seed", "lam_id", "t", "k", "dtype", "device"]
 METRICS = "metrics.csv"

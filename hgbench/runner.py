@@ -178,7 +178,7 @@ def _estimate_row(plan: Plan, lam_id: int, est, ref) -> dict:
         reason = ""
     return {
         **_key(plan, lam_id, est.t, est.k), "err_abs": err, "err_rel": err / _norm(ref.grad),
-        "inner_err": _norm(w - ref.w_star) / _norm(ref.w_star), **asdict(est.cost), "q": ref.q,
+        "inner_err": _norm(w - ref.w_star) / _norm(ref.w_star), **asdict(est.cost), "q": ref.q, "kappa": ref.kappa,
         "status": "diverged" if reason else "ok", "reason": reason,
     }  # fmt: skip
 
@@ -262,10 +262,10 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
     bar = tqdm(todo, total=len(plan.lams), initial=len(plan.lams) - len(todo), unit="λ",
                desc=f"{plan.problem.name}/{plan.estimator.name}", disable=not progress)  # fmt: skip
     for lam_id in bar:
-        lam, draw, q = plan.lams[lam_id], [], None
+        lam, draw, q, kappa = plan.lams[lam_id], [], None, None
         try:
             ref = reference(plan.problem, lam)
-            q = ref.q
+            q, kappa = ref.q, ref.kappa
             facts[lam_id] = {"lam_id": lam_id, "lam": lam.tolist(), **ref.summary()}
             if not (torch.isfinite(ref.grad).all() and torch.isfinite(ref.w_star).all()):
                 raise FloatingPointError("the float64 reference is NaN or inf")
@@ -284,7 +284,7 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
         except Exception as err:  # noqa: BLE001 — a failing draw is data (status error), not the end of the run
             reached = {(row["t"], row["k"]) for row in draw}
             reason = _reason(err)
-            draw += [{**_key(plan, lam_id, t, k), "q": q, "status": "error", "reason": reason} for t, k in keys if (t, k) not in reached]
+            draw += [{**_key(plan, lam_id, t, k), "q": q, "kappa": kappa, "status": "error", "reason": reason} for t, k in keys if (t, k) not in reached]
             facts.setdefault(lam_id, {"lam_id": lam_id, "lam": lam.tolist()})["error"] = reason
         rows[lam_id] = draw
         df = _save(plan, rows, facts, out_dir)

@@ -1,0 +1,143 @@
+"""The papers' claims, each decided by the data of the preset that tests it.
+
+A claim is a statement from Grazzi et al. (2020) or Ye et al. (2024), the preset whose results
+test it, and a ``check(df) -> (measured, holds)`` that reads only that preset's metrics.csv rows:
+``measured`` is the figure the verdict rests on, in words; ``holds`` is True, False, or None when
+the preset's rows cannot decide (e.g. a --quick run too short for a rate). ``hgbench reproduce``
+writes the table of all claims whose presets have results (claims.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from hgbench.theory import rate_table
+
+Verdict = tuple[str, Optional[bool]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    source: str
+    statement: str
+    preset: str
+    criterion: str
+    check: Callable[[pd.DataFrame], Verdict]
+
+
+def medians(df: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Median err_rel over λ draws: index (problem, x), one column per estimator (ok rows only)."""
+    ok = df[df["status"] == "ok"]
+    return ok.groupby(["problem", x, "estimator"])["err_rel"].median().unstack("estimator")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2g}" if np.isfinite(x) else "n/a"
+
+
+def same_rate_as_q(df: pd.DataFrame) -> Verdict:
+    """ITD's and AID-FP's fitted rates in t (k = t) within 30% of log q, per problem."""
+    table = rate_table(df[df["grid"] == "diag"])
+    table = table[table["estimator"].isin(["itd", "fp"])]
+    if table.empty or table["fitted_rate"].isna().any():
+        return "too few points above round-off to fit a rate", None
+    table = table.assign(ratio=np.log(table["fitted_rate"]) / np.log(table["predicted_rate"]))
+    parts = [
+        f"{p}: " + ", ".join(f"{r.estimator} {r.fitted_rate:.4f}" for r in rows.itertuples()) + f" (q = {rows['q'].iloc[0]:.4f})"
+        for p, rows in table.groupby("problem")
+    ]
+    return "; ".join(parts), bool(((table["ratio"] - 1).abs() < 0.3).all())
+
+
+def fp_below_itd(df: pd.DataFrame) -> Verdict:
+    """With k = t, median over t ≥ 20 of err(AID-FP) / err(ITD) below 1 on every problem."""
+    med = medians(df[df["grid"] == "diag"], "t")
+    med = med[(med.index.get_level_values("t") >= 20) & (med[["fp", "itd"]].min(axis=1) > 1e-12)]
+    if med.empty:
+        return "no t ≥ 20 above round-off", None
+    ratio = (med["fp"] / med["itd"]).groupby(level="problem").median()
+    return ", ".join(f"{p}: {r:.2f}" for p, r in ratio.items()), bool((ratio < 1).all())
+
+
+def cold_start_coincide(df: pd.DataFrame) -> Verdict:
+    """With k = t from a cold start, AID-CG and AID-FP within a factor 3 at every t ≥ 10 whose
+    errors lie above round-off."""
+    med = medians(df[df["grid"] == "diag"], "t")
+    med = med[(med.index.get_level_values("t") >= 10) & (med[["fp", "cg"]].min(axis=1) > 1e-12)]
+    if med.empty:
+        return "no t ≥ 10 above round-off", None
+    spread = np.exp(np.log(med["cg"] / med["fp"]).abs()).groupby(level="problem").max()
+    return "largest ratio " + ", ".join(f"{p}: {r:.2f}" for p, r in spread.items()), bool((spread < 3).all())
+
+
+def cg_beats_fp_in_k(df: pd.DataFrame, at_k: int = 50) -> Verdict:
+    """With the inner problem solved (k sweep at large t), err(CG) / err(FP) at k = 50 below 1e-2."""
+    med = medians(df[df["grid"] == "k_sweep"], "k")
+    rows = med[med.index.get_level_values("k") == at_k]
+    if rows.empty or rows[["cg", "fp"]].isna().any().any():
+        return f"no k = {at_k} in the k sweep", None
+    ratio = rows["cg"] / rows["fp"]
+    q = df.groupby("problem")["q"].median()
+    text = ", ".join(
+        f"{p}: cg {_fmt(r.cg)}, fp {_fmt(r.fp)} (q = {q[p]:.4f})" for (p, _), r in rows.iterrows()
+    )  # fmt: skip
+    return text, bool((ratio < 1e-2).all())
+
+
+def itd_rises_first(df: pd.DataFrame) -> Verdict:
+    """With q close to 1, ITD's median error at some t > 0 exceeds its error at t = 0."""
+    med = medians(df[(df["grid"] == "diag") & (df["estimator"] == "itd")], "t")["itd"]
+    out = []
+    holds = []
+    for problem, curve in med.groupby(level="problem"):
+        curve = curve.droplevel("problem")
+        if 0 not in curve.index or len(curve) < 3:
+            return "needs t = 0 and more t values", None
+        peak_t = int(curve.idxmax())
+        out.append(f"{problem}: peak {_fmt(curve.max())} at t = {peak_t} vs {_fmt(curve[0])} at t = 0")
+        holds.append(peak_t > 0 and curve.max() > curve[0])
+    return "; ".join(out), all(holds)
+
+
+CLAIMS = [
+    Claim("G1", "Grazzi et al. 2020, Thms. 1–2", "ITD and AID-FP converge linearly, at the same rate, set by q",
+          "grazzi2020", "fitted rates of itd and fp in t (k = t) within 30% of log q", same_rate_as_q),
+    Claim("G2", "Grazzi et al. 2020, §3 (bounds)", "With k = t, AID-FP's error is below ITD's (a constant factor)",
+          "grazzi2020", "median over t ≥ 20 of err(fp)/err(itd) < 1 on every problem", fp_below_itd),
+    Claim("G3", "Grazzi et al. 2020, §5", "From a cold start (k = t) the AID curves nearly coincide: the inner error dominates",
+          "grazzi2020", "err(cg)/err(fp) within a factor 3 at every t ≥ 10", cold_start_coincide),
+    Claim("G4", "Grazzi et al. 2020, Thm. 3", "With the inner problem solved and q close to 1, CG beats FP in k by orders of magnitude",
+          "ridge_illcond", "err(cg)/err(fp) < 1e-2 at k = 50 (t = 6000)", cg_beats_fp_in_k),
+    Claim("G5", "Grazzi et al. 2020, Thm. 1", "ITD's bound t·qᵗ can rise before it falls when q is close to 1",
+          "ridge_illcond_cold", "ITD’s median error peaks at some t > 0 above its value at t = 0", itd_rises_first),
+]  # fmt: skip
+
+
+def evaluate(results: dict[str, pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:
+    """One row per claim whose preset is in ``results`` (preset name -> its rows)."""
+    rows = []
+    for claim in claims:
+        if claim.preset not in results:
+            continue
+        measured, holds = claim.check(results[claim.preset])
+        verdict = {True: "holds", False: "does not hold", None: "undecided"}[holds]
+        rows.append({"id": claim.id, "source": claim.source, "claim": claim.statement, "preset": claim.preset,
+                     "criterion": claim.criterion, "measured": measured, "verdict": verdict})  # fmt: skip
+    return pd.DataFrame(rows, columns=["id", "source", "claim", "preset", "criterion", "measured", "verdict"])
+
+
+def markdown(table: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(str(v).replace("|", "/") for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def is_nan(x) -> bool:
+    return isinstance(x, float) and math.isnan(x)

@@ -1,0 +1,65 @@
+"""Theory overlays, fitted rates, the claims table and `hgbench reproduce --quick`."""
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_cli
+
+from hgbench.theory import fit_rate, rates
+
+
+def test_fit_rate_recovers_a_geometric_rate_and_ignores_round_off():
+    x = pd.Series(np.arange(0, 60, 3))
+    err = pd.Series(0.7 * 0.83**x)
+    err[x > 40] = 1e-16  # a round-off plateau must not enter the fit
+    rate, used = fit_rate(x, err, floor=1e-12)
+    assert rate == pytest.approx(0.83, rel=1e-9)
+    assert used == int(((x > 0) & (x <= 40) & (0.7 * 0.83**x < 0.5)).sum())
+    assert math.isnan(fit_rate(x[:3], err[:3], floor=1e-12)[0])  # too few points
+
+
+def test_predicted_rates():
+    r = rates(0.5, 9.0)
+    assert r == {"q": 0.5, "p": pytest.approx(0.5), "p2": pytest.approx(0.8)}
+
+
+def test_reproduce_quick_claims_agree_with_their_data(tmp_path, monkeypatch):
+    """The --quick reproduction of the ill-conditioned ridge preset writes the CSV, the figure,
+    the rate table and the claims table; the claim's measured figures and verdict are those the
+    CSV gives when recomputed here, and FP's fitted rate in k is q (J symmetric: rate = ‖J‖)."""
+    out = tmp_path / "results"
+    assert run_cli(monkeypatch, "reproduce", "ridge_illcond", "--quick", "--out", out) == 0
+    folder = out / "ridge_illcond"
+    for name in ("metrics.csv", "error_vs_iterations.png", "rates.csv", "reproduce.json"):
+        assert (folder / name).is_file(), name
+    assert not list(out.glob("*.partial"))
+    df = pd.read_csv(folder / "metrics.csv")
+    assert not (folder / "0_ridge_fp_k_sweep" / "metrics.csv").exists()  # duplicates dropped
+    at = df[(df["k"] == 50) & (df["status"] == "ok")].groupby("estimator")["err_rel"].median()
+    row = next(line for line in (out / "claims.md").read_text().splitlines() if line.startswith("| G4 "))
+    cg, fp = (float(v) for v in re.search(r"cg ([\d.e+-]+), fp ([\d.e+-]+)", row).groups())
+    assert cg == pytest.approx(at["cg"], rel=0.05) and fp == pytest.approx(at["fp"], rel=0.05)
+    assert row.rstrip(" |").endswith("does not hold" if at["cg"] / at["fp"] >= 1e-2 else "holds")
+    table = pd.read_csv(folder / "rates.csv").set_index("estimator")
+    assert table.loc["fp", "fitted_rate"] == pytest.approx(df["q"].median(), rel=0.02)
+    assert table.loc["cg", "fitted_rate"] < table.loc["fp", "fitted_rate"]
+
+
+def test_reproduce_refuses_an_unknown_preset(tmp_path, monkeypatch, capsys):
+    assert run_cli(monkeypatch, "reproduce", "nope", "--out", tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown preset(s) nope; available:" in err and "ridge_illcond" in err
+
+
+def test_plot_theory_overlay(tmp_path, monkeypatch):
+    args = ["run", "estimator=fp", "problem=ridge", "problem.n_features=8", "n_lambdas=2", "grid=k_sweep",
+            "grid.t=400", "grid.k=[0,5,10,20,40]", "plot=false", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    assert run_cli(monkeypatch, *args) == 0
+    assert run_cli(monkeypatch, "plot", tmp_path, "--theory") == 0
+    assert (tmp_path / "error_vs_iterations.png").is_file()
+    table = pd.read_csv(tmp_path / "rates.csv")
+    assert list(table["estimator"]) == ["fp"] and table["predicted_formula"].iloc[0] == "q"
+    assert run_cli(monkeypatch, "plot", tmp_path, "--theory", "--kind", "cost") == 2
