@@ -222,3 +222,11 @@ def test_fitted_slopes_on_logistic():
     assert fitted.loc[("validation", "jacobi"), "constant"] < fitted.loc[("validation", "exact"), "constant"] / 3
     assert fitted.loc[("inner", "exact"), "slope"] == pytest.approx(2, abs=0.2)
     assert (fitted["n_levels"] >= 5).all()
+
+
+def test_reparam_exp_at_zero_iterate_is_a_nan_not_a_crash(logistic):
+    """x = sign(w)·exp(z) is undefined where w has a zero coordinate (w₀ = 0): the estimate is
+    NaN (the runner's ``diverged`` row) and later iterates are fine."""
+    lam = draws(logistic, 1)[0]
+    est = grads(Reparameterized("reparam_exp", map="exp"), logistic, lam, [(0, None), (5, None)])
+    assert torch.isnan(est[(0, None)]).all() and torch.isfinite(est[(5, None)]).all()

@@ -30,10 +30,17 @@ def dense_jt(pullback: Pullback, like: torch.Tensor) -> torch.Tensor:
     return torch.stack([pullback(e, 0) for e in eye], dim=1)
 
 
+def solve_or_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a⁻¹b by LU; NaN where a is singular, so that the estimate becomes a ``diverged`` row
+    instead of stopping the run."""
+    x, info = torch.linalg.solve_ex(a, b)
+    return torch.where(info == 0, x, torch.full_like(x, float("nan")))
+
+
 def solve_direct(pullback: Pullback, b: torch.Tensor) -> torch.Tensor:
     """v = (I − Jᵀ)⁻¹ b by LU on the dense matrix (d VJPs)."""
     system = torch.eye(b.numel(), dtype=b.dtype, device=b.device) - dense_jt(pullback, b)
-    return torch.linalg.solve(system, b)
+    return solve_or_nan(system, b)
 
 
 def implicit_at(bound: BoundProblem, x: torch.Tensor, solve: Callable[[Pullback, torch.Tensor], torch.Tensor]) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 from hgbench.cost import vjp
 from hgbench.estimators.aid import AID
 from hgbench.estimators.cg import conjugate_gradient
-from hgbench.estimators.implicit import dense_jt, implicit_at, point_estimates, solve_direct
+from hgbench.estimators.implicit import dense_jt, implicit_at, point_estimates, solve_direct, solve_or_nan
 
 KINDS = ("newton", "jacobi")
 SOLVES = ("direct", "cg")
@@ -63,7 +63,7 @@ class Preconditioned(AID):
             return w - residual / (1 - dense_jt(pullback, w).diagonal())
         if self.solve == "direct":  # I − J = (I − Jᵀ)ᵀ
             system = torch.eye(w.numel(), dtype=w.dtype, device=w.device) - dense_jt(pullback, w).T
-            return w - torch.linalg.solve(system, residual)
+            return w - solve_or_nan(system, residual)
         steps = conjugate_gradient(lambda v: v - pullback(v, 0), residual)
         step = torch.zeros_like(w)
         for _ in range(self.precond_steps):

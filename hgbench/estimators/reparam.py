@@ -6,7 +6,7 @@ import torch
 
 from hgbench.cost import record
 from hgbench.estimators.base import Estimator
-from hgbench.estimators.implicit import point_estimates
+from hgbench.estimators.implicit import point_estimates, solve_or_nan
 from hgbench.problems.base import Problem
 
 MAPS = ("diag", "exp")
@@ -74,7 +74,7 @@ class Reparameterized(Estimator):
         grad_z = torch.func.grad(inner, argnums=0)
         hess = torch.func.jacrev(grad_z, argnums=0)(z, lam)
         outer_z, outer_lam = torch.func.grad(outer, argnums=(0, 1))(z, lam)
-        u = torch.linalg.solve(hess, outer_z)
+        u = solve_or_nan(hess, outer_z)
         _, pull = torch.func.vjp(lambda l: grad_z(z, l), lam)
         record(n_vjp=z.numel() + 1)
         return outer_lam - pull(u)[0]
