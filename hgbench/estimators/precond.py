@@ -57,8 +57,8 @@ class Preconditioned(AID):
 
     def point(self, bound, w):
         """x̂ = w − P⁻¹∇₁ℓ(w), in the Φ form above."""
-        residual, pullback = vjp(bound.phi, w, bound.lam)
-        residual = w - residual
+        phi_w, pullback = vjp(bound.phi, w, bound.lam)
+        residual = w - phi_w
         if self.kind == "jacobi":
             return w - residual / (1 - dense_jt(pullback, w).diagonal())
         if self.solve == "direct":  # I − J = (I − Jᵀ)ᵀ
