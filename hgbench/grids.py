@@ -4,13 +4,15 @@
     k_sweep  t fixed (large), k varies       (isolates the linear solver)
     t_sweep  k fixed (large), t varies       (isolates the inner solver)
     full     every pair of the t and k lists
+    inner    k fixed, a dense list of t: estimates at the exact inner iterates, for the error vs
+             inner error analysis (hgbench.inner_error; ``hgbench plot --kind inner``)
 """
 
 from __future__ import annotations
 
 from itertools import product
 
-GRID_KINDS = ("diag", "k_sweep", "t_sweep", "full")
+GRID_KINDS = ("diag", "k_sweep", "t_sweep", "full", "inner")
 
 
 def _counts(name: str, value) -> list[int]:
@@ -35,6 +37,6 @@ def grid_pairs(kind: str, t, k=None) -> list[tuple[int, int]]:
     ks = _counts("k", k if k is not None else [])
     if kind == "k_sweep" and len(ts) != 1:
         raise ValueError(f"grid.kind=k_sweep needs a single t, got t={ts}")
-    if kind == "t_sweep" and len(ks) != 1:
-        raise ValueError(f"grid.kind=t_sweep needs a single k, got k={ks}")
+    if kind in ("t_sweep", "inner") and len(ks) != 1:
+        raise ValueError(f"grid.kind={kind} needs a single k, got k={ks}")
     return sorted(product(ts, ks))

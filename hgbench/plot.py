@@ -20,7 +20,7 @@ FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
 def panels(df: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(grid kind, x axis, title) for every panel the data call for, in a fixed order."""
     out = []
-    for kind in ("diag", "t_sweep", "k_sweep", "full"):
+    for kind in ("diag", "t_sweep", "k_sweep", "full", "inner"):
         part = df[df["grid"] == kind]
         if part.empty:
             continue
@@ -28,7 +28,7 @@ def panels(df: pd.DataFrame) -> list[tuple[str, str, str]]:
         k_label = f"{int(k_max)}" if pd.notna(k_max) else "—"
         if kind == "diag":
             out.append((kind, "t", "cold start, k = t"))
-        if kind in ("t_sweep", "full"):
+        if kind in ("t_sweep", "full", "inner"):
             out.append((kind, "t", f"inner steps t (k = {k_label})"))
         if kind in ("k_sweep", "full"):
             out.append((kind, "k", f"solver steps k (t = {t_max})"))
@@ -176,7 +176,47 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-KINDS = {"error": plot_errors, "cost": plot_cost}
+def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_error") -> list[Path]:
+    """Error vs inner error (Ye et al. 2024), from the rows of grid=inner runs: per problem, the
+    mean of log10 err_rel over λ draws at log-spaced inner-error levels (x decreasing), ± one
+    standard deviation, one curve per estimator, its fitted slope in the legend (hgbench.inner_error).
+    Prints the slopes and writes them next to the figure as slopes.csv and slopes.md."""
+    from hgbench.inner_error import FIT_BELOW, on_levels, slope_table, slopes
+
+    df = df[df["grid"] == "inner"]
+    if df.empty:
+        raise ValueError("no rows of a grid=inner run to plot (run with grid=inner, e.g. +experiment=ye2024_logistic)")
+    stats = on_levels(df)
+    fitted = slopes(stats)
+    problems = sorted(stats["problem"].unique())
+    styles = _styles(stats["estimator"].unique())
+    fig, axes = plt.subplots(1, len(problems), figsize=(5.4 * len(problems), 4.2), squeeze=False)
+    for ax, problem in zip(axes[0], problems):
+        for name, part in stats[stats["problem"] == problem].groupby("estimator"):
+            slope = fitted.loc[(fitted["problem"] == problem) & (fitted["estimator"] == name), "slope"].iloc[0]
+            style = styles[name]
+            ax.plot(part["level"], 10 ** part["mean_log10"], ms=3, label=f"{name} ({'n/a' if np.isnan(slope) else f'{slope:.2f}'})", **style)
+            spread = part["std_log10"].fillna(0)
+            low, high = 10 ** (part["mean_log10"] - spread), 10 ** (part["mean_log10"] + spread)
+            ax.fill_between(part["level"], low, high, color=style["color"], alpha=0.15, lw=0)
+        ax.axvline(FIT_BELOW, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        _finish(ax, "inner error ‖w_t − w*‖ / ‖w*‖ (decreasing)", problem)
+        ax.set_title(problem, fontsize=9)
+    n_draws = int(stats["n_draws"].max())
+    fig.suptitle(f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws (legend: fitted slope)", fontsize=11)
+    fig.tight_layout()
+    paths = _save(fig, out_dir, stem)
+    fitted.to_csv(Path(out_dir) / "slopes.csv", index=False)
+    table = slope_table(fitted)
+    (Path(out_dir) / "slopes.md").write_text(table + "\n")
+    print("fitted slopes of err_rel vs inner error (≈1 linear, ≈2 quadratic):\n" + table)
+    print(f"slopes: {Path(out_dir) / 'slopes.csv'}")
+    return paths
+
+
+KINDS = {"error": plot_errors, "cost": plot_cost, "inner": plot_inner}
 
 
 def plot(path: Path, kind: str = "error", out_dir: Path | None = None, **options) -> list[Path]:

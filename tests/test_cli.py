@@ -120,7 +120,8 @@ def test_cfg_help_and_list(monkeypatch, capsys):
     assert "name: fp" in capsys.readouterr().out
     assert run_cli(monkeypatch, "run", "--help") == 0
     printed = capsys.readouterr().out
-    assert "hgbench run" in printed and "estimator: cg, fp, itd, itd_forward" in printed
+    listed = next(line for line in printed.splitlines() if line.strip().startswith("estimator: "))
+    assert "hgbench run" in printed and {"cg", "fp", "itd", "itd_forward"} <= set(listed.split(": ", 1)[1].split(", "))
     assert run_cli(monkeypatch, "list") == 0
     printed = capsys.readouterr().out
     for name in ("ridge", "logistic", "itd_forward", "cg", "diag", "k_sweep", "t_sweep", "full"):
@@ -175,3 +176,35 @@ def test_float32_run_end_to_end(tmp_path, monkeypatch):
     assert (df["dtype"] == "float32").all()
     last = df[df["t"] == 300]["err_rel"]
     assert (last < 1e-4).all() and (last > 1e-10).all()
+
+
+def test_inner_grid_preset_and_plot_inner(tmp_path, monkeypatch, capsys):
+    """A small Ye et al. preset sweep (grid=inner), then `hgbench plot --kind inner`: the figure,
+    the printed slope table and slopes.csv / slopes.md next to it, from the CSV alone."""
+    sweep = tmp_path / "sweep"
+    code = run_cli(
+        monkeypatch, "run", "-m", "+experiment=ye2024_logistic", "estimator=exact,precond", "problem.outer=validation",
+        "n_lambdas=2", f"grid.t=[{','.join(map(str, range(0, 40, 2)))}]", "grid.k=1", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert code == 0
+    df = pd.read_csv(sweep / "metrics.csv")
+    assert set(df["grid"]) == {"inner"} and set(df["estimator"]) == {"exact", "precond_newton"} and df["k"].isna().all()
+    assert set(df["problem"]) == {"ye_logistic_validation"} and len(df) == 2 * 2 * 20
+    assert (sweep / "error_vs_iterations.png").exists()
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "plot", sweep / "metrics.csv", "--kind", "inner") == 0
+    printed = capsys.readouterr().out
+    assert "| precond_newton |" in printed and str(sweep / "error_vs_inner_error.png") in printed
+    slopes = pd.read_csv(sweep / "slopes.csv").set_index("estimator")["slope"]
+    assert abs(slopes["exact"] - 1) < 0.3 and abs(slopes["precond_newton"] - 2) < 0.3
+    assert (sweep / "slopes.md").read_text().startswith("| estimator | ye_logistic_validation |")
+    assert (sweep / "error_vs_inner_error.pdf").exists()
+
+
+def test_inner_grid_needs_one_k_and_plot_inner_needs_inner_rows(tmp_path, monkeypatch, capsys):
+    code = run_cli(monkeypatch, "run", "estimator=exact", "grid=inner", "grid.k=[1,2]", f"hydra.run.dir={tmp_path}")
+    assert code == 2 and "grid.kind=inner needs a single k, got k=[1, 2]" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert run_cli(monkeypatch, "run", "estimator=jfb", "n_lambdas=1", "grid.t=[0,3]", "plot=false", f"hydra.run.dir={out}") == 0
+    assert run_cli(monkeypatch, "plot", out, "--kind", "inner") == 2
+    assert "no rows of a grid=inner run" in capsys.readouterr().err

@@ -29,6 +29,15 @@ class AID(Estimator):
     def solver(self, jtv: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor) -> Iterator[torch.Tensor]:
         raise NotImplementedError
 
+    def point(self, bound, w: torch.Tensor) -> torch.Tensor:
+        """Where the implicit formula is evaluated, given the inner iterate w_t (w_t itself here;
+        hgbench.estimators.precond takes one preconditioned step first)."""
+        return w
+
+    def initial(self, b: torch.Tensor) -> torch.Tensor:
+        """v at k = 0, before any solver step (0 here; the Neumann series starts at b)."""
+        return torch.zeros_like(b)
+
     def estimate(self, problem, lam, pairs):
         bound = problem.bind(lam)
         ks_at = {}
@@ -38,10 +47,11 @@ class AID(Estimator):
         for t, w, inner_cost in inner_iterates(bound, ks_at):
             solve = Meter(lam.device)
             with solve:
-                grad_w, grad_lam = outer_grads(w, lam)
-                _, pullback = vjp(bound.phi, w, lam)
+                x = self.point(bound, w)
+                grad_w, grad_lam = outer_grads(x, lam)
+                _, pullback = vjp(bound.phi, x, lam)
                 iterates = self.solver(lambda v: pullback(v, 0), grad_w)
-            v, done = torch.zeros_like(grad_w), 0
+            v, done = self.initial(grad_w), 0
             for k in sorted(ks_at[t]):
                 with solve:
                     while done < k:

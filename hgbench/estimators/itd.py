@@ -12,7 +12,7 @@ from dataclasses import replace
 import torch
 
 from hgbench.cost import Meter, record, taped
-from hgbench.estimators.base import Estimate, Estimator
+from hgbench.estimators.base import Estimate, Estimator, inner_iterates
 
 
 class ITDReverse(Estimator):
@@ -40,13 +40,49 @@ class ITDReverse(Estimator):
                 points.append((t, w, replace(forward.cost)))
         for t, w, forward_cost in points:
             backward = Meter(lam.device)
-            with backward, torch.enable_grad():
-                value = bound.outer(w, lam_var)
-                if value.requires_grad:
-                    (grad,) = torch.autograd.grad(value, lam_var, retain_graph=True, allow_unused=True, materialize_grads=True)
-                else:  # E(w_0, λ) may not involve λ at all
-                    grad = torch.zeros_like(lam_var)
-            yield Estimate(t, None, grad.detach(), w.detach(), forward_cost + backward.cost)
+            with backward:
+                grad = _backward(bound, w, lam_var)
+            yield Estimate(t, None, grad, w.detach(), forward_cost + backward.cost)
+
+
+def _backward(bound, w, lam_var):
+    """dE(w, λ)/dλ through the tape that made w (kept for the next call)."""
+    with torch.enable_grad():
+        value = bound.outer(w, lam_var)
+        if not value.requires_grad:  # E(w_0, λ) may not involve λ at all
+            return torch.zeros_like(lam_var)
+        (grad,) = torch.autograd.grad(value, lam_var, retain_graph=True, allow_unused=True, materialize_grads=True)
+    return grad.detach()
+
+
+class ITDTruncated(Estimator):
+    """Truncated ITD: reverse mode through only the last k of the t steps.
+
+    Shaban, Cheng, Hatch, Boots, AISTATS 2019; w_{t−k} is treated as a constant:
+
+        ĝ(t, k) = ∇₂E(w_t) + Σ_{i=t−k+1..t} ∂₂Φ(w_{i−1})ᵀ J_{i+1}ᵀ ⋯ J_tᵀ ∇₁E(w_t),  J_i = ∂₁Φ(w_{i−1})
+
+    k ≥ t is ITD (itd); k = 0 keeps only ∇₂E. Memory O(k·dim w). On a quadratic inner problem
+    at convergence it equals AID-FP with k steps (J and ∂₂Φ are then the same at every step).
+    One untaped trajectory gives every start w_{t−k}; each (t, k) then tapes its own k steps and
+    backpropagates. Cost of (t, k): t Φ steps (t − k untaped, min(k, t) taped) and min(k, t) VJPs.
+    """
+
+    batchable = False
+
+    def estimate(self, problem, lam, pairs):
+        bound = problem.bind(lam)
+        start_of = {(t, k): max(t - k, 0) for t, k in pairs}
+        starts = {s: (w, cost) for s, w, cost in inner_iterates(bound, set(start_of.values()))}
+        for (t, k), s in sorted(start_of.items()):
+            w, cost = starts[s]
+            tape = Meter(lam.device)
+            with tape, taped() as mark:
+                lam_var = lam.detach().requires_grad_(True)
+                for _ in range(t - s):
+                    w = mark(bound.phi(w, lam_var))
+                grad = _backward(bound, w, lam_var)
+            yield Estimate(t, k, grad, w.detach(), cost + tape.cost)
 
 
 class ITDForward(Estimator):

@@ -6,15 +6,17 @@ import torch
 import torch.nn.functional as F
 
 from hgbench.problems.base import GradientStepProblem
+from hgbench.problems.outer import OuterChoice
 
 
-class Logistic(GradientStepProblem):
+class Logistic(OuterChoice, GradientStepProblem):
     """Binary logistic regression, one hyperparameter per feature (Grazzi et al. 2020, §5).
 
     Data X ∈ ℝ^{n×d}, labels b ∈ {−1, +1}^n (train) and X_v, b_v (validation); λ ∈ ℝ^d.
 
         ℓ(w, λ) = (1/n) Σᵢ log(1 + exp(−bᵢ xᵢᵀw)) + ½ Σⱼ exp(λⱼ) wⱼ²
-        E(w, λ) = (1/n_v) Σᵢ log(1 + exp(−b_{v,i} x_{v,i}ᵀw))     (validation cross-entropy)
+        E(w, λ) = (1/n_v) Σᵢ log(1 + exp(−b_{v,i} x_{v,i}ᵀw))     (validation cross-entropy; ``outer=validation``,
+                                                                   others: hgbench.problems.outer)
         Φ(w, λ) = w − α(λ) ∇₁ℓ(w, λ),  ∇₁ℓ = −(1/n) Xᵀ(b ⊙ σ(−b ⊙ Xw)) + exp(λ) ⊙ w
 
     The Hessian XᵀDX/n + diag(exp λ), D = diag(σ(1 − σ)) ≤ 1/4, has eigenvalues in
@@ -26,7 +28,7 @@ class Logistic(GradientStepProblem):
     b = sign(x·w₀ + 0.1·ε), w₀ ~ N(0, I); ``n_samples`` split half/half into train/validation.
     """
 
-    def __init__(self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high):
+    def __init__(self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high, outer="validation"):
         super().__init__(name, seed, lam_low, lam_high)
         if n_samples < 2 or n_features < 1:
             raise ValueError(
@@ -41,6 +43,7 @@ class Logistic(GradientStepProblem):
         self.x_train, self.b_train = x[:half], b[:half]
         self.x_val, self.b_val = x[half:], b[half:]
         self.smooth_data = torch.linalg.matrix_norm(self.x_train, ord=2) ** 2 / (4 * half)
+        self.choose_outer(outer)
 
     @property
     def lam_dim(self) -> int:
@@ -63,5 +66,5 @@ class Logistic(GradientStepProblem):
         penalty = torch.exp(lam)
         return self.smooth_data + penalty.max(), penalty.min()
 
-    def outer(self, w, lam):
+    def validation_loss(self, w, lam):
         return F.softplus(-self.b_val * (self.x_val @ w)).mean()

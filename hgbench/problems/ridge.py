@@ -5,15 +5,16 @@ from __future__ import annotations
 import torch
 
 from hgbench.problems.base import GradientStepProblem
+from hgbench.problems.outer import OuterChoice
 
 
-class Ridge(GradientStepProblem):
+class Ridge(OuterChoice, GradientStepProblem):
     """Ridge regression, one hyperparameter per feature (Grazzi et al. 2020; Ye et al. 2024).
 
     Data X ∈ ℝ^{n×d}, y ∈ ℝ^n (train) and X_v, y_v (validation); λ ∈ ℝ^d.
 
         ℓ(w, λ) = 1/(2n) ‖X w − y‖² + ½ Σⱼ exp(λⱼ) wⱼ²
-        E(w, λ) = 1/(2n_v) ‖X_v w − y_v‖²
+        E(w, λ) = 1/(2n_v) ‖X_v w − y_v‖²   (``outer=validation``; others: hgbench.problems.outer)
         Φ(w, λ) = w − α(λ) ∇₁ℓ(w, λ),  ∇₁ℓ = H(λ) w − Xᵀy/n,  H(λ) = XᵀX/n + diag(exp λ)
 
     α(λ) = 2/(L + μ) with L, μ the extreme eigenvalues of H(λ) (exact, by eigvalsh), so
@@ -24,7 +25,7 @@ class Ridge(GradientStepProblem):
     set the conditioning of H, hence q.
     """
 
-    def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high):
+    def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high, outer="validation"):
         super().__init__(name, seed, lam_low, lam_high)
         if min(n_train, n_val, n_features) < 1 or cond < 1:
             raise ValueError(
@@ -46,6 +47,7 @@ class Ridge(GradientStepProblem):
         self.x_val, self.y_val = sample(n_val)
         self.gram = self.x_train.T @ self.x_train / n_train
         self.xty = self.x_train.T @ self.y_train / n_train
+        self.choose_outer(outer)
 
     @property
     def lam_dim(self) -> int:
@@ -69,7 +71,7 @@ class Ridge(GradientStepProblem):
         eig = torch.linalg.eigvalsh(self.hessian(lam))
         return eig[-1], eig[0]
 
-    def outer(self, w, lam):
+    def validation_loss(self, w, lam):
         return 0.5 * (self.x_val @ w - self.y_val).square().mean()
 
     def solve_inner(self, lam):

@@ -1,0 +1,82 @@
+"""Preconditioned implicit differentiation (Ye, Peyré, Cremers, Ablin, AISTATS 2024, arXiv 2402.16748)."""
+
+from __future__ import annotations
+
+import torch
+
+from hgbench.cost import vjp
+from hgbench.estimators.aid import AID
+from hgbench.estimators.cg import conjugate_gradient
+from hgbench.estimators.implicit import dense_jt, implicit_at, point_estimates, solve_direct, solve_or_nan
+
+KINDS = ("newton", "jacobi")
+SOLVES = ("direct", "cg")
+
+
+class Preconditioned(AID):
+    """Preconditioned implicit differentiation (Ye et al. 2024), kind=newton|jacobi.
+
+    One preconditioned step from the inner iterate, then implicit differentiation there:
+
+        x̂ = w_t − P⁻¹∇₁ℓ(w_t, λ),    ĝ = ∇₂E(x̂) + ∂₂Φ(x̂)ᵀ v,   (I − Jᵀ(x̂)) v = ∇₁E(x̂)
+
+    with P = ∇₁²ℓ(w_t, λ) (``kind=newton``) or its diagonal (``kind=jacobi``), as in the
+    authors' code. Newton makes ‖x̂ − w*‖ = O(‖w_t − w*‖²), so the error becomes quadratic in the
+    inner error ("super-efficiency"); Jacobi stays linear with a smaller constant.
+
+    Written on Φ alone: for Φ = w − α∇₁ℓ (α held fixed), ∇₁ℓ = (w − Φ(w))/α and ∇₁²ℓ = (I − J)/α,
+    so P⁻¹∇₁ℓ = (I − J)⁻¹(w − Φ(w)) (Newton) or diag(I − J)⁻¹(w − Φ(w)) (Jacobi): α cancels, the
+    step is Ye et al.'s exactly, and for any other contraction Φ it is Newton (or Jacobi) on the
+    fixed-point residual w − Φ(w) = 0.
+
+    ``solve=direct`` (small problems): the Newton system and the implicit system are solved by LU
+    on dense matrices (d VJPs each; the Jacobi diagonal also takes d VJPs); the estimator has no
+    k and yields k = None once per t. Cost per point: t Φ steps, 2 Φ evaluations, 2d + 1 VJPs.
+    ``solve=cg`` (larger problems; needs a symmetric ∂₁Φ): P⁻¹ is applied by ``precond_steps``
+    CG steps on (I − J)s = w − Φ(w) (Newton; Jacobi still divides by the exact diagonal), and
+    the implicit system at x̂ by k CG steps, k from the grid. Cost of (t, k): t Φ steps,
+    2 Φ evaluations, precond_steps (Newton) or d (Jacobi) VJPs, k + 1 VJPs.
+    """
+
+    def __init__(self, name, kind="newton", solve="direct", precond_steps=20):
+        super().__init__(name)
+        if kind not in KINDS:
+            raise ValueError(f"estimator.kind={kind!r} is not one of {', '.join(KINDS)}")
+        if solve not in SOLVES:
+            raise ValueError(f"estimator.solve={solve!r} is not one of {', '.join(SOLVES)}")
+        if isinstance(precond_steps, bool) or not isinstance(precond_steps, int) or precond_steps < 0:
+            raise ValueError(f"estimator.precond_steps={precond_steps!r} must be an integer >= 0")
+        self.kind, self.solve, self.precond_steps = kind, solve, precond_steps
+
+    def check(self, problem):
+        if self.solve == "cg" and not problem.symmetric_jacobian:
+            raise ValueError(
+                f"estimator {self.name!r} with solve=cg needs a symmetric ∂₁Φ, but problem {problem.name!r} "
+                f"has a non-symmetric one; use estimator.solve=direct"
+            )
+
+    def point(self, bound, w):
+        """x̂ = w − P⁻¹∇₁ℓ(w), in the Φ form above."""
+        phi_w, pullback = vjp(bound.phi, w, bound.lam)
+        residual = w - phi_w
+        if self.kind == "jacobi":
+            return w - residual / (1 - dense_jt(pullback, w).diagonal())
+        if self.solve == "direct":  # I − J = (I − Jᵀ)ᵀ
+            system = torch.eye(w.numel(), dtype=w.dtype, device=w.device) - dense_jt(pullback, w).T
+            return w - solve_or_nan(system, residual)
+        steps = conjugate_gradient(lambda v: v - pullback(v, 0), residual)
+        step = torch.zeros_like(w)
+        for _ in range(self.precond_steps):
+            step = next(steps)
+        return w - step
+
+    def solver(self, jtv, b):
+        return conjugate_gradient(lambda v: v - jtv(v), b)
+
+    def at(self, bound, w):
+        return implicit_at(bound, self.point(bound, w), solve_direct)
+
+    def estimate(self, problem, lam, pairs):
+        if self.solve == "cg":
+            return super().estimate(problem, lam, pairs)
+        return point_estimates(problem, lam, pairs, self.at)

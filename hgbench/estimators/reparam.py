@@ -1,0 +1,83 @@
+"""Reparameterized implicit differentiation (Ye, Peyré, Cremers, Ablin, AISTATS 2024, arXiv 2402.16748)."""
+
+from __future__ import annotations
+
+import torch
+
+from hgbench.cost import record
+from hgbench.estimators.base import Estimator
+from hgbench.estimators.implicit import point_estimates, solve_or_nan
+from hgbench.problems.base import Problem
+
+MAPS = ("diag", "exp")
+
+
+def needs_inner_loss(estimator: Estimator, problem: Problem) -> None:
+    """Refuse a problem that does not define its inner loss ℓ."""
+    if type(problem).inner_loss is Problem.inner_loss:
+        raise ValueError(
+            f"estimator {estimator.name!r} needs the inner loss ℓ (Φ a gradient step on ℓ), but problem "
+            f"{problem.name!r} does not define inner_loss; use estimator=exact or precond"
+        )
+
+
+class Reparameterized(Estimator):
+    """Reparameterized implicit differentiation (Ye et al. 2024), map=diag|exp.
+
+    Implicit differentiation after a change of inner variable x = φ(z, λ):
+
+        G̃(z, λ) = ℓ(φ(z, λ), λ),   Ẽ(z, λ) = E(φ(z, λ), λ),   z_t = φ⁻¹(w_t)
+        ĝ = ∇₂Ẽ(z_t, λ) − (∂₂∇₁G̃(z_t, λ))ᵀ ∇₁²G̃(z_t, λ)⁻¹ ∇₁Ẽ(z_t, λ)
+
+    i.e. the implicit formula of the inner problem in z (whose solution z* maps to w*), the chain
+    rule dw*/dλ = ∂_zφ·dz*/dλ + ∂_λφ mapping it back. Exact at w_t = w*; at an inexact w_t the
+    error changes with φ (Ye et al. 2024, §4: quadratic only for specially designed maps). Maps,
+    with x_c = w_t held fixed (not differentiated):
+
+    - ``map=exp``: x = sign(x_c) ⊙ exp(z), elementwise (undefined where a coordinate of w_t is 0:
+      the estimate is then NaN, a ``diverged`` row);
+    - ``map=diag``: x = P(λ)⁻¹ z, P(λ) = diag(∇₁²ℓ(x_c, λ)) (diagonal scaling; P depends on λ,
+      so ∂_λφ ≠ 0).
+
+    The d × d Hessian of G̃ is formed densely and solved by LU: small problems only; no k
+    (k = None, once per t). Needs the problem's ``inner_loss``. Cost per point, counting a
+    Hessian-vector product of ℓ as one VJP (what it is through Φ = w − α∇ℓ): t Φ steps, d VJPs
+    for ∇₁²G̃, one for the λ-product, and d more for the diagonal of ``map=diag``.
+    """
+
+    def __init__(self, name, map="diag"):
+        super().__init__(name)
+        if map not in MAPS:
+            raise ValueError(f"estimator.map={map!r} is not one of {', '.join(MAPS)}")
+        self.map = map
+
+    def check(self, problem):
+        needs_inner_loss(self, problem)
+
+    def reparameterization(self, problem, x_c, lam):
+        """(φ, z_c): the map z ↦ x as a function of (z, λ), and z at the current iterate."""
+        if self.map == "exp":
+            sign = torch.sign(x_c)
+            return (lambda z, l: sign * torch.exp(z)), torch.log(torch.abs(x_c))
+        hessian = torch.func.jacrev(torch.func.jacrev(problem.inner_loss, argnums=0), argnums=0)
+        diagonal = lambda l: torch.diagonal(hessian(x_c, l))  # noqa: E731
+        scale, dscale = diagonal(lam), torch.func.jacrev(diagonal)(lam)
+        record(n_vjp=x_c.numel())
+        # The estimate needs φ and its first λ-derivatives at λ only: P's linearization at λ
+        # gives both exactly, without differentiating a Hessian again inside every product.
+        return (lambda z, l: z / (scale + dscale @ (l - lam))), scale * x_c
+
+    def at(self, problem, w, lam):
+        phi, z = self.reparameterization(problem, w, lam)
+        inner = lambda z, l: problem.inner_loss(phi(z, l), l)  # noqa: E731
+        outer = lambda z, l: problem.outer(phi(z, l), l)  # noqa: E731
+        grad_z = torch.func.grad(inner, argnums=0)
+        hess = torch.func.jacrev(grad_z, argnums=0)(z, lam)
+        outer_z, outer_lam = torch.func.grad(outer, argnums=(0, 1))(z, lam)
+        u = solve_or_nan(hess, outer_z)
+        _, pull = torch.func.vjp(lambda l: grad_z(z, l), lam)
+        record(n_vjp=z.numel() + 1)
+        return outer_lam - pull(u)[0]
+
+    def estimate(self, problem, lam, pairs):
+        return point_estimates(problem, lam, pairs, lambda bound, w: self.at(problem, w, lam))
