@@ -9,13 +9,13 @@ writes the table of all claims whose presets have results (claims.md).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
 
+from hgbench.inner_error import on_levels, slopes
 from hgbench.theory import rate_table
 
 Verdict = tuple[str, Optional[bool]]
@@ -23,10 +23,12 @@ Verdict = tuple[str, Optional[bool]]
 
 @dataclass(frozen=True)
 class Claim:
+    """``presets``: the presets whose results test it; the table has one row per preset found."""
+
     id: str
     source: str
     statement: str
-    preset: str
+    presets: tuple[str, ...]
     criterion: str
     check: Callable[[pd.DataFrame], Verdict]
 
@@ -105,30 +107,84 @@ def itd_rises_first(df: pd.DataFrame) -> Verdict:
     return "; ".join(out), all(holds)
 
 
+def _slopes(df: pd.DataFrame, min_min: bool) -> pd.DataFrame:
+    """Fitted error-vs-inner-error slopes (hgbench.inner_error) of the problems whose outer
+    objective is the inner loss (``min_min``) or is not; problem names end in _<outer>."""
+    fitted = slopes(on_levels(df))
+    return fitted[fitted["problem"].str.endswith("_inner") == min_min]
+
+
+def slope_near(estimator: str, target: float, min_min: bool = False, tol: float = 0.2) -> Callable[[pd.DataFrame], Verdict]:
+    """``estimator``'s fitted slope within target ± tol on every outer objective of the preset
+    (NaN slopes, where the error is at round-off over the whole range, are reported, not judged)."""
+
+    def check(df: pd.DataFrame) -> Verdict:
+        rows = _slopes(df, min_min)
+        rows = rows[rows["estimator"] == estimator]
+        if rows.empty:
+            return f"no {estimator} rows", None
+        text = ", ".join(f"{r.problem}: {_fmt_slope(r.slope)}" for r in rows.itertuples())
+        judged = rows["slope"].dropna()
+        if judged.empty:
+            return text + " (at round-off: nothing to fit)", None
+        return text, bool(((judged - target).abs() <= tol).all())
+
+    return check
+
+
+def _fmt_slope(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.2f}"
+
+
+def jacobi_linear_smaller_constant(df: pd.DataFrame) -> Verdict:
+    """Jacobi-preconditioned slope 1 ± 0.2 and its constant C (err ≈ C·eˢ) below vanilla's."""
+    rows = _slopes(df, False).set_index(["problem", "estimator"])["slope constant".split()]
+    parts, holds = [], []
+    for problem in rows.index.get_level_values("problem").unique():
+        jac, van = rows.loc[(problem, "precond_jacobi")], rows.loc[(problem, "exact")]
+        ratio = jac["constant"] / van["constant"]
+        parts.append(f"{problem}: slope {_fmt_slope(jac['slope'])}, C/C_vanilla {ratio:.2g}")
+        holds.append(abs(jac["slope"] - 1) <= 0.2 and ratio < 1)
+    return "; ".join(parts), all(holds) if holds else None
+
+
+YE = ("ye2024_ridge", "ye2024_logistic", "ye2024_logistic_weak")
+
 CLAIMS = [
     Claim("G1", "Grazzi et al. 2020, Thms. 1–2", "ITD and AID-FP converge linearly, at the same rate, set by q",
-          "grazzi2020", "fitted rates of itd and fp in t (k = t) within 30% of log q", same_rate_as_q),
+          ("grazzi2020",), "fitted rates of itd and fp in t (k = t) within 30% of log q", same_rate_as_q),
     Claim("G2", "Grazzi et al. 2020, §3 (bounds)", "With k = t, AID-FP's error is below ITD's (a constant factor)",
-          "grazzi2020", "median over t ≥ 20 of err(fp)/err(itd) < 1 on every problem", fp_below_itd),
+          ("grazzi2020",), "median over t ≥ 20 of err(fp)/err(itd) < 1 on every problem", fp_below_itd),
     Claim("G3", "Grazzi et al. 2020, §5", "From a cold start (k = t) the AID curves nearly coincide: the inner error dominates",
-          "grazzi2020", "err(cg)/err(fp) within a factor 3 at every t ≥ 10", cold_start_coincide),
+          ("grazzi2020", "ridge_illcond_cold"), "err(cg)/err(fp) within a factor 3 at every t ≥ 10", cold_start_coincide),
     Claim("G4", "Grazzi et al. 2020, Thm. 3", "With the inner problem solved and q close to 1, CG beats FP in k by orders of magnitude",
-          "ridge_illcond", "err(cg)/err(fp) < 1e-2 at k = 50 (t = 6000)", cg_beats_fp_in_k),
+          ("ridge_illcond",), "err(cg)/err(fp) < 1e-2 at k = 50 (t = 6000)", cg_beats_fp_in_k),
     Claim("G5", "Grazzi et al. 2020, Thm. 1", "ITD's bound t·qᵗ can rise before it falls when q is close to 1",
-          "ridge_illcond_cold", "ITD’s median error peaks at some t > 0 above its value at t = 0", itd_rises_first),
+          ("ridge_illcond_cold",), "ITD’s median error peaks at some t > 0 above its value at t = 0", itd_rises_first),
+    Claim("Y1", "Ye et al. 2024, §3", "Vanilla implicit differentiation at an inexact inner solution: error linear in the inner error",
+          YE, "slope of `exact` 1 ± 0.2 (outer ≠ inner loss)", slope_near("exact", 1.0)),
+    Claim("Y2", "Ye et al. 2024, §4", "Newton-preconditioned implicit differentiation: error quadratic in the inner error",
+          YE, "slope of `precond_newton` 2 ± 0.2 (outer ≠ inner loss)", slope_near("precond_newton", 2.0)),
+    Claim("Y3", "Ye et al. 2024, §4", "Jacobi preconditioning stays linear, with a smaller constant than vanilla",
+          YE, "slope of `precond_jacobi` 1 ± 0.2 and its constant below vanilla's", jacobi_linear_smaller_constant),
+    Claim("Y4", "Ye et al. 2024, §3", "In the min–min case (E = inner loss) vanilla implicit differentiation is already quadratic",
+          YE, "slope of `exact` 2 ± 0.2 with outer = inner", slope_near("exact", 2.0, min_min=True)),
+    Claim("Y5", "Ye et al. 2024, §5", "Reparameterization is quadratic only for specially designed maps: diagonal scaling stays linear",
+          YE, "slope of `reparam_diag` 1 ± 0.2 (outer ≠ inner loss)", slope_near("reparam_diag", 1.0)),
 ]  # fmt: skip
 
 
 def evaluate(results: dict[str, pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:
-    """One row per claim whose preset is in ``results`` (preset name -> its rows)."""
+    """One row per (claim, preset) whose preset is in ``results`` (preset name -> its rows)."""
     rows = []
     for claim in claims:
-        if claim.preset not in results:
-            continue
-        measured, holds = claim.check(results[claim.preset])
-        verdict = {True: "holds", False: "does not hold", None: "undecided"}[holds]
-        rows.append({"id": claim.id, "source": claim.source, "claim": claim.statement, "preset": claim.preset,
-                     "criterion": claim.criterion, "measured": measured, "verdict": verdict})  # fmt: skip
+        for preset in claim.presets:
+            if preset not in results:
+                continue
+            measured, holds = claim.check(results[preset])
+            verdict = {True: "holds", False: "does not hold", None: "undecided"}[holds]
+            rows.append({"id": claim.id, "source": claim.source, "claim": claim.statement, "preset": preset,
+                         "criterion": claim.criterion, "measured": measured, "verdict": verdict})  # fmt: skip
     return pd.DataFrame(rows, columns=["id", "source", "claim", "preset", "criterion", "measured", "verdict"])
 
 
@@ -138,6 +194,3 @@ def markdown(table: pd.DataFrame) -> str:
         lines.append("| " + " | ".join(str(v).replace("|", "/") for v in row) + " |")
     return "\n".join(lines) + "\n"
 
-
-def is_nan(x) -> bool:
-    return isinstance(x, float) and math.isnan(x)
