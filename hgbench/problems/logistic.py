@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hgbench import datasets
 from hgbench.problems.base import GradientStepProblem
 
 
@@ -24,10 +25,19 @@ class Logistic(GradientStepProblem):
 
     Synthetic data as in the reference code of Grazzi et al.: x ~ N(0, I),
     b = sign(x·w₀ + 0.1·ε), w₀ ~ N(0, I); ``n_samples`` split half/half into train/validation.
+    ``data=breast_cancer``: scikit-learn's breast-cancer set (569 × 30) instead, split by
+    ``val_fraction`` and standardized (hgbench.datasets.split); the synthetic-data arguments are
+    then unused.
     """
 
-    def __init__(self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high):
+    def __init__(self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high, data="synthetic", val_fraction=0.5):
         super().__init__(name, seed, lam_low, lam_high)
+        if data != "synthetic":
+            if data != "breast_cancer":
+                raise ValueError(f"problem.data={data!r} is not one of synthetic, breast_cancer")
+            self.x_train, self.b_train, self.x_val, self.b_val = datasets.split(data, self.seed, val_fraction)
+            self._smoothness()
+            return
         if n_samples < 2 or n_features < 1:
             raise ValueError(
                 f"logistic needs n_samples >= 2 and n_features >= 1, got n_samples={n_samples}, n_features={n_features}"
@@ -40,7 +50,10 @@ class Logistic(GradientStepProblem):
         half = n_samples // 2
         self.x_train, self.b_train = x[:half], b[:half]
         self.x_val, self.b_val = x[half:], b[half:]
-        self.smooth_data = torch.linalg.matrix_norm(self.x_train, ord=2) ** 2 / (4 * half)
+        self._smoothness()
+
+    def _smoothness(self):
+        self.smooth_data = torch.linalg.matrix_norm(self.x_train, ord=2) ** 2 / (4 * self.x_train.shape[0])
 
     @property
     def lam_dim(self) -> int:

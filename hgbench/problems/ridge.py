@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from hgbench import datasets
 from hgbench.problems.base import GradientStepProblem
 
 
@@ -22,10 +23,19 @@ class Ridge(GradientStepProblem):
     Synthetic data: rows x ~ N(0, Σ), Σ with eigenvalues spaced geometrically from 1 down to
     1/cond in a random basis; y = x·w₀ + noise·ε with w₀ ~ N(0, I/d). ``cond`` and the λ range
     set the conditioning of H, hence q.
+
+    ``data=diabetes``: scikit-learn's diabetes set (442 × 10) instead, split by ``val_fraction``
+    and standardized (hgbench.datasets.split); the synthetic-data arguments are then unused.
     """
 
-    def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high):
+    def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high, data="synthetic", val_fraction=0.5):
         super().__init__(name, seed, lam_low, lam_high)
+        if data != "synthetic":
+            if data != "diabetes":
+                raise ValueError(f"problem.data={data!r} is not one of synthetic, diabetes")
+            self.x_train, self.y_train, self.x_val, self.y_val = datasets.split(data, self.seed, val_fraction)
+            self._moments()
+            return
         if min(n_train, n_val, n_features) < 1 or cond < 1:
             raise ValueError(
                 f"ridge needs n_train, n_val, n_features >= 1 and cond >= 1, got "
@@ -44,6 +54,10 @@ class Ridge(GradientStepProblem):
 
         self.x_train, self.y_train = sample(n_train)
         self.x_val, self.y_val = sample(n_val)
+        self._moments()
+
+    def _moments(self):
+        n_train = self.x_train.shape[0]
         self.gram = self.x_train.T @ self.x_train / n_train
         self.xty = self.x_train.T @ self.y_train / n_train
 
