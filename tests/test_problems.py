@@ -58,7 +58,7 @@ def test_reference_matches_finite_differences(name):
     solves would be slow) the derivatives along three random directions."""
     problem = build(name)
     gen = torch.Generator().manual_seed(5)
-    for lam in draws(problem):
+    for lam in draws(problem, 2 if problem.lam_dim <= 4 else 1):
         ref = reference(problem, lam)
         if problem.lam_dim <= 4:
             assert rel(ref.grad, finite_difference_grad(problem, lam)) < 1e-6
@@ -210,11 +210,11 @@ def test_bad_data_options_are_refused():
 )
 def test_new_problems_run_from_the_command_line(problem, sizes, tmp_path, monkeypatch):
     out = tmp_path / "sweep"
-    args = ["run", "-m", f"problem={problem}", "estimator=cg,itd", *sizes, "n_lambdas=2", "grid.t=[0,5,200]",
+    args = ["run", "-m", f"problem={problem}", "estimator=cg,itd", *sizes, "n_lambdas=1", "grid.t=[0,5,200]",
             "batch_lambdas=true", "plot=false", f"hydra.sweep.dir={out}"]  # fmt: skip
     assert run_cli(monkeypatch, *args) == 0
     df = pd.read_csv(out / "metrics.csv")
-    assert set(df["estimator"]) == {"cg", "itd"} and len(df) == 2 * 2 * 3 and (df["status"] == "ok").all()
+    assert set(df["estimator"]) == {"cg", "itd"} and len(df) == 2 * 3 and (df["status"] == "ok").all()
     assert df["q"].between(0, 1, inclusive="neither").all()
     err = df.groupby(["estimator", "lam_id", "t"])["err_rel"].first().unstack("t")
     assert (err[200] < 0.1 * err[0]).all()  # every curve converges (q < 1)

@@ -12,8 +12,9 @@ REPRESENTATIONS = ("linear", "tanh")
 
 
 class HyperRep(GradientStepProblem):
-    """Hyper-representation learning on few-shot digit classification (Franceschi et al. 2018;
-    Grazzi et al. 2020, §5).
+    """Hyper-representation: a shared map λ = P, per-task linear heads w, few-shot digit tasks.
+
+    Franceschi et al. 2018; Grazzi et al. 2020, §5.
 
     T tasks, each a ``ways``-way classification with ``shots`` training and ``val_shots``
     validation images per class: inputs X_i ∈ ℝ^{n×p} (n = ways·shots), one-hot labels
@@ -92,7 +93,7 @@ class HyperRep(GradientStepProblem):
         return self.n_tasks * self.y_train.shape[2] * self.rep_dim
 
     def sample_lambdas(self, n, generator):
-        scale = super().sample_lambdas(n, generator)[:, :1]  # s ~ U[lam_low, lam_high]
+        scale = self.lam_low + (self.lam_high - self.lam_low) * torch.rand(n, 1, generator=generator, dtype=torch.float64)
         g = torch.randn(n, self.lam_dim, generator=generator, dtype=torch.float64)
         return scale * g / self.x_train.shape[2] ** 0.5
 

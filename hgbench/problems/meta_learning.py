@@ -10,8 +10,9 @@ from hgbench.problems.base import GradientStepProblem
 
 
 class MetaLearning(GradientStepProblem):
-    """Biased regularization over T few-shot linear-regression tasks (Grazzi et al. 2020, §5;
-    Denevi et al. 2019; Rajeswaran et al. 2019, iMAML).
+    """Biased regularization (iMAML-like) over T few-shot regression tasks; λ = the shared bias.
+
+    Grazzi et al. 2020, §5; Denevi et al. 2019; Rajeswaran et al. 2019 (iMAML).
 
     Task i has training data X_i ∈ ℝ^{n×d}, y_i ∈ ℝ^n and validation data X_{v,i} ∈ ℝ^{n_v×d},
     y_{v,i}. λ = h ∈ ℝ^d (the shared bias), or λ = (h, log γ) ∈ ℝ^{d+1} with ``learn_gamma``.
