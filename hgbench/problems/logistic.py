@@ -32,12 +32,15 @@ class Logistic(GradientStepProblem):
 
     def __init__(self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high, data="synthetic", val_fraction=0.5):
         super().__init__(name, seed, lam_low, lam_high)
-        if data != "synthetic":
-            if data != "breast_cancer":
-                raise ValueError(f"problem.data={data!r} is not one of synthetic, breast_cancer")
+        if data == "synthetic":
+            self.x_train, self.b_train, self.x_val, self.b_val = self._synthetic(n_samples, n_features, label_noise)
+        elif data == "breast_cancer":
             self.x_train, self.b_train, self.x_val, self.b_val = datasets.split(data, self.seed, val_fraction)
-            self._smoothness()
-            return
+        else:
+            raise ValueError(f"problem.data={data!r} is not one of synthetic, breast_cancer")
+        self.smooth_data = torch.linalg.matrix_norm(self.x_train, ord=2) ** 2 / (4 * self.x_train.shape[0])
+
+    def _synthetic(self, n_samples, n_features, label_noise):
         if n_samples < 2 or n_features < 1:
             raise ValueError(
                 f"logistic needs n_samples >= 2 and n_features >= 1, got n_samples={n_samples}, n_features={n_features}"
@@ -48,12 +51,7 @@ class Logistic(GradientStepProblem):
         noise = torch.randn(n_samples, generator=gen, dtype=torch.float64)
         b = torch.where(x @ w_true + label_noise * noise > 0, 1.0, -1.0).to(torch.float64)
         half = n_samples // 2
-        self.x_train, self.b_train = x[:half], b[:half]
-        self.x_val, self.b_val = x[half:], b[half:]
-        self._smoothness()
-
-    def _smoothness(self):
-        self.smooth_data = torch.linalg.matrix_norm(self.x_train, ord=2) ** 2 / (4 * self.x_train.shape[0])
+        return x[:half], b[:half], x[half:], b[half:]
 
     @property
     def lam_dim(self) -> int:

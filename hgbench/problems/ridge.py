@@ -30,12 +30,17 @@ class Ridge(GradientStepProblem):
 
     def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high, data="synthetic", val_fraction=0.5):
         super().__init__(name, seed, lam_low, lam_high)
-        if data != "synthetic":
-            if data != "diabetes":
-                raise ValueError(f"problem.data={data!r} is not one of synthetic, diabetes")
+        if data == "synthetic":
+            self.x_train, self.y_train, self.x_val, self.y_val = self._synthetic(n_train, n_val, n_features, cond, noise)
+        elif data == "diabetes":
             self.x_train, self.y_train, self.x_val, self.y_val = datasets.split(data, self.seed, val_fraction)
-            self._moments()
-            return
+        else:
+            raise ValueError(f"problem.data={data!r} is not one of synthetic, diabetes")
+        n_train = self.x_train.shape[0]
+        self.gram = self.x_train.T @ self.x_train / n_train
+        self.xty = self.x_train.T @ self.y_train / n_train
+
+    def _synthetic(self, n_train, n_val, n_features, cond, noise):
         if min(n_train, n_val, n_features) < 1 or cond < 1:
             raise ValueError(
                 f"ridge needs n_train, n_val, n_features >= 1 and cond >= 1, got "
@@ -52,14 +57,7 @@ class Ridge(GradientStepProblem):
             x = torch.randn(n, d, generator=gen, dtype=torch.float64) @ mix.T
             return x, x @ w_true + noise * torch.randn(n, generator=gen, dtype=torch.float64)
 
-        self.x_train, self.y_train = sample(n_train)
-        self.x_val, self.y_val = sample(n_val)
-        self._moments()
-
-    def _moments(self):
-        n_train = self.x_train.shape[0]
-        self.gram = self.x_train.T @ self.x_train / n_train
-        self.xty = self.x_train.T @ self.y_train / n_train
+        return (*sample(n_train), *sample(n_val))
 
     @property
     def lam_dim(self) -> int:
