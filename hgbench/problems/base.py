@@ -83,6 +83,11 @@ class Problem:
         """ℓ(w, λ) when Φ is a gradient step on it; problems without one leave this undefined."""
         raise NotImplementedError(f"problem {self.name!r} has no inner loss")
 
+    def newton_direction(self, w: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """∇₁²ℓ(w, λ)⁻¹ g for Newton's method: the dense Hessian by autodiff and LU, unless a
+        problem overrides it with its structure (e.g. a block-diagonal Hessian)."""
+        return torch.linalg.solve(torch.func.hessian(self.inner_loss)(w, lam), g)
+
     def consts(self, lam: torch.Tensor) -> dict:
         return {}
 
@@ -117,11 +122,10 @@ class Problem:
         """
         loss = lambda w: self.inner_loss(w, lam)  # noqa: E731
         grad = torch.func.grad(loss)
-        hess = torch.func.hessian(loss)
         w = self.w0(lam)
         g = grad(w)
         for _ in range(100):
-            step = torch.linalg.solve(hess(w), g)
+            step = self.newton_direction(w, g, lam)
             size = 1.0
             while size > 1e-8:
                 w_new = w - size * step

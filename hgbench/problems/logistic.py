@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hgbench import datasets
 from hgbench.problems.base import GradientStepProblem
 from hgbench.problems.outer import OuterChoice
 
@@ -26,10 +27,23 @@ class Logistic(OuterChoice, GradientStepProblem):
 
     Synthetic data as in the reference code of Grazzi et al.: x ~ N(0, I),
     b = sign(x·w₀ + 0.1·ε), w₀ ~ N(0, I); ``n_samples`` split half/half into train/validation.
+    ``data=breast_cancer``: scikit-learn's breast-cancer set (569 × 30) instead, split by
+    ``val_fraction`` and standardized (hgbench.datasets.split); the synthetic-data arguments are
+    then unused.
     """
 
-    def __init__(self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high, outer="validation"):
+    def __init__(self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high, data="synthetic", val_fraction=0.5, outer="validation"):
         super().__init__(name, seed, lam_low, lam_high)
+        if data == "synthetic":
+            self.x_train, self.b_train, self.x_val, self.b_val = self._synthetic(n_samples, n_features, label_noise)
+        elif data == "breast_cancer":
+            self.x_train, self.b_train, self.x_val, self.b_val = datasets.split(data, self.seed, val_fraction)
+        else:
+            raise ValueError(f"problem.data={data!r} is not one of synthetic, breast_cancer")
+        self.smooth_data = torch.linalg.matrix_norm(self.x_train, ord=2) ** 2 / (4 * self.x_train.shape[0])
+        self.choose_outer(outer)
+
+    def _synthetic(self, n_samples, n_features, label_noise):
         if n_samples < 2 or n_features < 1:
             raise ValueError(
                 f"logistic needs n_samples >= 2 and n_features >= 1, got n_samples={n_samples}, n_features={n_features}"
@@ -40,10 +54,7 @@ class Logistic(OuterChoice, GradientStepProblem):
         noise = torch.randn(n_samples, generator=gen, dtype=torch.float64)
         b = torch.where(x @ w_true + label_noise * noise > 0, 1.0, -1.0).to(torch.float64)
         half = n_samples // 2
-        self.x_train, self.b_train = x[:half], b[:half]
-        self.x_val, self.b_val = x[half:], b[half:]
-        self.smooth_data = torch.linalg.matrix_norm(self.x_train, ord=2) ** 2 / (4 * half)
-        self.choose_outer(outer)
+        return x[:half], b[:half], x[half:], b[half:]
 
     @property
     def lam_dim(self) -> int:

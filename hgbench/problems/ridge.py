@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from hgbench import datasets
 from hgbench.problems.base import GradientStepProblem
 from hgbench.problems.outer import OuterChoice
 
@@ -23,10 +24,25 @@ class Ridge(OuterChoice, GradientStepProblem):
     Synthetic data: rows x ~ N(0, Σ), Σ with eigenvalues spaced geometrically from 1 down to
     1/cond in a random basis; y = x·w₀ + noise·ε with w₀ ~ N(0, I/d). ``cond`` and the λ range
     set the conditioning of H, hence q.
+
+    ``data=diabetes``: scikit-learn's diabetes set (442 × 10) instead, split by ``val_fraction``
+    and standardized (hgbench.datasets.split); the synthetic-data arguments are then unused.
     """
 
-    def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high, outer="validation"):
+    def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high, data="synthetic", val_fraction=0.5, outer="validation"):
         super().__init__(name, seed, lam_low, lam_high)
+        if data == "synthetic":
+            self.x_train, self.y_train, self.x_val, self.y_val = self._synthetic(n_train, n_val, n_features, cond, noise)
+        elif data == "diabetes":
+            self.x_train, self.y_train, self.x_val, self.y_val = datasets.split(data, self.seed, val_fraction)
+        else:
+            raise ValueError(f"problem.data={data!r} is not one of synthetic, diabetes")
+        n_train = self.x_train.shape[0]
+        self.gram = self.x_train.T @ self.x_train / n_train
+        self.xty = self.x_train.T @ self.y_train / n_train
+        self.choose_outer(outer)
+
+    def _synthetic(self, n_train, n_val, n_features, cond, noise):
         if min(n_train, n_val, n_features) < 1 or cond < 1:
             raise ValueError(
                 f"ridge needs n_train, n_val, n_features >= 1 and cond >= 1, got "
@@ -43,11 +59,7 @@ class Ridge(OuterChoice, GradientStepProblem):
             x = torch.randn(n, d, generator=gen, dtype=torch.float64) @ mix.T
             return x, x @ w_true + noise * torch.randn(n, generator=gen, dtype=torch.float64)
 
-        self.x_train, self.y_train = sample(n_train)
-        self.x_val, self.y_val = sample(n_val)
-        self.gram = self.x_train.T @ self.x_train / n_train
-        self.xty = self.x_train.T @ self.y_train / n_train
-        self.choose_outer(outer)
+        return (*sample(n_train), *sample(n_val))
 
     @property
     def lam_dim(self) -> int:
