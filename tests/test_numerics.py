@@ -8,6 +8,7 @@ from toy import LinearMap
 from hgbench.estimators.cg import ConjugateGradient, conjugate_gradient
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.itd import ITDForward, ITDReverse
+from hgbench.problems.logistic import Logistic
 from hgbench.problems.ridge import Ridge
 from hgbench.reference import reference
 
@@ -160,3 +161,14 @@ def test_float32_run_is_accurate_to_float32(ridge):
     (est,) = ConjugateGradient("cg").estimate(ridge.to(torch.float32, "cpu"), lam.float(), [(500, 50)])
     assert est.grad.dtype == torch.float32
     assert 1e-9 < rel(est.grad.double(), ref.grad) < 1e-4
+
+
+def test_cg_stays_put_long_after_convergence():
+    """Run far past convergence, CG's recursively updated residual would underflow to denormals
+    whose ratios blow the iterate up (this draw reached err 2e31 at k = 2000 before the fix):
+    once ‖r‖ ≤ ε‖b‖ the residual counts as zero and the iterate stays at its converged value."""
+    problem = Logistic("logistic", seed=0, n_samples=1000, n_features=20, label_noise=0.1, lam_low=-5.0,
+                       lam_high=-1.0, data="breast_cancer")  # fmt: skip
+    lam = draws(problem, 10)[9]
+    early, late = (e.grad for e in ConjugateGradient("cg").estimate(problem, lam, [(2000, 500), (2000, 2000)]))
+    assert torch.equal(early, late)

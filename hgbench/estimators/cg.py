@@ -11,8 +11,11 @@ def conjugate_gradient(matvec, b):
     """CG (Hestenes–Stiefel) on A v = b, A symmetric positive definite, from v₀ = 0.
 
     Yields v_1, v_2, … using exactly one product with A per iterate. There is no stopping test:
-    once the residual is exactly zero the step sizes are set to zero and the iterate stays put
-    (what exact CG does after convergence); NaN or inf propagate, so divergence stays visible.
+    once the residual is zero the step sizes are set to zero and the iterate stays put (what
+    exact CG does after convergence); NaN or inf propagate, so divergence stays visible. The
+    recursively updated residual counts as zero once ‖r‖ ≤ ε‖b‖ (ε the dtype's machine epsilon):
+    below that it is round-off and carries no information, and iterated further it underflows
+    to denormals whose ratios blow the iterate up (seen after ~1,700 steps on breast_cancer).
     In exact arithmetic v_d is the solution for A of size d; in floating point, loss of
     orthogonality delays this by a few steps once κ(A) reaches the hundreds.
     """
@@ -21,6 +24,7 @@ def conjugate_gradient(matvec, b):
     p = r.clone()
     rr = r @ r
     zero = torch.zeros((), dtype=b.dtype, device=b.device)
+    round_off = (torch.finfo(b.dtype).eps ** 2) * rr
     while True:
         ap = matvec(p)
         pap = p @ ap
@@ -28,6 +32,7 @@ def conjugate_gradient(matvec, b):
         v = v + alpha * p
         r = r - alpha * ap
         rr_new = r @ r
+        rr_new = torch.where(rr_new <= round_off, zero, rr_new)
         p = r + torch.where(rr == 0, zero, rr_new / rr) * p
         rr = rr_new
         yield v
