@@ -19,14 +19,18 @@ from hgbench.runner import UserError, execute, prepare, write_run_info
 FAILED_JOBS: list[str] = []
 
 
-def _draw(path: Path) -> None:
+def _draw(path: Path, mode: str = "error") -> None:
     from hgbench.plot import plot
 
-    for figure in plot(path):
+    for figure in plot(path, "train" if mode == "train" else "error"):
         print(f"figure: {figure}")
 
 
 def run_one(cfg: DictConfig, out_dir: Path) -> None:
+    if cfg.mode == "train":
+        from hgbench.train import train_one
+
+        return train_one(cfg, out_dir)
     plan = prepare(cfg)
     df, facts = execute(plan, out_dir)
     write_run_info(cfg, plan, facts, out_dir)
@@ -45,7 +49,7 @@ def task(cfg: DictConfig) -> None:
             print(f"hgbench: error: {err}", file=sys.stderr)
             sys.exit(2)
         if cfg.plot:
-            _draw(out_dir / "metrics.csv")
+            _draw(out_dir / ("train.csv" if cfg.mode == "train" else "metrics.csv"), cfg.mode)
         return
     # In a sweep a failing job must not stop the others (and Hydra would then skip the
     # end-of-sweep callback): record the failure and go on.
@@ -64,6 +68,10 @@ class SweepReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        if config.mode == "train":
+            from hgbench.train import sweep_report
+
+            return sweep_report(sweep_dir, config.plot, FAILED_JOBS)
         combined = combine(sweep_dir)
         if combined is None:
             print(f"hgbench: no job of the sweep wrote results under {sweep_dir}", file=sys.stderr)
