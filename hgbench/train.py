@@ -155,7 +155,7 @@ def load_training(path: Path) -> pd.DataFrame:
     missing = [c for c in ("estimator", "step", "time_s", "train_loss", "val_acc") if c not in df.columns]
     if missing:
         raise ValueError(f"{files[0]} lacks the columns {missing}; is it an hgbench {TRAIN_CSV}?")
-    df["label"] = df["label"].fillna("")
+    df["label"] = ["" if pd.isna(x) else str(x) for x in df["label"]]  # an empty label reads back as NaN
     keys = ["problem", "estimator", "label", "seed", "step", "t", "k", "lr", "batch_size", "dtype", "device"]
     return df.drop_duplicates(subset=keys, keep="last").reset_index(drop=True)
 

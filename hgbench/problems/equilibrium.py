@@ -27,6 +27,7 @@ saved parameters, in order (the hypergradient error at checkpoints of a training
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -38,6 +39,19 @@ from hgbench.problems.base import BoundProblem, Problem
 N_PIXELS = 784
 N_CLASSES = 10
 CHUNK = 256  # images per batched d×d factorization in the exact solves (memory: CHUNK·d²·8 bytes)
+
+
+@contextmanager
+def _one_thread():
+    """Batched small factorizations (LU, eigvalsh) on one CPU thread. With torch's parallel loop
+    over the batch, MKL (torch 2.13 CPU build) was seen to print "Parameter 6 was incorrect on
+    entry to DLASWP" and to run over 10× slower on a machine whose cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class EquilibriumMNIST(Problem):
@@ -187,9 +201,10 @@ class EquilibriumMNIST(Problem):
     def _blockwise(self, matrices, rhs: torch.Tensor) -> torch.Tensor:
         """Solve matrices(rows)[i] xᵢ = rhsᵢ for every image i, CHUNK images at a time."""
         out = torch.empty_like(rhs)
-        for start in range(0, rhs.shape[0], CHUNK):
-            rows = slice(start, start + CHUNK)
-            out[rows] = torch.linalg.solve(matrices(rows), rhs[rows])
+        with _one_thread():
+            for start in range(0, rhs.shape[0], CHUNK):
+                rows = slice(start, start + CHUNK)
+                out[rows] = torch.linalg.solve(matrices(rows), rhs[rows])
         return out
 
     def adjoint_system(self, lam: torch.Tensor, w_star: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float]:
@@ -204,9 +219,10 @@ class EquilibriumMNIST(Problem):
         eye = torch.eye(self.d, dtype=a.dtype, device=a.device)
         v = self._blockwise(lambda rows: eye - a * slope[rows, None, :], b.reshape(-1, self.d))
         q2 = 0.0
-        for start in range(0, states.shape[0], CHUNK):
-            jt = a * slope[start : start + CHUNK, None, :]
-            q2 = max(q2, torch.linalg.eigvalsh(jt.mT @ jt)[:, -1].max().item())
+        with _one_thread():
+            for start in range(0, states.shape[0], CHUNK):
+                jt = a * slope[start : start + CHUNK, None, :]
+                q2 = max(q2, torch.linalg.eigvalsh(jt.mT @ jt)[:, -1].max().item())
         return v.reshape(-1), q2**0.5, float("nan")
 
     # --- training support (hgbench/train.py) -----------------------------------------------------
