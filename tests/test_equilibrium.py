@@ -238,3 +238,13 @@ def test_training_sweep_plots_and_rejects_bad_options(tmp_path, monkeypatch, cap
     assert "train.steps=0 must be an integer >= 1" in capsys.readouterr().err
     assert run_cli(monkeypatch, "run", "mode=train", "problem=ridge", "estimator=fp", f"hydra.run.dir={tmp_path / 'bad2'}") == 2
     assert "needs a problem with evaluate" in capsys.readouterr().err
+
+
+def test_minibatch_training_compares_with_the_batch_reference(tmp_path, monkeypatch):
+    out = tmp_path / "train"
+    code = run_cli(monkeypatch, "run", "+experiment=deq_test", "estimator=itd", "train.batch_size=64", "train.steps=3",
+                   "train.error_every=2", f"hydra.run.dir={out}", "plot=false")  # fmt: skip
+    assert code == 0
+    df = pd.read_csv(out / "train.csv")
+    errors = df[df["err_rel"].notna()]
+    assert list(errors["step"]) == [0, 2] and (errors["err_rel"] < 1e-2).all() and (df["batch_size"] == 64).all()
