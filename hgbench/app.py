@@ -20,11 +20,11 @@ FAILED_JOBS: list[str] = []
 ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceback
 
 
-def _draw(path: Path) -> None:
+def _draw(path: Path, mode: str = "error") -> None:
     from hgbench.plot import plot
 
     try:
-        figures = plot(path)
+        figures = plot(path, "train" if mode == "train" else "error")
     except ValueError as err:  # e.g. every row diverged: the rows are the result, the figure is skipped
         print(f"hgbench: warning: no figure: {err}", file=sys.stderr)
         return
@@ -33,6 +33,10 @@ def _draw(path: Path) -> None:
 
 
 def run_one(cfg: DictConfig, out_dir: Path) -> None:
+    if cfg.mode == "train":
+        from hgbench.train import train_one
+
+        return train_one(cfg, out_dir)
     plan = prepare(cfg)
     df, _ = execute(plan, out_dir)
     print(summary_table(df))
@@ -54,7 +58,7 @@ def task(cfg: DictConfig) -> None:
             print("hgbench: error: " + " ".join(str(err).split()), file=sys.stderr)
             sys.exit(2)
         if cfg.plot:
-            _draw(out_dir / "metrics.csv")
+            _draw(out_dir / ("train.csv" if cfg.mode == "train" else "metrics.csv"), cfg.mode)
         return
     # In a sweep a failing job must not stop the others (and Hydra would then skip the
     # end-of-sweep callback): record the failure in the job's error.txt (parallel launchers run
@@ -76,6 +80,10 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         FAILED_JOBS[:] = [path.read_text().split("\n", 1)[0] for path in sorted(sweep_dir.rglob(ERROR_FILE))]
+        if config.mode == "train":
+            from hgbench.train import sweep_report
+
+            return sweep_report(sweep_dir, config.plot, FAILED_JOBS)
         combined = combine(sweep_dir)
         if combined is None:
             print(f"hgbench: no job of the sweep wrote results under {sweep_dir}", file=sys.stderr)

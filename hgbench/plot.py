@@ -216,7 +216,41 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
     return paths
 
 
-KINDS = {"error": plot_errors, "cost": plot_cost, "inner": plot_inner}
+def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> list[Path]:
+    """Training curves (mode=train): training loss, validation and test accuracy against the
+    step and against the cumulative training time, one curve per estimator (and label); a run
+    that diverged ends with a cross."""
+    df = df[df["val_acc"].notna() | (df["status"] != "ok")]
+    runs = sorted({(e, l) for e, l in zip(df["estimator"], df["label"].fillna(""))})
+    if not runs:
+        raise ValueError("no training rows to plot")
+    styles = _styles([f"{e} {l}".strip() for e, l in runs])
+    measures = {"train_loss": "training loss", "val_acc": "validation accuracy", "test_acc": "test accuracy"}
+    fig, axes = plt.subplots(len(measures), 2, figsize=(10, 3.3 * len(measures)), squeeze=False)
+    for (estimator, label) in runs:
+        name = f"{estimator} {label}".strip()
+        run = df[(df["estimator"] == estimator) & (df["label"].fillna("") == label)].sort_values("step")
+        style = {**styles[name], "marker": None}
+        for row, (measure, title) in enumerate(measures.items()):
+            for col, x in enumerate(("step", "time_s")):
+                ax = axes[row][col]
+                ax.plot(run[x], run[measure], label=name, **style)
+                if (run["status"] != "ok").any():
+                    end = run[run[measure].notna()].iloc[-1:]
+                    ax.plot(end[x], end[measure], "x", color=style["color"], ms=9)
+                ax.set_xlabel("step" if x == "step" else "training time (s)")
+                ax.set_ylabel(title)
+                ax.grid(True, alpha=0.3)
+                if measure == "train_loss":
+                    ax.set_yscale("log")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Training with each estimator ({df['problem'].iloc[0]}; × = diverged)", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out_dir, stem)
+
+
+
+KINDS = {"error": plot_errors, "cost": plot_cost, "inner": plot_inner, "train": plot_training}
 
 
 def plot(path: Path, kind: str = "error", out_dir: Path | None = None, **options) -> list[Path]:
@@ -227,6 +261,8 @@ def plot(path: Path, kind: str = "error", out_dir: Path | None = None, **options
     if kind not in KINDS:
         raise ValueError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
     path = Path(path)
+    if kind == "train":
+        from hgbench.train import load_training as load
     df = load(path)
     target = Path(out_dir) if out_dir else (path.parent if path.is_file() else path)
     target.mkdir(parents=True, exist_ok=True)

@@ -135,9 +135,9 @@ def _prepare(cfg: DictConfig) -> Plan:
     estimator = _instantiate(cfg.estimator, "estimator")
     try:
         estimator.check(problem)
+        lams = problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
     except ValueError as err:
         raise UserError(str(err)) from err
-    lams = problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
     batched = cfg.batch_lambdas and estimator.batchable and problem.batchable
     if cfg.batch_lambdas and not batched:
         print(f"hgbench: batch_lambdas=true: {estimator.name} on {problem.name} does not vectorize; looping over λ draws")

