@@ -149,6 +149,38 @@ def jacobi_linear_smaller_constant(df: pd.DataFrame) -> Verdict:
     return "; ".join(parts), all(holds) if holds else None
 
 
+def final_accuracies(df: pd.DataFrame) -> pd.DataFrame:
+    """Per estimator of a training run (train.csv rows): the last evaluated train / validation /
+    test accuracy, and whether the run diverged."""
+    out = {}
+    for estimator, run in df.groupby("estimator"):
+        last = run[run["val_acc"].notna()].sort_values("step").iloc[-1]
+        out[estimator] = {"train_acc": last["train_acc"], "val_acc": last["val_acc"], "test_acc": last["test_acc"],
+                          "diverged": bool((run["status"] != "ok").any())}  # fmt: skip
+    return pd.DataFrame(out).T
+
+
+def _accuracies(final: pd.DataFrame) -> str:
+    return ", ".join(f"{e}: test {r.test_acc:.3f}{' (diverged)' if r.diverged else ''}" for e, r in final.iterrows())
+
+
+def train_alike(df: pd.DataFrame) -> Verdict:
+    """No run diverged and the final test accuracies lie within 0.02 of each other."""
+    final = final_accuracies(df)
+    spread = final["test_acc"].max() - final["test_acc"].min()
+    return _accuracies(final) + f"; spread {spread:.3f}", bool(not final["diverged"].any() and spread <= 0.02)
+
+
+def itd_most_stable(df: pd.DataFrame) -> Verdict:
+    """ITD did not diverge and its final validation accuracy is the highest of the estimators."""
+    final = final_accuracies(df)
+    if "itd" not in final.index:
+        return "no itd run", None
+    best = final["val_acc"].astype(float).idxmax()
+    text = ", ".join(f"{e}: val {r.val_acc:.3f}{' (diverged)' if r.diverged else ''}" for e, r in final.iterrows())
+    return text, bool(best == "itd" and not final.loc["itd", "diverged"])
+
+
 YE = ("ye2024_ridge", "ye2024_logistic", "ye2024_logistic_weak")
 
 CLAIMS = [
@@ -172,6 +204,10 @@ CLAIMS = [
           YE, "slope of `exact` 2 ± 0.2 with outer = inner", slope_near("exact", 2.0, min_min=True)),
     Claim("Y5", "Ye et al. 2024, §5", "Reparameterization is quadratic only for specially designed maps: diagonal scaling stays linear",
           YE, "slope of `reparam_diag` 1 ± 0.2 (outer ≠ inner loss)", slope_near("reparam_diag", 1.0)),
+    Claim("D1", "Grazzi et al. 2020, §5", "Equilibrium model, map kept a contraction (ρ = 0.99): ITD, AID-FP and AID-CG (normal equations) train about equally well",
+          ("deq_train_small",), "no divergence; final test accuracies within 0.02", train_alike),
+    Claim("D2", "Grazzi et al. 2020, §5", "Equilibrium model, map not a contraction: ITD is the most stable",
+          ("deq_train_small_free",), "ITD does not diverge and ends with the best validation accuracy", itd_most_stable),
 ]  # fmt: skip
 
 

@@ -12,8 +12,9 @@ A preset is a file conf/experiment/NAME.yaml with a ``reproduce`` block:
 Each preset runs as its own ``hgbench run -m +experiment=NAME`` process into
 OUT/NAME.partial/, which replaces OUT/NAME/ only when the preset finished: a killed reproduction
 never leaves a half-written results folder. Then its figures are drawn, the jobs' duplicate
-files are dropped (the combined metrics.csv keeps every row), its time and command are written to
-reproduce.json, and OUT/claims.md is rebuilt from every preset found under OUT.
+files are dropped (the combined metrics.csv, or train.csv for training presets, keeps every
+row), its time and command are written to reproduce.json, and OUT/claims.md is rebuilt from
+every preset found under OUT.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from tqdm.auto import tqdm
 from hgbench.claims import evaluate, markdown
 from hgbench.paths import conf_dir
 from hgbench.results import METRICS, load
+from hgbench.train import TRAIN_CSV, load_training
+
+RESULTS = {METRICS: load, TRAIN_CSV: load_training}  # what a preset leaves: error rows or training rows
 
 
 def presets() -> dict[str, dict]:
@@ -77,10 +81,11 @@ def _run_with_bar(cmd: list[str], log: Path, bar: tqdm, budget_s: float) -> int:
 
 
 def _tidy(folder: Path) -> None:
-    """Drop what duplicates the preset's combined results: the jobs' own CSVs and figures."""
+    """Drop what duplicates the preset's combined results (the jobs' own CSVs and figures) and the
+    training checkpoints (large; a rerun regenerates them)."""
     for job in [p for p in folder.iterdir() if p.is_dir()]:
         for path in job.iterdir():
-            if path.name == METRICS or path.suffix in (".png", ".pdf"):
+            if path.name in RESULTS or path.name == "checkpoints.pt" or path.suffix in (".png", ".pdf"):
                 path.unlink()
     for pdf in folder.glob("*.pdf"):
         pdf.unlink()
@@ -88,7 +93,8 @@ def _tidy(folder: Path) -> None:
 
 def claims_table(out: Path) -> Path:
     """Rebuild out/claims.md from the results of every preset under out."""
-    results = {p.parent.name: load(p) for p in sorted(Path(out).glob(f"*/{METRICS}"))}
+    results = {p.parent.name: RESULTS[p.name](p) for name in RESULTS for p in sorted(Path(out).glob(f"*/{name}"))}
+    results = dict(sorted(results.items()))
     table = evaluate(results)
     path = Path(out) / "claims.md"
     path.write_text(
@@ -125,12 +131,13 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
         began = time.perf_counter()
         code = _run_with_bar(cmd, target / "log.txt", bar, estimates[name])
         seconds = time.perf_counter() - began
-        if code != 0 or not (target / METRICS).is_file():
+        produced = [target / f for f in RESULTS if (target / f).is_file()]
+        if code != 0 or not produced:
             tqdm.write(f"hgbench reproduce: {name} failed (exit {code}); see {target / 'log.txt'}")
             failed += 1
             continue
         for kind in block.get("figures", ["error"]):
-            plot(target / METRICS, kind, **({"theory": True} if kind == "error" else {}))
+            plot(produced[0], kind, **({"theory": True} if kind == "error" else {}))
         _tidy(target)
         shown = ["hgbench", *cmd[3:]]
         (target / "reproduce.json").write_text(json.dumps(
