@@ -93,7 +93,8 @@ def _tidy(folder: Path) -> None:
 
 def claims_table(out: Path) -> Path:
     """Rebuild out/claims.md from the results of every preset under out."""
-    results = {p.parent.name: RESULTS[p.name](p) for name in RESULTS for p in sorted(Path(out).glob(f"*/{name}"))}
+    found = [p for name in RESULTS for p in Path(out).glob(f"*/{name}") if not p.parent.name.endswith(".partial")]
+    results = {p.parent.name: RESULTS[p.name](p) for p in found}
     results = dict(sorted(results.items()))
     table = evaluate(results)
     path = Path(out) / "claims.md"
