@@ -37,39 +37,12 @@ def reference(problem: Problem, lam: torch.Tensor) -> Reference:
     """∇f(λ) = ∇₂E(w*, λ) + ∂₂Φ(w*, λ)ᵀ v,  (I − Jᵀ) v = ∇₁E(w*, λ),  J = ∂₁Φ(w*, λ).
 
     ``problem`` must hold float64 data. w* comes from ``problem.solve_inner`` (closed form or
-    Newton); J is formed densely by reverse-mode autodiff and the system is solved by LU, so the
-    only errors are round-off (both residuals are recorded).
-
-    A problem too large for a dense J gives ``adjoint_system(lam, w_star, b) -> (v, q, κ)``: its own
-    exact solve of (I − Jᵀ)v = b with q = ‖J‖₂ and κ = cond(I − Jᵀ) (e.g. block by block); the
-    linear residual is then measured by one VJP.
+    Newton) and v from ``problem.adjoint_system`` (by default LU on the dense J formed by
+    reverse-mode autodiff; a large problem solves it its own exact way, e.g. block by block), so
+    the only errors are round-off. Both residuals are recorded, the linear one measured by one VJP.
     """
-    if hasattr(problem, "adjoint_system"):
-        return _reference_structured(problem, lam)
     if lam.dtype != torch.float64:
         raise TypeError(f"the reference is computed in float64, got λ of dtype {lam.dtype}")
-    bound = problem.bind(lam)
-    w_star = problem.solve_inner(lam)
-    phi_w = lambda w: bound.phi(w, lam)  # noqa: E731
-    jac = torch.func.jacrev(phi_w)(w_star)
-    grad_w, grad_lam = torch.func.grad(bound.outer, argnums=(0, 1))(w_star, lam)
-    system = torch.eye(jac.shape[0], dtype=jac.dtype) - jac.T
-    v = torch.linalg.solve(system, grad_w)
-    _, vjp_lam = torch.func.vjp(lambda l: bound.phi(w_star, l), lam)
-    grad = grad_lam + vjp_lam(v)[0]
-    singular = torch.linalg.svdvals(system)
-    return Reference(
-        w_star=w_star,
-        grad=grad,
-        q=torch.linalg.matrix_norm(jac, ord=2).item(),
-        kappa=(singular[0] / singular[-1]).item(),
-        fixed_point_residual=torch.linalg.vector_norm(phi_w(w_star) - w_star).item(),
-        linear_residual=torch.linalg.vector_norm(system @ v - grad_w).item(),
-    )
-
-
-def _reference_structured(problem: Problem, lam: torch.Tensor) -> Reference:
-    """As ``reference``, with the linear system solved by the problem's ``adjoint_system``."""
     bound = problem.bind(lam)
     w_star = problem.solve_inner(lam)
     grad_w, grad_lam = torch.func.grad(bound.outer, argnums=(0, 1))(w_star, lam)

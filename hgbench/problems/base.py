@@ -138,6 +138,17 @@ class Problem:
             w, g = w_new, g_new
         return w
 
+    def adjoint_system(self, lam: torch.Tensor, w_star: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+        """(v, q, κ) for the reference: v solves (I − Jᵀ)v = b with J = ∂₁Φ(w*, λ), q = ‖J‖₂ and
+        κ = cond(I − Jᵀ). By default J is formed densely (jacrev) and the system solved by LU;
+        a problem too large for a dense J overrides this with its own exact solve."""
+        bound = self.bind(lam)
+        jac = torch.func.jacrev(lambda w: bound.phi(w, lam))(w_star)
+        system = torch.eye(jac.shape[0], dtype=jac.dtype, device=jac.device) - jac.T
+        singular = torch.linalg.svdvals(system)
+        q = torch.linalg.matrix_norm(jac, ord=2).item()
+        return torch.linalg.solve(system, b), q, (singular[0] / singular[-1]).item()
+
     def to(self, dtype: torch.dtype, device: torch.device | str) -> "Problem":
         """A copy whose floating-point tensors are cast to dtype and moved to device."""
         other = copy.copy(self)
