@@ -75,24 +75,31 @@ def task(cfg: DictConfig) -> None:
 
 
 class SweepReport(Callback):
-    """At the end of a sweep: the combined metrics.csv at the sweep root, its summary, its figure."""
+    """At the end of a sweep: the combined metrics.csv (train.csv in mode=train) at the sweep root,
+    its summary, its figure, and the failed jobs' messages."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        FAILED_JOBS[:] = [path.read_text().split("\n", 1)[0] for path in sorted(sweep_dir.rglob(ERROR_FILE))]
         if config.mode == "train":
             from hgbench.train import sweep_report
 
-            return sweep_report(sweep_dir, config.plot, FAILED_JOBS)
-        combined = combine(sweep_dir)
-        if combined is None:
-            print(f"hgbench: no job of the sweep wrote results under {sweep_dir}", file=sys.stderr)
-            return
-        print(summary_table(load(combined)))
-        print(f"results: {combined}")
-        if config.plot:
-            _draw(combined)
+            sweep_report(sweep_dir, config.plot)
+        else:
+            _report(sweep_dir, config.plot)
+        FAILED_JOBS[:] = [path.read_text().split("\n", 1)[0] for path in sorted(sweep_dir.rglob(ERROR_FILE))]
         if FAILED_JOBS:
             print(f"hgbench: {len(FAILED_JOBS)} job(s) failed; see {ERROR_FILE} in their folders:", file=sys.stderr)
             for message in FAILED_JOBS:
                 print(f"  {message}", file=sys.stderr)
+
+
+def _report(sweep_dir: Path, plot: bool) -> None:
+    """The end of an error-mode sweep: the combined metrics.csv, its summary, its figure."""
+    combined = combine(sweep_dir)
+    if combined is None:
+        print(f"hgbench: no job of the sweep wrote results under {sweep_dir}", file=sys.stderr)
+        return
+    print(summary_table(load(combined)))
+    print(f"results: {combined}")
+    if plot:
+        _draw(combined)

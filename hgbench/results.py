@@ -25,38 +25,38 @@ def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def find_csvs(path: Path) -> list[Path]:
+def find_csvs(path: Path, name: str = METRICS) -> list[Path]:
+    """The CSV at path, or every file called ``name`` below the directory path."""
     path = Path(path)
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(path.rglob(METRICS))
+        return sorted(path.rglob(name))
     raise FileNotFoundError(f"{path} is neither a CSV file nor a directory")
 
 
-def load(path: Path) -> pd.DataFrame:
-    """All result rows in a CSV, or in every metrics.csv below a directory; rows that appear in
-    several files (a sweep's combined CSV and its jobs' CSVs) are kept once."""
-    files = find_csvs(path)
+def load(path: Path, name: str = METRICS, key: list[str] = KEY) -> pd.DataFrame:
+    """All result rows in a CSV, or in every file ``name`` below a directory; rows that appear
+    in several files (a sweep's combined CSV and its jobs' CSVs) are kept once, by ``key``."""
+    files = find_csvs(path, name)
     if not files:
-        raise FileNotFoundError(f"no {METRICS} under {path}")
-    frames = [pd.read_csv(f) for f in files]
-    df = pd.concat(frames, ignore_index=True)
-    missing = [c for c in KEY if c not in df.columns]
+        raise FileNotFoundError(f"no {name} under {path}")
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    missing = [c for c in key if c not in df.columns]
     if missing:
-        raise ValueError(f"{files[0]} lacks the columns {missing}; is it an hgbench {METRICS}?")
-    return df.drop_duplicates(subset=KEY, keep="last").reset_index(drop=True)
+        raise ValueError(f"{files[0]} lacks the columns {missing}; is it an hgbench {name}?")
+    return df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
 
 
-def combine(sweep_dir: Path) -> Path | None:
-    """Write the rows of every job's metrics.csv below sweep_dir into sweep_dir/metrics.csv
+def combine(sweep_dir: Path, name: str = METRICS) -> Path | None:
+    """Write the rows of every job's file ``name`` below sweep_dir into sweep_dir/``name``
     (rebuilt from the jobs' files each time: safe to call again, e.g. by ``hgbench aggregate``)."""
     sweep_dir = Path(sweep_dir)
-    jobs = [f for f in find_csvs(sweep_dir) if f.parent != sweep_dir]
+    jobs = [f for f in find_csvs(sweep_dir, name) if f.parent != sweep_dir]
     if not jobs:
         return None
     df = pd.concat([pd.read_csv(f) for f in jobs], ignore_index=True)
-    target = sweep_dir / METRICS
+    target = sweep_dir / name
     write_csv_atomic(df, target)
     return target
 

@@ -77,7 +77,7 @@ def _instantiate(node, what: str):
         raise UserError(f"cannot build the {what} {name!r} ({target}): {type(cause).__name__}: {cause}") from err
 
 
-def _integer(name: str, value, low: int, allowed: str = "") -> int:
+def integer(name: str, value, low: int, allowed: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise UserError(f"{name}={value!r} must be an integer >= {low}{allowed}")
     return value
@@ -112,7 +112,7 @@ def _prepare(cfg: DictConfig) -> Plan:
     # Threads first: torch's thread count must be fixed before any tensor work (it changes
     # float sums at ~1e-13, and run.json records it).
     if cfg.threads is not None:
-        threads = _integer("threads", cfg.threads, 1, " (or null for torch's default)")
+        threads = integer("threads", cfg.threads, 1, " (or null for torch's default)")
         try:
             torch.set_num_threads(threads)
         except (ValueError, RuntimeError) as err:
@@ -120,8 +120,8 @@ def _prepare(cfg: DictConfig) -> Plan:
     if cfg.dtype not in DTYPES:
         raise UserError(f"dtype={cfg.dtype!r} is not one of {', '.join(DTYPES)}")
     device = _device(str(cfg.device))
-    n = _integer("n_lambdas", cfg.n_lambdas, 1)
-    seed = _integer("seed", cfg.seed, 0)
+    n = integer("n_lambdas", cfg.n_lambdas, 1)
+    seed = integer("seed", cfg.seed, 0)
     if seed >= 2**63:  # torch's and numpy's generators take 64-bit seeds
         raise UserError(f"seed={seed} must be an integer in [0, 2**63)")
     for name in ("batch_lambdas", "plot", "resume"):

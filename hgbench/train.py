@@ -19,6 +19,7 @@ The problem must provide ``evaluate(lam, t) -> {split_loss, split_acc}``; ``proj
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -28,8 +29,8 @@ from tqdm.auto import tqdm
 
 from hgbench.cost import Meter
 from hgbench.reference import reference
-from hgbench.results import write_csv_atomic
-from hgbench.runner import UserError, prepare, write_run_info
+from hgbench.results import combine, load, write_csv_atomic
+from hgbench.runner import UserError, integer, prepare, write_run_info
 
 TRAIN_CSV = "train.csv"
 COLUMNS = [
@@ -37,21 +38,15 @@ COLUMNS = [
     "test_loss", "test_acc", "batch_loss", "q_bound", "q", "err_abs", "err_rel", "t", "k", "lr", "momentum",
     "batch_size", "dtype", "device", "status",
 ]  # fmt: skip
-
-
-def _count(cfg, key: str, low: int, allow_none: bool = False) -> None:
-    value = cfg.train[key]
-    if allow_none and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UserError(f"train.{key}={value!r} must be an integer >= {low}{' (or null)' if allow_none else ''}")
+KEY = ["problem", "estimator", "label", "seed", "step", "t", "k", "lr", "batch_size", "dtype", "device"]
 
 
 def check(cfg: DictConfig, problem) -> None:
     """The training options and the problem's training hooks, before any heavy work."""
     for key, low in (("t", 0), ("k", 0), ("steps", 1), ("eval_every", 1), ("error_every", 0), ("checkpoint_every", 0)):
-        _count(cfg, key, low)
-    _count(cfg, "batch_size", 1, allow_none=True)
+        integer(f"train.{key}", cfg.train[key], low)
+    if cfg.train.batch_size is not None:
+        integer("train.batch_size", cfg.train.batch_size, 1, " (or null)")
     for key in ("lr", "momentum"):
         value = cfg.train[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
@@ -142,22 +137,9 @@ def train_one(cfg: DictConfig, out_dir: Path, progress: bool = True) -> pd.DataF
 def load_training(path: Path) -> pd.DataFrame:
     """The rows of a train.csv, or of every train.csv below a directory (a sweep's combined file
     and its jobs' files are not double counted)."""
-    path = Path(path)
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(path.rglob(TRAIN_CSV))
-    else:
-        raise FileNotFoundError(f"{path} is neither a CSV file nor a directory")
-    if not files:
-        raise FileNotFoundError(f"no {TRAIN_CSV} under {path}")
-    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    missing = [c for c in ("estimator", "step", "time_s", "train_loss", "val_acc") if c not in df.columns]
-    if missing:
-        raise ValueError(f"{files[0]} lacks the columns {missing}; is it an hgbench {TRAIN_CSV}?")
+    df = load(path, TRAIN_CSV, KEY)
     df["label"] = ["" if pd.isna(x) else str(x) for x in df["label"]]  # an empty label reads back as NaN
-    keys = ["problem", "estimator", "label", "seed", "step", "t", "k", "lr", "batch_size", "dtype", "device"]
-    return df.drop_duplicates(subset=keys, keep="last").reset_index(drop=True)
+    return df
 
 
 def summary(df: pd.DataFrame) -> str:
@@ -174,17 +156,13 @@ def summary(df: pd.DataFrame) -> str:
     return pd.DataFrame(out).to_string(index=False, float_format=lambda x: f"{x:.4g}")
 
 
-def sweep_report(sweep_dir: Path, plot: bool, failed: list[str]) -> None:
+def sweep_report(sweep_dir: Path, plot: bool) -> None:
     """At the end of a training sweep: the jobs' rows combined into sweep_dir/train.csv, the
     summary, the figure."""
-    import sys
-
-    jobs = [f for f in Path(sweep_dir).rglob(TRAIN_CSV) if f.parent != Path(sweep_dir)]
-    if not jobs:
+    combined = combine(sweep_dir, TRAIN_CSV)
+    if combined is None:
         print(f"hgbench: no job of the sweep wrote {TRAIN_CSV} under {sweep_dir}", file=sys.stderr)
         return
-    combined = Path(sweep_dir) / TRAIN_CSV
-    write_csv_atomic(pd.concat([pd.read_csv(f) for f in sorted(jobs)], ignore_index=True), combined)
     print(summary(load_training(combined)))
     print(f"results: {combined}")
     if plot:
@@ -192,7 +170,3 @@ def sweep_report(sweep_dir: Path, plot: bool, failed: list[str]) -> None:
 
         for figure in draw(combined, "train"):
             print(f"figure: {figure}")
-    if failed:
-        print(f"hgbench: {len(failed)} job(s) failed; see error.txt in their folders:", file=sys.stderr)
-        for message in failed:
-            print(f"  {message}", file=sys.stderr)
