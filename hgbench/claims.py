@@ -223,11 +223,3 @@ def evaluate(results: dict[str, pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:
             rows.append({"id": claim.id, "source": claim.source, "claim": claim.statement, "preset": preset,
                          "criterion": claim.criterion, "measured": measured, "verdict": verdict})  # fmt: skip
     return pd.DataFrame(rows, columns=["id", "source", "claim", "preset", "criterion", "measured", "verdict"])
-
-
-def markdown(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    for _, row in table.iterrows():
-        lines.append("| " + " | ".join(str(v).replace("|", "/") for v in row) + " |")
-    return "\n".join(lines) + "\n"
-

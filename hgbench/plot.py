@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hgbench.theory import markdown, overlay, rate_table  # noqa: E402
+from hgbench.results import markdown  # noqa: E402
+from hgbench.theory import COLUMNS as RATE_COLUMNS, overlay, rate_table  # noqa: E402
 
 BAND = (0.25, 0.75)
 FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
@@ -117,7 +118,7 @@ def _rate_tables(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     paths = [Path(out_dir) / "rates.csv", Path(out_dir) / "rates.md"]
     table.to_csv(paths[0], index=False)
-    paths[1].write_text(markdown(table))
+    paths[1].write_text(markdown(table[RATE_COLUMNS]))
     return paths
 
 

@@ -23,16 +23,15 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from hgbench.claims import evaluate, markdown
+from hgbench.claims import evaluate
 from hgbench.paths import conf_dir
-from hgbench.results import METRICS, load
+from hgbench.results import METRICS, load, markdown
 from hgbench.train import TRAIN_CSV, load_training
 
 RESULTS = {METRICS: load, TRAIN_CSV: load_training}  # what a preset leaves: error rows or training rows

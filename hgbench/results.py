@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -81,3 +82,16 @@ def summary_table(df: pd.DataFrame) -> str:
             + table.to_string(float_format=lambda x: f"{x:.2e}")
         )
     return "\n\n".join(blocks)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A table as markdown: floats with 4 decimals (NaN as —), "|" in text replaced by "/"."""
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "—" if math.isnan(v) else f"{v:.4f}"
+        return str(v).replace("|", "/")
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

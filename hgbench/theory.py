@@ -27,6 +27,7 @@ import pandas as pd
 CEILING = 0.5  # above it, errors are pre-asymptotic (ITD's t·qᵗ rise, the first steps)
 MIN_POINTS = 3
 
+COLUMNS = ["problem", "grid", "axis", "estimator", "fitted_rate", "predicted_rate", "predicted_formula", "points_fitted"]
 RATE_IN_K = {"fp": "q", "neumann": "q", "cg": "p", "cg_normal": "p2"}
 FORMULAS = {"q": "q", "p": "(√κ−1)/(√κ+1)", "p2": "(κ−1)/(κ+1)"}
 
@@ -107,13 +108,3 @@ def overlay(ax, part: pd.DataFrame, x: str) -> None:
     for (label, ys), ls in zip(lines.items(), ("--", ":")):
         ax.plot(xs, ys, color="0.35", ls=ls, lw=1.1, label=f"theory {label}")
     ax.set_ylim(bottom, top)  # the theory lines must not stretch the data's range
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """The rate table as markdown (rates with 4 digits)."""
-    cols = ["problem", "grid", "axis", "estimator", "fitted_rate", "predicted_rate", "predicted_formula", "points_fitted"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in table[cols].iterrows():
-        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(c.replace("nan", "—") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
