@@ -9,8 +9,8 @@ def conf_dir() -> Path:
     """The absolute path of the config tree: the copy packaged in the wheel (hgbench/conf), else
     the checkout's top-level conf/ (editable installs). Hydra resolves a relative config_path as
     a package when run from a console script, hence the absolute path."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
         if (candidate / "config.yaml").is_file():
             return candidate
-    raise FileNotFoundError(f"hgbench's conf/ directory is missing (looked in {here} and {here.parent})")
+    raise FileNotFoundError(f"hgbench's conf/ directory is missing (looked in {package} and {package.parent})")

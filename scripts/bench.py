@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hgbench.batch import estimate_batched
+from hgbench.core.batch import estimate_batched
 from hgbench.estimators.cg import ConjugateGradient, conjugate_gradient
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.itd import ITDForward, ITDReverse

@@ -26,7 +26,7 @@ def draws(problem, n=2, seed=0):
 
 def run_cli(monkeypatch, *args):
     """Call the hgbench command in this process; returns its exit code."""
-    from hgbench.cli import main
+    from hgbench.running.cli import main
 
     monkeypatch.setattr(sys, "argv", ["hgbench", *map(str, args)])
     with pytest.raises(SystemExit) as exit_info:

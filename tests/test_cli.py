@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from conftest import TESTS, run_cli
 
-from hgbench.grids import grid_pairs
-from hgbench.results import COLUMNS
+from hgbench.running.grids import grid_pairs
+from hgbench.analysis.results import COLUMNS
 
 SMALL = ["problem.n_features=6", "problem.n_train=40", "problem.n_val=30", "n_lambdas=2", "grid.t=[0,5,50,300]"]
 

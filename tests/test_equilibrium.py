@@ -14,9 +14,9 @@ from hgbench.estimators.cg_normal import NormalCG
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.gmres import GMRES, gmres
 from hgbench.estimators.itd import ITDForward, ITDReverse
-from hgbench.mnist import IDX_FILES, load_mnist, read_idx
+from hgbench.data.mnist import IDX_FILES, load_mnist, read_idx
 from hgbench.problems.equilibrium import EquilibriumMNIST
-from hgbench.reference import reference
+from hgbench.core.reference import reference
 
 
 def rel(a, b):

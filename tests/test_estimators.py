@@ -7,7 +7,7 @@ from conftest import draws
 from test_numerics import finite_difference_grad, rel
 from toy import LinearMap
 
-from hgbench.batch import estimate_batched
+from hgbench.core.batch import estimate_batched
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.implicit import Exact, JacobianFree
 from hgbench.estimators.itd import ITDReverse, ITDTruncated
@@ -16,7 +16,7 @@ from hgbench.estimators.precond import Preconditioned
 from hgbench.estimators.reparam import Reparameterized
 from hgbench.problems.logistic import Logistic
 from hgbench.problems.ridge import Ridge
-from hgbench.reference import reference
+from hgbench.core.reference import reference
 
 
 def linear_map():
@@ -196,12 +196,12 @@ def test_batched_draws_equal_the_loop(logistic, estimator):
 
 def test_fitted_slopes_on_logistic():
     """Ye et al. 2024 on logistic regression (n = 80, d = 6, one exp-penalty per feature), slopes
-    of log err vs log inner error fitted by hgbench.inner_error from the exact iterates, tolerance
+    of log err vs log inner error fitted by hgbench.analysis.inner_error from the exact iterates, tolerance
     ±0.2: vanilla (exact) ≈ 1, Newton-preconditioned ≈ 2, Jacobi ≈ 1 with a constant at least 3×
     smaller than vanilla's; in the min–min case (E = ℓ) vanilla ≈ 2."""
     import pandas as pd
 
-    from hgbench.inner_error import on_levels, slopes
+    from hgbench.analysis.inner_error import on_levels, slopes
 
     rows = []
     for outer in ("validation", "inner"):

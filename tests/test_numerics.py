@@ -10,7 +10,7 @@ from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.itd import ITDForward, ITDReverse
 from hgbench.problems.logistic import Logistic
 from hgbench.problems.ridge import Ridge
-from hgbench.reference import reference
+from hgbench.core.reference import reference
 
 
 def rel(a, b):

@@ -10,8 +10,8 @@ import torch
 from conftest import draws, run_cli
 from test_numerics import finite_difference_grad, rel
 
-from hgbench import datasets
-from hgbench.batch import estimate_batched
+from hgbench.data import datasets
+from hgbench.core.batch import estimate_batched
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.itd import ITDForward, ITDReverse
@@ -20,7 +20,7 @@ from hgbench.problems.kernel_ridge import KernelRidge
 from hgbench.problems.logistic import Logistic
 from hgbench.problems.meta_learning import MetaLearning
 from hgbench.problems.ridge import Ridge
-from hgbench.reference import reference
+from hgbench.core.reference import reference
 
 SMALL = {
     "kernel_ridge": lambda: KernelRidge("kernel_ridge", 0, 0.0, 1.0, -0.5, 0.5, data="synthetic", n_samples=40, n_features=3),

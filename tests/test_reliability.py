@@ -16,7 +16,7 @@ import torch
 from conftest import TESTS, run_cli
 
 import hgbench
-from hgbench.results import COLUMNS
+from hgbench.analysis.results import COLUMNS
 
 TOYS = f"hydra.searchpath=[file://{TESTS / 'conf'}]"
 SMALL = ["problem=ridge", "problem.n_features=4", "problem.n_train=20", "problem.n_val=20", "n_lambdas=2", "grid.t=[0,5]", "plot=false"]
@@ -160,7 +160,7 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_rows(tmp_path, monke
     assert run_cli(monkeypatch, "run", *args, f"hydra.run.dir={full}") == 0
     killed, marker = tmp_path / "killed", tmp_path / "paused"
     env = {**os.environ, "HGBENCH_TEST_PAUSE": f"2:{marker}", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    command = [sys.executable, "-c", "from hgbench.cli import main; main()", "run", *args, f"hydra.run.dir={killed}"]
+    command = [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", *args, f"hydra.run.dir={killed}"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         give_up = time.monotonic() + 600  # a guard against a hung child, not a timing assertion

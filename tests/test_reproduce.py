@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
-from hgbench.theory import fit_rate, rates
+from hgbench.analysis.theory import fit_rate, rates
 
 
 def test_fit_rate_recovers_a_geometric_rate_and_ignores_round_off():

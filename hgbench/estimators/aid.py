@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from hgbench.cost import Meter, record, vjp
+from hgbench.core.cost import Meter, record, vjp
 from hgbench.estimators.base import Estimate, Estimator, inner_iterates
 
 

@@ -2,7 +2,7 @@
 
 An estimator takes (problem, λ, pairs) — pairs being the (t, k) grid points — and yields one
 ``Estimate`` per grid point: the approximate hypergradient ĝ(t, k), the inner iterate w_t it
-used, and the cost (hgbench.cost.Cost: time, Φ evaluations, VJPs, JVPs, memory) that a
+used, and the cost (hgbench.core.cost.Cost: time, Φ evaluations, VJPs, JVPs, memory) that a
 from-scratch computation of that point would have. Estimators compute whole curves in one pass
 wherever the math allows; each says in its docstring which passes it needs. Estimators without
 a solver (ITD) ignore k and yield k = None, once per distinct t.
@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Optional
 
 import torch
 
-from hgbench.cost import Cost, Meter
+from hgbench.core.cost import Cost, Meter
 from hgbench.problems.base import BoundProblem, Problem
 
 
@@ -44,7 +44,7 @@ def inner_iterates(bound: BoundProblem, ts: Iterable[int]) -> Iterator[tuple[int
 class Estimator:
     """Base class. Subclasses implement ``estimate`` and may refuse a problem in ``check``."""
 
-    batchable: bool = True  # composes with torch.func.vmap over λ draws (hgbench.batch)
+    batchable: bool = True  # composes with torch.func.vmap over λ draws (hgbench.core.batch)
 
     def __init__(self, name: str):
         self.name = name

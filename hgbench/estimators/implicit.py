@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from hgbench.cost import Meter, vjp
+from hgbench.core.cost import Meter, vjp
 from hgbench.estimators.base import Estimate, Estimator, inner_iterates
 from hgbench.problems.base import BoundProblem
 

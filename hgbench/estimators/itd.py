@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import torch
 
-from hgbench.cost import Meter, record, taped
+from hgbench.core.cost import Meter, record, taped
 from hgbench.estimators.base import Estimate, Estimator, inner_iterates
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hgbench.cost import vjp
+from hgbench.core.cost import vjp
 from hgbench.estimators.aid import AID
 from hgbench.estimators.cg import conjugate_gradient
 from hgbench.estimators.implicit import dense_jt, implicit_at, point_estimates, solve_direct, solve_or_nan

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hgbench.cost import record
+from hgbench.core.cost import record
 from hgbench.estimators.base import Estimator
 from hgbench.estimators.implicit import point_estimates, solve_or_nan
 from hgbench.problems.base import Problem

@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from hgbench.cost import record
+from hgbench.core.cost import record
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class BoundProblem:
 
     Derivatives with respect to λ see λ only through the explicit arguments; the constants
     (e.g. a step size computed from λ's value) are held fixed, as the theory assumes. Every call
-    of ``phi`` is recorded as one Φ evaluation (hgbench.cost).
+    of ``phi`` is recorded as one Φ evaluation (hgbench.core.cost).
     """
 
     phi: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

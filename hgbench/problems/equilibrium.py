@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-from hgbench.cost import record
-from hgbench.mnist import load_mnist
+from hgbench.core.cost import record
+from hgbench.data.mnist import load_mnist
 from hgbench.problems.base import BoundProblem, Problem
 
 N_PIXELS = 784

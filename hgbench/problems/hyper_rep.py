@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hgbench import datasets
+from hgbench.data import datasets
 from hgbench.problems.base import GradientStepProblem
 
 HEADS = ("logistic", "ridge")
@@ -39,7 +39,7 @@ class HyperRep(GradientStepProblem):
     No closed form for the logistic head: the reference w* comes from Newton's method to round-off.
 
     Data: scikit-learn's digits (1797 images 8×8), average-pooled ``pool``×``pool`` and
-    standardized (hgbench.datasets.digits), p = (8/pool)². Each task draws ``ways`` of the 10
+    standardized (hgbench.data.datasets.digits), p = (8/pool)². Each task draws ``ways`` of the 10
     classes and, per class, shots + val_shots distinct images (seeded). λ draws:
     P = s·G/√p, G with i.i.d. N(0, 1) entries, s ~ U[lam_low, lam_high] (a random projection
     whose scale s sets how ill-conditioned the heads' problem is).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hgbench import datasets
+from hgbench.data import datasets
 from hgbench.problems.base import GradientStepProblem
 
 

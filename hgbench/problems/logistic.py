@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hgbench import datasets
+from hgbench.data import datasets
 from hgbench.problems.base import GradientStepProblem
 from hgbench.problems.outer import OuterChoice
 
@@ -28,7 +28,7 @@ class Logistic(OuterChoice, GradientStepProblem):
     Synthetic data as in the reference code of Grazzi et al.: x ~ N(0, I),
     b = sign(x·w₀ + 0.1·ε), w₀ ~ N(0, I); ``n_samples`` split half/half into train/validation.
     ``data=breast_cancer``: scikit-learn's breast-cancer set (569 × 30) instead, split by
-    ``val_fraction`` and standardized (hgbench.datasets.split); the synthetic-data arguments are
+    ``val_fraction`` and standardized (hgbench.data.datasets.split); the synthetic-data arguments are
     then unused.
     """
 

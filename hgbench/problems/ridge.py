@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hgbench import datasets
+from hgbench.data import datasets
 from hgbench.problems.base import GradientStepProblem
 from hgbench.problems.outer import OuterChoice
 
@@ -26,7 +26,7 @@ class Ridge(OuterChoice, GradientStepProblem):
     set the conditioning of H, hence q.
 
     ``data=diabetes``: scikit-learn's diabetes set (442 × 10) instead, split by ``val_fraction``
-    and standardized (hgbench.datasets.split); the synthetic-data arguments are then unused.
+    and standardized (hgbench.data.datasets.split); the synthetic-data arguments are then unused.
     """
 
     def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high, data="synthetic", val_fraction=0.5, outer="validation"):

@@ -15,8 +15,8 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from hgbench.inner_error import on_levels, slopes
-from hgbench.theory import rate_table
+from hgbench.analysis.inner_error import on_levels, slopes
+from hgbench.analysis.theory import rate_table
 
 Verdict = tuple[str, Optional[bool]]
 
@@ -109,7 +109,7 @@ def itd_rises_first(df: pd.DataFrame) -> Verdict:
 
 
 def _slopes(df: pd.DataFrame, min_min: bool) -> pd.DataFrame:
-    """Fitted error-vs-inner-error slopes (hgbench.inner_error) of the problems whose outer
+    """Fitted error-vs-inner-error slopes (hgbench.analysis.inner_error) of the problems whose outer
     objective is the inner loss (``min_min``) or is not; problem names end in _<outer>."""
     fitted = slopes(on_levels(df))
     return fitted[fitted["problem"].str.endswith("_inner") == min_min]

@@ -29,10 +29,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from hgbench.claims import evaluate
+from hgbench.analysis.claims import evaluate
 from hgbench.paths import conf_dir
-from hgbench.results import METRICS, load, markdown
-from hgbench.train import TRAIN_CSV, load_training
+from hgbench.analysis.results import METRICS, TRAIN_CSV, load, load_training, markdown
 
 RESULTS = {METRICS: load, TRAIN_CSV: load_training}  # what a preset leaves: error rows or training rows
 
@@ -59,7 +58,7 @@ def _estimate_s(name: str, block: dict, out: Path, quick: bool) -> float:
 
 def command(name: str, block: dict, target: Path, quick: bool) -> list[str]:
     overrides = list(block.get("quick", [])) if quick else []
-    return [sys.executable, "-c", "from hgbench.cli import main; main()", "run", "-m", f"+experiment={name}",
+    return [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", "-m", f"+experiment={name}",
             f"hydra.sweep.dir={target}", "plot=false", *overrides]  # fmt: skip
 
 
@@ -107,7 +106,7 @@ def claims_table(out: Path) -> Path:
 
 def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | None = None) -> int:
     """Run the named presets (all when empty); returns the number that failed."""
-    from hgbench.plot import plot
+    from hgbench.analysis.plot import plot
 
     available = presets()
     unknown = [n for n in names if n not in available]

@@ -25,7 +25,7 @@ def _run(argv: list[str]) -> int:
     sys.argv = argv
     if "COMP_LINE" in os.environ:
         os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
-    from hgbench.app import FAILED_JOBS, task
+    from hgbench.running.app import FAILED_JOBS, task
 
     FAILED_JOBS.clear()
     try:
@@ -37,7 +37,7 @@ def _run(argv: list[str]) -> int:
 
 
 def _plot(args: list[str]) -> int:
-    from hgbench.plot import KINDS, plot
+    from hgbench.analysis.plot import KINDS, plot
 
     parser = argparse.ArgumentParser(prog="hgbench plot", description="Redraw figures from results, without recomputing.")
     parser.add_argument("path", help="a metrics.csv, or a run/sweep directory (every metrics.csv below it)")
@@ -60,7 +60,7 @@ def _plot(args: list[str]) -> int:
 
 
 def _aggregate(args: list[str]) -> int:
-    from hgbench.results import combine, load, summary_table
+    from hgbench.analysis.results import combine, load, summary_table
 
     parser = argparse.ArgumentParser(
         prog="hgbench aggregate",
@@ -83,7 +83,7 @@ def _aggregate(args: list[str]) -> int:
 
 
 def _reproduce(args: list[str]) -> int:
-    from hgbench.reproduce import presets, reproduce
+    from hgbench.analysis.reproduce import presets, reproduce
 
     parser = argparse.ArgumentParser(
         prog="hgbench reproduce",

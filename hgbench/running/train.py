@@ -27,19 +27,10 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from hgbench.cost import Meter
-from hgbench.reference import reference
-from hgbench.results import combine, load, write_csv_atomic
-from hgbench.runner import UserError, integer, prepare, write_run_info
-
-TRAIN_CSV = "train.csv"
-COLUMNS = [
-    "problem", "estimator", "label", "seed", "step", "time_s", "train_loss", "train_acc", "val_loss", "val_acc",
-    "test_loss", "test_acc", "batch_loss", "q_bound", "q", "err_abs", "err_rel", "t", "k", "lr", "momentum",
-    "batch_size", "dtype", "device", "status",
-]  # fmt: skip
-KEY = ["problem", "estimator", "label", "seed", "step", "t", "k", "lr", "batch_size", "dtype", "device"]
-
+from hgbench.core.cost import Meter
+from hgbench.core.reference import reference
+from hgbench.analysis.results import TRAIN_COLUMNS as COLUMNS, TRAIN_CSV, combine, load_training, write_csv_atomic
+from hgbench.running.runner import UserError, integer, prepare, write_run_info
 
 def check(cfg: DictConfig, problem) -> None:
     """The training options and the problem's training hooks, before any heavy work."""
@@ -134,14 +125,6 @@ def train_one(cfg: DictConfig, out_dir: Path, progress: bool = True) -> pd.DataF
     return df
 
 
-def load_training(path: Path) -> pd.DataFrame:
-    """The rows of a train.csv, or of every train.csv below a directory (a sweep's combined file
-    and its jobs' files are not double counted)."""
-    df = load(path, TRAIN_CSV, KEY)
-    df["label"] = ["" if pd.isna(x) else str(x) for x in df["label"]]  # an empty label reads back as NaN
-    return df
-
-
 def summary(df: pd.DataFrame) -> str:
     """One line per run: its last evaluated step, final accuracies and training time."""
     out = []
@@ -166,7 +149,7 @@ def sweep_report(sweep_dir: Path, plot: bool) -> None:
     print(summary(load_training(combined)))
     print(f"results: {combined}")
     if plot:
-        from hgbench.plot import plot as draw
+        from hgbench.analysis.plot import plot as draw
 
         for figure in draw(combined, "train"):
             print(f"figure: {figure}")

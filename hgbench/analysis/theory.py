@@ -24,6 +24,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from hgbench.analysis.results import panel_rows, panels
+
 CEILING = 0.5  # above it, errors are pre-asymptotic (ITD's t·qᵗ rise, the first steps)
 MIN_POINTS = 3
 
@@ -56,11 +58,9 @@ def fit_rate(x: pd.Series, err: pd.Series, floor: float) -> tuple[float, int]:
 def rate_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (problem, panel, estimator): the fitted rate against the predicted one.
 
-    Panels are those of the error figure (hgbench.plot): an axis t (k = t, or k fixed) or k
+    Panels are those of the error figure (hgbench.analysis.plot): an axis t (k = t, or k fixed) or k
     (t fixed at its largest value). In t every estimator's predicted rate is q; in k it is given
     by ``RATE_IN_K`` (none for ITD, which has no k, or for solvers without a rate bound)."""
-    from hgbench.plot import panel_rows, panels
-
     df = df[df["status"] == "ok"]
     out = []
     for problem in sorted(df["problem"].unique()):

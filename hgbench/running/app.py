@@ -13,15 +13,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hgbench.paths import conf_dir
-from hgbench.results import combine, load, summary_table
-from hgbench.runner import UserError, execute, prepare
+from hgbench.analysis.results import combine, load, summary_table
+from hgbench.running.runner import UserError, execute, prepare
 
 FAILED_JOBS: list[str] = []
 ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceback
 
 
 def _draw(path: Path, mode: str = "error") -> None:
-    from hgbench.plot import plot
+    from hgbench.analysis.plot import plot
 
     try:
         figures = plot(path, "train" if mode == "train" else "error")
@@ -34,7 +34,7 @@ def _draw(path: Path, mode: str = "error") -> None:
 
 def run_one(cfg: DictConfig, out_dir: Path) -> None:
     if cfg.mode == "train":
-        from hgbench.train import train_one
+        from hgbench.running.train import train_one
 
         return train_one(cfg, out_dir)
     plan = prepare(cfg)
@@ -81,7 +81,7 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if config.mode == "train":
-            from hgbench.train import sweep_report
+            from hgbench.running.train import sweep_report
 
             sweep_report(sweep_dir, config.plot)
         else:

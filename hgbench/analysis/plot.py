@@ -11,40 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hgbench.results import markdown  # noqa: E402
-from hgbench.theory import COLUMNS as RATE_COLUMNS, overlay, rate_table  # noqa: E402
+from hgbench.analysis.results import markdown, panel_rows, panels  # noqa: E402
+from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, overlay, rate_table  # noqa: E402
 
 BAND = (0.25, 0.75)
 FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
-
-
-def panels(df: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """(grid kind, x axis, title) for every panel the data call for, in a fixed order."""
-    out = []
-    for kind in ("diag", "t_sweep", "k_sweep", "full", "inner"):
-        part = df[df["grid"] == kind]
-        if part.empty:
-            continue
-        t_max, k_max = int(part["t"].max()), part["k"].max()
-        k_label = f"{int(k_max)}" if pd.notna(k_max) else "—"
-        if kind == "diag":
-            out.append((kind, "t", "cold start, k = t"))
-        if kind in ("t_sweep", "full", "inner"):
-            out.append((kind, "t", f"inner steps t (k = {k_label})"))
-        if kind in ("k_sweep", "full"):
-            out.append((kind, "k", f"solver steps k (t = {t_max})"))
-    return out
-
-
-def panel_rows(df: pd.DataFrame, kind: str, x: str) -> pd.DataFrame:
-    """The rows a panel shows: grid ``kind``; on a k axis only the largest t; on the t axis of a
-    ``full`` grid only the largest k (and estimators without k)."""
-    part = df[df["grid"] == kind]
-    if x == "t" and kind == "full":
-        part = part[part["k"].isna() | (part["k"] == part["k"].max())]
-    if x == "k":
-        part = part[part["t"] == part["t"].max()]
-    return part
 
 
 def _finish(ax, xlabel: str, problem: str | None, ylabel: str = "relative error ‖ĝ − ∇f‖ / ‖∇f‖") -> None:
@@ -68,7 +39,7 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
     per problem, one panel per grid kind, one curve per estimator. Estimators without k (ITD)
     appear in a k panel as a horizontal line: their error at that panel's t.
 
-    ``theory``: also draw the predicted rates as dashed lines (hgbench.theory.overlay) and write
+    ``theory``: also draw the predicted rates as dashed lines (hgbench.analysis.theory.overlay) and write
     the fitted-vs-predicted rate table next to the figure (rates.csv, rates.md)."""
     df = df[df["status"] == "ok"] if "status" in df else df
     problems = sorted(df["problem"].unique())
@@ -180,9 +151,9 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
 def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_error") -> list[Path]:
     """Error vs inner error (Ye et al. 2024), from the rows of grid=inner runs: per problem, the
     mean of log10 err_rel over λ draws at log-spaced inner-error levels (x decreasing), ± one
-    standard deviation, one curve per estimator, its fitted slope in the legend (hgbench.inner_error).
+    standard deviation, one curve per estimator, its fitted slope in the legend (hgbench.analysis.inner_error).
     Prints the slopes and writes them next to the figure as slopes.csv and slopes.md."""
-    from hgbench.inner_error import FIT_BELOW, on_levels, slope_table, slopes
+    from hgbench.analysis.inner_error import FIT_BELOW, on_levels, slope_table, slopes
 
     df = df[df["grid"] == "inner"]
     if df.empty:
@@ -257,13 +228,13 @@ KINDS = {"error": plot_errors, "cost": plot_cost, "inner": plot_inner, "train": 
 def plot(path: Path, kind: str = "error", out_dir: Path | None = None, **options) -> list[Path]:
     """Draw figure ``kind`` from the CSV at path (or every metrics.csv below it), next to the
     data; ``options`` go to the figure's function (e.g. theory=True for ``error``)."""
-    from hgbench.results import load
+    from hgbench.analysis.results import load
 
     if kind not in KINDS:
         raise ValueError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
     path = Path(path)
     if kind == "train":
-        from hgbench.train import load_training as load
+        from hgbench.analysis.results import load_training as load
     df = load(path)
     target = Path(out_dir) if out_dir else (path.parent if path.is_file() else path)
     target.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@
     t_sweep  k fixed (large), t varies       (isolates the inner solver)
     full     every pair of the t and k lists
     inner    k fixed, a dense list of t: estimates at the exact inner iterates, for the error vs
-             inner error analysis (hgbench.inner_error; ``hgbench plot --kind inner``)
+             inner error analysis (hgbench.analysis.inner_error; ``hgbench plot --kind inner``)
 """
 
 from __future__ import annotations

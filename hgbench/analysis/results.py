@@ -15,6 +15,13 @@ COLUMNS = [
 ]  # fmt: skip
 KEY = ["problem", "estimator", "grid", "seed", "lam_id", "t", "k", "dtype", "device"]
 METRICS = "metrics.csv"
+TRAIN_CSV = "train.csv"
+TRAIN_COLUMNS = [
+    "problem", "estimator", "label", "seed", "step", "time_s", "train_loss", "train_acc", "val_loss", "val_acc",
+    "test_loss", "test_acc", "batch_loss", "q_bound", "q", "err_abs", "err_rel", "t", "k", "lr", "momentum",
+    "batch_size", "dtype", "device", "status",
+]  # fmt: skip
+TRAIN_KEY = ["problem", "estimator", "label", "seed", "step", "t", "k", "lr", "batch_size", "dtype", "device"]
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
@@ -95,3 +102,40 @@ def markdown(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def panels(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(grid kind, x axis, title) for every panel the data call for, in a fixed order."""
+    out = []
+    for kind in ("diag", "t_sweep", "k_sweep", "full", "inner"):
+        part = df[df["grid"] == kind]
+        if part.empty:
+            continue
+        t_max, k_max = int(part["t"].max()), part["k"].max()
+        k_label = f"{int(k_max)}" if pd.notna(k_max) else "—"
+        if kind == "diag":
+            out.append((kind, "t", "cold start, k = t"))
+        if kind in ("t_sweep", "full", "inner"):
+            out.append((kind, "t", f"inner steps t (k = {k_label})"))
+        if kind in ("k_sweep", "full"):
+            out.append((kind, "k", f"solver steps k (t = {t_max})"))
+    return out
+
+
+def panel_rows(df: pd.DataFrame, kind: str, x: str) -> pd.DataFrame:
+    """The rows a panel shows: grid ``kind``; on a k axis only the largest t; on the t axis of a
+    ``full`` grid only the largest k (and estimators without k)."""
+    part = df[df["grid"] == kind]
+    if x == "t" and kind == "full":
+        part = part[part["k"].isna() | (part["k"] == part["k"].max())]
+    if x == "k":
+        part = part[part["t"] == part["t"].max()]
+    return part
+
+
+def load_training(path: Path) -> pd.DataFrame:
+    """The rows of a train.csv, or of every train.csv below a directory (a sweep's combined file
+    and its jobs' files are not double counted)."""
+    df = load(path, TRAIN_CSV, TRAIN_KEY)
+    df["label"] = ["" if pd.isna(x) else str(x) for x in df["label"]]  # an empty label reads back as NaN
+    return df

@@ -32,12 +32,12 @@ from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
 import hgbench
-from hgbench.batch import estimate_batched
+from hgbench.core.batch import estimate_batched
 from hgbench.estimators.base import Estimator
-from hgbench.grids import grid_pairs
+from hgbench.running.grids import grid_pairs
 from hgbench.problems.base import Problem
-from hgbench.reference import reference
-from hgbench.results import COLUMNS, METRICS, write_csv_atomic
+from hgbench.core.reference import reference
+from hgbench.analysis.results import COLUMNS, METRICS, write_csv_atomic
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 RUN_INFO = "run.json"

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import torch
 
-from hgbench.cost import functional
+from hgbench.core.cost import functional
 from hgbench.estimators.base import Estimate, Estimator
 from hgbench.problems.base import Problem
 

@@ -1,0 +1,1 @@
+"""Data loaders: scikit-learn's bundled sets (datasets) and MNIST (mnist)."""
