@@ -45,6 +45,9 @@ class Estimator:
     """Base class. Subclasses implement ``estimate`` and may refuse a problem in ``check``."""
 
     batchable: bool = True  # composes with torch.func.vmap over λ draws (hgbench.core.batch)
+    # The method of the papers this estimator computes (itd, fp, cg, ...; None: none of theirs).
+    # Claims and predicted rates select rows by it (the CSV's ``role`` column), never by name.
+    role: str | None = None
 
     def __init__(self, name: str):
         self.name = name

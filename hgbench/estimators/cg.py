@@ -44,6 +44,8 @@ class ConjugateGradient(AID):
     Error ∝ ((√κ − 1)/(√κ + 1))^k, κ = cond(I − J) (Grazzi et al. 2020, Thm. 3). One VJP per step.
     """
 
+    role = "cg"
+
     def check(self, problem):
         if not problem.symmetric_jacobian:
             raise ValueError(

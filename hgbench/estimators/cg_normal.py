@@ -16,6 +16,8 @@ class NormalCG(AID):
     VJP and one JVP per step (each forward-mode JVP also evaluates Φ once).
     """
 
+    role = "cg_normal"
+
     uses_jv = True
 
     def solver(self, jtv, b, jv):

@@ -13,6 +13,8 @@ class FixedPoint(AID):
     Converges like q^k when ‖J‖ ≤ q < 1; needs no symmetry. One VJP per step.
     """
 
+    role = "fp"
+
     def solver(self, jtv, b):
         v = torch.zeros_like(b)
         while True:

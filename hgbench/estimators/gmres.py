@@ -58,6 +58,8 @@ class GMRES(AID):
     (breakdown, b = 0) keeps it from vectorizing over λ draws.
     """
 
+    role = "gmres"
+
     batchable = False
 
     def solver(self, jtv, b):

@@ -81,6 +81,8 @@ class Exact(PointEstimator):
     (I − Jᵀ)v = ∇₁E is solved by LU on the dense matrix: isolates the inner solver's error. Cost per point: t Φ steps, one Φ evaluation,
     d + 1 VJPs."""
 
+    role = "exact"
+
     def at(self, bound, w):
         return implicit_at(bound, w, solve_direct)
 
@@ -90,6 +92,8 @@ class JacobianFree(PointEstimator):
 
     (I − Jᵀ)⁻¹ is replaced by I; equals fp with k = 1 and neumann with k = 0. Biased even at w* unless J = 0. Cost per point: t Φ steps, one Φ
     evaluation, one VJP."""
+
+    role = "jfb"
 
     def at(self, bound, w):
         return implicit_at(bound, w, lambda pullback, b: b)

@@ -23,6 +23,8 @@ class ITDReverse(Estimator):
     autograd (its saved bytes are observable), so it does not vectorize over λ draws.
     """
 
+    role = "itd"
+
     batchable = False
 
     def estimate(self, problem, lam, pairs):
@@ -68,6 +70,8 @@ class ITDTruncated(Estimator):
     backpropagates. Cost of (t, k): t Φ steps (t − k untaped, min(k, t) taped) and min(k, t) VJPs.
     """
 
+    role = "itd_trunc"
+
     batchable = False
 
     def estimate(self, problem, lam, pairs):
@@ -92,6 +96,8 @@ class ITDForward(Estimator):
     Z_i = ∂₁Φ Z_{i−1} + ∂₂Φ (dim λ JVPs per step, batched by vmap), ∇f_t = Z_tᵀ∇₁E + ∇₂E.
     One forward pass yields ∇f_t for every t of the grid; nothing is saved for backward.
     """
+
+    role = "itd"
 
     def estimate(self, problem, lam, pairs):
         bound = problem.bind(lam)

@@ -17,6 +17,8 @@ class Neumann(AID):
     Converges like q^(k+1) when ‖J‖ ≤ q < 1; needs no symmetry. One VJP per step.
     """
 
+    role = "neumann"
+
     def initial(self, b):
         return b
 

@@ -47,6 +47,7 @@ class Preconditioned(AID):
         if isinstance(precond_steps, bool) or not isinstance(precond_steps, int) or precond_steps < 0:
             raise ValueError(f"estimator.precond_steps={precond_steps!r} must be an integer >= 0")
         self.kind, self.solve, self.precond_steps = kind, solve, precond_steps
+        self.role = f"precond_{kind}"
 
     def check(self, problem):
         if self.solve == "cg" and not problem.symmetric_jacobian:

@@ -50,6 +50,7 @@ class Reparameterized(Estimator):
         if map not in MAPS:
             raise ValueError(f"estimator.map={map!r} is not one of {', '.join(MAPS)}")
         self.map = map
+        self.role = f"reparam_{map}"
 
     def check(self, problem):
         needs_inner_loss(self, problem)

@@ -52,6 +52,7 @@ class Problem:
     ``phi``, ``outer``, ``lam_dim``; see the module docstring for the contract."""
 
     symmetric_jacobian: bool = False
+    min_min: bool = False  # E is the inner loss ℓ (Ye et al. 2024's min–min case); the CSV's ``min_min`` column
     batchable: bool = True  # Φ, E and consts vectorize over λ with torch.func.vmap
 
     def __init__(self, name: str, seed: int, lam_low: float, lam_high: float):

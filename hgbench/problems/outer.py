@@ -28,6 +28,7 @@ class OuterChoice:
         if kind not in OUTERS:
             raise ValueError(f"problem.outer={kind!r} is not one of {', '.join(OUTERS)}")
         self.outer_kind = kind
+        self.min_min = kind == "inner"
         d = self.w_dim
         gen = torch.Generator().manual_seed(self.seed + _STREAM)
         self.outer_c = torch.randn(d, generator=gen, dtype=torch.float64)
