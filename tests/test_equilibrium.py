@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import run_cli
 
+from hgbench.core.bound import bind, check_applies, estimate
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.estimators.cg_normal import NormalCG
 from hgbench.estimators.fp import FixedPoint
@@ -105,7 +106,7 @@ def test_reference_matches_finite_differences(deq, lam, ref):
 
 def test_block_solve_matches_dense_jacobian(deq, lam, ref):
     """The per-image solve and q against the dense ∂₁Φ formed by autodiff."""
-    bound = deq.bind(lam)
+    bound = bind(deq, lam)
     jac = torch.func.jacrev(lambda u: bound.phi(u, lam))(ref.w_star)
     b = torch.randn(deq.w_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     v, q, _ = deq.adjoint_system(lam, ref.w_star, b)
@@ -133,7 +134,7 @@ def test_projection_clips_the_spectral_norm(deq):
 # --- the estimators ---------------------------------------------------------------------------
 @pytest.mark.parametrize("estimator", [FixedPoint("fp"), NormalCG("cg_normal"), GMRES("gmres"), ITDReverse("itd")])
 def test_estimators_converge_to_reference(deq, lam, ref, estimator):
-    (last,) = estimator.estimate(deq, lam, [(300, 300)])
+    (last,) = estimate(estimator, deq, lam, [(300, 300)])
     assert rel(last.grad, ref.grad) < 1e-10
 
 
@@ -143,15 +144,15 @@ def test_krylov_solvers_are_exact_after_dim_w_steps(deq, lam, ref):
     pairs = [(300, deq.w_dim)]
     errs = []
     for estimator in (GMRES("gmres"), NormalCG("cg_normal")):
-        (point,) = estimator.estimate(deq, lam, pairs)
+        (point,) = estimate(estimator, deq, lam, pairs)
         errs.append(rel(point.grad, ref.grad))
-    (fp,) = FixedPoint("fp").estimate(deq, lam, pairs)
+    (fp,) = estimate(FixedPoint("fp"), deq, lam, pairs)
     assert max(errs) < 1e-12 and rel(fp.grad, ref.grad) > 1000 * max(errs)
 
 
 def test_itd_reverse_equals_forward(deq, lam):
     pairs = [(t, None) for t in (0, 1, 4, 15)]
-    for a, b in zip(ITDReverse("itd").estimate(deq, lam, pairs), ITDForward("itd_forward").estimate(deq, lam, pairs)):
+    for a, b in zip(estimate(ITDReverse("itd"), deq, lam, pairs), estimate(ITDForward("itd_forward"), deq, lam, pairs)):
         assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14), a.t
 
 
@@ -172,16 +173,16 @@ def test_gmres_iterates_minimize_the_residual_over_the_krylov_space():
 
 
 def test_cg_normal_costs_one_vjp_and_one_jvp_per_step(deq, lam):
-    (point,) = NormalCG("cg_normal").estimate(deq, lam, [(3, 5)])
+    (point,) = estimate(NormalCG("cg_normal"), deq, lam, [(3, 5)])
     # VJPs: 5 steps + the final ∂₂Φᵀv; JVPs: the right-hand side + 5 steps (each also evaluates Φ)
     assert (point.cost.n_vjp, point.cost.n_jvp, point.cost.n_phi) == (6, 6, 3 + 1 + 6)
-    (gm,) = GMRES("gmres").estimate(deq, lam, [(3, 5)])
+    (gm,) = estimate(GMRES("gmres"), deq, lam, [(3, 5)])
     assert (gm.cost.n_vjp, gm.cost.n_jvp, gm.cost.n_phi) == (6, 0, 4)
 
 
 def test_cg_refuses_the_equilibrium_model(deq):
     with pytest.raises(ValueError, match=r"'cg' needs a symmetric .*'equilibrium_mnist'"):
-        ConjugateGradient("cg").check(deq)
+        check_applies(ConjugateGradient("cg"), deq)
 
 
 # --- the command line: error mode and training mode ---------------------------------------------

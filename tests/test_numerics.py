@@ -5,6 +5,7 @@ import torch
 from conftest import draws
 from toy import LinearMap
 
+from hgbench.core.bound import bind, check_applies, estimate
 from hgbench.estimators.cg import ConjugateGradient, conjugate_gradient
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.itd import ITDForward, ITDReverse
@@ -52,7 +53,7 @@ def test_gradient_step_map_is_what_it_claims(name, request):
     w = torch.randn(problem.w_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     auto = torch.func.grad(problem.inner_loss)(w, lam)
     assert rel(problem.inner_grad(w, lam), auto) < 1e-12
-    bound = problem.bind(lam)
+    bound = bind(problem, lam)
     jac = torch.func.jacrev(lambda u: bound.phi(u, lam))(w)
     assert problem.symmetric_jacobian and torch.allclose(jac, jac.T, atol=1e-14)
     w_star = problem.solve_inner(lam)
@@ -72,8 +73,8 @@ def test_itd_reverse_equals_forward_at_every_t(name, request):
     problem = request.getfixturevalue(name)
     pairs = [(t, None) for t in (0, 1, 2, 5, 13, 40)]
     for lam in draws(problem):
-        reverse = list(ITDReverse("itd").estimate(problem, lam, pairs))
-        forward = list(ITDForward("itd_forward").estimate(problem, lam, pairs))
+        reverse = list(estimate(ITDReverse("itd"), problem, lam, pairs))
+        forward = list(estimate(ITDForward("itd_forward"), problem, lam, pairs))
         assert [e.t for e in reverse] == [e.t for e in forward] == [0, 1, 2, 5, 13, 40]
         for a, b in zip(reverse, forward):
             assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14), a.t
@@ -85,21 +86,21 @@ def test_estimators_converge_to_reference(name, estimator, request):
     problem = request.getfixturevalue(name)
     for lam in draws(problem):
         ref = reference(problem, lam)
-        (last,) = [e for e in estimator.estimate(problem, lam, [(2000, 2000)])]
+        (last,) = [e for e in estimate(estimator, problem, lam, [(2000, 2000)])]
         assert rel(last.grad, ref.grad) < 1e-8
 
 
 def test_fp_converges_on_nonsymmetric_map():
     problem = LinearMap("linear_map", seed=0, dim=6, q=0.5, lam_low=-1, lam_high=1)
     lam = draws(problem, 1)[0]
-    (last,) = FixedPoint("fp").estimate(problem, lam, [(200, 200)])
+    (last,) = estimate(FixedPoint("fp"), problem, lam, [(200, 200)])
     assert rel(last.grad, problem.closed_form_grad(lam)) < 1e-12
 
 
 def test_cg_refuses_nonsymmetric_map():
     problem = LinearMap("linear_map", seed=0, dim=6, q=0.5, lam_low=-1, lam_high=1)
     with pytest.raises(ValueError, match=r"'cg' needs a symmetric .*'linear_map'.*estimator=fp"):
-        ConjugateGradient("cg").check(problem)
+        check_applies(ConjugateGradient("cg"), problem)
 
 
 def test_cg_is_exact_after_dim_w_steps():
@@ -110,7 +111,7 @@ def test_cg_is_exact_after_dim_w_steps():
     ref = reference(problem, lam)
     assert ref.kappa > 100  # 2((√κ−1)/(√κ+1))^d > 0.2: the rate bound alone promises nothing
     d, t = problem.w_dim, 10000  # q^t < 1e-20: the inner problem is solved
-    errs = {e.k: rel(e.grad, ref.grad) for e in ConjugateGradient("cg").estimate(problem, lam, [(t, d - 3), (t, d)])}
+    errs = {e.k: rel(e.grad, ref.grad) for e in estimate(ConjugateGradient("cg"), problem, lam, [(t, d - 3), (t, d)])}
     assert errs[d - 3] > 1e-4
     assert errs[d] < 1e-8
 
@@ -136,29 +137,29 @@ def test_one_pass_curve_equals_points_computed_alone(ridge, estimator):
     same numbers as computing each grid point from scratch."""
     lam = draws(ridge, 1)[0]
     pairs = [(t, k) for t in (0, 3, 30) for k in (0, 2, 7)]
-    together = {(e.t, e.k): e.grad for e in estimator.estimate(ridge, lam, pairs)}
+    together = {(e.t, e.k): e.grad for e in estimate(estimator, ridge, lam, pairs)}
     for key, grad in together.items():
-        (alone,) = estimator.estimate(ridge, lam, [(key[0], key[1] if key[1] is not None else 0)])
+        (alone,) = estimate(estimator, ridge, lam, [(key[0], key[1] if key[1] is not None else 0)])
         assert torch.allclose(alone.grad, grad, rtol=1e-13, atol=1e-16), key
 
 
 def test_fp_matches_neumann_partial_sums(ridge):
     """v_k of AID-FP is Σ_{i<k} (Jᵀ)ⁱ∇₁E: check against dense matrix powers."""
     lam = draws(ridge, 1)[0]
-    bound = ridge.bind(lam)
+    bound = bind(ridge, lam)
     w = ridge.solve_inner(lam)
     jac = torch.func.jacrev(lambda u: bound.phi(u, lam))(w)
     grad_w, grad_lam = torch.func.grad(bound.outer, argnums=(0, 1))(w, lam)
     _, vjp_lam = torch.func.vjp(lambda l: bound.phi(w, l), lam)
     v = sum(torch.linalg.matrix_power(jac.T, i) @ grad_w for i in range(6))
-    (est,) = FixedPoint("fp").estimate(ridge, lam, [(3000, 6)])
+    (est,) = estimate(FixedPoint("fp"), ridge, lam, [(3000, 6)])
     assert torch.allclose(est.grad, grad_lam + vjp_lam(v)[0], rtol=1e-10)
 
 
 def test_float32_run_is_accurate_to_float32(ridge):
     lam = draws(ridge, 1)[0]
     ref = reference(ridge, lam)
-    (est,) = ConjugateGradient("cg").estimate(ridge.to(torch.float32, "cpu"), lam.float(), [(500, 50)])
+    (est,) = estimate(ConjugateGradient("cg"), ridge.to(torch.float32, "cpu"), lam.float(), [(500, 50)])
     assert est.grad.dtype == torch.float32
     assert 1e-9 < rel(est.grad.double(), ref.grad) < 1e-4
 
@@ -170,5 +171,5 @@ def test_cg_stays_put_long_after_convergence():
     problem = Logistic("logistic", seed=0, n_samples=1000, n_features=20, label_noise=0.1, lam_low=-5.0,
                        lam_high=-1.0, data="breast_cancer")  # fmt: skip
     lam = draws(problem, 10)[9]
-    early, late = (e.grad for e in ConjugateGradient("cg").estimate(problem, lam, [(2000, 500), (2000, 2000)]))
+    early, late = (e.grad for e in estimate(ConjugateGradient("cg"), problem, lam, [(2000, 500), (2000, 2000)]))
     assert torch.equal(early, late)

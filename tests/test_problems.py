@@ -10,8 +10,9 @@ import torch
 from conftest import draws, run_cli
 from test_numerics import finite_difference_grad, rel
 
+from hgbench.core.bound import bind, estimate
 from hgbench.data import datasets
-from hgbench.core.batch import estimate_batched
+from hgbench.running.batch import estimate_batched
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.itd import ITDForward, ITDReverse
@@ -79,7 +80,7 @@ def test_gradient_step_structure_and_contraction(name):
     lam = draws(problem, 1, seed=3)[0]
     w = torch.randn(problem.w_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     assert rel(problem.inner_grad(w, lam), torch.func.grad(problem.inner_loss)(w, lam)) < 1e-12
-    bound = problem.bind(lam)
+    bound = bind(problem, lam)
     jac = torch.func.jacrev(lambda u: bound.phi(u, lam))(w)
     assert problem.symmetric_jacobian and torch.allclose(jac, jac.T, atol=1e-14)
     big, small = problem.curvature_bounds(lam)
@@ -109,11 +110,11 @@ def test_estimators_converge_and_itd_modes_agree(name):
     ref = reference(problem, lam)
     t = math.ceil(math.log(1e-13) / math.log(ref.q))
     for estimator, k in ((FixedPoint("fp"), t), (ConjugateGradient("cg"), min(t, 3 * problem.w_dim))):
-        (last,) = estimator.estimate(problem, lam, [(t, k)])
+        (last,) = estimate(estimator, problem, lam, [(t, k)])
         assert rel(last.grad, ref.grad) < 1e-8, estimator.name
     pairs = [(t, None) for t in (0, 1, 4, 25)]
-    reverse = list(ITDReverse("itd").estimate(problem, lam, pairs))
-    forward = list(ITDForward("itd_forward").estimate(problem, lam, pairs))
+    reverse = list(estimate(ITDReverse("itd"), problem, lam, pairs))
+    forward = list(estimate(ITDForward("itd_forward"), problem, lam, pairs))
     for a, b in zip(reverse, forward):
         assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14), a.t
 
@@ -127,7 +128,7 @@ def test_problems_vectorize_over_lambda_draws(name):
     for estimator in (ConjugateGradient("cg"), ITDForward("itd_forward")):
         batched = estimate_batched(estimator, problem, lams, pairs)
         for lam, curve in zip(lams, batched):
-            for a, b in zip(estimator.estimate(problem, lam, pairs), curve):
+            for a, b in zip(estimate(estimator, problem, lam, pairs), curve):
                 assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-13)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from hgbench.problems.base import Problem
+if TYPE_CHECKING:
+    from hgbench.problems.base import Problem
 
 
 @dataclass
@@ -33,7 +35,7 @@ class Reference:
         return out
 
 
-def reference(problem: Problem, lam: torch.Tensor) -> Reference:
+def reference(problem: "Problem", lam: torch.Tensor) -> Reference:
     """∇f(λ) = ∇₂E(w*, λ) + ∂₂Φ(w*, λ)ᵀ v,  (I − Jᵀ) v = ∇₁E(w*, λ),  J = ∂₁Φ(w*, λ).
 
     ``problem`` must hold float64 data. w* comes from ``problem.solve_inner`` (closed form or
@@ -43,11 +45,11 @@ def reference(problem: Problem, lam: torch.Tensor) -> Reference:
     """
     if lam.dtype != torch.float64:
         raise TypeError(f"the reference is computed in float64, got λ of dtype {lam.dtype}")
-    bound = problem.bind(lam)
+    phi = problem.bound_phi(lam)
     w_star = problem.solve_inner(lam)
-    grad_w, grad_lam = torch.func.grad(bound.outer, argnums=(0, 1))(w_star, lam)
+    grad_w, grad_lam = torch.func.grad(problem.outer, argnums=(0, 1))(w_star, lam)
     v, q, kappa = problem.adjoint_system(lam, w_star, grad_w)
-    phi_w_star, pullback = torch.func.vjp(bound.phi, w_star, lam)
+    phi_w_star, pullback = torch.func.vjp(phi, w_star, lam)
     jtv, phi_t_v = pullback(v)
     return Reference(
         w_star=w_star,

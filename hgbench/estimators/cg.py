@@ -46,13 +46,7 @@ class ConjugateGradient(AID):
 
     role = "cg"
 
-    def check(self, problem):
-        if not problem.symmetric_jacobian:
-            raise ValueError(
-                f"estimator 'cg' needs a symmetric ∂₁Φ (I − J symmetric positive definite), but problem "
-                f"{problem.name!r} has a non-symmetric one; use estimator=fp (or another solver for "
-                f"non-symmetric systems)"
-            )
+    needs = {"symmetric": "use estimator=fp (or another solver for non-symmetric systems: cg_normal, gmres)"}
 
-    def solver(self, jtv, b):
-        return conjugate_gradient(lambda v: v - jtv(v), b)
+    def solver(self, lin, b):
+        return conjugate_gradient(lambda v: v - lin.jt(v), b)

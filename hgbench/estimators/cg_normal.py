@@ -18,9 +18,7 @@ class NormalCG(AID):
 
     role = "cg_normal"
 
-    uses_jv = True
-
-    def solver(self, jtv, b, jv):
-        m = lambda v: v - jtv(v)  # noqa: E731  (I − Jᵀ) v
-        m_t = lambda u: u - jv(u)  # noqa: E731  (I − J) u
+    def solver(self, lin, b):
+        m = lambda v: v - lin.jt(v)  # noqa: E731  (I − Jᵀ) v
+        m_t = lambda u: u - lin.j(u)  # noqa: E731  (I − J) u
         return conjugate_gradient(lambda v: m_t(m(v)), m_t(b))

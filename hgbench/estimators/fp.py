@@ -15,8 +15,8 @@ class FixedPoint(AID):
 
     role = "fp"
 
-    def solver(self, jtv, b):
+    def solver(self, lin, b):
         v = torch.zeros_like(b)
         while True:
-            v = jtv(v) + b
+            v = lin.jt(v) + b
             yield v

@@ -62,5 +62,5 @@ class GMRES(AID):
 
     batchable = False
 
-    def solver(self, jtv, b):
-        return gmres(lambda v: v - jtv(v), b)
+    def solver(self, lin, b):
+        return gmres(lambda v: v - lin.jt(v), b)

@@ -17,17 +17,11 @@ from typing import Callable
 
 import torch
 
-from hgbench.core.cost import Meter, vjp
-from hgbench.estimators.base import Estimate, Estimator, inner_iterates
-from hgbench.problems.base import BoundProblem
+from hgbench.core.bound import BoundProblem
+from hgbench.core.linearization import Linearization
+from hgbench.estimators.base import Estimate, Estimator
 
-Pullback = Callable[[torch.Tensor, int], torch.Tensor]
-
-
-def dense_jt(pullback: Pullback, like: torch.Tensor) -> torch.Tensor:
-    """Jᵀ as a d × d matrix, column i = Jᵀeᵢ: d VJPs."""
-    eye = torch.eye(like.numel(), dtype=like.dtype, device=like.device)
-    return torch.stack([pullback(e, 0) for e in eye], dim=1)
+Solve = Callable[[Linearization, torch.Tensor], torch.Tensor]
 
 
 def solve_or_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -37,27 +31,25 @@ def solve_or_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(info == 0, x, torch.full_like(x, float("nan")))
 
 
-def solve_direct(pullback: Pullback, b: torch.Tensor) -> torch.Tensor:
+def solve_direct(lin: Linearization, b: torch.Tensor) -> torch.Tensor:
     """v = (I − Jᵀ)⁻¹ b by LU on the dense matrix (d VJPs)."""
-    system = torch.eye(b.numel(), dtype=b.dtype, device=b.device) - dense_jt(pullback, b)
+    system = torch.eye(b.numel(), dtype=b.dtype, device=b.device) - lin.dense_jt()
     return solve_or_nan(system, b)
 
 
-def implicit_at(bound: BoundProblem, x: torch.Tensor, solve: Callable[[Pullback, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """∇₂E(x) + ∂₂Φ(x)ᵀ v with v = solve(pullback, ∇₁E(x)); one Φ evaluation builds the VJP
-    graph at x, one VJP gives ∂₂Φᵀv (plus whatever ``solve`` uses)."""
-    lam = bound.lam
-    grad_w, grad_lam = torch.func.grad(bound.outer, argnums=(0, 1))(x, lam)
-    _, pullback = vjp(bound.phi, x, lam)
-    return grad_lam + pullback(solve(pullback, grad_w), 1)
+def implicit_at(bound: BoundProblem, x: torch.Tensor, solve: Solve) -> torch.Tensor:
+    """∇₂E(x) + ∂₂Φ(x)ᵀ v with v = solve(lin, ∇₁E(x)), lin = Φ linearized at x; one Φ
+    evaluation builds the VJP graph at x, one VJP gives ∂₂Φᵀv (plus whatever ``solve`` uses)."""
+    grad_w, grad_lam = torch.func.grad(bound.outer, argnums=(0, 1))(x, bound.lam)
+    lin = bound.linearize(x)
+    return grad_lam + lin.lam_t(solve(lin, grad_w))
 
 
-def point_estimates(problem, lam, pairs, at: Callable[[BoundProblem, torch.Tensor], torch.Tensor]):
+def point_estimates(bound: BoundProblem, pairs, at: Callable[[BoundProblem, torch.Tensor], torch.Tensor]):
     """One estimate ``at(bound, w_t)`` per distinct t of pairs (k = None), all t from one
     trajectory; the cost of the point t is the t inner steps plus what ``at`` does."""
-    bound = problem.bind(lam)
-    for t, w, inner_cost in inner_iterates(bound, {t for t, _ in pairs}):
-        meter = Meter(lam.device)
+    for t, w, inner_cost in bound.iterates({t for t, _ in pairs}):
+        meter = bound.meter()
         with meter:
             grad = at(bound, w)
         yield Estimate(t, None, grad, w, inner_cost + meter.cost)
@@ -71,8 +63,8 @@ class PointEstimator(Estimator):
     def at(self, bound: BoundProblem, w: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def estimate(self, problem, lam, pairs):
-        return point_estimates(problem, lam, pairs, self.at)
+    def estimate(self, bound, pairs):
+        return point_estimates(bound, pairs, self.at)
 
 
 class Exact(PointEstimator):
@@ -96,4 +88,4 @@ class JacobianFree(PointEstimator):
     role = "jfb"
 
     def at(self, bound, w):
-        return implicit_at(bound, w, lambda pullback, b: b)
+        return implicit_at(bound, w, lambda lin, b: b)

@@ -7,12 +7,10 @@ Franceschi et al. 2017).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
-from hgbench.core.cost import Meter, record, taped
-from hgbench.estimators.base import Estimate, Estimator, inner_iterates
+from hgbench.core.cost import taped
+from hgbench.estimators.base import Estimate, Estimator
 
 
 class ITDReverse(Estimator):
@@ -27,21 +25,12 @@ class ITDReverse(Estimator):
 
     batchable = False
 
-    def estimate(self, problem, lam, pairs):
-        bound = problem.bind(lam)
-        lam_var = lam.detach().requires_grad_(True)
-        forward = Meter(lam.device)
-        points = []
-        with taped() as mark:
-            w, done = bound.w0, 0
-            for t in sorted({t for t, _ in pairs}):
-                with forward:
-                    while done < t:
-                        w = mark(bound.phi(w, lam_var))
-                        done += 1
-                points.append((t, w, replace(forward.cost)))
+    def estimate(self, bound, pairs):
+        lam_var = bound.lam.detach().requires_grad_(True)
+        with taped(bound.tally) as mark:
+            points = list(bound.iterates({t for t, _ in pairs}, lam=lam_var, mark=mark))
         for t, w, forward_cost in points:
-            backward = Meter(lam.device)
+            backward = bound.meter()
             with backward:
                 grad = _backward(bound, w, lam_var)
             yield Estimate(t, None, grad, w.detach(), forward_cost + backward.cost)
@@ -74,15 +63,14 @@ class ITDTruncated(Estimator):
 
     batchable = False
 
-    def estimate(self, problem, lam, pairs):
-        bound = problem.bind(lam)
+    def estimate(self, bound, pairs):
         start_of = {(t, k): max(t - k, 0) for t, k in pairs}
-        starts = {s: (w, cost) for s, w, cost in inner_iterates(bound, set(start_of.values()))}
+        starts = {s: (w, cost) for s, w, cost in bound.iterates(set(start_of.values()))}
         for (t, k), s in sorted(start_of.items()):
             w, cost = starts[s]
-            tape = Meter(lam.device)
-            with tape, taped() as mark:
-                lam_var = lam.detach().requires_grad_(True)
+            tape = bound.meter()
+            with tape, taped(bound.tally) as mark:
+                lam_var = bound.lam.detach().requires_grad_(True)
                 for _ in range(t - s):
                     w = mark(bound.phi(w, lam_var))
                 grad = _backward(bound, w, lam_var)
@@ -99,26 +87,19 @@ class ITDForward(Estimator):
 
     role = "itd"
 
-    def estimate(self, problem, lam, pairs):
-        bound = problem.bind(lam)
+    def estimate(self, bound, pairs):
+        lam = bound.lam
         eye = torch.eye(lam.numel(), dtype=lam.dtype, device=lam.device)
-
-        def push(w, dw, dlam):
-            return torch.func.jvp(lambda u, l: bound.phi(u, l), (w, lam), (dw, dlam))
-
-        step = torch.func.vmap(push, in_dims=(None, 1, 0), out_dims=(0, 1))
         outer_grads = torch.func.grad(bound.outer, argnums=(0, 1))
-        steps = Meter(lam.device)
+        steps = bound.meter()
         w, done = bound.w0, 0
         jac = torch.zeros(w.numel(), lam.numel(), dtype=w.dtype, device=w.device)
         for t in sorted({t for t, _ in pairs}):
             with steps:
                 while done < t:
-                    w_batch, jac = step(w, jac, eye)  # one Φ evaluation, dim λ JVPs
-                    record(n_jvp=lam.numel())
-                    w = w_batch[0]
+                    w, jac = bound.push(w, jac, eye)  # one Φ evaluation, dim λ JVPs
                     done += 1
-            final = Meter(lam.device)
+            final = bound.meter()
             with final:
                 grad_w, grad_lam = outer_grads(w, lam)
                 grad = jac.T @ grad_w + grad_lam

@@ -22,9 +22,9 @@ class Neumann(AID):
     def initial(self, b):
         return b
 
-    def solver(self, jtv, b):
+    def solver(self, lin, b):
         term, v = b, b
         while True:
-            term = jtv(term)
+            term = lin.jt(term)
             v = v + term
             yield v

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from hgbench.core.cost import vjp
 from hgbench.estimators.aid import AID
 from hgbench.estimators.cg import conjugate_gradient
-from hgbench.estimators.implicit import dense_jt, implicit_at, point_estimates, solve_direct, solve_or_nan
+from hgbench.estimators.implicit import implicit_at, point_estimates, solve_direct, solve_or_nan
 
 KINDS = ("newton", "jacobi")
 SOLVES = ("direct", "cg")
@@ -48,36 +47,31 @@ class Preconditioned(AID):
             raise ValueError(f"estimator.precond_steps={precond_steps!r} must be an integer >= 0")
         self.kind, self.solve, self.precond_steps = kind, solve, precond_steps
         self.role = f"precond_{kind}"
-
-    def check(self, problem):
-        if self.solve == "cg" and not problem.symmetric_jacobian:
-            raise ValueError(
-                f"estimator {self.name!r} with solve=cg needs a symmetric ∂₁Φ, but problem {problem.name!r} "
-                f"has a non-symmetric one; use estimator.solve=direct"
-            )
+        if solve == "cg":
+            self.needs = {"symmetric": "solve=cg runs CG; use estimator.solve=direct"}
 
     def point(self, bound, w):
         """x̂ = w − P⁻¹∇₁ℓ(w), in the Φ form above."""
-        phi_w, pullback = vjp(bound.phi, w, bound.lam)
-        residual = w - phi_w
+        lin = bound.linearize(w, wrt_lam=False)
+        residual = w - lin.value
         if self.kind == "jacobi":
-            return w - residual / (1 - dense_jt(pullback, w).diagonal())
+            return w - residual / (1 - lin.dense_jt().diagonal())
         if self.solve == "direct":  # I − J = (I − Jᵀ)ᵀ
-            system = torch.eye(w.numel(), dtype=w.dtype, device=w.device) - dense_jt(pullback, w).T
+            system = torch.eye(w.numel(), dtype=w.dtype, device=w.device) - lin.dense_jt().T
             return w - solve_or_nan(system, residual)
-        steps = conjugate_gradient(lambda v: v - pullback(v, 0), residual)
+        steps = conjugate_gradient(lambda v: v - lin.jt(v), residual)
         step = torch.zeros_like(w)
         for _ in range(self.precond_steps):
             step = next(steps)
         return w - step
 
-    def solver(self, jtv, b):
-        return conjugate_gradient(lambda v: v - jtv(v), b)
+    def solver(self, lin, b):
+        return conjugate_gradient(lambda v: v - lin.jt(v), b)
 
     def at(self, bound, w):
         return implicit_at(bound, self.point(bound, w), solve_direct)
 
-    def estimate(self, problem, lam, pairs):
+    def estimate(self, bound, pairs):
         if self.solve == "cg":
-            return super().estimate(problem, lam, pairs)
-        return point_estimates(problem, lam, pairs, self.at)
+            return super().estimate(bound, pairs)
+        return point_estimates(bound, pairs, self.at)

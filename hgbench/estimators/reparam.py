@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from hgbench.core.cost import record
+from hgbench.core.linearization import jacobian, vjp
 from hgbench.estimators.base import Estimator
 from hgbench.estimators.implicit import point_estimates, solve_or_nan
-from hgbench.problems.base import Problem
 
 MAPS = ("diag", "exp")
-
-
-def needs_inner_loss(estimator: Estimator, problem: Problem) -> None:
-    """Refuse a problem that does not define its inner loss ℓ."""
-    if type(problem).inner_loss is Problem.inner_loss:
-        raise ValueError(
-            f"estimator {estimator.name!r} needs the inner loss ℓ (Φ a gradient step on ℓ), but problem "
-            f"{problem.name!r} does not define inner_loss; use estimator=exact or precond"
-        )
 
 
 class Reparameterized(Estimator):
@@ -42,7 +32,9 @@ class Reparameterized(Estimator):
     The d × d Hessian of G̃ is formed densely and solved by LU: small problems only; no k
     (k = None, once per t). Needs the problem's ``inner_loss``. Cost per point, counting a
     Hessian-vector product of ℓ as one VJP (what it is through Φ = w − α∇ℓ): t Φ steps, d VJPs
-    for ∇₁²G̃, one for the λ-product, and d more for the diagonal of ``map=diag``.
+    for ∇₁²G̃, one for the λ-product, and for ``map=diag`` 2d more: d for the diagonal of ∇₁²ℓ and
+    d for its derivative in λ (each a VJP through a Hessian-vector product), all counted by
+    hgbench.core.linearization.jacobian where they are performed.
     """
 
     def __init__(self, name, map="diag"):
@@ -52,33 +44,31 @@ class Reparameterized(Estimator):
         self.map = map
         self.role = f"reparam_{map}"
 
-    def check(self, problem):
-        needs_inner_loss(self, problem)
+    needs = {"inner_loss": "use estimator=exact or precond"}
 
-    def reparameterization(self, problem, x_c, lam):
+    def reparameterization(self, bound, x_c):
         """(φ, z_c): the map z ↦ x as a function of (z, λ), and z at the current iterate."""
         if self.map == "exp":
             sign = torch.sign(x_c)
             return (lambda z, l: sign * torch.exp(z)), torch.log(torch.abs(x_c))
-        hessian = torch.func.jacrev(torch.func.jacrev(problem.inner_loss, argnums=0), argnums=0)
-        diagonal = lambda l: torch.diagonal(hessian(x_c, l))  # noqa: E731
-        scale, dscale = diagonal(lam), torch.func.jacrev(diagonal)(lam)
-        record(n_vjp=x_c.numel())
+        lam, tally = bound.lam, bound.tally
+        gradient = torch.func.grad(bound.inner_loss, argnums=0)
+        diagonal = lambda l: torch.diagonal(jacobian(lambda x: gradient(x, l), x_c, tally)[1])  # noqa: E731
+        scale, dscale = jacobian(diagonal, lam, tally)
         # The estimate needs φ and its first λ-derivatives at λ only: P's linearization at λ
         # gives both exactly, without differentiating a Hessian again inside every product.
         return (lambda z, l: z / (scale + dscale @ (l - lam))), scale * x_c
 
-    def at(self, problem, w, lam):
-        phi, z = self.reparameterization(problem, w, lam)
-        inner = lambda z, l: problem.inner_loss(phi(z, l), l)  # noqa: E731
-        outer = lambda z, l: problem.outer(phi(z, l), l)  # noqa: E731
+    def at(self, bound, w):
+        lam = bound.lam
+        phi, z = self.reparameterization(bound, w)
+        inner = lambda z, l: bound.inner_loss(phi(z, l), l)  # noqa: E731
+        outer = lambda z, l: bound.outer(phi(z, l), l)  # noqa: E731
         grad_z = torch.func.grad(inner, argnums=0)
-        hess = torch.func.jacrev(grad_z, argnums=0)(z, lam)
+        _, hess = jacobian(lambda z: grad_z(z, lam), z, bound.tally)
         outer_z, outer_lam = torch.func.grad(outer, argnums=(0, 1))(z, lam)
         u = solve_or_nan(hess, outer_z)
-        _, pull = torch.func.vjp(lambda l: grad_z(z, l), lam)
-        record(n_vjp=z.numel() + 1)
-        return outer_lam - pull(u)[0]
+        return outer_lam - vjp(lambda l: grad_z(z, l), lam, u, bound.tally)
 
-    def estimate(self, problem, lam, pairs):
-        return point_estimates(problem, lam, pairs, lambda bound, w: self.at(problem, w, lam))
+    def estimate(self, bound, pairs):
+        return point_estimates(bound, pairs, self.at)

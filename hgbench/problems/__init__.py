@@ -1,5 +1,5 @@
 """Problems: one file each, each with a YAML file in conf/problem/ whose ``_target_`` names its class."""
 
-from hgbench.problems.base import BoundProblem, GradientStepProblem, Problem
+from hgbench.problems.base import GradientStepProblem, Problem
 
-__all__ = ["BoundProblem", "GradientStepProblem", "Problem"]
+__all__ = ["GradientStepProblem", "Problem"]

@@ -24,27 +24,9 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
-
-from hgbench.core.cost import record
-
-
-@dataclass(frozen=True)
-class BoundProblem:
-    """A problem at one λ draw: Φ and E as functions of (w, λ) with the draw's constants bound.
-
-    Derivatives with respect to λ see λ only through the explicit arguments; the constants
-    (e.g. a step size computed from λ's value) are held fixed, as the theory assumes. Every call
-    of ``phi`` is recorded as one Φ evaluation (hgbench.core.cost).
-    """
-
-    phi: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    outer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    lam: torch.Tensor
-    w0: torch.Tensor
 
 
 class Problem:
@@ -101,19 +83,22 @@ class Problem:
         return self.lam_low + (self.lam_high - self.lam_low) * u
 
     # --- derived ------------------------------------------------------------------------------
-    def bind(self, lam: torch.Tensor) -> BoundProblem:
+    def phi_function(self, lam: torch.Tensor, consts: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Φ(w, l) with the constants of the draw λ bound; a problem may override it to reuse
+        work across the inner steps of one λ."""
+        return lambda w, l: self.phi(w, l, consts)
+
+    def bound_phi(self, lam: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Φ(w, l) at the draw λ: its constants computed once from λ's value and detached, so
+        that derivatives with respect to λ see λ only through the explicit argument, as the
+        theory assumes (hgbench.core.bound.bind counts the calls for the estimators)."""
         consts = {key: value.detach() for key, value in self.consts(lam.detach()).items()}
+        return self.phi_function(lam, consts)
 
-        def phi(w, l):
-            record(n_phi=1)
-            return self.phi(w, l, consts)
-
-        return BoundProblem(
-            phi=phi,
-            outer=self.outer,
-            lam=lam,
-            w0=self.w0(lam),
-        )
+    @property
+    def has_inner_loss(self) -> bool:
+        """Whether the problem defines ℓ (estimators that need it declare so)."""
+        return type(self).inner_loss is not Problem.inner_loss
 
     def solve_inner(self, lam: torch.Tensor) -> torch.Tensor:
         """w*(λ) to round-off by damped Newton on ℓ(·, λ) (needs ``inner_loss``).
@@ -143,8 +128,8 @@ class Problem:
         """(v, q, κ) for the reference: v solves (I − Jᵀ)v = b with J = ∂₁Φ(w*, λ), q = ‖J‖₂ and
         κ = cond(I − Jᵀ). By default J is formed densely (jacrev) and the system solved by LU;
         a problem too large for a dense J overrides this with its own exact solve."""
-        bound = self.bind(lam)
-        jac = torch.func.jacrev(lambda w: bound.phi(w, lam))(w_star)
+        phi = self.bound_phi(lam)
+        jac = torch.func.jacrev(lambda w: phi(w, lam))(w_star)
         system = torch.eye(jac.shape[0], dtype=jac.dtype, device=jac.device) - jac.T
         singular = torch.linalg.svdvals(system)
         q = torch.linalg.matrix_norm(jac, ord=2).item()

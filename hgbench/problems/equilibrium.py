@@ -32,9 +32,8 @@ from pathlib import Path
 
 import torch
 
-from hgbench.core.cost import record
 from hgbench.data.mnist import load_mnist
-from hgbench.problems.base import BoundProblem, Problem
+from hgbench.problems.base import Problem
 
 N_PIXELS = 784
 N_CLASSES = 10
@@ -126,20 +125,18 @@ class EquilibriumMNIST(Problem):
     def outer(self, w, lam):
         return torch.nn.functional.cross_entropy(self.logits(w, lam), self.y)
 
-    def bind(self, lam: torch.Tensor) -> BoundProblem:
-        """As ``Problem.bind``, with the drive x B + c computed once per λ tensor: consecutive
-        inner steps at the same λ (same tensor object, unmodified) reuse it, so it is computed
-        once per trajectory, and autograd differentiates through the one copy."""
-        bound = super().bind(lam)
+    def phi_function(self, lam, consts):
+        """Φ with the drive x B + c computed once per λ tensor: consecutive inner steps at the
+        same λ (same tensor object, unmodified) reuse it, so it is computed once per trajectory,
+        and autograd differentiates through the one copy."""
         memo: dict = {}
 
         def phi(w, l):
-            record(n_phi=1)
             if memo.get("lam") is not l or memo.get("version") != l._version:
                 memo.update(lam=l, version=l._version, drive=self.drive(l, self.x))
             return self.step(w.reshape(-1, self.d), self.parts(l)["A"], memo["drive"]).reshape(-1)
 
-        return BoundProblem(phi=phi, outer=bound.outer, lam=bound.lam, w0=bound.w0)
+        return phi
 
     def sample_lambdas(self, n, generator):
         """init_scale·N(0, 1) for A, B, c, W and b = 0 (A then rescaled to ‖A‖₂ = init_a_norm when

@@ -32,8 +32,9 @@ from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
 import hgbench
-from hgbench.core.batch import estimate_batched
+from hgbench.core.bound import check_applies, estimate
 from hgbench.estimators.base import Estimator
+from hgbench.running.batch import estimate_batched
 from hgbench.running.grids import grid_pairs
 from hgbench.problems.base import Problem
 from hgbench.core.reference import reference
@@ -134,7 +135,7 @@ def _prepare(cfg: DictConfig) -> Plan:
     problem = _instantiate(cfg.problem, "problem")
     estimator = _instantiate(cfg.estimator, "estimator")
     try:
-        estimator.check(problem)
+        check_applies(estimator, problem)
         lams = problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
     except ValueError as err:
         raise UserError(str(err)) from err
@@ -245,7 +246,7 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
         if plan.batched:
             warm = estimate_batched(plan.estimator, work, lams[:1], [(1, 1)])[0]
         else:
-            warm = list(plan.estimator.estimate(work, lams[0], [(1, 1)]))
+            warm = list(estimate(plan.estimator, work, lams[0], [(1, 1)]))
     except Exception as err:  # noqa: BLE001 — nothing can run: refuse in one line, before the draws
         raise UserError(
             f"estimator {plan.estimator.name!r} fails on problem {plan.problem.name!r} at the first λ draw "
@@ -276,7 +277,7 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
                     f"q = ‖∂₁Φ(w*, λ)‖₂ = {q:.6g} >= 1; iterations may diverge (rows kept with status diverged)",
                     file=sys.stderr,
                 )  # fmt: skip
-            estimates = batch.get(lam_id) if plan.batched else plan.estimator.estimate(work, lams[lam_id], plan.pairs)
+            estimates = batch.get(lam_id) if plan.batched else estimate(plan.estimator, work, lams[lam_id], plan.pairs)
             if isinstance(estimates, Exception):
                 raise estimates
             for est in estimates:

@@ -27,7 +27,8 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from hgbench.core.cost import Meter
+from hgbench.core.bound import estimate
+from hgbench.core.cost import Meter, Tally
 from hgbench.core.reference import reference
 from hgbench.analysis.results import TRAIN_COLUMNS as COLUMNS, TRAIN_CSV, combine, load_training, write_csv_atomic
 from hgbench.running.runner import UserError, integer, prepare, write_run_info
@@ -74,9 +75,9 @@ def train_one(cfg: DictConfig, out_dir: Path, progress: bool = True) -> pd.DataF
         "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
     }  # fmt: skip
     rows, facts, saved, saved_steps = [], [], [], []
-    clock = Meter(plan.device)
+    clock = Meter(Tally(), plan.device)
     # One untimed estimate: one-time framework setup must not land in the first step's time.
-    list(plan.estimator.estimate(work, lam, [(1, 1)]))
+    list(estimate(plan.estimator, work, lam, [(1, 1)]))
     bar = tqdm(range(steps + 1), desc=f"train {plan.problem.name}/{plan.estimator.name}", unit="step", disable=not progress)
     for step in bar:
         row = {**base, "step": step, "time_s": clock.cost.time_s, "q_bound": bound_q(lam), "status": "ok"}
@@ -92,7 +93,7 @@ def train_one(cfg: DictConfig, out_dir: Path, progress: bool = True) -> pd.DataF
         rows_idx = None if opts.batch_size is None else torch.randperm(n_train, generator=batches)[: opts.batch_size]
         batch = work if rows_idx is None else work.subset(rows_idx.to(plan.device))
         with clock:
-            (est,) = plan.estimator.estimate(batch, lam, [(t, k)])
+            (est,) = estimate(plan.estimator, batch, lam, [(t, k)])
             loss = batch.outer(est.w, lam)
             ok = _finite(est.grad, loss)
             if ok:

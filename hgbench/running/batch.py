@@ -3,8 +3,11 @@
 The estimator's code runs once, on batched tensors, so the Python-side bookkeeping runs once:
 the operation counts it records are per draw (as in a loop), the measured time is the batch's
 and is divided by the number of draws (amortized per draw), and bytes saved for backward are
-not observable under torch.func (left empty). Estimators that build an autograd tape
-(``batchable = False``, e.g. ITD reverse) and problems whose Φ does not vectorize use the loop.
+not observable under torch.func (left empty). The bound problem's products are built with
+torch.func (``functional=True``): a VJP graph is then built on w and, where ∂₂Φᵀ-products are
+needed, another on λ (one more Φ evaluation per point than in the loop, counted; see
+hgbench.core.linearization). Estimators that build an autograd tape (``batchable = False``,
+e.g. ITD reverse) and problems whose Φ does not vectorize use the loop.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from hgbench.core.cost import functional
+from hgbench.core.bound import estimate
 from hgbench.estimators.base import Estimate, Estimator
 from hgbench.problems.base import Problem
 
@@ -23,12 +26,11 @@ def estimate_batched(estimator: Estimator, problem: Problem, lams: torch.Tensor,
     metas = []
 
     def curve(lam):
-        estimates = list(estimator.estimate(problem, lam, pairs))
+        estimates = list(estimate(estimator, problem, lam, pairs, functional=True))
         metas.extend((e.t, e.k, e.cost) for e in estimates)
         return torch.stack([e.grad for e in estimates]), torch.stack([e.w for e in estimates])
 
-    with functional():
-        grads, ws = torch.func.vmap(curve)(lams)
+    grads, ws = torch.func.vmap(curve)(lams)
     n = lams.shape[0]
     return [
         [

@@ -1,0 +1,114 @@
+"""What an estimator sees of a problem at one λ draw: Φ, E, w₀, λ and, where the problem has
+one, the inner loss ℓ — never the problem's reference solvers (``solve_inner``,
+``adjoint_system``), which only hgbench.core.reference uses.
+
+``bind(problem, lam)`` gives a ``BoundProblem``; ``estimate(estimator, problem, lam, pairs)``
+binds and runs an estimator. Estimators declare what they need of a problem (``needs``: a
+symmetric ∂₁Φ, the inner loss); ``check_applies`` refuses a problem that lacks it, before any
+work, with one message format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional
+
+import torch
+
+from hgbench.core.cost import Cost, Meter, Tally
+from hgbench.core.linearization import Linearization
+
+if TYPE_CHECKING:
+    from hgbench.estimators.base import Estimate, Estimator
+    from hgbench.problems.base import Problem
+
+Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# What an estimator may need of a problem: (what it is, in words; how a problem provides it).
+NEEDS: dict[str, tuple[str, Callable[["Problem"], bool]]] = {
+    "symmetric": ("a symmetric ∂₁Φ (I − J symmetric positive definite)", lambda p: p.symmetric_jacobian),
+    "inner_loss": ("the inner loss ℓ (Φ a gradient step on it)", lambda p: p.has_inner_loss),
+}
+
+
+@dataclass(frozen=True)
+class BoundProblem:
+    """A problem at one λ draw, as an estimator sees it.
+
+    ``phi(w, l)`` is Φ with the draw's constants bound (e.g. a step size computed from λ's
+    value, held fixed by every derivative, as the theory assumes); each call counts one Φ
+    evaluation into ``tally``. ``outer(w, l)`` is E; ``inner_loss(w, l)`` is ℓ or None.
+    ``symmetric`` tags ∂₁Φ as symmetric. ``functional``: products are built with torch.func
+    (batched λ draws under vmap) instead of the autograd tape.
+    """
+
+    phi: Fn
+    outer: Fn
+    lam: torch.Tensor
+    w0: torch.Tensor
+    inner_loss: Optional[Fn]
+    symmetric: bool
+    tally: Tally = field(default_factory=Tally)
+    functional: bool = False
+
+    def meter(self) -> Meter:
+        return Meter(self.tally, self.lam.device)
+
+    def linearize(self, w: torch.Tensor, wrt_lam: bool = True) -> Linearization:
+        """Φ linearized at (w, λ) (hgbench.core.linearization); ``wrt_lam=False`` when no
+        ∂₂Φᵀ-product will be asked for."""
+        return Linearization(self.phi, w, self.lam, self.tally, symmetric=self.symmetric, functional=self.functional, wrt_lam=wrt_lam)
+
+    def iterates(self, ts: Iterable[int], lam: torch.Tensor | None = None, mark: Callable = lambda w: w) -> Iterator[tuple[int, torch.Tensor, Cost]]:
+        """Yield (t, w_t, cost of the t steps) for each t in ts, ascending, from ONE trajectory
+        w_i = Φ(w_{i−1}, λ), w_0 = ``w0``. The meter pauses while the caller works. ``lam``: the
+        λ to step with (e.g. a leaf of a tape; default ``self.lam``); ``mark`` is applied to
+        every iterate (a tape's VJP counter)."""
+        lam = self.lam if lam is None else lam
+        meter = self.meter()
+        w, done = self.w0, 0
+        for t in sorted(set(ts)):
+            with meter:
+                while done < t:
+                    w = mark(self.phi(w, lam))
+                    done += 1
+            yield t, w, replace(meter.cost)
+
+    def push(self, w: torch.Tensor, dws: torch.Tensor, dlams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward mode, m tangents at once: (Φ(w, λ), ∂₁Φ·dws + ∂₂Φ·dlams) with dws of shape
+        (dim w, m) and dlams (m, dim λ). One Φ evaluation (vmap runs Φ once for all tangents)
+        and m JVPs (m read off the shape)."""
+        step = torch.func.vmap(lambda dw, dl: torch.func.jvp(self.phi, (w, self.lam), (dw, dl)), in_dims=(1, 0), out_dims=(0, 1))
+        values, tangents = step(dws, dlams)
+        self.tally.n_jvp += dlams.shape[0]
+        return values[0], tangents
+
+
+def bind(problem: "Problem", lam: torch.Tensor, functional: bool = False) -> BoundProblem:
+    """The problem at λ as an estimator sees it, with a fresh tally."""
+    pure = problem.bound_phi(lam)
+    tally = Tally()
+
+    def phi(w, l):
+        tally.n_phi += 1
+        return pure(w, l)
+
+    return BoundProblem(
+        phi=phi, outer=problem.outer, lam=lam, w0=problem.w0(lam),
+        inner_loss=problem.inner_loss if problem.has_inner_loss else None,
+        symmetric=problem.symmetric_jacobian, tally=tally, functional=functional,
+    )  # fmt: skip
+
+
+def check_applies(estimator: "Estimator", problem: "Problem") -> None:
+    """Raise ValueError, in one format, if ``problem`` lacks something ``estimator`` needs."""
+    for need, advice in estimator.needs.items():
+        what, provided = NEEDS[need]
+        if not provided(problem):
+            raise ValueError(f"estimator {estimator.name!r} needs {what}, which problem {problem.name!r} does not provide; {advice}")
+
+
+def estimate(estimator: "Estimator", problem: "Problem", lam: torch.Tensor, pairs, functional: bool = False) -> Iterator["Estimate"]:
+    """``estimator``'s estimates at λ over the (t, k) pairs: one per pair, or per distinct t
+    for estimators without k."""
+    return estimator.estimate(bind(problem, lam, functional), pairs)

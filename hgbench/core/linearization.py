@@ -1,0 +1,101 @@
+"""Φ linearized at a point: the products with its Jacobians that solvers and estimators use,
+each counted by the object that performs it.
+
+At (w, λ), with J = ∂₁Φ(w, λ) (dim w × dim w) and ∂₂Φ(w, λ) (dim w × dim λ):
+
+    jt(v)      = Jᵀ v           one VJP
+    j(u)       = J u            one JVP (forward mode evaluates Φ alongside it: one Φ too)
+    lam_t(v)   = ∂₂Φᵀ v         one VJP
+    dense_jt() = Jᵀ as a matrix, column i = Jᵀeᵢ: dim w VJPs
+
+All are exact (to round-off); nothing is approximated here. Building a linearization evaluates Φ
+once (``value`` = Φ(w, λ)) and keeps its graph for the VJPs. ``symmetric`` is a structure tag
+(J = Jᵀ, as for Φ = w − α∇₁ℓ): solvers that need it (CG) are only run where it holds, like
+lineax's operator tags decide which solver applies.
+
+Two backends compute the same numbers:
+- the tape (default): one autograd graph with leaves w and λ; each VJP differentiates only the
+  path to the argument it asks for, and the bytes the graph saves for backward are counted;
+- ``functional=True`` (batched λ draws: everything runs under torch.func.vmap): torch.func.vjp,
+  whose pullback computes a cotangent for every argument it was built on. So that a Jᵀ-product
+  does not also pay for ∂₂Φᵀ (the costly half on the equilibrium model, whose λ holds B of
+  784 × d), the graph of Jᵀ is built on w alone and, when ``wrt_lam``, a second one on λ alone:
+  one more Φ evaluation, counted. Bytes saved under torch.func are not observable (not counted).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from hgbench.core.cost import Tally, taped
+
+Phi = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Linearization:
+    """Φ linearized at (w, λ); see the module docstring. ``phi`` is the counted Φ of a bound
+    problem (each call counts one Φ evaluation into ``tally``)."""
+
+    def __init__(self, phi: Phi, w: torch.Tensor, lam: torch.Tensor, tally: Tally, *, symmetric: bool,
+                 functional: bool = False, wrt_lam: bool = True):  # fmt: skip
+        self.phi, self.w, self.lam, self.tally = phi, w, lam, tally
+        self.symmetric = symmetric
+        self.functional = functional
+        if functional:
+            self.value, self._pull_w = torch.func.vjp(lambda x: phi(x, lam), w)
+            self._pull_lam = torch.func.vjp(lambda l: phi(w, l), lam)[1] if wrt_lam else None
+            return
+        with taped(tally):
+            self._leaves = (w.detach().requires_grad_(True), lam.detach().requires_grad_(True))
+            self._out = phi(*self._leaves)
+        self.value = self._out.detach()
+
+    def _tape_vjp(self, v: torch.Tensor, i: int) -> torch.Tensor:
+        if not self._out.requires_grad:  # Φ does not depend on w or λ at all
+            return torch.zeros_like(self._leaves[i])
+        (grad,) = torch.autograd.grad(self._out, self._leaves[i], v, retain_graph=True, allow_unused=True, materialize_grads=True)
+        return grad
+
+    def jt(self, v: torch.Tensor) -> torch.Tensor:
+        """Jᵀv, one VJP."""
+        self.tally.n_vjp += 1
+        return self._pull_w(v)[0] if self.functional else self._tape_vjp(v, 0)
+
+    def lam_t(self, v: torch.Tensor) -> torch.Tensor:
+        """∂₂Φᵀv, one VJP."""
+        self.tally.n_vjp += 1
+        if not self.functional:
+            return self._tape_vjp(v, 1)
+        if self._pull_lam is None:
+            raise RuntimeError("this linearization was built with wrt_lam=False")
+        return self._pull_lam(v)[0]
+
+    def j(self, u: torch.Tensor) -> torch.Tensor:
+        """J u by forward mode (torch.func.jvp, so it composes with vmap): one JVP, and the Φ
+        evaluation that forward mode performs alongside it."""
+        self.tally.n_jvp += 1
+        return torch.func.jvp(lambda x: self.phi(x, self.lam), (self.w,), (u,))[1]
+
+    def dense_jt(self) -> torch.Tensor:
+        """Jᵀ as a d × d matrix, column i = Jᵀeᵢ: d VJPs."""
+        eye = torch.eye(self.w.numel(), dtype=self.w.dtype, device=self.w.device)
+        return torch.stack([self.jt(e) for e in eye], dim=1)
+
+
+def jacobian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tally: Tally) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(x), ∂f/∂x): the Jacobian (shape f(x).shape + x.shape) by reverse mode, one VJP per
+    output entry, all of them vectorized by vmap over the output's basis; counts that many VJPs.
+    For derivatives of functions other than Φ (e.g. the Hessian of a reparameterized inner loss,
+    each Hessian-vector product of ℓ counted as one VJP, what it is through Φ = w − α∇ℓ)."""
+    out, pull = torch.func.vjp(f, x)
+    basis = torch.eye(out.numel(), dtype=out.dtype, device=out.device).reshape(out.numel(), *out.shape)
+    tally.n_vjp += out.numel()
+    return out, torch.func.vmap(pull)(basis)[0].reshape(*out.shape, *x.shape)
+
+
+def vjp(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, v: torch.Tensor, tally: Tally) -> torch.Tensor:
+    """(∂f/∂x)ᵀ v, one VJP (for functions other than Φ, as ``jacobian``)."""
+    tally.n_vjp += 1
+    return torch.func.vjp(f, x)[1](v)[0]
