@@ -88,7 +88,8 @@ def same_rate_as_q(df: pd.DataFrame) -> Verdict:
     """ITD's and AID-FP's fitted rates in t (k = t) within 30% of log q, per configuration:
     |log(fitted) / log(q) − 1| < 0.3 for every curve of role itd or fp."""
     table = rate_table(df[df["grid"] == "diag"])
-    table = table[table["role"].isin(["itd", "fp"])] if not table.empty else table
+    if not table.empty:  # (an empty rate table has no columns)
+        table = table[table["role"].isin(["itd", "fp"])]
     if table.empty or table["fitted_rate"].isna().any():
         return "too few points above round-off to fit a rate", None
     table = table.assign(ratio=np.log(table["fitted_rate"]) / np.log(table["predicted_rate"]), where=labels(table))
@@ -239,10 +240,15 @@ def _per_training_config(df: pd.DataFrame, decide: Callable[[pd.DataFrame], Verd
     return "; ".join(text for text, _ in verdicts), None if None in holds else all(holds)
 
 
+def _accuracies(final: pd.DataFrame, column: str) -> str:
+    """``column`` of each curve of one configuration in words, its runs that diverged marked."""
+    return ", ".join(f"{r.estimator} {getattr(r, column):.3f}{' (diverged)' if r.diverged else ''}" for r in final.itertuples())
+
+
 def _alike(final: pd.DataFrame) -> Verdict:
     spread = final["test_acc"].max() - final["test_acc"].min()
-    accuracies = ", ".join(f"{r.estimator} {r.test_acc:.3f}{' (diverged)' if r.diverged else ''}" for r in final.itertuples())
-    return f"{final['where'].iloc[0]}: test {accuracies}, spread {spread:.3f}", bool(not final["diverged"].any() and spread <= 0.02)
+    text = f"{final['where'].iloc[0]}: test {_accuracies(final, 'test_acc')}, spread {spread:.3f}"
+    return text, bool(not final["diverged"].any() and spread <= 0.02)
 
 
 def train_alike(df: pd.DataFrame) -> Verdict:
@@ -252,9 +258,7 @@ def train_alike(df: pd.DataFrame) -> Verdict:
 
 
 def _itd_best(final: pd.DataFrame) -> Verdict:
-    text = f"{final['where'].iloc[0]}: val " + ", ".join(
-        f"{r.estimator} {r.val_acc:.3f}{' (diverged)' if r.diverged else ''}" for r in final.itertuples()
-    )  # fmt: skip
+    text = f"{final['where'].iloc[0]}: val {_accuracies(final, 'val_acc')}"
     itd = final[final["role"] == "itd"]
     if itd.empty:
         return text + " (no itd run)", None

@@ -37,7 +37,9 @@ MIN_POINTS = 3
 COLUMNS = ["problem", "grid", "axis", "estimator", "role", "fitted_rate", "predicted_rate", "predicted_formula", "points_fitted"]
 RATE_IN_K = {"fp": "q", "neumann": "q", "cg": "p", "cg_normal": "p2"}  # role -> its predicted rate in k
 FORMULAS = {"q": "q", "p": "(√κ−1)/(√κ+1)", "p2": "(κ−1)/(κ+1)"}
-CONFIG = ["problem", "run_id"]  # one configuration: rows of different ones are never pooled
+# One configuration: rows of different ones are never pooled. run_id is shared by the estimators
+# run in one configuration (they are compared within it), and differs when any other option does.
+CONFIG = ["problem", "run_id"]
 _ROLE_OF_OLD_NAME = {"itd_forward": "itd"}  # every other shipped estimator config is named after its role
 
 
