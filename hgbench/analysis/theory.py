@@ -14,7 +14,12 @@ extra factor t leaves its asymptotic rate q). The fitted rate is exp of the leas
 log(median err_rel over draws) against the iteration count, over the points whose median lies
 between a round-off floor and a ceiling (the pre-asymptotic part), see ``fit_rate``. The
 predicted rate uses the medians of q and κ over the draws. Estimators without a known rate in k
-(GMRES, JFB, ...) get none: ``RATE_IN_K`` names the ones that have one.
+(GMRES, JFB, ...) get none: ``RATE_IN_K`` names the roles that have one.
+
+Rows are selected by what they declare, never by name: an estimator's ``role`` (the paper method it
+computes; a renamed fp is still role fp) and a problem's ``min_min``; fits never pool two
+configurations (``run_id``) of one problem. ``declared`` supplies these columns for results written
+before they existed.
 """
 
 from __future__ import annotations
@@ -29,9 +34,30 @@ from hgbench.analysis.results import panel_rows, panels
 CEILING = 0.5  # above it, errors are pre-asymptotic (ITD's t·qᵗ rise, the first steps)
 MIN_POINTS = 3
 
-COLUMNS = ["problem", "grid", "axis", "estimator", "fitted_rate", "predicted_rate", "predicted_formula", "points_fitted"]
-RATE_IN_K = {"fp": "q", "neumann": "q", "cg": "p", "cg_normal": "p2"}
+COLUMNS = ["problem", "grid", "axis", "estimator", "role", "fitted_rate", "predicted_rate", "predicted_formula", "points_fitted"]
+RATE_IN_K = {"fp": "q", "neumann": "q", "cg": "p", "cg_normal": "p2"}  # role -> its predicted rate in k
 FORMULAS = {"q": "q", "p": "(√κ−1)/(√κ+1)", "p2": "(κ−1)/(κ+1)"}
+# One configuration: rows of different ones are never pooled. run_id is shared by the estimators
+# run in one configuration (they are compared within it), and differs when any other option does.
+CONFIG = ["problem", "run_id"]
+_ROLE_OF_OLD_NAME = {"itd_forward": "itd"}  # every other shipped estimator config is named after its role
+
+
+def declared(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the columns that rows are selected and grouped by: ``role`` (the paper method
+    the estimator computes), ``min_min`` (the outer objective E is the inner loss) and ``run_id``
+    (one configuration; missing values become "").
+
+    Results written before these columns existed lack them. For those only, and only here, they
+    are derived from names as the shipped configurations named things: role = the estimator's name
+    (itd_forward → itd), min_min = the problem's name ends in ``_inner``, run_id = "" (all rows of
+    a problem are one configuration). A column that is present is used as written."""
+    add = {"run_id": df["run_id"].fillna("").astype(str) if "run_id" in df else ""}
+    if "role" not in df:
+        add["role"] = df["estimator"].map(lambda name: _ROLE_OF_OLD_NAME.get(name, name))
+    if "min_min" not in df:
+        add["min_min"] = df["problem"].str.endswith("_inner")
+    return df.assign(**add)
 
 
 def floor_for(dtype: str) -> float:
@@ -56,28 +82,28 @@ def fit_rate(x: pd.Series, err: pd.Series, floor: float) -> tuple[float, int]:
 
 
 def rate_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (problem, panel, estimator): the fitted rate against the predicted one.
+    """One row per (configuration, panel, estimator): the fitted rate against the predicted one.
 
-    Panels are those of the error figure (hgbench.analysis.plot): an axis t (k = t, or k fixed) or k
-    (t fixed at its largest value). In t every estimator's predicted rate is q; in k it is given
-    by ``RATE_IN_K`` (none for ITD, which has no k, or for solvers without a rate bound)."""
+    A configuration is (problem, run_id). Panels are those of the error figure
+    (hgbench.analysis.plot): an axis t (k = t, or k fixed) or k (t fixed at its largest value). In
+    t every estimator's predicted rate is q; in k it is given by its role in ``RATE_IN_K`` (none
+    for ITD, which has no k, or for solvers without a rate bound)."""
+    df = declared(df)
     df = df[df["status"] == "ok"]
     out = []
-    for problem in sorted(df["problem"].unique()):
-        for kind, x, _ in panels(df):
-            part = panel_rows(df[df["problem"] == problem], kind, x)
-            if part.empty:
-                continue
+    for (problem, run_id), config in df.groupby(CONFIG, sort=True):
+        for kind, x, _ in panels(config):
+            part = panel_rows(config, kind, x)
             kappa = part["kappa"].median() if "kappa" in part else math.nan
             predicted_rates = rates(part["q"].median(), kappa)
-            for name, rows in part.groupby("estimator"):
+            for (name, role), rows in part.groupby(["estimator", "role"], dropna=False):
                 if rows[x].isna().all():  # ITD in a k panel
                     continue
                 med = rows.groupby(x)["err_rel"].median()
                 fitted, used = fit_rate(pd.Series(med.index, index=med.index), med, floor_for(rows["dtype"].iloc[0]))
-                which = "q" if x == "t" else RATE_IN_K.get(name)
+                which = "q" if x == "t" else RATE_IN_K.get(role)
                 out.append({
-                    "problem": problem, "grid": kind, "axis": x, "estimator": name,
+                    "problem": problem, "run_id": run_id, "grid": kind, "axis": x, "estimator": name, "role": role,
                     "fitted_rate": fitted, "points_fitted": used,
                     "predicted_rate": predicted_rates[which] if which else math.nan,
                     "predicted_formula": FORMULAS[which] if which else "—",
