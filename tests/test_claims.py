@@ -4,7 +4,7 @@ Every table is built from formulas whose verdict follows from the math: an error
 the fitted rate q, err = C·eˢ against the inner error e has the slope s, and each curve's λ draws
 are err scaled by 0.9, 1 and 1.1, so the median over draws is err itself. Rows carry the columns of
 metrics.csv (train.csv for the training claims), including the declared ``role``, ``min_min`` and
-``run_id``; problems are named ``*_inner`` exactly when min–min, so that the fallback for results
+``setting_id``; problems are named ``*_inner`` exactly when min–min, so that the fallback for results
 without those columns (theory.declared) reads the same tables the same way.
 """
 
@@ -23,7 +23,7 @@ DIAG = [(t, t, Q**t) for t in range(0, 101, 5)]  # (t, k, inner error): cold sta
 INNER = [(t, math.nan, 0.5 ** (t + 1)) for t in range(18)]  # the iterates w_t, inner errors 0.5 … 3.8e-6
 
 
-def rows(curves, points, grid, problem="toy_linear", run_id="r1", q=Q, kappa=10.0):
+def rows(curves, points, grid, problem="toy_linear", setting_id="r1", q=Q, kappa=10.0):
     """metrics.csv rows: for each (estimator, role) -> err(t, k, e) of ``curves``, every λ draw
     and every (t, k, inner error e) of ``points``."""
     out = []
@@ -32,7 +32,7 @@ def rows(curves, points, grid, problem="toy_linear", run_id="r1", q=Q, kappa=10.
             for t, k, e in points:
                 value = factor * err(t, k, e)
                 out.append({"problem": problem, "estimator": name, "role": role, "min_min": problem.endswith("_inner"),
-                            "run_id": run_id, "grid": grid, "seed": 0, "lam_id": lam_id, "t": t, "k": k,
+                            "setting_id": setting_id, "grid": grid, "seed": 0, "lam_id": lam_id, "t": t, "k": k,
                             "err_rel": value, "err_abs": 3.0 * value, "inner_err": e, "q": q, "kappa": kappa,
                             "dtype": "float64", "device": "cpu", "status": "ok", "reason": ""})  # fmt: skip
     return pd.DataFrame(out)
@@ -53,23 +53,23 @@ def rises(q):
     return lambda t, k, e: (1 + t) * q**t
 
 
-def inner(curves, problem="toy_linear", run_id="r1"):
+def inner(curves, problem="toy_linear", setting_id="r1"):
     """grid=inner rows: err = C·eˢ (slope s, constant C) for each (estimator, role) -> (C, s)."""
     laws = {key: (lambda t, k, e, c=c, s=s: c * e**s) for key, (c, s) in curves.items()}
-    return rows(laws, INNER, "inner", problem, run_id)
+    return rows(laws, INNER, "inner", problem, setting_id)
 
 
-def train(finals, run_id="r1"):
+def train(finals, setting_id="r1"):
     """train.csv rows: per (estimator, role) -> (final val_acc, final test_acc, diverged),
     evaluated at steps 0, 2 (accuracy 0.1) and 4 (the final ones), batch rows in between."""
     out = []
     for (name, role), (val, test, diverged) in finals.items():
         for step in range(5):
             acc = (val, test) if step == 4 else (0.1, 0.1) if step % 2 == 0 else (math.nan, math.nan)
-            out.append({"problem": "toy_deq", "estimator": name, "role": role, "run_id": run_id, "step": step,
+            out.append({"problem": "toy_deq", "estimator": name, "role": role, "setting_id": setting_id, "step": step,
                         "val_acc": acc[0], "test_acc": acc[1], "train_acc": acc[1],
                         "status": "diverged" if diverged and step == 4 else "ok"})  # fmt: skip
-    return pd.DataFrame(out, columns=["problem", "estimator", "role", "run_id", "step", "val_acc", "test_acc", "train_acc", "status"])
+    return pd.DataFrame(out, columns=["problem", "estimator", "role", "setting_id", "step", "val_acc", "test_acc", "train_acc", "status"])
 
 
 FP, ITD, CG, CG_NORMAL = ("fp", "fp"), ("itd", "itd"), ("cg", "cg"), ("cg_normal", "cg_normal")  # (estimator, role)
@@ -175,37 +175,37 @@ def test_renamed_estimators_give_the_same_verdicts(claim_id, expected):
 
 @pytest.mark.parametrize("claim_id, expected", CASE_LIST)
 def test_results_without_declared_columns_fall_back_to_names(claim_id, expected):
-    """Old CSVs lack role, min_min and run_id; the standard names and the _inner suffix stand in."""
-    df = CASES[claim_id][expected]().drop(columns=["role", "min_min", "run_id"], errors="ignore")
+    """Old CSVs lack role, min_min and setting_id; the standard names and the _inner suffix stand in."""
+    df = CASES[claim_id][expected]().drop(columns=["role", "min_min", "setting_id"], errors="ignore")
     assert verdict(claim_id, df) == expected
 
 
 def test_declared_derives_roles_only_where_the_columns_are_missing():
     old = pd.DataFrame({"problem": ["a_inner", "a_validation"], "estimator": ["itd_forward", "fp"]})
     got = declared(old)
-    assert list(got["role"]) == ["itd", "fp"] and list(got["min_min"]) == [True, False] and list(got["run_id"]) == ["", ""]
-    new = old.assign(role=["itd", "cg"], min_min=[False, True], run_id=["x", None])
+    assert list(got["role"]) == ["itd", "fp"] and list(got["min_min"]) == [True, False] and list(got["setting_id"]) == ["", ""]
+    new = old.assign(role=["itd", "cg"], min_min=[False, True], setting_id=["x", None])
     got = declared(new)
-    assert list(got["role"]) == ["itd", "cg"] and list(got["min_min"]) == [False, True] and list(got["run_id"]) == ["x", ""]
+    assert list(got["role"]) == ["itd", "cg"] and list(got["min_min"]) == [False, True] and list(got["setting_id"]) == ["x", ""]
 
 
 def test_two_configurations_of_one_problem_are_not_pooled():
     """err(fp)/err(itd) is 0.1 in run A and 2 in run B (one draw each): B fails G2. Pooled, the
     medians over both runs' draws would be fp (0.1 + 0.02)/2 and itd (1 + 0.01)/2, ratio 0.12."""
-    run_a = rows({FP: geometric(0.1, Q), ITD: geometric(1.0, Q)}, DIAG, "diag", run_id="runA").query("lam_id == 1")
-    run_b = rows({FP: geometric(0.02, Q), ITD: geometric(0.01, Q)}, DIAG, "diag", run_id="runB").query("lam_id == 1")
+    run_a = rows({FP: geometric(0.1, Q), ITD: geometric(1.0, Q)}, DIAG, "diag", setting_id="runA").query("lam_id == 1")
+    run_b = rows({FP: geometric(0.02, Q), ITD: geometric(0.01, Q)}, DIAG, "diag", setting_id="runB").query("lam_id == 1")
     assert verdict("G2", run_a) == "holds" and verdict("G2", run_b) == "does not hold"
     both = pd.concat([run_a, run_b])
     table = evaluate({"grazzi2020": both}, [c for c in CLAIMS if c.id == "G2"])
     assert table["verdict"].item() == "does not hold"
     assert "toy_linear [runA]: 0.10" in table["measured"].item() and "toy_linear [runB]: 2.00" in table["measured"].item()
-    assert verdict("G2", both.assign(run_id="same")) == "holds"  # what pooling would have said
+    assert verdict("G2", both.assign(setting_id="same")) == "holds"  # what pooling would have said
 
 
 def test_two_configurations_are_fitted_apart():
     """Slopes 1 (run A) and 1.5 (run B) with the same λ draws: Y1 fails on B; pooled fits would
     interleave the two runs' iterates."""
-    both = pd.concat([inner({EXACT: (0.3, 1.0)}, run_id="runA"), inner({EXACT: (0.3, 1.5)}, run_id="runB")])
+    both = pd.concat([inner({EXACT: (0.3, 1.0)}, setting_id="runA"), inner({EXACT: (0.3, 1.5)}, setting_id="runB")])
     table = evaluate({"ye2024_ridge": both}, [c for c in CLAIMS if c.id == "Y1"])
     assert table["verdict"].item() == "does not hold"
     assert table["measured"].item() == "toy_linear [runA]: 1.00, toy_linear [runB]: 1.50"
@@ -214,9 +214,9 @@ def test_two_configurations_are_fitted_apart():
 def test_rate_table_predicts_by_role_per_configuration():
     """A renamed CG (my_cg, role cg) gets CG's rate p = (√κ−1)/(√κ+1) in k; an estimator without
     a role none; two run_ids of one problem give two rows each."""
-    a = rows({("my_cg", "cg"): in_k(P_100), ("mine", None): in_k(0.5)}, K_SWEEP, "k_sweep", run_id="a", kappa=100.0)
-    b = a.assign(run_id="b", err_rel=a["err_rel"] ** 2)  # rate p² in run b
-    table = rate_table(pd.concat([a, b])).set_index(["run_id", "estimator"])
+    a = rows({("my_cg", "cg"): in_k(P_100), ("mine", None): in_k(0.5)}, K_SWEEP, "k_sweep", setting_id="a", kappa=100.0)
+    b = a.assign(setting_id="b", err_rel=a["err_rel"] ** 2)  # rate p² in run b
+    table = rate_table(pd.concat([a, b])).set_index(["setting_id", "estimator"])
     assert table.loc[("a", "my_cg"), "predicted_rate"] == pytest.approx(P_100)
     assert table.loc[("a", "my_cg"), "fitted_rate"] == pytest.approx(P_100)
     assert table.loc[("b", "my_cg"), "fitted_rate"] == pytest.approx(P_100**2)

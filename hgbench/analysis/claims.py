@@ -9,7 +9,7 @@ writes the table of all claims whose presets have results (claims.md).
 Rows are selected by what they declare, never by name: the estimator's ``role`` (the paper method
 it computes: itd, fp, cg, exact, precond_jacobi, ...) and the problem's ``min_min`` (E is the inner
 loss); ``theory.declared`` supplies both for results written before those columns existed.
-Statistics are computed per configuration (problem, run_id), never pooled across two: a curve is
+Statistics are computed per configuration (problem, setting_id), never pooled across two: a curve is
 one estimator's rows in one configuration, and a claim comparing two roles compares, in every
 configuration, every pair of curves with those roles. A claim holds when it holds for every
 configuration (or pair) of the preset that has the curves it needs.
@@ -44,7 +44,7 @@ class Claim:
 
 def medians(df: pd.DataFrame, x: str) -> pd.DataFrame:
     """Median err_rel over λ draws of every curve at every ``x`` (ok rows only): columns problem,
-    run_id, estimator, role, ``x``, err_rel."""
+    setting_id, estimator, role, ``x``, err_rel."""
     ok = declared(df)
     ok = ok[ok["status"] == "ok"]
     return ok.groupby([*CONFIG, "estimator", "role", x])["err_rel"].median().reset_index()
@@ -52,7 +52,7 @@ def medians(df: pd.DataFrame, x: str) -> pd.DataFrame:
 
 def paired(df: pd.DataFrame, x: str, a: str, b: str) -> pd.DataFrame:
     """Every pair of curves of roles ``a`` and ``b`` in one configuration, at the ``x`` both have:
-    columns problem, run_id, ``x``, estimator_a, err_a, estimator_b, err_b (median err_rel)."""
+    columns problem, setting_id, ``x``, estimator_a, err_a, estimator_b, err_b (median err_rel)."""
     med = medians(df, x)
 
     def side(role: str, s: str) -> pd.DataFrame:
@@ -69,11 +69,11 @@ def per_pair(pairs: pd.DataFrame, values: pd.Series, how: str) -> pd.DataFrame:
 
 def labels(table: pd.DataFrame, names: tuple[str, ...] = ()) -> pd.Series:
     """How ``measured`` names each row's configuration: its problem, with the first 8 characters
-    of its run_id where the table holds several configurations of that problem, and the estimator
+    of its setting_id where the table holds several configurations of that problem, and the estimator
     names in the columns ``names`` where it holds several rows of that configuration."""
     label = table["problem"].astype(str)
-    several_runs = table.groupby("problem")["run_id"].transform("nunique") > 1
-    label = label.where(~several_runs, label + " [" + table["run_id"].str[:8] + "]")
+    several_runs = table.groupby("problem")["setting_id"].transform("nunique") > 1
+    label = label.where(~several_runs, label + " [" + table["setting_id"].str[:8] + "]")
     if names:
         several_rows = table.groupby(CONFIG)["problem"].transform("size") > 1
         label = label.where(~several_rows, label + " (" + table[list(names)].astype(str).agg("/".join, axis=1) + ")")
@@ -165,11 +165,11 @@ def itd_rises_first(df: pd.DataFrame) -> Verdict:
 
 def curve_slopes(df: pd.DataFrame) -> pd.DataFrame:
     """Fitted error-vs-inner-error slopes and constants (hgbench.analysis.inner_error) of every
-    curve, fitted per configuration: columns of ``slopes`` plus run_id, role and min_min."""
+    curve, fitted per configuration: columns of ``slopes`` plus setting_id, role and min_min."""
     out = []
-    for (_, run_id), config in declared(df).groupby(CONFIG):
+    for (_, setting_id), config in declared(df).groupby(CONFIG):
         fitted = slopes(on_levels(config))
-        out.append(fitted.join(config.groupby("estimator")[["role", "min_min"]].first(), on="estimator").assign(run_id=run_id))
+        out.append(fitted.join(config.groupby("estimator")[["role", "min_min"]].first(), on="estimator").assign(setting_id=setting_id))
     return pd.concat(out, ignore_index=True)
 
 
@@ -218,11 +218,11 @@ def jacobi_linear_smaller_constant(df: pd.DataFrame) -> Verdict:
 def final_accuracies(df: pd.DataFrame) -> pd.DataFrame:
     """Per curve of a training preset (train.csv rows of one configuration and estimator): the last
     evaluated train / validation / test accuracy, whether the run diverged, and its role; columns
-    problem, run_id, estimator, role, train_acc, val_acc, test_acc, diverged."""
+    problem, setting_id, estimator, role, train_acc, val_acc, test_acc, diverged."""
     out = []
-    for (problem, run_id, estimator), run in declared(df).groupby([*CONFIG, "estimator"]):
+    for (problem, setting_id, estimator), run in declared(df).groupby([*CONFIG, "estimator"]):
         last = run[run["val_acc"].notna()].sort_values("step").iloc[-1]
-        out.append({"problem": problem, "run_id": run_id, "estimator": estimator, "role": run["role"].iloc[0],
+        out.append({"problem": problem, "setting_id": setting_id, "estimator": estimator, "role": run["role"].iloc[0],
                     "train_acc": last["train_acc"], "val_acc": float(last["val_acc"]), "test_acc": last["test_acc"],
                     "diverged": bool((run["status"] != "ok").any())})  # fmt: skip
     return pd.DataFrame(out)

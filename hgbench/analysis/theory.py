@@ -18,7 +18,7 @@ predicted rate uses the medians of q and κ over the draws. Estimators without a
 
 Rows are selected by what they declare, never by name: an estimator's ``role`` (the paper method it
 computes; a renamed fp is still role fp) and a problem's ``min_min``; fits never pool two
-configurations (``run_id``) of one problem. ``declared`` supplies these columns for results written
+configurations (``setting_id``) of one problem. ``declared`` supplies these columns for results written
 before they existed.
 """
 
@@ -37,22 +37,23 @@ MIN_POINTS = 3
 COLUMNS = ["problem", "grid", "axis", "estimator", "role", "fitted_rate", "predicted_rate", "predicted_formula", "points_fitted"]
 RATE_IN_K = {"fp": "q", "neumann": "q", "cg": "p", "cg_normal": "p2"}  # role -> its predicted rate in k
 FORMULAS = {"q": "q", "p": "(√κ−1)/(√κ+1)", "p2": "(κ−1)/(κ+1)"}
-# One configuration: rows of different ones are never pooled. run_id is shared by the estimators
-# run in one configuration (they are compared within it), and differs when any other option does.
-CONFIG = ["problem", "run_id"]
+# One configuration: rows of different ones are never pooled. setting_id (a hash of the resolved
+# configuration less the estimator's options) is shared by the estimators run on one setting, so
+# they are compared within it, and differs when any other option does.
+CONFIG = ["problem", "setting_id"]
 _ROLE_OF_OLD_NAME = {"itd_forward": "itd"}  # every other shipped estimator config is named after its role
 
 
 def declared(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with the columns that rows are selected and grouped by: ``role`` (the paper method
-    the estimator computes), ``min_min`` (the outer objective E is the inner loss) and ``run_id``
+    the estimator computes), ``min_min`` (the outer objective E is the inner loss) and ``setting_id``
     (one configuration; missing values become "").
 
     Results written before these columns existed lack them. For those only, and only here, they
     are derived from names as the shipped configurations named things: role = the estimator's name
-    (itd_forward → itd), min_min = the problem's name ends in ``_inner``, run_id = "" (all rows of
+    (itd_forward → itd), min_min = the problem's name ends in ``_inner``, setting_id = "" (all rows of
     a problem are one configuration). A column that is present is used as written."""
-    add = {"run_id": df["run_id"].fillna("").astype(str) if "run_id" in df else ""}
+    add = {"setting_id": df["setting_id"].fillna("").astype(str) if "setting_id" in df else ""}
     if "role" not in df:
         add["role"] = df["estimator"].map(lambda name: _ROLE_OF_OLD_NAME.get(name, name))
     if "min_min" not in df:
@@ -84,14 +85,14 @@ def fit_rate(x: pd.Series, err: pd.Series, floor: float) -> tuple[float, int]:
 def rate_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (configuration, panel, estimator): the fitted rate against the predicted one.
 
-    A configuration is (problem, run_id). Panels are those of the error figure
+    A configuration is (problem, setting_id). Panels are those of the error figure
     (hgbench.analysis.plot): an axis t (k = t, or k fixed) or k (t fixed at its largest value). In
     t every estimator's predicted rate is q; in k it is given by its role in ``RATE_IN_K`` (none
     for ITD, which has no k, or for solvers without a rate bound)."""
     df = declared(df)
     df = df[df["status"] == "ok"]
     out = []
-    for (problem, run_id), config in df.groupby(CONFIG, sort=True):
+    for (problem, setting_id), config in df.groupby(CONFIG, sort=True):
         for kind, x, _ in panels(config):
             part = panel_rows(config, kind, x)
             kappa = part["kappa"].median() if "kappa" in part else math.nan
@@ -103,7 +104,7 @@ def rate_table(df: pd.DataFrame) -> pd.DataFrame:
                 fitted, used = fit_rate(pd.Series(med.index, index=med.index), med, floor_for(rows["dtype"].iloc[0]))
                 which = "q" if x == "t" else RATE_IN_K.get(role)
                 out.append({
-                    "problem": problem, "run_id": run_id, "grid": kind, "axis": x, "estimator": name, "role": role,
+                    "problem": problem, "setting_id": setting_id, "grid": kind, "axis": x, "estimator": name, "role": role,
                     "fitted_rate": fitted, "points_fitted": used,
                     "predicted_rate": predicted_rates[which] if which else math.nan,
                     "predicted_formula": FORMULAS[which] if which else "—",
