@@ -121,3 +121,16 @@ def test_unknown_mode_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     assert run_cli(monkeypatch, "run", *TINY, "mode=foo", f"hydra.run.dir={tmp_path}") == 2
     err = capsys.readouterr().err
     assert err.strip() == "hgbench: error: mode='foo' is not one of error, train" and not (tmp_path / "metrics.csv").exists()
+
+
+def test_resumed_rows_take_the_identity_of_the_run_that_extends_them(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    tiny = [a for a in TINY if not a.startswith("n_lambdas=")]
+    args = ["run", *tiny, "estimator=fp", "grid.t=[0,5]", "resume=true", f"hydra.run.dir={out}"]
+    assert run_cli(monkeypatch, *args, "n_lambdas=1") == 0
+    first = pd.read_csv(out / "metrics.csv", dtype={"run_id": str})
+    assert run_cli(monkeypatch, *args, "n_lambdas=3") == 0
+    df = pd.read_csv(out / "metrics.csv", dtype={"run_id": str})
+    assert len(df) == 3 * 2 and df["run_id"].nunique() == 1 and df["run_id"].iloc[0] == first["run_id"].iloc[0]
+    assert set(df["overrides"]) == {json.loads((out / "run.json").read_text())["overrides"]} and "n_lambdas=3" in df["overrides"].iloc[0]
+    assert set(labels(df)) == {"fp"}

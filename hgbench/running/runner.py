@@ -181,16 +181,23 @@ def _reason(err: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _key(plan: Plan, lam_id: int, t: int, k: int | None) -> dict:
-    """What identifies an error-mode row, and the run's facts every row repeats: the estimator's
-    ``role`` and the problem's ``min_min`` (claims select rows by them), and ``time_kind``:
-    ``per_point`` (time_s of one grid point computed alone) or ``batch_mean`` (batch_lambdas:
-    the batch's time divided by the number of draws)."""
+def _run_facts(plan: Plan) -> dict:
+    """The run's facts every error-mode row repeats: its identity, the estimator's ``role`` and
+    the problem's ``min_min`` (claims select rows by them), and ``time_kind``: ``per_point``
+    (time_s of one grid point computed alone) or ``batch_mean`` (batch_lambdas: the batch's time
+    divided by the number of draws)."""
     return {
-        "problem": plan.problem.name, "estimator": plan.estimator.name, "role": plan.estimator.role,
-        "min_min": plan.problem.min_min, "grid": plan.grid, "seed": plan.seed, "lam_id": lam_id, "t": t, "k": k,
-        "time_kind": "batch_mean" if plan.batched else "per_point",
-        "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device), **plan.identity,
+        "role": plan.estimator.role, "min_min": plan.problem.min_min,
+        "time_kind": "batch_mean" if plan.batched else "per_point", **plan.identity,
+    }  # fmt: skip
+
+
+def _key(plan: Plan, lam_id: int, t: int, k: int | None) -> dict:
+    """What identifies an error-mode row, with the run's facts."""
+    return {
+        "problem": plan.problem.name, "estimator": plan.estimator.name, "grid": plan.grid, "seed": plan.seed,
+        "lam_id": lam_id, "t": t, "k": k, "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
+        **_run_facts(plan),
     }  # fmt: skip
 
 
@@ -251,7 +258,7 @@ def previous_info(plan: Plan, out_dir: Path, csv: str) -> dict | None:
 def _previous(plan: Plan, out_dir: Path) -> tuple[dict[int, list[dict]], dict[int, dict]]:
     """For resume=true: the rows and reference facts of the λ draws that out_dir already holds
     complete and valid (same configuration, same λ value, no ``error`` row). Kept rows take this
-    run's identity columns (its overrides may differ in RESUME_FREE keys)."""
+    run's facts (its overrides may differ in RESUME_FREE keys; an older file may lack columns)."""
     info = previous_info(plan, out_dir, METRICS)
     if info is None:
         return {}, {}
@@ -265,7 +272,7 @@ def _previous(plan: Plan, out_dir: Path) -> tuple[dict[int, list[dict]], dict[in
         part = old[old["lam_id"] == i]
         valid = i < len(plan.lams) and "error" not in fact and fact["lam"] == plan.lams[i].tolist()
         if valid and len(part) and (part["status"] != "error").all():
-            rows[i], facts[i] = [{**row, **plan.identity} for row in part.to_dict("records")], fact
+            rows[i], facts[i] = [{**row, **_run_facts(plan)} for row in part.to_dict("records")], fact
     return rows, facts
 
 
