@@ -7,6 +7,8 @@ FaultyMap   NaN injected into Φ for chosen λ draws (config ``nan_above``); and
             HGBENCH_TEST_PAUSE=N:PATH   at the reference of the (N+1)-th λ draw, create PATH and
                                         sleep (the SIGKILL test kills the run there, mid-way)
 DataFileMap the target c read from a text file, like a problem built from a data set file.
+PausingMNIST the equilibrium model whose ``evaluate`` pauses like FaultyMap's reference
+            (HGBENCH_TEST_PAUSE=N:PATH, at the (N+1)-th evaluation), to kill a training run mid-way.
 """
 
 import os
@@ -15,6 +17,18 @@ from pathlib import Path
 
 import torch
 from toy import LinearMap
+
+from hgbench.problems.equilibrium import EquilibriumMNIST
+
+
+def pause_at(count: int) -> None:
+    """With HGBENCH_TEST_PAUSE=N:PATH, when ``count`` is N: create PATH and sleep (to be killed)."""
+    pause = os.environ.get("HGBENCH_TEST_PAUSE")
+    if pause:
+        after, path = pause.split(":", 1)
+        if count == int(after):
+            Path(path).touch()
+            time.sleep(300)
 
 
 class FaultyMap(LinearMap):
@@ -40,12 +54,7 @@ class FaultyMap(LinearMap):
         fail_above = os.environ.get("HGBENCH_TEST_FAIL_ABOVE")
         if fail_above is not None and lam[0] > float(fail_above):
             raise RuntimeError(f"injected failure at λ₀ = {lam[0].item():.3f}")
-        pause = os.environ.get("HGBENCH_TEST_PAUSE")
-        if pause:
-            after, path = pause.split(":", 1)
-            if self.solves == int(after):
-                Path(path).touch()
-                time.sleep(300)
+        pause_at(self.solves)
         self.solves += 1
         return super().solve_inner(lam)
 
@@ -60,3 +69,14 @@ class DataFileMap(LinearMap):
         if len(values) != dim:
             raise ValueError(f"{path} holds {len(values)} numbers; problem.dim={dim} needs {dim}")
         self.c = torch.tensor(values, dtype=torch.float64)
+
+
+class PausingMNIST(EquilibriumMNIST):
+    """EquilibriumMNIST whose ``evaluate`` pauses at the (N+1)-th call (HGBENCH_TEST_PAUSE=N:PATH)."""
+
+    evaluations = 0
+
+    def evaluate(self, lam, t):
+        pause_at(self.evaluations)
+        self.evaluations += 1
+        return super().evaluate(lam, t)

@@ -2,12 +2,17 @@
 non-symmetric ∂₁Φ, and training mode."""
 
 import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_cli
+from conftest import TESTS, run_cli
 
 from hgbench.core.bound import bind, check_applies, estimate
 from hgbench.estimators.cg import ConjugateGradient
@@ -249,3 +254,50 @@ def test_minibatch_training_compares_with_the_batch_reference(tmp_path, monkeypa
     df = pd.read_csv(out / "train.csv")
     errors = df[df["err_rel"].notna()]
     assert list(errors["step"]) == [0, 2] and (errors["err_rel"] < 1e-2).all() and (df["batch_size"] == 64).all()
+
+
+TRAIN = ["mode=train", "problem=pausing_mnist", f"hydra.searchpath=[file://{TESTS / 'conf'}]", "estimator=fp", "dtype=float32",
+         "train.t=5", "train.k=5", "train.steps=12", "train.eval_every=3", "train.error_every=6", "train.checkpoint_every=4",
+         "train.batch_size=16", "resume=true", "plot=false"]  # fmt: skip
+
+
+def test_killed_training_resumes_to_the_uninterrupted_rows(tmp_path, monkeypatch):
+    """A minibatch training run killed (SIGKILL) at step 9 leaves complete files; resume=true
+    continues from the checkpoint of step 8 (λ, momentum, minibatch generator, rows) and ends
+    with exactly the rows and checkpoints of an uninterrupted run (time_s aside)."""
+    full, killed, marker = tmp_path / "full", tmp_path / "killed", tmp_path / "paused"
+    assert run_cli(monkeypatch, "run", *TRAIN, f"hydra.run.dir={full}") == 0
+    env = {**os.environ, "HGBENCH_TEST_PAUSE": f"3:{marker}", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+    command = [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", *TRAIN, f"hydra.run.dir={killed}"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        give_up = time.monotonic() + 600  # a guard against a hung child, not a timing assertion
+        while not marker.exists():  # the run reaches its 4th evaluation (step 9) and waits there
+            if proc.poll() is not None or time.monotonic() > give_up:
+                pytest.fail(f"the run ended or hung before its pause: {proc.stderr.read().decode() if proc.poll() is not None else ''}")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert torch.load(killed / "train_state.pt", weights_only=True)["step"] == 8
+    assert list(pd.read_csv(killed / "train.csv")["step"]) == list(range(8)) and not list(killed.glob(".*.tmp"))
+    assert run_cli(monkeypatch, "run", *TRAIN, f"hydra.run.dir={killed}") == 0
+    done, reference = pd.read_csv(killed / "train.csv"), pd.read_csv(full / "train.csv")
+    numbers = [c for c in reference.columns if c != "time_s"]
+    pd.testing.assert_frame_equal(done[numbers], reference[numbers])
+    assert list(done["step"]) == list(range(13)) and done["err_rel"].notna().sum() == 2 and done["val_acc"].notna().sum() == 5
+    saved, expected = (torch.load(d / "checkpoints.pt", weights_only=True) for d in (killed, full))
+    assert saved["steps"] == expected["steps"] == [0, 4, 8, 12] and torch.equal(saved["lams"], expected["lams"])
+    assert run_cli(monkeypatch, "run", *TRAIN, f"hydra.run.dir={killed}") == 0  # finished: kept, not recomputed
+    assert pd.read_csv(killed / "train.csv")["time_s"].tolist() == done["time_s"].tolist()
+
+
+def test_training_refuses_batch_lambdas_and_another_configuration(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    assert run_cli(monkeypatch, "run", *TRAIN, "batch_lambdas=true", f"hydra.run.dir={out}") == 2
+    assert "batch_lambdas=true applies to mode=error" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "run", *TRAIN, "train.steps=2", f"hydra.run.dir={out}") == 0
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "run", *TRAIN, "train.steps=3", f"hydra.run.dir={out}") == 2
+    assert "holds results of another configuration (differing in train.steps)" in capsys.readouterr().err

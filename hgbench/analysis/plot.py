@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hgbench.analysis.results import markdown, panel_rows, panels  # noqa: E402
+from hgbench.analysis.results import labels, load, load_training, markdown, panel_rows, panels, training_names  # noqa: E402
 from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, overlay, rate_table  # noqa: E402
 
 BAND = (0.25, 0.75)
@@ -36,11 +36,14 @@ def _stats(rows: pd.DataFrame, x: str) -> pd.DataFrame:
 
 def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iterations", theory: bool = False) -> list[Path]:
     """Median relative error over λ draws vs iterations, interquartile band; one row of panels
-    per problem, one panel per grid kind, one curve per estimator. Estimators without k (ITD)
-    appear in a k panel as a horizontal line: their error at that panel's t.
+    per problem, one panel per grid kind, one curve per estimator, or per configuration where
+    several runs of one estimator share a panel (labelled by hgbench.analysis.results.labels,
+    e.g. "fp, problem.cond=2"). Estimators without k (ITD) appear in a k panel as a horizontal
+    line: their error at that panel's t.
 
     ``theory``: also draw the predicted rates as dashed lines (hgbench.analysis.theory.overlay) and write
     the fitted-vs-predicted rate table next to the figure (rates.csv, rates.md)."""
+    df = df.assign(estimator=labels(df))
     df = df[df["status"] == "ok"] if "status" in df else df
     problems = sorted(df["problem"].unique())
     layout = panels(df)
@@ -112,11 +115,12 @@ def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> l
     """Accuracy per unit of cost: for every grid point, the median relative error over λ draws
     against the median cost of computing that point from scratch, one panel per cost measure
     (time, VJP-equivalents) and per problem. Dots are grid points; the line is each estimator's
-    Pareto front (the lowest error reached at no more cost)."""
+    (each configuration's, as in ``plot_errors``) Pareto front (the lowest error reached at no
+    more cost)."""
     missing = {"n_phi", "n_vjp", "n_jvp"} - set(df.columns)
     if missing:
         raise ValueError(f"these results lack the cost columns {sorted(missing)}; rerun them with this version")
-    df = df[df["status"] == "ok"].assign(ops=lambda d: d["n_phi"] + d["n_vjp"] + d["n_jvp"])
+    df = df.assign(estimator=labels(df), ops=df["n_phi"] + df["n_vjp"] + df["n_jvp"])[df["status"] == "ok"]
     keys = ["problem", "estimator", "grid", "t", "k"]
     med = df.groupby(keys, dropna=False)[["err_rel", *COSTS]].median().reset_index()
     med["err_rel"] = med["err_rel"].clip(lower=FLOOR)
@@ -151,11 +155,12 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
 def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_error") -> list[Path]:
     """Error vs inner error (Ye et al. 2024), from the rows of grid=inner runs: per problem, the
     mean of log10 err_rel over λ draws at log-spaced inner-error levels (x decreasing), ± one
-    standard deviation, one curve per estimator, its fitted slope in the legend (hgbench.analysis.inner_error).
+    standard deviation, one curve per estimator (per configuration, as in ``plot_errors``), its
+    fitted slope in the legend (hgbench.analysis.inner_error).
     Prints the slopes and writes them next to the figure as slopes.csv and slopes.md."""
     from hgbench.analysis.inner_error import FIT_BELOW, on_levels, slope_table, slopes
 
-    df = df[df["grid"] == "inner"]
+    df = df.assign(estimator=labels(df))[df["grid"] == "inner"]
     if df.empty:
         raise ValueError("no rows of a grid=inner run to plot (run with grid=inner, e.g. +experiment=ye2024_logistic)")
     stats = on_levels(df)
@@ -190,18 +195,18 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
 
 def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> list[Path]:
     """Training curves (mode=train): training loss, validation and test accuracy against the
-    step and against the cumulative training time, one curve per estimator (and label); a run
-    that diverged ends with a cross."""
+    step and against the cumulative training time, one curve per run (the estimator and
+    ``train.label``, and the overrides that tell runs of one estimator apart, as in
+    hgbench.analysis.results.labels); a run that diverged ends with a cross."""
+    df = df.assign(run=labels(df, training_names(df)))
     df = df[df["val_acc"].notna() | (df["status"] != "ok")]
-    runs = sorted({(e, l) for e, l in zip(df["estimator"], df["label"].fillna(""))})
-    if not runs:
+    if df.empty:
         raise ValueError("no training rows to plot")
-    styles = _styles([f"{e} {l}".strip() for e, l in runs])
+    styles = _styles(df["run"].unique())
     measures = {"train_loss": "training loss", "val_acc": "validation accuracy", "test_acc": "test accuracy"}
     fig, axes = plt.subplots(len(measures), 2, figsize=(10, 3.3 * len(measures)), squeeze=False)
-    for (estimator, label) in runs:
-        name = f"{estimator} {label}".strip()
-        run = df[(df["estimator"] == estimator) & (df["label"].fillna("") == label)].sort_values("step")
+    for name, run in df.groupby("run", sort=True):
+        run = run.sort_values("step")
         style = {**styles[name], "marker": None}
         for row, (measure, title) in enumerate(measures.items()):
             for col, x in enumerate(("step", "time_s")):
@@ -221,21 +226,22 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
     return _save(fig, out_dir, stem)
 
 
-
-KINDS = {"error": plot_errors, "cost": plot_cost, "inner": plot_inner, "train": plot_training}
+# figure kind -> (its function, the loader of the rows it is drawn from)
+KINDS = {
+    "error": (plot_errors, load), "cost": (plot_cost, load), "inner": (plot_inner, load),
+    "train": (plot_training, load_training),
+}
 
 
 def plot(path: Path, kind: str = "error", out_dir: Path | None = None, **options) -> list[Path]:
-    """Draw figure ``kind`` from the CSV at path (or every metrics.csv below it), next to the
-    data; ``options`` go to the figure's function (e.g. theory=True for ``error``)."""
-    from hgbench.analysis.results import load
-
+    """Draw figure ``kind`` from the CSV at path (or every CSV below it of the kind that figure
+    is drawn from: metrics.csv, or train.csv for ``train``), next to the data; ``options`` go to
+    the figure's function (e.g. theory=True for ``error``)."""
     if kind not in KINDS:
         raise ValueError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
     path = Path(path)
-    if kind == "train":
-        from hgbench.analysis.results import load_training as load
-    df = load(path)
+    draw, load_rows = KINDS[kind]
+    df = load_rows(path)
     target = Path(out_dir) if out_dir else (path.parent if path.is_file() else path)
     target.mkdir(parents=True, exist_ok=True)
-    return KINDS[kind](df, target, **options)
+    return draw(df, target, **options)

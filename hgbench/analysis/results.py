@@ -1,36 +1,74 @@
-"""The tidy results table: columns, crash-safe writing, loading, combining, summarizing."""
+"""The tidy results tables: columns, crash-safe writing, loading, combining, telling runs
+apart, summarizing.
+
+Every row carries the identity of the run that wrote it: ``run_id`` (a hash of the run's
+resolved configuration, hgbench.running.runner.run_id) and ``overrides`` (the run's Hydra task
+overrides, space-joined). Rows are deduplicated only within one run_id, so rows of different
+configurations are never merged, and the figures and tables label each configuration.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
+IDENTITY = ["run_id", "overrides"]  # in every row of every mode
 COLUMNS = [
-    "problem", "estimator", "grid", "seed", "lam_id", "t", "k",
-    "err_abs", "err_rel", "inner_err", "time_s", "n_phi", "n_vjp", "n_jvp", "saved_bytes", "peak_bytes",
-    "q", "kappa", "dtype", "device", "status", "reason",
+    "problem", "estimator", "role", "min_min", "grid", "seed", "lam_id", "t", "k",
+    "err_abs", "err_rel", "inner_err", "time_s", "time_kind", "n_phi", "n_vjp", "n_jvp", "saved_bytes", "peak_bytes",
+    "q", "kappa", "dtype", "device", "status", "reason", *IDENTITY,
 ]  # fmt: skip
-KEY = ["problem", "estimator", "grid", "seed", "lam_id", "t", "k", "dtype", "device"]
+KEY = ["run_id", "problem", "estimator", "grid", "seed", "lam_id", "t", "k", "dtype", "device"]
 METRICS = "metrics.csv"
 TRAIN_CSV = "train.csv"
 TRAIN_COLUMNS = [
     "problem", "estimator", "label", "seed", "step", "time_s", "train_loss", "train_acc", "val_loss", "val_acc",
     "test_loss", "test_acc", "batch_loss", "q_bound", "q", "err_abs", "err_rel", "t", "k", "lr", "momentum",
-    "batch_size", "dtype", "device", "status",
+    "batch_size", "dtype", "device", "status", "reason", *IDENTITY,
 ]  # fmt: skip
-TRAIN_KEY = ["problem", "estimator", "label", "seed", "step", "t", "k", "lr", "batch_size", "dtype", "device"]
+TRAIN_KEY = ["run_id", "problem", "estimator", "label", "seed", "step", "t", "k", "lr", "batch_size", "dtype", "device"]
+RUN_INFO = "run.json"  # next to a job's CSV: marks the folder as an hgbench run
+# Options that place outputs or control resuming and drawing, not what a row holds: they are
+# left out of run_id (and a resumed run may differ in them). n_lambdas: the λ draws are a prefix
+# of one random stream, so more draws extend the same run; threads: torch's thread count changes
+# float sums at ~1e-13 only, and run.json records it (runs that differ only in it share a run_id,
+# so loading them together keeps one copy of each row).
+RESUME_FREE = ("n_lambdas", "plot", "resume", "threads")
+
+
+@contextmanager
+def atomic(path: Path) -> Iterator[Path]:
+    """Yields a temporary path next to ``path``; when the block ends without an error it is
+    renamed over ``path`` (os.replace, atomic on POSIX), so a reader or a killed run only ever
+    sees the old or the new complete file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write to a temporary file, then rename: a reader (or a killed run) only ever sees a
-    complete file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """Write a CSV through ``atomic``: a reader (or a killed run) only ever sees a complete file."""
+    with atomic(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A results CSV, with the identity columns as text ("" for none; files written before runs
+    had an identity get "" in both, i.e. they count as one run per (old) key)."""
+    df = pd.read_csv(path, dtype={column: str for column in IDENTITY})
+    for column in IDENTITY:
+        df[column] = df[column].fillna("") if column in df else ""
+    return df
 
 
 def find_csvs(path: Path, name: str = METRICS) -> list[Path]:
@@ -44,12 +82,14 @@ def find_csvs(path: Path, name: str = METRICS) -> list[Path]:
 
 
 def load(path: Path, name: str = METRICS, key: list[str] = KEY) -> pd.DataFrame:
-    """All result rows in a CSV, or in every file ``name`` below a directory; rows that appear
-    in several files (a sweep's combined CSV and its jobs' CSVs) are kept once, by ``key``."""
+    """All result rows in a CSV, or in every file ``name`` below a directory. A row that appears
+    in several files (a sweep's combined CSV and its jobs' CSVs) is kept once: duplicates are
+    rows with the same ``key``, which starts with run_id, so rows of different configurations
+    are all kept."""
     files = find_csvs(path, name)
     if not files:
         raise FileNotFoundError(f"no {name} under {path}")
-    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    df = pd.concat([read_csv(f) for f in files], ignore_index=True)
     missing = [c for c in key if c not in df.columns]
     if missing:
         raise ValueError(f"{files[0]} lacks the columns {missing}; is it an hgbench {name}?")
@@ -58,20 +98,72 @@ def load(path: Path, name: str = METRICS, key: list[str] = KEY) -> pd.DataFrame:
 
 def combine(sweep_dir: Path, name: str = METRICS) -> Path | None:
     """Write the rows of every job's file ``name`` below sweep_dir into sweep_dir/``name``
-    (rebuilt from the jobs' files each time: safe to call again, e.g. by ``hgbench aggregate``)."""
+    (rebuilt from the jobs' files each time: safe to call again, e.g. by ``hgbench aggregate``).
+    Only hgbench's own job files count: a file ``name`` in a folder with a run.json; others
+    (e.g. a nested sweep's combined file) are skipped with a warning."""
     sweep_dir = Path(sweep_dir)
-    jobs = [f for f in find_csvs(sweep_dir, name) if f.parent != sweep_dir]
+    jobs = []
+    for f in find_csvs(sweep_dir, name):
+        if f.parent == sweep_dir:
+            continue
+        if (f.parent / RUN_INFO).is_file():
+            jobs.append(f)
+        else:
+            print(f"hgbench: warning: skipping {f}: not an hgbench job folder (no {RUN_INFO} next to it)", file=sys.stderr)
     if not jobs:
         return None
-    df = pd.concat([pd.read_csv(f) for f in jobs], ignore_index=True)
+    df = pd.concat([read_csv(f) for f in jobs], ignore_index=True)
     target = sweep_dir / name
     write_csv_atomic(df, target)
     return target
 
 
+def _settings(overrides: str) -> dict[str, str]:
+    """{key: value} of a space-joined override string, without the RESUME_FREE keys."""
+    pairs = (item.partition("=") for item in overrides.split())
+    return {key: value for key, _, value in pairs if key.lstrip("+~") not in RESUME_FREE}
+
+
+def labels(df: pd.DataFrame, name: pd.Series | None = None) -> pd.Series:
+    """Each row's configuration label: its ``name`` (default: the estimator's), and, where the
+    rows of one (problem, grid kind, name) come from several runs, the overrides whose values
+    differ between those runs (``fp, problem.cond=2``; an override one run lacks shows as
+    ``(default)``). The grid kind is not part of a label: figures and tables show each kind
+    apart. Labels are unique among the runs of one (problem, grid kind); where the overrides do
+    not tell two runs apart, their run_id is appended."""
+    name = (df["estimator"] if name is None else name).astype(str)
+    out = name.copy()
+    groups = [df[c] for c in ("problem", "grid") if c in df] + [name]
+    for _, part in df.groupby(groups, sort=False, dropna=False):
+        runs = dict(zip(part["run_id"], part["overrides"]))
+        if len(runs) < 2:
+            continue
+        settings = {run: _settings(text) for run, text in runs.items()}
+        keys = sorted(set().union(*settings.values()))
+        differing = [k for k in keys if len({s.get(k) for s in settings.values()}) > 1]
+        text = {run: ", ".join(f"{k}={s.get(k, '(default)')}" for k in differing) for run, s in settings.items()}
+        clash = {t for t in text.values() if list(text.values()).count(t) > 1}
+        text = {run: (f"{t}, run {run}" if t else f"run {run}") if t in clash else t for run, t in text.items()}
+        out[part.index] = [f"{n}, {text[r]}" for n, r in zip(name[part.index], part["run_id"])]
+    return out
+
+
+def configurations(df: pd.DataFrame, name: pd.Series | None = None) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(label, rows) for every run (configuration, one run_id) in df, ordered by problem, grid
+    kind and label; see ``labels``. For claims: select a configuration's rows without pooling
+    runs that differ in a setting."""
+    tags = labels(df, name)
+    order = [c for c in ("problem", "grid") if c in df]
+    runs = [(tuple(rows[order].iloc[0]), tags[rows.index[0]], rows) for _, rows in df.groupby("run_id", sort=False)]
+    for _, label, rows in sorted(runs, key=lambda r: (r[0], r[1])):
+        yield label, rows
+
+
 def summary_table(df: pd.DataFrame) -> str:
-    """Median err_rel over λ draws: one column per estimator, one row per grid point, one block
-    per (problem, grid). Estimators without k (ITD) are matched to the other rows by t."""
+    """Median err_rel over λ draws: one column per estimator (per configuration, labelled as by
+    ``labels``, when several runs of one estimator share a block), one row per grid point, one
+    block per (problem, grid). Estimators without k (ITD) are matched to the other rows by t."""
+    df = df.assign(estimator=labels(df))
     blocks = []
     for (problem, grid), part in df.groupby(["problem", "grid"], sort=True):
         med = part.groupby(["estimator", "t", "k"], dropna=False)["err_rel"].median().reset_index()
@@ -139,3 +231,23 @@ def load_training(path: Path) -> pd.DataFrame:
     df = load(path, TRAIN_CSV, TRAIN_KEY)
     df["label"] = ["" if pd.isna(x) else str(x) for x in df["label"]]  # an empty label reads back as NaN
     return df
+
+
+def training_names(df: pd.DataFrame) -> pd.Series:
+    """The name of each training row's run: the estimator and the run's ``train.label``."""
+    return (df["estimator"].astype(str) + " " + df["label"].fillna("").astype(str)).str.strip()
+
+
+def training_summary(df: pd.DataFrame) -> str:
+    """One line per training run (labelled as by ``labels``): its last step, status, final
+    accuracies (at its last evaluated step) and training time."""
+    out = []
+    for name, run in configurations(df, training_names(df)):
+        last = run.sort_values("step").iloc[-1]
+        evaluated = run[run["val_acc"].notna()].sort_values("step").iloc[-1]
+        out.append({
+            "run": name, "steps": int(last["step"]), "status": last["status"],
+            "train_acc": evaluated["train_acc"], "val_acc": evaluated["val_acc"], "test_acc": evaluated["test_acc"],
+            "train_loss": evaluated["train_loss"], "time_s": last["time_s"], "q_bound": last["q_bound"],
+        })  # fmt: skip
+    return pd.DataFrame(out).to_string(index=False, float_format=lambda x: f"{x:.4g}")

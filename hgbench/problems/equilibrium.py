@@ -21,8 +21,8 @@ symmetric, so AID-CG does not apply; the reference solves each block exactly in 
 give a map that need not be a contraction.
 
 Initialization as in the reference notebook: A, B, c, W ~ init_scale·N(0, 1), b = 0, initial
-state 0. ``checkpoint``: a file written by training (hgbench/train.py); the λ draws are then its
-saved parameters, in order (the hypergradient error at checkpoints of a training run).
+state 0. ``checkpoint``: a checkpoints.pt written by training (hgbench.running.train); the λ draws
+are then its saved parameters, in order (the hypergradient error at checkpoints of a training run).
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def _one_thread():
 
 class EquilibriumMNIST(Problem):
     """w = tanh(w A + x B + c) per image, linear readout, cross-entropy; λ = (A, B, c, W, b)."""
+
+    trainable = True
 
     def __init__(self, name, seed, state_dim=200, n_train=2500, n_val=1000, n_test=1500, radius=0.99,
                  init_scale=0.01, init_a_norm=None, data_root=None, checkpoint=None):  # fmt: skip
@@ -222,7 +224,16 @@ class EquilibriumMNIST(Problem):
                 q2 = max(q2, torch.linalg.eigvalsh(jt.mT @ jt)[:, -1].max().item())
         return v.reshape(-1), q2**0.5, float("nan")
 
-    # --- training support (hgbench/train.py) -----------------------------------------------------
+    # --- training support (hgbench.running.train) -------------------------------------------------
+    def contraction_bound(self, lam: torch.Tensor) -> float:
+        """‖A‖₂ (``a_norm``)."""
+        return self.a_norm(lam)
+
+    @property
+    def n_train(self) -> int:
+        """The training images, which minibatches draw from."""
+        return self.x.shape[0]
+
     def subset(self, rows: torch.Tensor) -> "EquilibriumMNIST":
         """The same problem on the training images ``rows`` (a minibatch)."""
         other = self.to(self.x.dtype, self.x.device)

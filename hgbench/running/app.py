@@ -10,21 +10,24 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from hgbench.running import modes
+from hgbench.analysis.results import combine
+from hgbench.running.modes import Mode
 from hgbench.paths import conf_dir
-from hgbench.analysis.results import combine, load, summary_table
-from hgbench.running.runner import UserError, execute, prepare
+from hgbench.running.runner import UserError, prepare
 
 FAILED_JOBS: list[str] = []
 ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceback
 
 
-def _draw(path: Path, mode: str = "error") -> None:
+def _draw(path: Path, mode: Mode) -> None:
+    """The mode's first figure from the rows at path."""
     from hgbench.analysis.plot import plot
 
     try:
-        figures = plot(path, "train" if mode == "train" else "error")
+        figures = plot(path, mode.figures[0])
     except ValueError as err:  # e.g. every row diverged: the rows are the result, the figure is skipped
         print(f"hgbench: warning: no figure: {err}", file=sys.stderr)
         return
@@ -32,60 +35,60 @@ def _draw(path: Path, mode: str = "error") -> None:
         print(f"figure: {figure}")
 
 
-def run_one(cfg: DictConfig, out_dir: Path) -> None:
-    if cfg.mode == "train":
-        from hgbench.running.train import train_one
-
-        return train_one(cfg, out_dir)
-    plan = prepare(cfg)
-    df, _ = execute(plan, out_dir)
-    print(summary_table(df))
-    print(f"results: {out_dir / 'metrics.csv'}")
+def run_one(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> Mode:
+    """Validate, run in the configuration's mode, print the summary and warn about rows that
+    diverged or failed; returns the mode."""
+    mode = modes.get(cfg.mode)
+    plan = prepare(cfg, mode, " ".join(overrides))
+    df = mode.run(plan, out_dir)
+    print(mode.summarize(df))
+    print(f"results: {out_dir / mode.csv}")
     for status in ("diverged", "error"):
         bad = df[df["status"] == status]
         if len(bad):
-            print(f"hgbench: warning: {len(bad)} of {len(df)} rows {status} ({bad['reason'].iloc[0]}); kept in metrics.csv", file=sys.stderr)
+            print(f"hgbench: warning: {len(bad)} of {len(df)} rows {status} ({bad['reason'].iloc[0]}); kept in {mode.csv}", file=sys.stderr)
+    return mode
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def task(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # as typed: "${…}" unresolved
     if hydra_cfg.mode != RunMode.MULTIRUN:
         try:
-            run_one(cfg, out_dir)
+            mode = run_one(cfg, out_dir, overrides)
         except UserError as err:
             print("hgbench: error: " + " ".join(str(err).split()), file=sys.stderr)
             sys.exit(2)
         if cfg.plot:
-            _draw(out_dir / ("train.csv" if cfg.mode == "train" else "metrics.csv"), cfg.mode)
+            _draw(out_dir / mode.csv, mode)
         return
     # In a sweep a failing job must not stop the others (and Hydra would then skip the
     # end-of-sweep callback): record the failure in the job's error.txt (parallel launchers run
     # jobs in other processes, so the callback reads the files) and go on.
     (out_dir / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt of this job
     try:
-        run_one(cfg, out_dir)
+        run_one(cfg, out_dir, overrides)
     except Exception as err:  # noqa: BLE001 — any failure of one job is reported, not raised
         reason = " ".join(str(err).split())
-        message = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): {type(err).__name__}: {reason}"
+        message = f"job {hydra_cfg.job.num} ({' '.join(overrides)}): {type(err).__name__}: {reason}"
         (out_dir / ERROR_FILE).write_text(message + "\n\n" + traceback.format_exc())
         print(f"hgbench: {message}", file=sys.stderr)
-    combine(Path(hydra_cfg.sweep.dir))
+    mode = modes.find(cfg.mode)
+    if mode is not None:
+        combine(Path(hydra_cfg.sweep.dir), mode.csv)
 
 
 class SweepReport(Callback):
-    """At the end of a sweep: the combined metrics.csv (train.csv in mode=train) at the sweep root,
-    its summary, its figure, and the failed jobs' messages."""
+    """At the end of a sweep: the jobs' rows combined at the sweep root (the mode's CSV), their
+    summary and figure, and the failed jobs' messages."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if config.mode == "train":
-            from hgbench.running.train import sweep_report
-
-            sweep_report(sweep_dir, config.plot)
-        else:
-            _report(sweep_dir, config.plot)
+        mode = modes.find(config.mode)
+        if mode is not None:  # else every job failed with the one-line refusal of the mode
+            _report(sweep_dir, mode, config.plot)
         FAILED_JOBS[:] = [path.read_text().split("\n", 1)[0] for path in sorted(sweep_dir.rglob(ERROR_FILE))]
         if FAILED_JOBS:
             print(f"hgbench: {len(FAILED_JOBS)} job(s) failed; see {ERROR_FILE} in their folders:", file=sys.stderr)
@@ -93,13 +96,13 @@ class SweepReport(Callback):
                 print(f"  {message}", file=sys.stderr)
 
 
-def _report(sweep_dir: Path, plot: bool) -> None:
-    """The end of an error-mode sweep: the combined metrics.csv, its summary, its figure."""
-    combined = combine(sweep_dir)
+def _report(sweep_dir: Path, mode: Mode, plot: bool) -> None:
+    """The end of a sweep: the combined CSV, its summary, its figure."""
+    combined = combine(sweep_dir, mode.csv)
     if combined is None:
-        print(f"hgbench: no job of the sweep wrote results under {sweep_dir}", file=sys.stderr)
+        print(f"hgbench: no job of the sweep wrote {mode.csv} under {sweep_dir}", file=sys.stderr)
         return
-    print(summary_table(load(combined)))
+    print(mode.summarize(mode.load(combined)))
     print(f"results: {combined}")
     if plot:
-        _draw(combined)
+        _draw(combined, mode)

@@ -3,7 +3,7 @@
     hgbench run [Hydra overrides]    one run, or a sweep with -m (see hgbench run --help)
     hgbench plot PATH [--kind K] [--theory]
                                      redraw figures from a CSV or a run/sweep directory
-    hgbench aggregate DIR            rebuild a sweep's combined metrics.csv from its jobs' files
+    hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (train.csv) from its jobs' files
     hgbench list                     the problems, estimators and grids, with their settings
     hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
 """
@@ -60,30 +60,36 @@ def _plot(args: list[str]) -> int:
 
 
 def _aggregate(args: list[str]) -> int:
-    from hgbench.analysis.results import combine, load, summary_table
+    from hgbench.analysis.results import combine
+    from hgbench.running.modes import MODES
 
+    csvs = " or ".join(mode.csv for mode in MODES.values())
     parser = argparse.ArgumentParser(
         prog="hgbench aggregate",
-        description="Rebuild DIR/metrics.csv from the metrics.csv of every job below DIR (e.g. after a "
-        "sweep whose launcher died, or while its jobs still run), and print its summary.",
+        description=f"Rebuild DIR/{csvs} from the files of the same name of every job below DIR (e.g. after a "
+        "sweep whose launcher died, or while its jobs still run), and print the summary.",
     )
     parser.add_argument("dir", help="a sweep directory")
     ns = parser.parse_args(args)
-    try:
-        combined = combine(ns.dir)
-    except FileNotFoundError as err:
-        print(f"hgbench aggregate: error: {err}", file=sys.stderr)
+    found = False
+    for mode in MODES.values():
+        try:
+            combined = combine(ns.dir, mode.csv)
+        except FileNotFoundError as err:
+            print(f"hgbench aggregate: error: {err}", file=sys.stderr)
+            return 2
+        if combined is not None:
+            found = True
+            print(mode.summarize(mode.load(combined)))
+            print(f"results: {combined}")
+    if not found:
+        print(f"hgbench aggregate: error: no job's {csvs} below {ns.dir}", file=sys.stderr)
         return 2
-    if combined is None:
-        print(f"hgbench aggregate: error: no job's metrics.csv below {ns.dir}", file=sys.stderr)
-        return 2
-    print(summary_table(load(combined)))
-    print(f"results: {combined}")
     return 0
 
 
 def _reproduce(args: list[str]) -> int:
-    from hgbench.analysis.reproduce import presets, reproduce
+    from hgbench.running.reproduce import presets, reproduce
 
     parser = argparse.ArgumentParser(
         prog="hgbench reproduce",

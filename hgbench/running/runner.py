@@ -1,5 +1,7 @@
 """One run: validate the configuration, draw λ values, compute the float64 references, run the
-estimator over the grid, and write metrics.csv and run.json.
+estimator over the grid, and write metrics.csv and run.json (error mode; hgbench.running.modes). Also what
+both modes share: ``prepare``, the run's identity (``run_id``), the progress bar, crash-safe
+writing of the rows and run.json (``save``), and the resume check (``previous_info``).
 
 Reliability contract: every bad setting is refused by ``prepare`` with one line before heavy
 work; a λ draw whose estimate is NaN/inf gives rows with status ``diverged`` and one whose
@@ -12,14 +14,15 @@ that are missing (or ended in ``error``).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
-import os
 import platform
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 import numpy as np
@@ -38,13 +41,12 @@ from hgbench.running.batch import estimate_batched
 from hgbench.running.grids import grid_pairs
 from hgbench.problems.base import Problem
 from hgbench.core.reference import reference
-from hgbench.analysis.results import COLUMNS, METRICS, write_csv_atomic
+from hgbench.analysis.results import COLUMNS, METRICS, RESUME_FREE, RUN_INFO, atomic, read_csv, write_csv_atomic
+
+if TYPE_CHECKING:
+    from hgbench.running.modes import Mode
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-RUN_INFO = "run.json"
-# Options that do not change the numbers of a λ draw: a resumed run may differ in them
-# (n_lambdas: draws are a prefix of the same random stream, so more draws extend the run).
-RESUME_FREE = ("n_lambdas", "plot", "resume", "threads")
 
 
 class UserError(ValueError):
@@ -64,6 +66,13 @@ class Plan:
     batched: bool
     config: dict  # the resolved configuration, for run.json and the resume check
     resume: bool
+    run_id: str  # run_id(config)
+    overrides: str  # the run's Hydra task overrides, space-joined ("" for none)
+
+    @property
+    def identity(self) -> dict:
+        """The identity columns of every row this run writes."""
+        return {"run_id": self.run_id, "overrides": self.overrides}
 
 
 def _instantiate(node, what: str):
@@ -101,15 +110,29 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def prepare(cfg: DictConfig) -> Plan:
-    """Everything that can be checked before heavy work; raises UserError with one clear line."""
+def run_id(config: dict) -> str:
+    """12 hex characters of the sha256 of the resolved configuration as canonical JSON (sorted
+    keys, no spaces), less what does not change a row: ``hydra`` (where outputs go; absent from a
+    job's configuration anyway) and RESUME_FREE (hgbench.analysis.results: ``plot`` draws a
+    figure; ``resume`` reuses rows already computed; ``n_lambdas`` only extends the prefix of
+    one stream of λ draws; ``threads`` changes float sums at ~1e-13 only and is recorded in
+    run.json). Equal configurations give equal ids on every machine and Python version."""
+    kept = {key: value for key, value in config.items() if key != "hydra" and key not in RESUME_FREE}
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def prepare(cfg: DictConfig, mode: Mode, overrides: str = "") -> Plan:
+    """Everything that can be checked before heavy work, for either mode (``mode.check`` before
+    the problem is built, ``mode.check_problem`` once it is); raises UserError with one clear
+    line. ``overrides``: the run's Hydra task overrides, space-joined (the rows' identity)."""
     try:
-        return _prepare(cfg)
+        return _prepare(cfg, mode, overrides)
     except OmegaConfBaseException as err:  # e.g. an override interpolating a missing key
         raise UserError(f"bad configuration: {type(err).__name__}: {err}") from err
 
 
-def _prepare(cfg: DictConfig) -> Plan:
+def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
     # Threads first: torch's thread count must be fixed before any tensor work (it changes
     # float sums at ~1e-13, and run.json records it).
     if cfg.threads is not None:
@@ -127,6 +150,7 @@ def _prepare(cfg: DictConfig) -> Plan:
         raise UserError(f"seed={seed} must be an integer in [0, 2**63)")
     for name in ("batch_lambdas", "plot", "resume"):
         _check_flag(name, cfg[name])
+    mode.check(cfg)
     grid = OmegaConf.to_container(cfg.grid, resolve=True)
     try:
         pairs = grid_pairs(grid.get("kind"), grid.get("t"), grid.get("k"))
@@ -136,6 +160,7 @@ def _prepare(cfg: DictConfig) -> Plan:
     estimator = _instantiate(cfg.estimator, "estimator")
     try:
         check_applies(estimator, problem)
+        mode.check_problem(cfg, problem)
         lams = problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
     except ValueError as err:
         raise UserError(str(err)) from err
@@ -143,7 +168,8 @@ def _prepare(cfg: DictConfig) -> Plan:
     if cfg.batch_lambdas and not batched:
         print(f"hgbench: batch_lambdas=true: {estimator.name} on {problem.name} does not vectorize; looping over λ draws")
     config = OmegaConf.to_container(cfg, resolve=True)
-    return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, seed, batched, config, cfg.resume)
+    return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, seed, batched, config,
+                cfg.resume, run_id(config), overrides)  # fmt: skip
 
 
 def _norm(x: torch.Tensor) -> float:
@@ -156,11 +182,23 @@ def _reason(err: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _key(plan: Plan, lam_id: int, t: int, k: int | None) -> dict:
+def _run_facts(plan: Plan) -> dict:
+    """The run's facts every error-mode row repeats: its identity, the estimator's ``role`` and
+    the problem's ``min_min`` (claims select rows by them), and ``time_kind``: ``per_point``
+    (time_s of one grid point computed alone) or ``batch_mean`` (batch_lambdas: the batch's time
+    divided by the number of draws)."""
     return {
-        "problem": plan.problem.name, "estimator": plan.estimator.name, "grid": plan.grid,
-        "seed": plan.seed, "lam_id": lam_id, "t": t, "k": k,
-        "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
+        "role": plan.estimator.role, "min_min": plan.problem.min_min,
+        "time_kind": "batch_mean" if plan.batched else "per_point", **plan.identity,
+    }  # fmt: skip
+
+
+def _key(plan: Plan, lam_id: int, t: int, k: int | None) -> dict:
+    """What identifies an error-mode row, with the run's facts."""
+    return {
+        "problem": plan.problem.name, "estimator": plan.estimator.name, "grid": plan.grid, "seed": plan.seed,
+        "lam_id": lam_id, "t": t, "k": k, "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
+        **_run_facts(plan),
     }  # fmt: skip
 
 
@@ -193,38 +231,70 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def _previous(plan: Plan, out_dir: Path) -> tuple[dict[int, list[dict]], dict[int, dict]]:
-    """For resume=true: the rows and reference facts of the λ draws that out_dir already holds
-    complete and valid (same configuration, same λ value, no ``error`` row)."""
-    csv, info_path = out_dir / METRICS, out_dir / RUN_INFO
-    if not (plan.resume and csv.is_file() and info_path.is_file()):
-        return {}, {}
+def unreadable(out_dir: Path, err: BaseException) -> UserError:
+    return UserError(f"resume=true: cannot read the results in {out_dir} ({_reason(err)}); rerun with resume=false")
+
+
+def previous_info(plan: Plan, out_dir: Path, csv: str) -> dict | None:
+    """For resume=true, either mode: out_dir's run.json when out_dir holds results (``csv`` and
+    run.json) of this configuration (equal but for RESUME_FREE keys); None when there is nothing
+    to resume (resume=false, or no results). Results of another configuration, or unreadable
+    ones, are refused in one line."""
+    info_path = out_dir / RUN_INFO
+    if not (plan.resume and (out_dir / csv).is_file() and info_path.is_file()):
+        return None
     try:
         info = json.loads(info_path.read_text())
-        old = pd.read_csv(csv)
     except (ValueError, OSError) as err:
-        raise UserError(f"resume=true: cannot read the results in {out_dir} ({_reason(err)}); rerun with resume=false") from err
+        raise unreadable(out_dir, err) from err
     changed = _differences(info.get("config", {}), plan.config)
     if changed:
         raise UserError(
             f"resume=true: {out_dir} holds results of another configuration (differing in {', '.join(changed)}); "
             "rerun with resume=false to overwrite them, or choose another output directory"
         )
+    return info
+
+
+def _previous(plan: Plan, out_dir: Path) -> tuple[dict[int, list[dict]], dict[int, dict]]:
+    """For resume=true: the rows and reference facts of the λ draws that out_dir already holds
+    complete and valid (same configuration, same λ value, no ``error`` row). Kept rows take this
+    run's facts (its overrides may differ in RESUME_FREE keys; an older file may lack columns)."""
+    info = previous_info(plan, out_dir, METRICS)
+    if info is None:
+        return {}, {}
+    try:
+        old = read_csv(out_dir / METRICS)
+    except (ValueError, OSError) as err:
+        raise unreadable(out_dir, err) from err
     rows, facts = {}, {}
     for fact in info.get("references", []):
         i = fact["lam_id"]
         part = old[old["lam_id"] == i]
         valid = i < len(plan.lams) and "error" not in fact and fact["lam"] == plan.lams[i].tolist()
         if valid and len(part) and (part["status"] != "error").all():
-            rows[i], facts[i] = part.to_dict("records"), fact
+            rows[i], facts[i] = [{**row, **_run_facts(plan)} for row in part.to_dict("records")], fact
     return rows, facts
 
 
-def _save(plan: Plan, rows: dict[int, list[dict]], facts: dict[int, dict], out_dir: Path) -> pd.DataFrame:
-    df = pd.DataFrame([row for i in sorted(rows) for row in rows[i]], columns=COLUMNS)
-    write_csv_atomic(df, out_dir / METRICS)
-    write_run_info(plan, [facts[i] for i in sorted(facts)], out_dir)
+def save(plan: Plan, rows: list[dict], columns: list[str], csv: str, facts: list[dict], out_dir: Path) -> pd.DataFrame:
+    """Either mode: write the rows to out_dir/``csv`` and then run.json, each atomically, and
+    return the rows as a frame."""
+    df = pd.DataFrame(rows, columns=columns)
+    write_csv_atomic(df, out_dir / csv)
+    write_run_info(plan, facts, out_dir)
     return df
+
+
+def progress_bar(plan: Plan, todo, total: int, unit: str, enabled: bool, what: str = "") -> tqdm:
+    """Either mode's progress bar over ``todo`` (of ``total``; the rest was resumed)."""
+    return tqdm(todo, total=total, initial=total - len(todo), unit=unit,
+                desc=f"{what}{plan.problem.name}/{plan.estimator.name}", disable=not enabled)  # fmt: skip
+
+
+def _save(plan: Plan, rows: dict[int, list[dict]], facts: dict[int, dict], out_dir: Path) -> pd.DataFrame:
+    flat = [row for i in sorted(rows) for row in rows[i]]
+    return save(plan, flat, COLUMNS, METRICS, [facts[i] for i in sorted(facts)], out_dir)
 
 
 def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, list[dict]]:
@@ -260,8 +330,7 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
         except Exception as err:  # noqa: BLE001 — becomes every draw's error rows
             batch = dict.fromkeys(todo, err)
     warned = False
-    bar = tqdm(todo, total=len(plan.lams), initial=len(plan.lams) - len(todo), unit="λ",
-               desc=f"{plan.problem.name}/{plan.estimator.name}", disable=not progress)  # fmt: skip
+    bar = progress_bar(plan, todo, len(plan.lams), "λ", progress)
     for lam_id in bar:
         lam, draw, q, kappa = plan.lams[lam_id], [], None, None
         try:
@@ -305,9 +374,11 @@ def _git_revision() -> str | None:
 
 
 def write_run_info(plan: Plan, facts: list[dict], out_dir: Path) -> Path:
-    """run.json: the resolved configuration, versions, threads, device, code revision and the
-    reference facts of every λ draw done so far (written atomically)."""
+    """run.json: the run's identity (run_id, overrides: as in its rows), the resolved
+    configuration, versions, threads, device, code revision and the reference facts of every λ
+    draw (training: every step with an error) done so far (written atomically)."""
     info = {
+        **plan.identity,
         "config": plan.config,
         "versions": {
             "hgbench": hgbench.__version__, "torch": torch.__version__, "hydra": hydra.__version__,
@@ -321,7 +392,6 @@ def write_run_info(plan: Plan, facts: list[dict], out_dir: Path) -> Path:
         "references": facts,
     }  # fmt: skip
     path = out_dir / RUN_INFO
-    tmp = path.with_name(f".{RUN_INFO}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    tmp.replace(path)
+    with atomic(path) as tmp:
+        tmp.write_text(json.dumps(info, indent=2))
     return path

@@ -1,40 +1,56 @@
-"""Training mode (``hgbench run mode=train``): minimize f(λ) = E(w(λ), λ) with the chosen
-estimator's hypergradient ĝ(T, K) (Grazzi et al. 2020, §5, equilibrium models).
+"""Training mode (``hgbench run mode=train``, hgbench.running.modes): minimize f(λ) = E(w(λ), λ) with the
+chosen estimator's hypergradient ĝ(T, K) (Grazzi et al. 2020, §5, equilibrium models).
 
 Each step: ĝ = the estimator's estimate at (T, K) on the full training set (or a seeded random
 minibatch), heavy-ball SGD  m ← μ m + ĝ,  λ ← λ − lr·m, then the problem's ``project`` (for the
 equilibrium model: A onto the spectral ball of radius ρ). Logged to train.csv per step: the
-training loss E(w_T(λ), λ) of the step's batch, ‖A‖₂-type contraction bound ``q_bound``,
+training loss E(w_T(λ), λ) of the step's batch, the problem's cheap bound on q ``q_bound``,
 cumulative wall time of the updates (evaluation and references excluded), every ``eval_every``
 steps the loss and accuracy on train/validation/test (the problem's ``evaluate``), and every
 ``error_every`` steps the error of ĝ against the float64 reference hypergradient (same batch)
 with the exact q. A non-finite hypergradient, loss or λ marks the run ``diverged`` and ends it
-cleanly. λ at the first, every ``checkpoint_every``-th and the last step go to checkpoints.pt
-(``problem.checkpoint=...`` then evaluates estimators there in error mode).
+cleanly.
 
-The problem must provide ``evaluate(lam, t) -> {split_loss, split_acc}``; ``project(lam)``,
-``subset(rows)`` (minibatches) and ``a_norm(lam)`` are used when present.
+The problem declares what training needs (hgbench.problems.base): ``trainable`` (it implements
+``evaluate``), ``project`` and ``contraction_bound`` (defaults: no constraint, NaN), and for
+minibatches ``n_train`` and ``subset``. ``batch_lambdas=true`` is refused: training computes one
+hypergradient per step, there is no batch of λ draws to vectorize.
+
+Checkpoints and resume. At step 0, every ``checkpoint_every``-th step and the last step, λ is
+appended to checkpoints.pt (``{"steps": [...], "lams": (m, p) float64}``; ``problem.checkpoint=``
+then evaluates estimators at these λ in error mode), and the training state at the start of that
+step goes to train_state.pt: the step, λ, the momentum buffer, the minibatch generator's state,
+the rows and reference facts so far, the saved λ's and the training time so far. Both files,
+train.csv and run.json are written atomically (train.csv and run.json also every 10 steps), so a
+killed run leaves complete files. ``resume=true`` continues from train_state.pt when run.json
+holds the same configuration (RESUME_FREE keys aside; another one is refused in one line) and
+ends with exactly the rows of an uninterrupted run (``time_s``, a measurement, aside); a finished
+run is not recomputed. With ``checkpoint_every=0`` the only states are those of step 0 and of the
+last step, so a resumed unfinished run starts over.
 """
 
 from __future__ import annotations
 
-import math
-import sys
+import pickle
 from pathlib import Path
 
 import pandas as pd
 import torch
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
+from hgbench.analysis.results import TRAIN_COLUMNS, TRAIN_CSV, atomic
 from hgbench.core.bound import estimate
 from hgbench.core.cost import Meter, Tally
 from hgbench.core.reference import reference
-from hgbench.analysis.results import TRAIN_COLUMNS as COLUMNS, TRAIN_CSV, combine, load_training, write_csv_atomic
-from hgbench.running.runner import UserError, integer, prepare, write_run_info
+from hgbench.problems.base import Problem
+from hgbench.running.runner import Plan, UserError, integer, previous_info, progress_bar, save, unreadable
 
-def check(cfg: DictConfig, problem) -> None:
-    """The training options and the problem's training hooks, before any heavy work."""
+CHECKPOINTS = "checkpoints.pt"
+STATE = "train_state.pt"
+
+
+def check_options(cfg: DictConfig) -> None:
+    """The training options, before the problem is built."""
     for key, low in (("t", 0), ("k", 0), ("steps", 1), ("eval_every", 1), ("error_every", 0), ("checkpoint_every", 0)):
         integer(f"train.{key}", cfg.train[key], low)
     if cfg.train.batch_size is not None:
@@ -43,67 +59,101 @@ def check(cfg: DictConfig, problem) -> None:
         value = cfg.train[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise UserError(f"train.{key}={value!r} must be a number >= 0")
-    if not hasattr(problem, "evaluate"):
-        raise UserError(f"mode=train needs a problem with evaluate(lam, t) (e.g. problem=equilibrium_mnist); {problem.name!r} has none")
-    if cfg.train.batch_size is not None and not hasattr(problem, "subset"):
-        raise UserError(f"train.batch_size={cfg.train.batch_size}: problem {problem.name!r} has no minibatches; use train.batch_size=null")
+    if cfg.batch_lambdas:
+        raise UserError("batch_lambdas=true applies to mode=error; mode=train computes one hypergradient per step: use batch_lambdas=false")
+
+
+def check_problem(cfg: DictConfig, problem: Problem) -> None:
+    """What training needs of the problem, by its declared capabilities."""
+    if not problem.trainable:
+        raise UserError(f"mode=train needs a problem with evaluate(lam, t) (trainable, e.g. problem=equilibrium_mnist); {problem.name!r} has none")
+    size = cfg.train.batch_size
+    if size is not None and problem.n_train is None:
+        raise UserError(f"train.batch_size={size}: problem {problem.name!r} has no minibatches; use train.batch_size=null")
+    if size is not None and size > problem.n_train:
+        raise UserError(f"train.batch_size={size} exceeds the {problem.n_train} training examples of problem {problem.name!r}")
 
 
 def _finite(*tensors: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(x).all()) for x in tensors)
 
 
-def train_one(cfg: DictConfig, out_dir: Path, progress: bool = True) -> pd.DataFrame:
-    """One training run; writes train.csv (atomically, every few steps), checkpoints.pt and
-    run.json into out_dir and returns the rows."""
-    plan = prepare(cfg)
-    check(cfg, plan.problem)
-    opts = cfg.train
-    t, k, steps = opts.t, opts.k, opts.steps
+def _save_torch(obj, path: Path) -> None:
+    with atomic(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _resumed(plan: Plan, out_dir: Path) -> dict | None:
+    """For resume=true: the training state out_dir holds for this configuration, else None."""
+    if previous_info(plan, out_dir, TRAIN_CSV) is None or not (out_dir / STATE).is_file():
+        return None
+    try:
+        return torch.load(out_dir / STATE, weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
+        raise unreadable(out_dir, err) from err
+
+
+def train(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
+    """One training run (or the rest of one, see the module docstring); writes train.csv,
+    run.json, checkpoints.pt and train_state.pt into out_dir and returns the rows."""
+    opts = plan.config["train"]
+    t, k, steps, every, size = opts["t"], opts["k"], opts["steps"], opts["checkpoint_every"], opts["batch_size"]
     work = plan.problem.to(plan.dtype, plan.device)
-    project = getattr(work, "project", lambda lam: lam)
-    bound_q = getattr(work, "a_norm", lambda lam: math.nan)
-    lam = project(plan.lams[0].to(plan.dtype).to(plan.device))
-    momentum = torch.zeros_like(lam)
     batches = torch.Generator().manual_seed(plan.seed)
-    n_train = plan.problem.x.shape[0] if opts.batch_size is not None else None
-    if n_train is not None and opts.batch_size > n_train:
-        raise UserError(f"train.batch_size={opts.batch_size} exceeds the {n_train} training images")
-    base = {
-        "problem": plan.problem.name, "estimator": plan.estimator.name, "label": opts.label, "seed": plan.seed,
-        "t": t, "k": k, "lr": opts.lr, "momentum": opts.momentum, "batch_size": opts.batch_size,
-        "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
-    }  # fmt: skip
-    rows, facts, saved, saved_steps = [], [], [], []
+    state = _resumed(plan, out_dir)
+    if state is None:
+        lam = work.project(plan.lams[0].to(plan.dtype).to(plan.device))
+        state = {"step": 0, "lam": lam, "momentum": torch.zeros_like(lam), "generator": batches.get_state(), "rows": [],
+                 "facts": [], "saved_steps": [], "saved_lams": [], "time_s": 0.0, "done": False}  # fmt: skip
+        resumed_at = None
+    else:
+        resumed_at = state["step"]
+    lam, momentum = state["lam"].to(plan.device), state["momentum"].to(plan.device)
+    batches.set_state(state["generator"])
+    rows, facts, saved_steps, saved, elapsed = state["rows"], state["facts"], state["saved_steps"], state["saved_lams"], state["time_s"]
     clock = Meter(Tally(), plan.device)
+
+    def checkpoint(step: int, done: bool) -> None:
+        _save_torch({"steps": saved_steps, "lams": torch.stack(saved)}, out_dir / CHECKPOINTS)
+        _save_torch({"step": step, "lam": lam, "momentum": momentum, "generator": batches.get_state(), "rows": rows,
+                     "facts": facts, "saved_steps": saved_steps, "saved_lams": saved,
+                     "time_s": elapsed + clock.cost.time_s, "done": done}, out_dir / STATE)  # fmt: skip
+        save(plan, rows, TRAIN_COLUMNS, TRAIN_CSV, facts, out_dir)
+
+    if state["done"]:
+        return save(plan, rows, TRAIN_COLUMNS, TRAIN_CSV, facts, out_dir)
+    base = {
+        "problem": plan.problem.name, "estimator": plan.estimator.name, "label": opts["label"], "seed": plan.seed,
+        "t": t, "k": k, "lr": opts["lr"], "momentum": opts["momentum"], "batch_size": size,
+        "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device), **plan.identity,
+    }  # fmt: skip
     # One untimed estimate: one-time framework setup must not land in the first step's time.
     list(estimate(plan.estimator, work, lam, [(1, 1)]))
-    bar = tqdm(range(steps + 1), desc=f"train {plan.problem.name}/{plan.estimator.name}", unit="step", disable=not progress)
-    for step in bar:
-        row = {**base, "step": step, "time_s": clock.cost.time_s, "q_bound": bound_q(lam), "status": "ok"}
-        if step % opts.eval_every == 0 or step == steps:
-            row.update(work.evaluate(lam, t))
-            bar.set_postfix(loss=f"{row['train_loss']:.3g}", val_acc=f"{row['val_acc']:.3f}")
-        if step == 0 or step == steps or (opts.checkpoint_every and step % opts.checkpoint_every == 0):
-            saved.append(lam.detach().to("cpu", torch.float64))
+    for step in progress_bar(plan, range(resumed_at or 0, steps + 1), steps + 1, "step", progress, "train "):
+        if (step == 0 or step == steps or (every and step % every == 0)) and step != resumed_at:
             saved_steps.append(step)
+            saved.append(lam.detach().to("cpu", torch.float64))
+            checkpoint(step, done=False)
+        row = {**base, "step": step, "time_s": elapsed + clock.cost.time_s, "q_bound": work.contraction_bound(lam), "status": "ok", "reason": ""}
+        if step % opts["eval_every"] == 0 or step == steps:
+            row.update(work.evaluate(lam, t))
         if step == steps:
             rows.append(row)
             break
-        rows_idx = None if opts.batch_size is None else torch.randperm(n_train, generator=batches)[: opts.batch_size]
+        rows_idx = None if size is None else torch.randperm(work.n_train, generator=batches)[:size]
         batch = work if rows_idx is None else work.subset(rows_idx.to(plan.device))
         with clock:
             (est,) = estimate(plan.estimator, batch, lam, [(t, k)])
             loss = batch.outer(est.w, lam)
             ok = _finite(est.grad, loss)
             if ok:
-                momentum = opts.momentum * momentum + est.grad
-                new_lam = lam - opts.lr * momentum
+                new_momentum = opts["momentum"] * momentum + est.grad
+                new_lam = lam - opts["lr"] * new_momentum
                 ok = _finite(new_lam)  # an overflowing step is divergence too (and SVD rejects inf)
                 if ok:
-                    new_lam = project(new_lam)
+                    new_lam = work.project(new_lam)
         row["batch_loss"] = loss.item()
-        if ok and opts.error_every and step % opts.error_every == 0:
+        if ok and opts["error_every"] and step % opts["error_every"] == 0:
             exact = plan.problem if rows_idx is None else plan.problem.subset(rows_idx)
             ref = reference(exact, lam.detach().to("cpu", torch.float64))
             facts.append({"step": step, **ref.summary()})
@@ -111,46 +161,11 @@ def train_one(cfg: DictConfig, out_dir: Path, progress: bool = True) -> pd.DataF
             row.update(q=ref.q, err_abs=err, err_rel=err / torch.linalg.vector_norm(ref.grad).item())
         rows.append(row)
         if not ok:
-            row["status"] = "diverged"
+            row.update(status="diverged", reason="non-finite hypergradient, loss or λ")
             print(f"hgbench: {plan.estimator.name} diverged at step {step} (non-finite hypergradient, loss or λ)")
             break
-        lam = new_lam
+        lam, momentum = new_lam, new_momentum
         if step % 10 == 0:
-            write_csv_atomic(pd.DataFrame(rows, columns=COLUMNS), out_dir / TRAIN_CSV)
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    write_csv_atomic(df, out_dir / TRAIN_CSV)
-    torch.save({"steps": saved_steps, "lams": torch.stack(saved)}, out_dir / "checkpoints.pt")
-    write_run_info(plan, facts, out_dir)
-    print(summary(df))
-    print(f"results: {out_dir / TRAIN_CSV}")
-    return df
-
-
-def summary(df: pd.DataFrame) -> str:
-    """One line per run: its last evaluated step, final accuracies and training time."""
-    out = []
-    for (estimator, label), run in df.groupby(["estimator", "label"], sort=True):
-        last = run.sort_values("step").iloc[-1]
-        evaluated = run[run["val_acc"].notna()].sort_values("step").iloc[-1]
-        out.append({
-            "estimator": estimator, "label": label, "steps": int(last["step"]), "status": last["status"],
-            "train_acc": evaluated["train_acc"], "val_acc": evaluated["val_acc"], "test_acc": evaluated["test_acc"],
-            "train_loss": evaluated["train_loss"], "time_s": last["time_s"], "q_bound": last["q_bound"],
-        })  # fmt: skip
-    return pd.DataFrame(out).to_string(index=False, float_format=lambda x: f"{x:.4g}")
-
-
-def sweep_report(sweep_dir: Path, plot: bool) -> None:
-    """At the end of a training sweep: the jobs' rows combined into sweep_dir/train.csv, the
-    summary, the figure."""
-    combined = combine(sweep_dir, TRAIN_CSV)
-    if combined is None:
-        print(f"hgbench: no job of the sweep wrote {TRAIN_CSV} under {sweep_dir}", file=sys.stderr)
-        return
-    print(summary(load_training(combined)))
-    print(f"results: {combined}")
-    if plot:
-        from hgbench.analysis.plot import plot as draw
-
-        for figure in draw(combined, "train"):
-            print(f"figure: {figure}")
+            save(plan, rows, TRAIN_COLUMNS, TRAIN_CSV, facts, out_dir)
+    checkpoint(step, done=True)
+    return pd.DataFrame(rows, columns=TRAIN_COLUMNS)

@@ -30,10 +30,11 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from hgbench.analysis.claims import evaluate
+from hgbench.analysis.results import markdown
+from hgbench.running.modes import MODES
 from hgbench.paths import conf_dir
-from hgbench.analysis.results import METRICS, TRAIN_CSV, load, load_training, markdown
 
-RESULTS = {METRICS: load, TRAIN_CSV: load_training}  # what a preset leaves: error rows or training rows
+RESULTS = {mode.csv: mode.load for mode in MODES.values()}  # what a preset leaves: each mode's rows
 
 
 def presets() -> dict[str, dict]:

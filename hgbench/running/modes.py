@@ -1,0 +1,101 @@
+"""The modes of ``hgbench run`` (``mode=NAME``): one registry, ``MODES``.
+
+A mode says what a run computes and everything that depends on it: the CSV its rows go to (in a
+run folder, and combined at a sweep root), the row columns and the key of a row within one run,
+its own checks (options before the problem is built, the problem's capabilities once built), how
+it runs a prepared plan, how its rows are summarized and which figures (``hgbench plot --kind``)
+are drawn from them, the first after every run. What both modes share lives in
+hgbench.running.runner: validation (``prepare``), the run identity (run_id, overrides), the
+progress bar, crash-safe writing of the rows and run.json, and resume.
+
+    error   the estimator's error against the float64 reference over a grid of (t, k), per λ draw
+            (hgbench.running.runner.execute): metrics.csv
+    train   training the problem's outer variable with the estimator's hypergradients
+            (hgbench.running.train): train.csv, checkpoints.pt, train_state.pt
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig
+
+from hgbench.analysis import results
+from hgbench.problems.base import Problem
+from hgbench.running import runner, train
+from hgbench.running.runner import Plan, UserError
+
+
+class Mode:
+    """A mode of ``hgbench run``; see the module docstring."""
+
+    name: str
+    csv: str  # the file of its rows
+    columns: list[str]
+    key: list[str]  # a row's identity; starts with run_id, so rows of different runs never merge
+    figures: tuple[str, ...]  # `hgbench plot --kind` values drawn from its rows; the first after every run
+
+    def check(self, cfg: DictConfig) -> None:
+        """The mode's own options, before the problem is built; raises UserError."""
+
+    def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
+        """What the mode needs of the (built) problem; raises UserError."""
+
+    def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def summarize(self, df: pd.DataFrame) -> str:
+        raise NotImplementedError
+
+    def load(self, path: Path) -> pd.DataFrame:
+        """The rows of the CSV at path, or of every such CSV below a directory (hgbench.analysis.results.load)."""
+        return results.load(path, self.csv, self.key)
+
+
+class ErrorMode(Mode):
+    name, csv, columns, key = "error", results.METRICS, results.COLUMNS, results.KEY
+    figures = ("error", "cost", "inner")
+
+    def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
+        return runner.execute(plan, out_dir, progress)[0]
+
+    def summarize(self, df: pd.DataFrame) -> str:
+        return results.summary_table(df)
+
+
+class TrainMode(Mode):
+    name, csv, columns, key = "train", results.TRAIN_CSV, results.TRAIN_COLUMNS, results.TRAIN_KEY
+    figures = ("train",)
+
+    def check(self, cfg: DictConfig) -> None:
+        train.check_options(cfg)
+
+    def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
+        train.check_problem(cfg, problem)
+
+    def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
+        return train.train(plan, out_dir, progress)
+
+    def summarize(self, df: pd.DataFrame) -> str:
+        return results.training_summary(df)
+
+    def load(self, path: Path) -> pd.DataFrame:
+        return results.load_training(path)
+
+
+MODES: dict[str, Mode] = {mode.name: mode for mode in (ErrorMode(), TrainMode())}
+
+
+def find(name) -> Mode | None:
+    """The mode called ``name``, or None."""
+    return MODES.get(name) if isinstance(name, str) else None
+
+
+def get(name) -> Mode:
+    """The mode called ``name``; anything else is refused in one line naming the modes."""
+    mode = find(name)
+    if mode is None:
+        raise UserError(f"mode={name!r} is not one of {', '.join(MODES)}")
+    return mode
+
