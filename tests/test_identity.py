@@ -41,6 +41,20 @@ def test_sweeps_load_exactly_the_rows_they_wrote(tmp_path, monkeypatch, sweep):
         assert "fp, problem.cond=2 " in table and "fp, problem.cond=300" in table
 
 
+def test_estimators_of_one_setting_share_its_setting_id(tmp_path, monkeypatch):
+    """run_id tells the four jobs apart; setting_id (the configuration less the estimator) pairs
+    fp with cg on each problem setting, and the claims that compare them find both pairs."""
+    from hgbench.analysis.claims import paired
+
+    out = tmp_path / "sweep"
+    args = ["estimator=fp,cg", "problem.cond=2,300", "grid.t=[5,20]"]
+    assert run_cli(monkeypatch, "run", "-m", *TINY, *args, f"hydra.sweep.dir={out}") == 0
+    df = load(out)
+    assert df["run_id"].nunique() == 4 and df["setting_id"].nunique() == 2
+    assert (df.groupby("setting_id")["estimator"].nunique() == 2).all()
+    assert len(paired(df, "t", "cg", "fp")[["setting_id"]].drop_duplicates()) == 2
+
+
 def test_figure_has_a_legend_entry_per_configuration(tmp_path, monkeypatch):
     out = tmp_path / "sweep"
     assert run_cli(monkeypatch, "run", "-m", *TINY, *SWEEPS["problem option"], f"hydra.sweep.dir={out}") == 0

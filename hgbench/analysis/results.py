@@ -2,8 +2,9 @@
 apart, summarizing.
 
 Every row carries the identity of the run that wrote it: ``run_id`` (a hash of the run's
-resolved configuration, hgbench.running.runner.run_id) and ``overrides`` (the run's Hydra task
-overrides, space-joined). Rows are deduplicated only within one run_id, so rows of different
+resolved configuration, hgbench.running.runner.run_id), ``setting_id`` (the same hash less the
+estimator's options: shared by the estimators run on one setting, which claims compare) and
+``overrides`` (the run's Hydra task overrides, space-joined). Rows are deduplicated only within one run_id, so rows of different
 configurations are never merged, and the figures and tables label each configuration.
 """
 
@@ -18,7 +19,7 @@ from typing import Iterator
 
 import pandas as pd
 
-IDENTITY = ["run_id", "overrides"]  # in every row of every mode
+IDENTITY = ["run_id", "setting_id", "overrides"]  # in every row of every mode
 COLUMNS = [
     "problem", "estimator", "role", "min_min", "grid", "seed", "lam_id", "t", "k",
     "err_abs", "err_rel", "inner_err", "time_s", "time_kind", "n_phi", "n_vjp", "n_jvp", "saved_bytes", "peak_bytes",

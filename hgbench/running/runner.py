@@ -66,13 +66,12 @@ class Plan:
     batched: bool
     config: dict  # the resolved configuration, for run.json and the resume check
     resume: bool
-    run_id: str  # run_id(config)
     overrides: str  # the run's Hydra task overrides, space-joined ("" for none)
 
-    @property
+    @functools.cached_property
     def identity(self) -> dict:
-        """The identity columns of every row this run writes."""
-        return {"run_id": self.run_id, "overrides": self.overrides}
+        """The identity columns of every row this run writes (hgbench.analysis.results.IDENTITY)."""
+        return {"run_id": run_id(self.config), "setting_id": run_id(self.config, "estimator"), "overrides": self.overrides}
 
 
 def _instantiate(node, what: str):
@@ -110,14 +109,16 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def run_id(config: dict) -> str:
+def run_id(config: dict, *leave_out: str) -> str:
     """12 hex characters of the sha256 of the resolved configuration as canonical JSON (sorted
     keys, no spaces), less what does not change a row: ``hydra`` (where outputs go; absent from a
     job's configuration anyway) and RESUME_FREE (hgbench.analysis.results: ``plot`` draws a
     figure; ``resume`` reuses rows already computed; ``n_lambdas`` only extends the prefix of
     one stream of λ draws; ``threads`` changes float sums at ~1e-13 only and is recorded in
-    run.json). Equal configurations give equal ids on every machine and Python version."""
-    kept = {key: value for key, value in config.items() if key != "hydra" and key not in RESUME_FREE}
+    run.json), and the top-level groups in ``leave_out``: the rows' ``setting_id`` leaves out
+    ``estimator``, so that the estimators run on one setting share it and are compared within
+    it. Equal configurations give equal ids on every machine and Python version."""
+    kept = {key: value for key, value in config.items() if key not in ("hydra", *RESUME_FREE, *leave_out)}
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -169,7 +170,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         print(f"hgbench: batch_lambdas=true: {estimator.name} on {problem.name} does not vectorize; looping over λ draws")
     config = OmegaConf.to_container(cfg, resolve=True)
     return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, seed, batched, config,
-                cfg.resume, run_id(config), overrides)  # fmt: skip
+                cfg.resume, overrides)  # fmt: skip
 
 
 def _norm(x: torch.Tensor) -> float:
