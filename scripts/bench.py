@@ -25,7 +25,8 @@ import hydra
 import pandas as pd
 import torch
 
-from hgbench.core.batch import estimate_batched
+from hgbench.core.bound import estimate
+from hgbench.running.batch import estimate_batched
 from hgbench.paths import conf_dir
 
 # --- hgbench side: one small function per measure (adapt these when the estimator API changes) --
@@ -40,18 +41,18 @@ def from_conf(group: str, *overrides: str):
 
 def hg_point(est, problem, lam, t, k) -> torch.Tensor:
     """(c) ĝ(t, k) at one draw."""
-    (estimate,) = est.estimate(problem, lam, [(t, k)])
-    return estimate.grad
+    (point,) = estimate(est, problem, lam, [(t, k)])
+    return point.grad
 
 
 def hg_curve(est, problem, lam, pairs) -> None:
     """(a) every point of a grid at one draw, in one pass."""
-    list(est.estimate(problem, lam, pairs))
+    list(estimate(est, problem, lam, pairs))
 
 
 def hg_loop(est, problem, lams, pairs) -> torch.Tensor:
     """(b) ĝ of every draw and grid point, (draws, points, dim λ), one draw after the other."""
-    return torch.stack([torch.stack([e.grad for e in est.estimate(problem, lam, pairs)]) for lam in lams])
+    return torch.stack([torch.stack([e.grad for e in estimate(est, problem, lam, pairs)]) for lam in lams])
 
 
 def hg_batched(est, problem, lams, pairs) -> torch.Tensor:
@@ -65,7 +66,7 @@ def hg_batchable(est, problem) -> bool:
 
 def hg_saved_bytes(est, problem, lam, pairs) -> dict[int, int]:
     """(d) bytes saved for backward, by t."""
-    return {e.t: e.cost.saved_bytes for e in est.estimate(problem, lam, pairs)}
+    return {e.t: e.cost.saved_bytes for e in estimate(est, problem, lam, pairs)}
 
 
 def twin_tensors(problem, lam, names) -> list[torch.Tensor]:
