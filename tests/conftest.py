@@ -1,4 +1,8 @@
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,3 +36,24 @@ def run_cli(monkeypatch, *args):
     with pytest.raises(SystemExit) as exit_info:
         main()
     return exit_info.value.code
+
+
+def kill_when_paused(tmp_path, pause: int, *args) -> int:
+    """Run ``hgbench run *args`` in a child process that pauses at its ``pause``-th checkpoint
+    (tests/faulty.py's HGBENCH_TEST_PAUSE hook: a λ draw in error mode, an evaluation in
+    training mode), SIGKILL it there and return its exit status."""
+    marker = tmp_path / "paused"
+    env = {**os.environ, "HGBENCH_TEST_PAUSE": f"{pause}:{marker}", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+    command = [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", *map(str, args)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        give_up = time.monotonic() + 600  # a guard against a hung child, not a timing assertion
+        while not marker.exists():
+            if proc.poll() is not None or time.monotonic() > give_up:
+                pytest.fail(f"the run ended or hung before its pause: {proc.stderr.read().decode() if proc.poll() is not None else ''}")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode

@@ -2,17 +2,13 @@
 non-symmetric ∂₁Φ, and training mode."""
 
 import gzip
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TESTS, run_cli
+from conftest import TESTS, kill_when_paused, run_cli
 
 from hgbench.core.bound import bind, check_applies, estimate
 from hgbench.estimators.cg import ConjugateGradient
@@ -265,21 +261,9 @@ def test_killed_training_resumes_to_the_uninterrupted_rows(tmp_path, monkeypatch
     """A minibatch training run killed (SIGKILL) at step 9 leaves complete files; resume=true
     continues from the checkpoint of step 8 (λ, momentum, minibatch generator, rows) and ends
     with exactly the rows and checkpoints of an uninterrupted run (time_s aside)."""
-    full, killed, marker = tmp_path / "full", tmp_path / "killed", tmp_path / "paused"
+    full, killed = tmp_path / "full", tmp_path / "killed"
     assert run_cli(monkeypatch, "run", *TRAIN, f"hydra.run.dir={full}") == 0
-    env = {**os.environ, "HGBENCH_TEST_PAUSE": f"3:{marker}", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    command = [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", *TRAIN, f"hydra.run.dir={killed}"]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        give_up = time.monotonic() + 600  # a guard against a hung child, not a timing assertion
-        while not marker.exists():  # the run reaches its 4th evaluation (step 9) and waits there
-            if proc.poll() is not None or time.monotonic() > give_up:
-                pytest.fail(f"the run ended or hung before its pause: {proc.stderr.read().decode() if proc.poll() is not None else ''}")
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    assert kill_when_paused(tmp_path, 3, *TRAIN, f"hydra.run.dir={killed}") == -signal.SIGKILL
     assert torch.load(killed / "train_state.pt", weights_only=True)["step"] == 8
     assert list(pd.read_csv(killed / "train.csv")["step"]) == list(range(8)) and not list(killed.glob(".*.tmp"))
     assert run_cli(monkeypatch, "run", *TRAIN, f"hydra.run.dir={killed}") == 0

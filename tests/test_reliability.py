@@ -5,15 +5,12 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TESTS, run_cli
+from conftest import TESTS, kill_when_paused, run_cli
 
 import hgbench
 from hgbench.analysis.results import COLUMNS
@@ -158,21 +155,9 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_rows(tmp_path, monke
     args = [*FAULTY, "n_lambdas=4", "resume=true"]
     full = tmp_path / "full"
     assert run_cli(monkeypatch, "run", *args, f"hydra.run.dir={full}") == 0
-    killed, marker = tmp_path / "killed", tmp_path / "paused"
-    env = {**os.environ, "HGBENCH_TEST_PAUSE": f"2:{marker}", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    command = [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", *args, f"hydra.run.dir={killed}"]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        give_up = time.monotonic() + 600  # a guard against a hung child, not a timing assertion
-        while not marker.exists():  # the run reaches the 3rd draw's reference and waits there
-            if proc.poll() is not None or time.monotonic() > give_up:
-                pytest.fail(f"the run ended or hung before its pause: {proc.stderr.read().decode() if proc.poll() is not None else ''}")
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    killed = tmp_path / "killed"
+    code = kill_when_paused(tmp_path, 2, *args, f"hydra.run.dir={killed}")
+    assert code == -signal.SIGKILL
     partial = pd.read_csv(killed / "metrics.csv")
     assert sorted(partial["lam_id"].unique()) == [0, 1] and len(partial) == 2 * 3  # complete draws only
     assert run_cli(monkeypatch, "run", *args, f"hydra.run.dir={killed}") == 0

@@ -29,23 +29,6 @@ COUNTS = ("n_phi", "n_vjp", "n_jvp", "saved_bytes")
 
 
 @dataclass
-class Cost:
-    """What one estimate cost. peak_bytes: CUDA only (None elsewhere)."""
-
-    time_s: float = 0.0
-    n_phi: int = 0
-    n_vjp: int = 0
-    n_jvp: int = 0
-    saved_bytes: int = 0
-    peak_bytes: Optional[int] = None
-
-    def __add__(self, other: "Cost") -> "Cost":
-        peaks = [p for p in (self.peak_bytes, other.peak_bytes) if p is not None]
-        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name != "peak_bytes"}
-        return Cost(**summed, peak_bytes=max(peaks) if peaks else None)
-
-
-@dataclass
 class Tally:
     """Running operation counts of one estimate; whoever performs an operation adds to it."""
 
@@ -56,6 +39,19 @@ class Tally:
 
     def counts(self) -> tuple[int, ...]:
         return tuple(getattr(self, name) for name in COUNTS)
+
+
+@dataclass
+class Cost(Tally):
+    """What one estimate cost: the counts, wall time, and peak_bytes (CUDA only; None elsewhere)."""
+
+    time_s: float = 0.0
+    peak_bytes: Optional[int] = None
+
+    def __add__(self, other: "Cost") -> "Cost":
+        peaks = [p for p in (self.peak_bytes, other.peak_bytes) if p is not None]
+        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name != "peak_bytes"}
+        return Cost(**summed, peak_bytes=max(peaks) if peaks else None)
 
 
 class Meter:
