@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hgbench.analysis.results import labels, load, load_training, markdown, panel_rows, panels, training_names  # noqa: E402
-from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, overlay, rate_table  # noqa: E402
+from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, declared, overlay, rate_table  # noqa: E402
 
 BAND = (0.25, 0.75)
 FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
@@ -43,6 +43,7 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
 
     ``theory``: also draw the predicted rates as dashed lines (hgbench.analysis.theory.overlay) and write
     the fitted-vs-predicted rate table next to the figure (rates.csv, rates.md)."""
+    df = declared(df)  # roles from the estimators' own names, before curves are relabelled
     df = df.assign(estimator=labels(df))
     df = df[df["status"] == "ok"] if "status" in df else df
     problems = sorted(df["problem"].unique())
