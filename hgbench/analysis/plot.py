@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 
 from hgbench.analysis.results import labels, load, load_training, markdown, panel_rows, panels, training_names  # noqa: E402
 from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, overlay, rate_table  # noqa: E402
+from hgbench.analysis.outer import load_outer, plot_outer  # noqa: E402
 
 BAND = (0.25, 0.75)
 FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
@@ -229,7 +230,7 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
 # figure kind -> (its function, the loader of the rows it is drawn from)
 KINDS = {
     "error": (plot_errors, load), "cost": (plot_cost, load), "inner": (plot_inner, load),
-    "train": (plot_training, load_training),
+    "train": (plot_training, load_training), "outer": (plot_outer, load_outer),
 }
 
 
