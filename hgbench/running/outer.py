@@ -59,7 +59,7 @@ from hgbench.core.bound import estimate
 from hgbench.core.cost import Meter, Tally
 from hgbench.core.reference import reference
 from hgbench.problems.base import Problem
-from hgbench.running.runner import Plan, UserError, integer, progress_bar, run_id, save
+from hgbench.running.runner import Plan, UserError, _reason as reason, integer, progress_bar, run_id, save
 from hgbench.running.train import finite, resumed_state, save_torch
 
 STATE = "outer_state.pt"
@@ -152,21 +152,27 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
                "time_s": state["time_s"] + clock.cost.time_s, "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s,
                **dict(zip(COUNTS, counts)), "vjp_eq": sum(counts)}  # fmt: skip
         evaluate = step % opts["eval_every"] == 0 or step == steps
-        if evaluate:
-            with evaluation:
-                lam64 = lam.detach().to("cpu", torch.float64)
-                ref = reference(plan.problem, lam64)
-                row.update(f=plan.problem.outer(ref.w_star, lam64).item(), q=ref.q)
-                if plan.problem.trainable:
-                    scores = work.evaluate(lam, opts["test_t"])
-                    row.update(test_loss=scores["test_loss"], test_acc=scores["test_acc"])
-            facts.append({"step": step, **ref.summary()})
-        if step == steps:
+        try:
+            if evaluate:
+                with evaluation:
+                    lam64 = lam.detach().to("cpu", torch.float64)
+                    ref = reference(plan.problem, lam64)
+                    row.update(f=plan.problem.outer(ref.w_star, lam64).item(), q=ref.q)
+                    if plan.problem.trainable:
+                        scores = work.evaluate(lam, opts["test_t"])
+                        row.update(test_loss=scores["test_loss"], test_acc=scores["test_acc"])
+                facts.append({"step": step, **ref.summary()})
+            if step == steps:
+                rows.append(row)
+                break
+            with clock:
+                (est,) = estimate(plan.estimator, work, lam, [(t, k)], w0=w_prev if warm_inner else None, v0=v_prev if warm_solver else None)
+            value = work.outer(est.w, lam)  # E(w_t, λ_s): logged, not part of the algorithm's time
+        except (RuntimeError, ValueError) as err:  # e.g. λ so far out that Φ's step size or w* cannot be computed
+            row.update(status="diverged", reason=reason(err))
             rows.append(row)
+            print(f"hgbench: {plan.estimator.name} diverged at outer step {step} ({row['reason']})")
             break
-        with clock:
-            (est,) = estimate(plan.estimator, work, lam, [(t, k)], w0=w_prev if warm_inner else None, v0=v_prev if warm_solver else None)
-        value = work.outer(est.w, lam)  # E(w_t, λ_s): logged, not part of the algorithm's time
         ok = finite(est.grad, value)
         if ok:
             with clock, torch.no_grad():
