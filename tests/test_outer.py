@@ -191,3 +191,14 @@ def test_killed_outer_run_resumes_to_the_uninterrupted_rows(tmp_path, monkeypatc
     assert list(done["step"]) == list(range(13)) and done["f"].notna().sum() == 5 and done["n_vjp"].is_monotonic_increasing
     assert run_cli(monkeypatch, "run", *KILLED, f"hydra.run.dir={killed}") == 0  # finished: kept, not recomputed
     assert pd.read_csv(killed / "outer.csv")["time_s"].tolist() == done["time_s"].tolist()
+
+
+def test_adam_takes_its_first_step_of_size_lr_on_every_coordinate(tmp_path, monkeypatch):
+    """torch.optim.Adam's first step is lr·g/(|g| + eps), i.e. lr·sign(g) per coordinate up to
+    eps = 1e-8 against |g| (here ≥ 1e-6: within 1% of lr)."""
+    out = tmp_path / "adam"
+    assert run_cli(monkeypatch, "run", *RIDGE, "estimator=fp", "outer.optimizer=adam", "outer.lr=0.01", "outer.steps=1",
+                   f"hydra.run.dir={out}") == 0  # fmt: skip
+    lam0 = ridge_problem().sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+    moved = (torch.load(out / STATE, weights_only=True)["lam"] - lam0).abs()
+    assert ((moved > 0.0099) & (moved <= 0.01)).all()
