@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hgbench.analysis.results import labels, load, load_training, markdown, panel_rows, panels, training_names  # noqa: E402
+from hgbench.analysis.outer import load_outer, plot_outer  # noqa: E402
 from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, declared, overlay, rate_table  # noqa: E402
 
 BAND = (0.25, 0.75)
@@ -230,7 +231,7 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
 # figure kind -> (its function, the loader of the rows it is drawn from)
 KINDS = {
     "error": (plot_errors, load), "cost": (plot_cost, load), "inner": (plot_inner, load),
-    "train": (plot_training, load_training),
+    "train": (plot_training, load_training), "outer": (plot_outer, load_outer),
 }
 
 

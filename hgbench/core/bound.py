@@ -39,7 +39,9 @@ class BoundProblem:
     value, held fixed by every derivative, as the theory assumes); each call counts one Φ
     evaluation into ``tally``. ``outer(w, l)`` is E; ``inner_loss(w, l)`` is ℓ or None.
     ``symmetric`` tags ∂₁Φ as symmetric. ``functional``: products are built with torch.func
-    (batched λ draws under vmap) instead of the autograd tape.
+    (batched λ draws under vmap) instead of the autograd tape. ``v0``: where an AID solver starts
+    (hgbench.estimators.aid; None: v₀ = 0), e.g. the previous outer step's v_k in a warm-started
+    outer loop (hgbench.running.outer); estimators without a solver ignore it.
     """
 
     phi: Fn
@@ -50,6 +52,7 @@ class BoundProblem:
     symmetric: bool
     tally: Tally = field(default_factory=Tally)
     functional: bool = False
+    v0: Optional[torch.Tensor] = None
 
     def meter(self) -> Meter:
         return Meter(self.tally, self.lam.device)
@@ -84,8 +87,11 @@ class BoundProblem:
         return values[0], tangents
 
 
-def bind(problem: "Problem", lam: torch.Tensor, functional: bool = False) -> BoundProblem:
-    """The problem at λ as an estimator sees it, with a fresh tally."""
+def bind(problem: "Problem", lam: torch.Tensor, functional: bool = False, w0: torch.Tensor | None = None,
+         v0: torch.Tensor | None = None) -> BoundProblem:
+    """The problem at λ as an estimator sees it, with a fresh tally. ``w0``: the start of the
+    inner iteration (default the problem's ``w0(lam)``; a warm start passes the previous outer
+    step's w_t, a constant of λ like every w₀); ``v0``: the AID solver's start (default 0)."""
     pure = problem.bound_phi(lam)
     tally = Tally()
 
@@ -94,9 +100,9 @@ def bind(problem: "Problem", lam: torch.Tensor, functional: bool = False) -> Bou
         return pure(w, l)
 
     return BoundProblem(
-        phi=phi, outer=problem.outer, lam=lam, w0=problem.w0(lam),
+        phi=phi, outer=problem.outer, lam=lam, w0=problem.w0(lam) if w0 is None else w0,
         inner_loss=problem.inner_loss if problem.has_inner_loss else None,
-        symmetric=problem.symmetric_jacobian, tally=tally, functional=functional,
+        symmetric=problem.symmetric_jacobian, tally=tally, functional=functional, v0=v0,
     )  # fmt: skip
 
 
@@ -108,7 +114,8 @@ def check_applies(estimator: "Estimator", problem: "Problem") -> None:
             raise ValueError(f"estimator {estimator.name!r} needs {what}, which problem {problem.name!r} does not provide; {advice}")
 
 
-def estimate(estimator: "Estimator", problem: "Problem", lam: torch.Tensor, pairs, functional: bool = False) -> Iterator["Estimate"]:
+def estimate(estimator: "Estimator", problem: "Problem", lam: torch.Tensor, pairs, functional: bool = False,
+             w0: torch.Tensor | None = None, v0: torch.Tensor | None = None) -> Iterator["Estimate"]:
     """``estimator``'s estimates at λ over the (t, k) pairs: one per pair, or per distinct t
-    for estimators without k."""
-    return estimator.estimate(bind(problem, lam, functional), pairs)
+    for estimators without k; ``w0``, ``v0``: warm starts (``bind``)."""
+    return estimator.estimate(bind(problem, lam, functional, w0, v0), pairs)

@@ -8,6 +8,16 @@ trajectory, and for each t the k-curve comes from one run of the solver: v_k is 
 iterates at every k of the grid. A solver is a generator of its iterates v_1, v_2, … from
 v_0 = 0 that uses a fixed number of products per iterate (one with Jᵀ; CG on the normal
 equations also one with J) and never stops early.
+
+Warm start (the bound problem's ``v0``, e.g. the previous outer step's v_k): by default the
+solver runs on the residual system
+
+    (I − Jᵀ) δ = r₀,   r₀ = b − (I − Jᵀ) v₀,   v_k = v₀ + δ_k
+
+which is exactly how CG and GMRES start from a nonzero v₀ (the Krylov space of r₀; Saad 2003,
+§6.5, §6.11), costs one more VJP (for r₀) and makes neumann from v₀ the Neumann series of δ;
+a solver with a cheaper native start overrides ``warm`` (the fixed-point iteration simply
+iterates from v₀). With v₀ = None nothing changes: the solver starts from 0.
 """
 
 from __future__ import annotations
@@ -37,9 +47,17 @@ class AID(Estimator):
         hgbench.estimators.precond takes one preconditioned step first)."""
         return w
 
+    solver_start = True
+
     def initial(self, b: torch.Tensor) -> torch.Tensor:
         """v at k = 0, before any solver step (0 here; the Neumann series starts at b)."""
         return torch.zeros_like(b)
+
+    def warm(self, lin: Linearization, b: torch.Tensor, v0: torch.Tensor) -> tuple[torch.Tensor, Iterator[torch.Tensor]]:
+        """(v at k = 0, the iterates v_1, v_2, …) from the start v₀: the solver on the residual
+        system (module docstring), one VJP for r₀ = b − v₀ + Jᵀv₀."""
+        r0 = b - v0 + lin.jt(v0)
+        return v0 + self.initial(r0), (v0 + delta for delta in self.solver(lin, r0))
 
     def estimate(self, bound, pairs):
         ks_at = {}
@@ -52,8 +70,11 @@ class AID(Estimator):
                 x = self.point(bound, w)
                 grad_w, grad_lam = outer_grads(x, bound.lam)
                 lin = bound.linearize(x)
-                iterates = self.solver(lin, grad_w)
-            v, done = self.initial(grad_w), 0
+                if bound.v0 is None:
+                    v, iterates = self.initial(grad_w), self.solver(lin, grad_w)
+                else:
+                    v, iterates = self.warm(lin, grad_w, bound.v0)
+            done = 0
             for k in sorted(ks_at[t]):
                 with solve:
                     while done < k:
@@ -62,4 +83,4 @@ class AID(Estimator):
                 final = bound.meter()
                 with final:  # part of this k's cost, not of the larger k's
                     grad = grad_lam + lin.lam_t(v)
-                yield Estimate(t, k, grad, w, inner_cost + solve.cost + final.cost)
+                yield Estimate(t, k, grad, w, inner_cost + solve.cost + final.cost, v)

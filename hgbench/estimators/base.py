@@ -30,6 +30,7 @@ class Estimate:
     grad: torch.Tensor
     w: torch.Tensor
     cost: Cost
+    v: Optional[torch.Tensor] = None  # AID: the solver's final iterate v_k (a warm start's next v₀); None elsewhere
 
 
 class Estimator:
@@ -42,6 +43,9 @@ class Estimator:
     # What it needs of a problem (keys of hgbench.core.bound.NEEDS: "symmetric", "inner_loss"),
     # each with the advice printed when a problem lacks it; checked once, before any work.
     needs: dict[str, str] = {}
+    # Starts its linear solver from the bound problem's ``v0`` (AID); False: it has no solver
+    # start, and a solver warm start does not apply (hgbench.running.outer).
+    solver_start: bool = False
 
     def __init__(self, name: str):
         self.name = name

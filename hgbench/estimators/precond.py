@@ -47,6 +47,7 @@ class Preconditioned(AID):
             raise ValueError(f"estimator.precond_steps={precond_steps!r} must be an integer >= 0")
         self.kind, self.solve, self.precond_steps = kind, solve, precond_steps
         self.role = f"precond_{kind}"
+        self.solver_start = solve == "cg"  # solve=direct has no solver to start
         if solve == "cg":
             self.needs = {"symmetric": "solve=cg runs CG; use estimator.solve=direct"}
 

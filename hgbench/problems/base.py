@@ -82,6 +82,15 @@ class Problem:
         u = torch.rand(n, self.lam_dim, generator=generator, dtype=torch.float64)
         return self.lam_low + (self.lam_high - self.lam_low) * u
 
+    def box(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(low, high), each (p,) float64: the box λ is drawn from, which an outer loop may clamp
+        λ to (mode=outer, ``outer.clamp``); [lam_low, lam_high]^p with the default draws, None
+        for a problem that draws λ otherwise and does not override this (no box)."""
+        if type(self).sample_lambdas is not Problem.sample_lambdas:
+            return None
+        return (torch.full((self.lam_dim,), self.lam_low, dtype=torch.float64),
+                torch.full((self.lam_dim,), self.lam_high, dtype=torch.float64))  # fmt: skip
+
     # --- derived ------------------------------------------------------------------------------
     def phi_function(self, lam: torch.Tensor, consts: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """Φ(w, l) with the constants of the draw λ bound; a problem may override it to reuse

@@ -90,6 +90,13 @@ class KernelRidge(GradientStepProblem):
         lams[:, 1:] = low + (high - low) * u
         return lams
 
+    def box(self):
+        """log ρ in [lam_low, lam_high], each log σ in [log_bandwidth_low, log_bandwidth_high]."""
+        low = torch.full((self.lam_dim,), self.bandwidth_range[0], dtype=torch.float64)
+        high = torch.full((self.lam_dim,), self.bandwidth_range[1], dtype=torch.float64)
+        low[0], high[0] = self.lam_low, self.lam_high
+        return low, high
+
     def kernel(self, sq: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         """k_σ from squared differences sq (…, d), or (…, 1) summed over features when the
         bandwidth is shared; σ_f = √d · exp(λ_{1+f}) (or the shared λ₁)."""

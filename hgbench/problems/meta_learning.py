@@ -80,6 +80,14 @@ class MetaLearning(GradientStepProblem):
             lams[:, -1] = self.log_gamma - 1 + 2 * u
         return lams
 
+    def box(self):
+        """h in [lam_low, lam_high]^d, and log γ in [log gamma − 1, log gamma + 1] with ``learn_gamma``."""
+        low = torch.full((self.lam_dim,), self.lam_low, dtype=torch.float64)
+        high = torch.full((self.lam_dim,), self.lam_high, dtype=torch.float64)
+        if self.learn_gamma:
+            low[-1], high[-1] = self.log_gamma - 1, self.log_gamma + 1
+        return low, high
+
     def split(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(h, γ) from λ."""
         d = self.x_train.shape[2]

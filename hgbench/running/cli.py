@@ -1,7 +1,7 @@
 """The ``hgbench`` command: a thin dispatcher over subcommands.
 
     hgbench run [Hydra overrides]    one run, or a sweep with -m (see hgbench run --help)
-    hgbench plot PATH [--kind K] [--theory]
+    hgbench plot PATH [--kind K] [--theory] [--eps E]
                                      redraw figures from a CSV or a run/sweep directory
     hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (train.csv) from its jobs' files
     hgbench list                     the problems, estimators and grids, with their settings
@@ -45,12 +45,18 @@ def _plot(args: list[str]) -> int:
     parser.add_argument("--out", default=None, help="output directory (default: next to the data)")
     parser.add_argument("--theory", action="store_true", help="error figure: overlay the predicted rates (dashed) and "
                         "write the fitted-vs-predicted rate table (rates.csv, rates.md)")  # fmt: skip
+    parser.add_argument("--eps", type=float, default=None, help="outer figure: the relative ε of the time-to-ε summary "
+                        "(f − f* ≤ ε·(f(λ₀) − f*); default 1e-3)")  # fmt: skip
     ns = parser.parse_args(args)
     if ns.theory and ns.kind != "error":
         print(f"hgbench plot: error: --theory applies to --kind error, not --kind {ns.kind}", file=sys.stderr)
         return 2
+    if ns.eps is not None and (ns.kind != "outer" or not ns.eps > 0):
+        print(f"hgbench plot: error: --eps {ns.eps} needs --kind outer and a value > 0", file=sys.stderr)
+        return 2
+    options = {"theory": True} if ns.theory else {"eps": ns.eps} if ns.eps is not None else {}
     try:
-        paths = plot(ns.path, ns.kind, ns.out, **({"theory": True} if ns.theory else {}))
+        paths = plot(ns.path, ns.kind, ns.out, **options)
     except (FileNotFoundError, ValueError) as err:
         print(f"hgbench plot: error: {err}", file=sys.stderr)
         return 2

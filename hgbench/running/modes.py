@@ -12,6 +12,8 @@ progress bar, crash-safe writing of the rows and run.json, and resume.
             (hgbench.running.runner.execute): metrics.csv
     train   training the problem's outer variable with the estimator's hypergradients
             (hgbench.running.train): train.csv, checkpoints.pt, train_state.pt
+    outer   bilevel optimization of any problem with the estimator's hypergradients, optionally
+            warm-started (hgbench.running.outer): outer.csv, outer_state.pt
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from hgbench.analysis import results
+from hgbench.analysis import outer as outer_rows, results
 from hgbench.problems.base import Problem
-from hgbench.running import runner, train
+from hgbench.running import outer, runner, train
 from hgbench.running.runner import Plan, UserError
 
 
@@ -35,6 +37,12 @@ class Mode:
     columns: list[str]
     key: list[str]  # a row's identity; starts with run_id, so rows of different runs never merge
     figures: tuple[str, ...]  # `hgbench plot --kind` values drawn from its rows; the first after every run
+    options: str | None = None  # the config group of its own options (conf/<options>/), if any
+
+    def foreign_groups(self) -> tuple[str, ...]:
+        """The other modes' option groups: they do not change this mode's rows, so they are left
+        out of its run's configuration (run.json, run_id, the resume check)."""
+        return tuple(mode.options for mode in MODES.values() if mode.options and mode is not self)
 
     def check(self, cfg: DictConfig) -> None:
         """The mode's own options, before the problem is built; raises UserError."""
@@ -66,6 +74,7 @@ class ErrorMode(Mode):
 
 class TrainMode(Mode):
     name, csv, columns, key = "train", results.TRAIN_CSV, results.TRAIN_COLUMNS, results.TRAIN_KEY
+    options = "train"
     figures = ("train",)
 
     def check(self, cfg: DictConfig) -> None:
@@ -84,7 +93,25 @@ class TrainMode(Mode):
         return results.load_training(path)
 
 
-MODES: dict[str, Mode] = {mode.name: mode for mode in (ErrorMode(), TrainMode())}
+class OuterMode(Mode):
+    name, csv, columns, key = "outer", outer_rows.OUTER_CSV, outer_rows.COLUMNS, outer_rows.KEY
+    options = "outer"
+    figures = ("outer",)
+
+    def check(self, cfg: DictConfig) -> None:
+        outer.check_options(cfg)
+
+    def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
+        outer.check_problem(cfg, problem)
+
+    def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
+        return outer.run(plan, out_dir, progress)
+
+    def summarize(self, df: pd.DataFrame) -> str:
+        return outer_rows.summary_text(df)
+
+
+MODES: dict[str, Mode] = {mode.name: mode for mode in (ErrorMode(), TrainMode(), OuterMode())}
 
 
 def find(name) -> Mode | None:

@@ -169,6 +169,8 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
     if cfg.batch_lambdas and not batched:
         print(f"hgbench: batch_lambdas=true: {estimator.name} on {problem.name} does not vectorize; looping over λ draws")
     config = OmegaConf.to_container(cfg, resolve=True)
+    for group in mode.foreign_groups():
+        config.pop(group, None)
     return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, seed, batched, config,
                 cfg.resume, overrides)  # fmt: skip
 

@@ -74,21 +74,23 @@ def check_problem(cfg: DictConfig, problem: Problem) -> None:
         raise UserError(f"train.batch_size={size} exceeds the {problem.n_train} training examples of problem {problem.name!r}")
 
 
-def _finite(*tensors: torch.Tensor) -> bool:
+def finite(*tensors: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(x).all()) for x in tensors)
 
 
-def _save_torch(obj, path: Path) -> None:
+def save_torch(obj, path: Path) -> None:
+    """torch.save through an atomic rename (hgbench.analysis.results.atomic)."""
     with atomic(path) as tmp:
         torch.save(obj, tmp)
 
 
-def _resumed(plan: Plan, out_dir: Path) -> dict | None:
-    """For resume=true: the training state out_dir holds for this configuration, else None."""
-    if previous_info(plan, out_dir, TRAIN_CSV) is None or not (out_dir / STATE).is_file():
+def resumed_state(plan: Plan, out_dir: Path, csv: str = TRAIN_CSV, state: str = STATE) -> dict | None:
+    """For resume=true: the state (file ``state``) that out_dir holds for this configuration
+    (its ``csv`` and run.json: runner.previous_info), else None; training and mode=outer."""
+    if previous_info(plan, out_dir, csv) is None or not (out_dir / state).is_file():
         return None
     try:
-        return torch.load(out_dir / STATE, weights_only=True)
+        return torch.load(out_dir / state, weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
         raise unreadable(out_dir, err) from err
 
@@ -100,7 +102,7 @@ def train(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
     t, k, steps, every, size = opts["t"], opts["k"], opts["steps"], opts["checkpoint_every"], opts["batch_size"]
     work = plan.problem.to(plan.dtype, plan.device)
     batches = torch.Generator().manual_seed(plan.seed)
-    state = _resumed(plan, out_dir)
+    state = resumed_state(plan, out_dir)
     if state is None:
         lam = work.project(plan.lams[0].to(plan.dtype).to(plan.device))
         state = {"step": 0, "lam": lam, "momentum": torch.zeros_like(lam), "generator": batches.get_state(), "rows": [],
@@ -114,8 +116,8 @@ def train(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
     clock = Meter(Tally(), plan.device)
 
     def checkpoint(step: int, done: bool) -> None:
-        _save_torch({"steps": saved_steps, "lams": torch.stack(saved)}, out_dir / CHECKPOINTS)
-        _save_torch({"step": step, "lam": lam, "momentum": momentum, "generator": batches.get_state(), "rows": rows,
+        save_torch({"steps": saved_steps, "lams": torch.stack(saved)}, out_dir / CHECKPOINTS)
+        save_torch({"step": step, "lam": lam, "momentum": momentum, "generator": batches.get_state(), "rows": rows,
                      "facts": facts, "saved_steps": saved_steps, "saved_lams": saved,
                      "time_s": elapsed + clock.cost.time_s, "done": done}, out_dir / STATE)  # fmt: skip
         save(plan, rows, TRAIN_COLUMNS, TRAIN_CSV, facts, out_dir)
@@ -145,11 +147,11 @@ def train(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         with clock:
             (est,) = estimate(plan.estimator, batch, lam, [(t, k)])
             loss = batch.outer(est.w, lam)
-            ok = _finite(est.grad, loss)
+            ok = finite(est.grad, loss)
             if ok:
                 new_momentum = opts["momentum"] * momentum + est.grad
                 new_lam = lam - opts["lr"] * new_momentum
-                ok = _finite(new_lam)  # an overflowing step is divergence too (and SVD rejects inf)
+                ok = finite(new_lam)  # an overflowing step is divergence too (and SVD rejects inf)
                 if ok:
                     new_lam = work.project(new_lam)
         row["batch_loss"] = loss.item()

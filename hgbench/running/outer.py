@@ -1,0 +1,199 @@
+"""Outer-loop mode (``hgbench run mode=outer``, hgbench.running.modes): bilevel optimization
+
+    min_λ f(λ) = E(w(λ), λ),   w(λ) = Φ(w(λ), λ)
+
+with the chosen estimator's hypergradient ĝ(t, k) fed to a torch.optim optimizer, on any
+problem. Does hypergradient accuracy pay off in the outer loop? (Grazzi et al., ICML 2020,
+compare the estimators' accuracy; Ji, Yang, Liang, ICML 2021, and Arbel & Mairal, ICLR 2022,
+analyse bilevel algorithms whose inner and adjoint solvers are warm-started across outer steps.)
+
+Each outer step s = 0, 1, …, ``steps`` − 1, from λ_0 = the run's first λ draw:
+
+    ĝ_s = the estimator's estimate at λ_s with t inner steps and k solver steps, from
+          w₀ = w_t of step s − 1 (``warm_start`` inner or inner+solver; else the problem's w₀)
+          and v₀ = v_k of step s − 1 (inner+solver, AID estimators; else 0)
+    λ_{s+1} = the optimizer's step on ĝ_s (``optimizer``: sgd, heavy-ball momentum
+              m ← μ m + ĝ, λ ← λ − lr·m; or adam), then the problem's ``project`` (``project``,
+              e.g. A onto the spectral ball on equilibrium_mnist), then the clamp onto the
+              problem's box (``clamp``)
+
+A warm inner start makes w₀ a constant of λ, so ITD differentiates through the t steps of the
+current outer step only (as in practice; Ji et al. 2021's ITD-BiO). Estimators without a linear
+solver (itd, itd_forward, itd_trunc, exact, jfb, reparam, precond with solve=direct) have no v₀:
+``warm_start=inner+solver`` runs them as ``inner``, with a one-line note.
+
+Logged to outer.csv, one row per λ_s, s = 0, …, steps (the last row: λ_steps, no estimate):
+``outer_value`` E(w_t, λ_s) of the step's estimate; every ``eval_every`` steps and at the last
+``f`` = f(λ_s) = E(w*(λ_s), λ_s) and the error of ĝ_s against the float64 reference ∇f(λ_s)
+(hgbench.core.reference) with q, and, for problems with a test split (``trainable``), the test
+loss and accuracy of the model whose states are ``test_t`` steps of Φ from 0; ``time_s``: the
+cumulative wall time of the algorithm's work that produced λ_s (the estimates and optimizer
+steps of steps 0, …, s − 1), ``ref_time_s`` the same for the evaluation (reference and test
+metric), timed apart; ``n_phi``, ``n_vjp``, ``n_jvp``: the cumulative counts of those estimates
+(hgbench.core.cost), and ``vjp_eq`` = n_vjp + n_jvp + n_phi, the VJP-equivalents: each Φ
+evaluation, VJP and JVP through Φ counted as one (a VJP or JVP costs a small constant times a Φ
+evaluation; E and its gradient, once per estimate for every estimator, are not counted).
+``problem_id`` (a hash of the problem's configuration, seed included) marks the runs that
+minimize the same f: the summary (hgbench.analysis.outer) measures suboptimality against the
+best f any of them reached.
+
+A non-finite hypergradient, outer value or λ ends the run with a ``diverged`` row.
+Crash safety and resume as in training mode (hgbench.running.train, whose pieces this reuses):
+outer.csv and run.json rewritten atomically at every evaluation; at step 0, every
+``checkpoint_every`` steps and the last, the state at the start of that step (λ, the optimizer's
+state, the warm starts w and v, rows, reference facts, clocks and counts) goes atomically to
+outer_state.pt, and ``resume=true`` continues from it to exactly the rows of an uninterrupted run
+(the measured times aside).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+
+from hgbench.analysis.outer import COLUMNS, OUTER_CSV
+from hgbench.core.bound import estimate
+from hgbench.core.cost import Meter, Tally
+from hgbench.core.reference import reference
+from hgbench.problems.base import Problem
+from hgbench.running.runner import Plan, UserError, _reason as reason, integer, progress_bar, run_id, save
+from hgbench.running.train import finite, resumed_state, save_torch
+
+STATE = "outer_state.pt"
+WARM_STARTS = ("none", "inner", "inner+solver")
+OPTIMIZERS = ("sgd", "adam")
+COUNTS = ("n_phi", "n_vjp", "n_jvp")
+
+
+def check_options(cfg: DictConfig) -> None:
+    """The outer-loop options, before the problem is built."""
+    opts = cfg.outer
+    for key, low in (("t", 0), ("k", 0), ("steps", 1), ("eval_every", 1), ("checkpoint_every", 0), ("test_t", 0)):
+        integer(f"outer.{key}", opts[key], low)
+    for key in ("lr", "momentum"):
+        value = opts[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise UserError(f"outer.{key}={value!r} must be a number >= 0")
+    if opts.optimizer not in OPTIMIZERS:
+        raise UserError(f"outer.optimizer={opts.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    if opts.warm_start not in WARM_STARTS:
+        raise UserError(f"outer.warm_start={opts.warm_start!r} is not one of {', '.join(WARM_STARTS)}")
+    for key in ("project", "clamp"):
+        if not isinstance(opts[key], bool):
+            raise UserError(f"outer.{key}={opts[key]!r} must be true or false")
+    if cfg.batch_lambdas:
+        raise UserError("batch_lambdas=true applies to mode=error; mode=outer computes one hypergradient per step: use batch_lambdas=false")
+
+
+def check_problem(cfg: DictConfig, problem: Problem) -> None:
+    """``outer.clamp=true`` needs a problem with a box."""
+    if cfg.outer.clamp and problem.box() is None:
+        raise UserError(f"outer.clamp=true: problem {problem.name!r} has no box for λ to be clamped to; use outer.clamp=false")
+
+
+def _optimizer(opts: dict, lam: torch.Tensor) -> torch.optim.Optimizer:
+    if opts["optimizer"] == "sgd":
+        return torch.optim.SGD([lam], lr=opts["lr"], momentum=opts["momentum"])
+    return torch.optim.Adam([lam], lr=opts["lr"])
+
+
+def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
+    """One outer-loop run (or the rest of one, see the module docstring); writes outer.csv,
+    run.json and outer_state.pt into out_dir and returns the rows."""
+    opts = plan.config["outer"]
+    t, k, steps, every = opts["t"], opts["k"], opts["steps"], opts["checkpoint_every"]
+    warm_inner = opts["warm_start"] != "none"
+    warm_solver = opts["warm_start"] == "inner+solver" and plan.estimator.solver_start
+    if opts["warm_start"] == "inner+solver" and not warm_solver:
+        print(f"hgbench: note: {plan.estimator.name} has no linear solver to warm-start; outer.warm_start=inner+solver runs as inner")
+    work = plan.problem.to(plan.dtype, plan.device)
+    box = plan.problem.box() if opts["clamp"] else None
+    box = None if box is None else tuple(b.to(plan.dtype).to(plan.device) for b in box)
+
+    def feasible(lam: torch.Tensor) -> torch.Tensor:
+        lam = work.project(lam) if opts["project"] else lam
+        return lam if box is None else torch.clamp(lam, *box)
+
+    state = resumed_state(plan, out_dir, OUTER_CSV, STATE)
+    resumed_at = None if state is None else state["step"]
+    if state is None:
+        state = {"step": 0, "lam": feasible(plan.lams[0].to(plan.dtype).to(plan.device)), "optimizer": None, "w": None, "v": None,
+                 "rows": [], "facts": [], "time_s": 0.0, "ref_time_s": 0.0, "counts": [0, 0, 0], "done": False}  # fmt: skip
+    lam = state["lam"].to(plan.device).clone()
+    optimizer = _optimizer(opts, lam)
+    if state["optimizer"] is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    w_prev, v_prev, rows, facts, counts = state["w"], state["v"], state["rows"], state["facts"], list(state["counts"])
+    clock, evaluation = Meter(Tally(), plan.device), Meter(Tally(), plan.device)
+
+    def checkpoint(step: int, done: bool) -> None:
+        save_torch({"step": step, "lam": lam, "optimizer": optimizer.state_dict(), "w": w_prev, "v": v_prev, "rows": rows,
+                    "facts": facts, "time_s": state["time_s"] + clock.cost.time_s, "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s,
+                    "counts": counts, "done": done}, out_dir / STATE)  # fmt: skip
+        save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
+
+    if state["done"]:
+        return save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
+    base = {
+        "problem": plan.problem.name, "estimator": plan.estimator.name, "role": plan.estimator.role, "seed": plan.seed,
+        "warm_start": opts["warm_start"], "optimizer": opts["optimizer"], "lr": opts["lr"], "momentum": opts["momentum"],
+        "t": t, "k": k, "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
+        "problem_id": run_id({"problem": plan.config["problem"]}), **plan.identity,
+    }  # fmt: skip
+    # One untimed estimate: one-time framework setup must not land in the first step's time.
+    list(estimate(plan.estimator, work, lam, [(1, 1)]))
+    for step in progress_bar(plan, range(state["step"], steps + 1), steps + 1, "step", progress, "outer "):
+        if (step == 0 or step == steps or (every and step % every == 0)) and step != resumed_at:
+            checkpoint(step, done=False)
+        row = {**base, "step": step, "lam_norm": torch.linalg.vector_norm(lam).item(), "status": "ok", "reason": "",
+               "time_s": state["time_s"] + clock.cost.time_s, "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s,
+               **dict(zip(COUNTS, counts)), "vjp_eq": sum(counts)}  # fmt: skip
+        evaluate = step % opts["eval_every"] == 0 or step == steps
+        try:
+            if evaluate:
+                with evaluation:
+                    lam64 = lam.detach().to("cpu", torch.float64)
+                    ref = reference(plan.problem, lam64)
+                    row.update(f=plan.problem.outer(ref.w_star, lam64).item(), q=ref.q)
+                    if plan.problem.trainable:
+                        scores = work.evaluate(lam, opts["test_t"])
+                        row.update(test_loss=scores["test_loss"], test_acc=scores["test_acc"])
+                facts.append({"step": step, **ref.summary()})
+            if step == steps:
+                rows.append(row)
+                break
+            with clock:
+                (est,) = estimate(plan.estimator, work, lam, [(t, k)], w0=w_prev if warm_inner else None, v0=v_prev if warm_solver else None)
+            value = work.outer(est.w, lam)  # E(w_t, λ_s): logged, not part of the algorithm's time
+        except (RuntimeError, ValueError) as err:  # e.g. λ so far out that Φ's step size or w* cannot be computed
+            row.update(status="diverged", reason=reason(err))
+            rows.append(row)
+            print(f"hgbench: {plan.estimator.name} diverged at outer step {step} ({row['reason']})")
+            break
+        ok = finite(est.grad, value)
+        if ok:
+            with clock, torch.no_grad():
+                lam.grad = est.grad.detach()
+                optimizer.step()
+                lam.copy_(feasible(lam))
+            ok = finite(lam)
+        counts = [c + getattr(est.cost, name) for c, name in zip(counts, COUNTS)]
+        row["outer_value"] = value.item()
+        if evaluate:
+            grad = est.grad.detach().to("cpu", torch.float64)
+            err = torch.linalg.vector_norm(grad - ref.grad).item()
+            row.update(err_abs=err, err_rel=err / torch.linalg.vector_norm(ref.grad).item())
+        rows.append(row)
+        if not ok:
+            row.update(status="diverged", reason="non-finite hypergradient, outer value or λ")
+            print(f"hgbench: {plan.estimator.name} diverged at outer step {step} (non-finite hypergradient, outer value or λ)")
+            break
+        w_prev = est.w.detach()
+        v_prev = None if est.v is None else est.v.detach()
+        if evaluate:
+            save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
+    checkpoint(step, done=True)
+    return pd.DataFrame(rows, columns=COLUMNS)
