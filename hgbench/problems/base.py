@@ -38,8 +38,6 @@ class Problem:
     batchable: bool = True  # Φ, E and consts vectorize over λ with torch.func.vmap
 
     def __init__(self, name: str, seed: int, lam_low: float, lam_high: float):
-        if not (math.isfinite(lam_low) and math.isfinite(lam_high)):
-            raise ValueError(f"problem.lam_low={lam_low} and problem.lam_high={lam_high} must be finite")
         if not lam_low <= lam_high:
             raise ValueError(f"problem.lam_low={lam_low} must be <= problem.lam_high={lam_high}")
         self.name = name

@@ -25,14 +25,30 @@ def _run(argv: list[str]) -> int:
     sys.argv = argv
     if "COMP_LINE" in os.environ:
         os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     from hgbench.running.app import FAILED_JOBS, task
+    from hgbench.running.schema import explain
 
     FAILED_JOBS.clear()
+    # Hydra prints its composition errors over several lines and exits 1; with
+    # HYDRA_FULL_ERROR it raises them instead, and they are reported here in one line.
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         task()
+    except (HydraException, OmegaConfBaseException) as err:  # composing the configuration failed
+        print(f"hgbench: error: {explain(err)}", file=sys.stderr)
+        return 2
     except ValueError as err:  # Hydra's own refusal of its flags, e.g. --cfg together with -m
         print(f"hgbench: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR")
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
     return 1 if FAILED_JOBS else 0
 
 
