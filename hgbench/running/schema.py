@@ -402,9 +402,14 @@ def checked_fields(schema: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(schema) if "check" in f.metadata]
 
 
+def _is_schema(kind) -> bool:
+    """Whether ``kind`` is one of this module's schemas (including nested ones such as Data)."""
+    return isinstance(kind, type) and dataclasses.is_dataclass(kind) and kind.__module__ == __name__
+
+
 def _schema_of(node) -> type | None:
     kind = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
-    return kind if kind in SCHEMAS.values() else None
+    return kind if _is_schema(kind) else None
 
 
 def _unknown(path: str, schema: type, shown: str) -> str:
@@ -429,7 +434,8 @@ def _validate(node: DictConfig, prefix: str) -> None:
         if key not in names:
             value = OmegaConf.to_container(node, resolve=False)[key]
             raise ConfigError(_unknown(f"{prefix}{key}", schema, f"{prefix}{key}={value!r}"))
-    for f in dataclasses.fields(schema):
+    # Values given directly first: a refused name like reparam_${.map} then blames map, not name.
+    for f in sorted(dataclasses.fields(schema), key=lambda f: OmegaConf.is_interpolation(node, f.name)):
         value = node[f.name]
         check = f.metadata.get("check")
         if check is not None and not check.ok(value):
@@ -439,28 +445,32 @@ def _validate(node: DictConfig, prefix: str) -> None:
 
 
 def explain(err: BaseException) -> str:
-    """One line for an error Hydra raised while composing the configuration: a type refused by
-    a schema in the schema's words, an unknown key with the options there are, anything else
-    (unknown config choice, bad override syntax, …) as Hydra's message on one line."""
-    cause = err.__cause__ if err.__cause__ is not None else err
-    schema = getattr(cause, "object_type", None)
-    key = getattr(cause, "key", None)
-    full_key = getattr(cause, "full_key", None) or key
-    if schema in SCHEMAS.values() and isinstance(key, str):
-        fields = {f.name: f for f in dataclasses.fields(schema)}
-        if key not in fields:
-            return _unknown(full_key, schema, full_key)
-        check = fields[key].metadata.get("check")
-        if check is not None:
-            return check.refusal(full_key, cause.value)
+    """One line for an error Hydra (or OmegaConf) raised while composing the configuration: a
+    type refused by a schema in the schema's words, an unknown key with the options there are,
+    anything else (unknown config choice, bad override syntax, …) as the message on one line."""
+    chain = [err]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    for located in chain:
+        kind, key = getattr(located, "object_type", None), getattr(located, "key", None)
+        if _is_schema(kind) and isinstance(key, str):
+            full_key = located.full_key or key
+            fields = {f.name: f for f in dataclasses.fields(kind)}
+            if key not in fields:
+                return _unknown(full_key, kind, full_key)
+            check = fields[key].metadata.get("check")
+            if check is not None:
+                return check.refusal(full_key, located.value)
     text = str(err).split("\nConfig search path:")[0]
-    if cause is not err:
-        text += " (" + str(cause).split("\n    full_key:")[0] + ")"
-    return " ".join(text.split())
+    if len(chain) > 1:
+        text += " (" + str(chain[1]).split("\n    full_key:")[0] + ")"
+    where = next((e.full_key for e in chain if getattr(e, "full_key", None)), None)
+    text = text.split("\n    full_key:")[0]
+    return " ".join(f"{where}: {text}".split() if where else text.split())
 
 
 # --- help ----------------------------------------------------------------------------------------
-def _schema_users(group: str) -> dict[type, list[str]]:
+def schema_users(group: str) -> dict[type, list[str]]:
     """Per schema, the options of conf/``group``/ that use it (their defaults list names it)."""
     users: dict[type, list[str]] = {}
     for path in sorted((conf_dir() / group).glob("*.yaml")):
@@ -488,7 +498,7 @@ def help_text() -> str:
     out += ["", "Options (KEY=VALUE: allowed values — meaning; `--cfg job` shows the values):"]
     out += _lines(Config, "") + _lines(Data, "data.")
     for group in groups:
-        for schema, users in _schema_users(group).items():
+        for schema, users in schema_users(group).items():
             out += ["", f"{group}={', '.join(users)}:"] + _lines(schema, f"{group}.")
     out += ["", "Flags:", "$FLAGS_HELP"]
     return "\n".join(line.replace("$", "$$") if line != "$FLAGS_HELP" else line for line in out)
