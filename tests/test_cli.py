@@ -126,6 +126,13 @@ def test_cfg_help_and_list(monkeypatch, capsys):
     printed = capsys.readouterr().out
     for name in ("ridge", "logistic", "itd_forward", "cg", "diag", "k_sweep", "t_sweep", "full"):
         assert f"  {name}" in printed
+    lines = printed.splitlines()
+    assert "${" not in printed  # interpolations resolved: seed=0, name=precond_newton
+    assert any(line.split()[:2] == ["demo", "`make"] and line.endswith("swept at large t.") for line in lines)
+    assert any(line.split()[:2] == ["grazzi2020", "*"] and "Grazzi et al. (ICML 2020)" in line for line in lines)
+    assert any(line.split()[0] == "cg" and "(needs: symmetric)" in line for line in lines)
+    applies = {line.split()[0]: line.split(None, 1)[1] for line in lines[lines.index(next(l for l in lines if l.startswith("which estimators apply"))) + 1 :]}
+    assert applies["equilibrium_mnist"] == "all but cg, reparam, reparam_exp" and applies["ridge"] == "all"
 
 
 def test_shell_completion_sees_run_overrides(monkeypatch, capsys):

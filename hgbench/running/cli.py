@@ -4,7 +4,7 @@
     hgbench plot PATH [--kind K] [--theory]
                                      redraw figures from a CSV or a run/sweep directory
     hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (train.csv) from its jobs' files
-    hgbench list                     the problems, estimators and grids, with their settings
+    hgbench list                     problems, estimators, grids, presets, and which estimators apply where
     hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
 """
 
@@ -125,22 +125,69 @@ def _reproduce(args: list[str]) -> int:
     return 1 if failed else 0
 
 
-def _list(args: list[str]) -> int:
-    from hydra.utils import get_class
+def _resolved(group: str, path) -> dict:
+    """The option file at ``path`` of ``group`` with its ``${...}`` values resolved against the
+    top-level values of conf/config.yaml (e.g. ``seed``, ``data.root``), its defaults list dropped."""
     from omegaconf import OmegaConf
 
-    argparse.ArgumentParser(prog="hgbench list", description="List problems, estimators and grids.").parse_args(args)
+    top = OmegaConf.load(conf_dir() / "config.yaml")
+    node = OmegaConf.load(path)
+    node.pop("defaults", None)
+    root = OmegaConf.create({key: top[key] for key in top if key not in ("defaults", "hydra")} | {group: node})
+    return OmegaConf.to_container(root, resolve=True)[group]
+
+
+def _first_doc_line(obj) -> str:
+    lines = (obj.__doc__ or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _preset_line(path) -> str:
+    """A preset's description on one line: the comment that opens its file, up to its examples."""
+    words = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#") or line.startswith("#  ") or line[1:].strip().startswith("hgbench ") or not line.strip("# "):
+            break  # the end of the opening comment, or the start of its indented examples
+        if not line.startswith("# @package"):
+            words += line.lstrip("#").split()
+    return " ".join(words)
+
+
+def _list(args: list[str]) -> int:
+    from hydra.utils import get_class, instantiate
+
+    from hgbench.core.bound import NEEDS
+
+    argparse.ArgumentParser(
+        prog="hgbench list",
+        description="List the problems (what they provide), estimators (what they need), grids, presets, and which "
+        "estimators apply to which problem.",
+    ).parse_args(args)
+    problems, estimators = {}, {}
     for group in ("problem", "estimator", "grid"):
-        print(f"{group}s:")
+        print(f"{group}s ({group}=NAME):")
         for path in sorted((conf_dir() / group).glob("*.yaml")):
-            node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            node = _resolved(group, path)
             settings = {k: v for k, v in node.items() if k not in ("_target_", "name", "seed")}
-            doc = ""
-            if "_target_" in node:
-                lines = (get_class(node["_target_"]).__doc__ or "").strip().splitlines()
-                doc = f" — {lines[0]}" if lines else ""
+            doc, extra = "", ""
+            if group == "problem":
+                problems[path.stem] = cls = get_class(node["_target_"])
+                doc = _first_doc_line(cls)
+                extra = f" (provides: {', '.join(sorted(cls.provides())) or '—'})"
+            elif group == "estimator":
+                estimators[path.stem] = estimator = instantiate(node)
+                doc = _first_doc_line(type(estimator))
+                extra = f" (needs: {', '.join(sorted(estimator.needs))})" if estimator.needs else ""
             shown = ", ".join(f"{k}={v}" for k, v in settings.items())
-            print(f"  {path.stem:<12}{doc}{'  [' + shown + ']' if shown else ''}")
+            print(f"  {path.stem:<18}{doc}{extra}" + (f"  [{shown}]" if shown else ""))
+    print("presets (+experiment=NAME; those marked * are run by `hgbench reproduce`):")
+    for path in sorted((conf_dir() / "experiment").glob("*.yaml")):
+        mark = "*" if "\nreproduce:" in path.read_text() else " "
+        print(f"  {path.stem:<22}{mark} {_preset_line(path)}")
+    print("which estimators apply (needs: " + "; ".join(f"{need} = {what}" for need, what in NEEDS.items()) + "):")
+    for name, cls in problems.items():
+        refused = [e for e, estimator in estimators.items() if not set(estimator.needs) <= cls.provides()]
+        print(f"  {name:<18}" + (f"all but {', '.join(refused)}" if refused else "all"))
     return 0
 
 
