@@ -194,3 +194,11 @@ def test_help_lists_every_key_with_allowed_values(monkeypatch, capsys):
     for choice, key, check in KEYS:
         assert any(line.split()[:1] == [key] and check.allowed in line for line in lines), key
     assert any(line.startswith("estimator=precond, precond_jacobi:") for line in lines)
+
+
+def test_every_preset_passes_its_schemas():
+    """Every conf/experiment preset composes (Hydra applies the schemas' types) and validates."""
+    presets = sorted(path.stem for path in (conf_dir() / "experiment").glob("*.yaml"))
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        for name in presets:
+            schema.validate(compose("config", overrides=[f"+experiment={name}"]))
