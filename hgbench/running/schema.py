@@ -214,7 +214,7 @@ def _modes() -> tuple:
 
 
 # --- the schemas ----------------------------------------------------------------------------
-SEED = Integer(0, 2**63, "2**63")
+SEED = Integer(0, 2**63, "2**63")  # torch's and numpy's generators take 64-bit seeds
 
 
 @dataclass
