@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -137,6 +138,11 @@ def _resolved(group: str, path) -> dict:
     return OmegaConf.to_container(root, resolve=True)[group]
 
 
+def _as_typed(value) -> str:
+    """A setting as one would type it in an override (null, true, false; others as printed)."""
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
 def _first_doc_line(obj) -> str:
     lines = (obj.__doc__ or "").strip().splitlines()
     return lines[0] if lines else ""
@@ -178,7 +184,7 @@ def _list(args: list[str]) -> int:
                 estimators[path.stem] = estimator = instantiate(node)
                 doc = _first_doc_line(type(estimator))
                 extra = f" (needs: {', '.join(sorted(estimator.needs))})" if estimator.needs else ""
-            shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+            shown = ", ".join(f"{k}={_as_typed(v)}" for k, v in settings.items())
             print(f"  {path.stem:<18}{doc}{extra}" + (f"  [{shown}]" if shown else ""))
     print("presets (+experiment=NAME; those marked * are run by `hgbench reproduce`):")
     for path in sorted((conf_dir() / "experiment").glob("*.yaml")):

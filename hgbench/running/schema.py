@@ -27,8 +27,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from hgbench.estimators.precond import KINDS, SOLVES
-from hgbench.paths import conf_dir
 from hgbench.estimators.reparam import MAPS
+from hgbench.paths import conf_dir
 from hgbench.problems.hyper_rep import HEADS, REPRESENTATIONS
 from hgbench.problems.outer import OUTERS
 from hgbench.running.grids import GRID_KINDS
