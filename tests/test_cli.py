@@ -91,9 +91,9 @@ def test_unknown_estimator_names_the_choices(tmp_path, monkeypatch, capsys):
         ("n_lambdas=0", "n_lambdas=0 must be an integer >= 1"),
         ("dtype=float16", "dtype='float16' is not one of float64, float32"),
         ("device=cuda", "device='cuda' asked for, but this machine has no CUDA device"),
-        ("grid.t=[5,-1]", "grid.t contains -1; iteration counts must be integers >= 0"),
-        ("grid.t=[]", "grid.t is empty"),
-        ("problem.n_features=0", "ridge needs n_train, n_val, n_features >= 1"),
+        ("grid.t=[5,-1]", "grid.t=[5, -1] must be an integer >= 0 or a non-empty list of them"),
+        ("grid.t=[]", "grid.t=[] must be an integer >= 0 or a non-empty list of them"),
+        ("problem.n_features=0", "problem.n_features=0 must be an integer >= 1"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, monkeypatch, capsys, override, message):
@@ -126,6 +126,13 @@ def test_cfg_help_and_list(monkeypatch, capsys):
     printed = capsys.readouterr().out
     for name in ("ridge", "logistic", "itd_forward", "cg", "diag", "k_sweep", "t_sweep", "full"):
         assert f"  {name}" in printed
+    lines = printed.splitlines()
+    assert "${" not in printed  # interpolations resolved: seed=0, name=precond_newton
+    assert any(line.split()[:2] == ["demo", "`make"] and line.endswith("swept at large t.") for line in lines)
+    assert any(line.split()[:2] == ["grazzi2020", "*"] and "Grazzi et al. (ICML 2020)" in line for line in lines)
+    assert any(line.split()[0] == "cg" and "(needs: symmetric)" in line for line in lines)
+    applies = {line.split()[0]: line.split(None, 1)[1] for line in lines[lines.index(next(l for l in lines if l.startswith("which estimators apply"))) + 1 :]}
+    assert applies["equilibrium_mnist"] == "all but cg, reparam, reparam_exp" and applies["ridge"] == "all"
 
 
 def test_shell_completion_sees_run_overrides(monkeypatch, capsys):
@@ -163,8 +170,8 @@ def test_grid_errors():
         grid_pairs("spiral", [1])
     with pytest.raises(ValueError, match="k_sweep needs a single t"):
         grid_pairs("k_sweep", [1, 2], [3])
-    with pytest.raises(ValueError, match=r"grid.k contains 1.5"):
-        grid_pairs("full", [1], [1.5])
+    with pytest.raises(ValueError, match=r"grid.kind=full needs grid.k"):
+        grid_pairs("full", [1])
 
 
 def test_float32_run_end_to_end(tmp_path, monkeypatch):

@@ -193,8 +193,6 @@ def test_bad_data_options_are_refused():
         HyperRep("hyper_rep", 0, 2, 3, 2, 2, 2, 4, 0.1, 0.5, 1.5, head="svm")
     with pytest.raises(ValueError, match=r"shots \+ val_shots = 400"):
         HyperRep("hyper_rep", 0, 2, 3, 200, 200, 2, 4, 0.1, 0.5, 1.5)
-    with pytest.raises(ValueError, match=r"gamma=0"):
-        MetaLearning("meta_learning", 0, 2, 2, 2, 2, 0.5, 0.1, 0.0, -1.0, 1.0)
     with pytest.raises(ValueError, match=r"log_bandwidth_low=1.0 must be <="):
         KernelRidge("kernel_ridge", 0, 0.0, 1.0, 1.0, 0.0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -20,13 +21,44 @@ FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
 
 
 def _finish(ax, xlabel: str, problem: str | None, ylabel: str = "relative error ‖ĝ − ∇f‖ / ‖∇f‖") -> None:
-    """Log y axis, labels, grid, legend; the problem's name heads the y label of a row's first panel."""
+    """Log y axis, labels, grid; the problem's name heads the y label of a row's first panel."""
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.grid(True, which="major", alpha=0.3)
     if problem is not None:
         ax.set_ylabel(f"{problem}\n{ylabel}")
-    ax.legend(fontsize=8)
+
+
+def _figure(rows: int, cols: int, width: float, height: float):
+    """A figure of rows × cols panels with constrained layout, which keeps the title, the axis
+    labels and a legend outside the axes inside the figure."""
+    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+
+
+def _title(fig, text: str) -> None:
+    """The figure's title, aligned left over the panels, clear of the legend on the right."""
+    fig.suptitle(text, x=0.01, ha="left", fontsize=11)
+
+
+LEGEND_ROW = 0.2  # inches per legend entry at font size 8
+LEGEND_CHAR = 0.06  # inches per character of a label, about
+
+
+def _legend(fig) -> None:
+    """One legend for the whole figure, outside the axes on the right: every label once, in the
+    order first drawn, in as many columns as keep it no taller than the panels; the figure is
+    widened by the legend's width so that the panels keep theirs."""
+    entries = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if not entries:
+        return
+    width, height = fig.get_size_inches()
+    rows = max(3, int((height - 1.2) / LEGEND_ROW))
+    ncols = -(-len(entries) // rows)
+    fig.set_size_inches(width + ncols * (0.7 + LEGEND_CHAR * max(map(len, entries))), height)
+    fig.legend(entries.values(), entries.keys(), loc="outside right upper", fontsize=8, ncols=ncols)
 
 
 def _stats(rows: pd.DataFrame, x: str) -> pd.DataFrame:
@@ -53,9 +85,7 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
         raise ValueError("no finite result rows to plot")
     estimators = sorted(df["estimator"].unique())
     styles = _styles(estimators)
-    fig, axes = plt.subplots(
-        len(problems), len(layout), figsize=(4.6 * len(layout), 3.6 * len(problems)), squeeze=False
-    )
+    fig, axes = _figure(len(problems), len(layout), 4.6, 3.6)
     for row, problem in enumerate(problems):
         for col, (kind, x, title) in enumerate(layout):
             ax = axes[row][col]
@@ -67,7 +97,7 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
                 style = styles[name]
                 if x == "k" and rows["k"].isna().all():
                     s = _stats(rows, "t").iloc[0]
-                    ax.axhline(s["median"], color=style["color"], ls=style["ls"], label=f"{name} (t = {int(rows['t'].max())})")
+                    ax.axhline(s["median"], color=style["color"], ls=style["ls"], label=name)
                     ax.axhspan(s["low"], s["high"], color=style["color"], alpha=0.12)
                     continue
                 s = _stats(rows, x)
@@ -77,12 +107,8 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
                 overlay(ax, part, x)
             _finish(ax, title, problem if col == 0 else None)
     n_draws = df.groupby("problem")["lam_id"].nunique().max()
-    sep = " " if len(layout) > 1 else "\n"  # one panel is too narrow for the title on one line
-    fig.suptitle(
-        f"Hypergradient error: median over {n_draws} λ draws,{sep}band = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles",
-        fontsize=11,
-    )
-    fig.tight_layout()
+    _legend(fig)
+    _title(fig, f"Hypergradient error: median over {n_draws} λ draws,\nband = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles")
     paths = _save(fig, out_dir, stem)
     if theory:
         paths += _rate_tables(df, out_dir)
@@ -98,13 +124,36 @@ def _rate_tables(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
+MARKERS = "os^vDPX*<>hp"
+LINES = ("-", "--", "-.", ":")
+COLOURS = 20  # tab20: ten dark colours, then their ten light companions
+N_STYLES = 60  # (colour, marker) pairs repeat only after lcm(20, 12) styles
+
+
+def style(i: int) -> dict:
+    """Style number i: colour i mod 20 (tab20's dark colours first), a marker that changes with
+    every step, and a line style that also changes between styles of one colour."""
+    colour = i % COLOURS
+    return dict(
+        color=plt.cm.tab20((2 * colour) % COLOURS + colour // 10), marker=MARKERS[i % len(MARKERS)],
+        ls=LINES[(i + i // COLOURS) % len(LINES)],
+    )  # fmt: skip
+
+
 def _styles(names) -> dict:
-    """Colour, line style and marker all vary, so that curves which coincide (itd and
-    itd_forward compute the same number) stay distinguishable."""
-    return {
-        name: dict(color=plt.cm.tab10(i % 10), ls=("-", "--", "-.", ":")[i % 4], marker="os^vD"[i % 5])
-        for i, name in enumerate(sorted(names))
-    }
+    """A distinct style (colour, marker, line style) per name, chosen by the name itself: its
+    colour is crc32(name) mod 20, or the next colour no other name of the figure has; once all
+    20 colours are taken, the same colours with other markers and line styles. So an estimator
+    keeps its style across figures, up to 20 names have 20 different colours, and curves that
+    coincide (itd and itd_forward compute the same number) stay distinguishable."""
+    taken, out = set(), {}
+    for name in sorted(names):
+        start = zlib.crc32(name.encode()) % COLOURS
+        order = (cycle * COLOURS + (start + k) % COLOURS for cycle in range(N_STYLES // COLOURS) for k in range(COLOURS))
+        i = next((i for i in order if i not in taken), len(taken))
+        taken.add(i)
+        out[name] = style(i)
+    return out
 
 
 COSTS = {
@@ -128,7 +177,7 @@ def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> l
     med["err_rel"] = med["err_rel"].clip(lower=FLOOR)
     problems = sorted(med["problem"].unique())
     styles = _styles(med["estimator"].unique())
-    fig, axes = plt.subplots(len(problems), len(COSTS), figsize=(5.2 * len(COSTS), 3.8 * len(problems)), squeeze=False)
+    fig, axes = _figure(len(problems), len(COSTS), 5.2, 3.8)
     for row, problem in enumerate(problems):
         for col, (cost, label) in enumerate(COSTS.items()):
             ax = axes[row][col]
@@ -141,15 +190,15 @@ def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> l
                 ax.step(front[cost], front["err_rel"], where="post", color=style["color"], ls=style["ls"], label=name)
             ax.set_xscale("log" if cost == "time_s" else "symlog")
             _finish(ax, label, problem if col == 0 else None)
-    fig.suptitle("Error vs cost: grid points (median over λ draws) and each estimator's Pareto front", fontsize=11)
-    fig.tight_layout()
+    _legend(fig)
+    _title(fig, "Error vs cost: grid points (median over λ draws) and each estimator's Pareto front")
     return _save(fig, out_dir, stem)
 
 
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=130)
+        fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return paths
 
@@ -169,7 +218,7 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
     fitted = slopes(stats)
     problems = sorted(stats["problem"].unique())
     styles = _styles(stats["estimator"].unique())
-    fig, axes = plt.subplots(1, len(problems), figsize=(5.4 * len(problems), 4.2), squeeze=False)
+    fig, axes = _figure(1, len(problems), 5.4, 4.2)
     for ax, problem in zip(axes[0], problems):
         for name, part in stats[stats["problem"] == problem].groupby("estimator"):
             slope = fitted.loc[(fitted["problem"] == problem) & (fitted["estimator"] == name), "slope"].iloc[0]
@@ -183,9 +232,10 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
         ax.invert_xaxis()
         _finish(ax, "inner error ‖w_t − w*‖ / ‖w*‖ (decreasing)", problem)
         ax.set_title(problem, fontsize=9)
+        # per panel, below it: the fitted slopes differ between problems
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
     n_draws = int(stats["n_draws"].max())
-    fig.suptitle(f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws (legend: fitted slope)", fontsize=11)
-    fig.tight_layout()
+    _title(fig, f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws (legend: fitted slope)")
     paths = _save(fig, out_dir, stem)
     fitted.to_csv(Path(out_dir) / "slopes.csv", index=False)
     table = slope_table(fitted)
@@ -206,7 +256,7 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
         raise ValueError("no training rows to plot")
     styles = _styles(df["run"].unique())
     measures = {"train_loss": "training loss", "val_acc": "validation accuracy", "test_acc": "test accuracy"}
-    fig, axes = plt.subplots(len(measures), 2, figsize=(10, 3.3 * len(measures)), squeeze=False)
+    fig, axes = _figure(len(measures), 2, 5, 3.3)
     for name, run in df.groupby("run", sort=True):
         run = run.sort_values("step")
         style = {**styles[name], "marker": None}
@@ -222,9 +272,8 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
                 ax.grid(True, alpha=0.3)
                 if measure == "train_loss":
                     ax.set_yscale("log")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"Training with each estimator ({df['problem'].iloc[0]}; × = diverged)", fontsize=11)
-    fig.tight_layout()
+    _legend(fig)
+    _title(fig, f"Training with each estimator ({df['problem'].iloc[0]}; × = diverged)")
     return _save(fig, out_dir, stem)
 
 

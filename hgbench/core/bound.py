@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-# What an estimator may need of a problem: (what it is, in words; how a problem provides it).
-NEEDS: dict[str, tuple[str, Callable[["Problem"], bool]]] = {
-    "symmetric": ("a symmetric ∂₁Φ (I − J symmetric positive definite)", lambda p: p.symmetric_jacobian),
-    "inner_loss": ("the inner loss ℓ (Φ a gradient step on it)", lambda p: p.has_inner_loss),
+# What an estimator may need of a problem, in words; a problem class declares what it provides
+# (hgbench.problems.base.Problem.provides).
+NEEDS: dict[str, str] = {
+    "symmetric": "a symmetric ∂₁Φ (I − J symmetric positive definite)",
+    "inner_loss": "the inner loss ℓ (Φ a gradient step on it)",
 }
 
 
@@ -109,9 +110,8 @@ def bind(problem: "Problem", lam: torch.Tensor, functional: bool = False, w0: to
 def check_applies(estimator: "Estimator", problem: "Problem") -> None:
     """Raise ValueError, in one format, if ``problem`` lacks something ``estimator`` needs."""
     for need, advice in estimator.needs.items():
-        what, provided = NEEDS[need]
-        if not provided(problem):
-            raise ValueError(f"estimator {estimator.name!r} needs {what}, which problem {problem.name!r} does not provide; {advice}")
+        if need not in problem.provides():
+            raise ValueError(f"estimator {estimator.name!r} needs {NEEDS[need]}, which problem {problem.name!r} does not provide; {advice}")
 
 
 def estimate(estimator: "Estimator", problem: "Problem", lam: torch.Tensor, pairs, functional: bool = False,

@@ -43,8 +43,6 @@ class Preconditioned(AID):
             raise ValueError(f"estimator.kind={kind!r} is not one of {', '.join(KINDS)}")
         if solve not in SOLVES:
             raise ValueError(f"estimator.solve={solve!r} is not one of {', '.join(SOLVES)}")
-        if isinstance(precond_steps, bool) or not isinstance(precond_steps, int) or precond_steps < 0:
-            raise ValueError(f"estimator.precond_steps={precond_steps!r} must be an integer >= 0")
         self.kind, self.solve, self.precond_steps = kind, solve, precond_steps
         self.role = f"precond_{kind}"
         self.solver_start = solve == "cg"  # solve=direct has no solver to start

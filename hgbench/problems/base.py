@@ -38,8 +38,6 @@ class Problem:
     batchable: bool = True  # Φ, E and consts vectorize over λ with torch.func.vmap
 
     def __init__(self, name: str, seed: int, lam_low: float, lam_high: float):
-        if not (math.isfinite(lam_low) and math.isfinite(lam_high)):
-            raise ValueError(f"problem.lam_low={lam_low} and problem.lam_high={lam_high} must be finite")
         if not lam_low <= lam_high:
             raise ValueError(f"problem.lam_low={lam_low} must be <= problem.lam_high={lam_high}")
         self.name = name
@@ -104,10 +102,18 @@ class Problem:
         consts = {key: value.detach() for key, value in self.consts(lam.detach()).items()}
         return self.phi_function(lam, consts)
 
+    @classmethod
+    def provides(cls) -> frozenset[str]:
+        """What this kind of problem offers the estimators that need it (keys of
+        hgbench.core.bound.NEEDS): ``symmetric`` (∂₁Φ symmetric) and ``inner_loss`` (ℓ defined);
+        declared by the class, so that `hgbench list` can tell without building the problem."""
+        offered = {"symmetric": cls.symmetric_jacobian, "inner_loss": cls.inner_loss is not Problem.inner_loss}
+        return frozenset(name for name, given in offered.items() if given)
+
     @property
     def has_inner_loss(self) -> bool:
         """Whether the problem defines ℓ (estimators that need it declare so)."""
-        return type(self).inner_loss is not Problem.inner_loss
+        return "inner_loss" in self.provides()
 
     def solve_inner(self, lam: torch.Tensor) -> torch.Tensor:
         """w*(λ) to round-off by damped Newton on ℓ(·, λ) (needs ``inner_loss``).

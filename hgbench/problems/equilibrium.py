@@ -61,14 +61,6 @@ class EquilibriumMNIST(Problem):
     def __init__(self, name, seed, state_dim=200, n_train=2500, n_val=1000, n_test=1500, radius=0.99,
                  init_scale=0.01, init_a_norm=None, data_root=None, checkpoint=None):  # fmt: skip
         super().__init__(name, seed, 0.0, 0.0)
-        if isinstance(state_dim, bool) or not isinstance(state_dim, int) or state_dim < 1:
-            raise ValueError(f"problem.state_dim={state_dim!r} must be an integer >= 1")
-        if radius is not None and not radius > 0:
-            raise ValueError(f"problem.radius={radius!r} must be > 0 (or null: no projection)")
-        if init_a_norm is not None and not init_a_norm > 0:
-            raise ValueError(f"problem.init_a_norm={init_a_norm!r} must be > 0 (or null: A as drawn)")
-        if not init_scale > 0:
-            raise ValueError(f"problem.init_scale={init_scale!r} must be > 0")
         self.d = state_dim
         self.radius = None if radius is None else float(radius)
         self.init_scale = float(init_scale)

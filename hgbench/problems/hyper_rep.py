@@ -54,13 +54,6 @@ class HyperRep(GradientStepProblem):
             raise ValueError(f"problem.head={head!r} is not one of {', '.join(HEADS)}")
         if representation not in REPRESENTATIONS:
             raise ValueError(f"problem.representation={representation!r} is not one of {', '.join(REPRESENTATIONS)}")
-        if not 2 <= ways <= 10 or min(n_tasks, shots, val_shots, rep_dim) < 1 or not beta > 0:
-            raise ValueError(
-                f"hyper_rep needs 2 <= ways <= 10, n_tasks, shots, val_shots, rep_dim >= 1 and beta > 0, got "
-                f"ways={ways}, n_tasks={n_tasks}, shots={shots}, val_shots={val_shots}, rep_dim={rep_dim}, beta={beta}"
-            )
-        if lam_low <= 0:
-            raise ValueError(f"problem.lam_low={lam_low} must be > 0 (the scale of the random representation)")
         x, labels = datasets.digits(pool)
         per_class = min(int((labels == c).sum()) for c in range(10))
         if shots + val_shots > per_class:

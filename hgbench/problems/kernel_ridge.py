@@ -51,11 +51,6 @@ class KernelRidge(GradientStepProblem):
         if data == "diabetes":
             self.x_train, self.y_train, self.x_val, self.y_val = datasets.split(data, self.seed, val_fraction)
         elif data == "synthetic":
-            if n_samples < 4 or n_features < 1 or not 0 < val_fraction < 1:
-                raise ValueError(
-                    f"kernel_ridge needs n_samples >= 4, n_features >= 1 and 0 < val_fraction < 1, got "
-                    f"n_samples={n_samples}, n_features={n_features}, val_fraction={val_fraction}"
-                )
             gen = torch.Generator().manual_seed(self.seed)
             x = torch.randn(n_samples, n_features, generator=gen, dtype=torch.float64)
             w_true = torch.randn(n_features, generator=gen, dtype=torch.float64) / n_features**0.5

@@ -44,10 +44,6 @@ class Logistic(OuterChoice, GradientStepProblem):
         self.choose_outer(outer)
 
     def _synthetic(self, n_samples, n_features, label_noise):
-        if n_samples < 2 or n_features < 1:
-            raise ValueError(
-                f"logistic needs n_samples >= 2 and n_features >= 1, got n_samples={n_samples}, n_features={n_features}"
-            )
         gen = torch.Generator().manual_seed(self.seed)
         x = torch.randn(n_samples, n_features, generator=gen, dtype=torch.float64)
         w_true = torch.randn(n_features, generator=gen, dtype=torch.float64)

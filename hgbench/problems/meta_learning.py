@@ -38,11 +38,6 @@ class MetaLearning(GradientStepProblem):
         learn_gamma=False,
     ):  # fmt: skip
         super().__init__(name, seed, lam_low, lam_high)
-        if min(n_tasks, n_features, n_train, n_val) < 1 or not gamma > 0:
-            raise ValueError(
-                f"meta_learning needs n_tasks, n_features, n_train, n_val >= 1 and gamma > 0, got n_tasks={n_tasks}, "
-                f"n_features={n_features}, n_train={n_train}, n_val={n_val}, gamma={gamma}"
-            )
         self.learn_gamma = bool(learn_gamma)
         self.log_gamma = math.log(gamma)
         gen = torch.Generator().manual_seed(self.seed)

@@ -43,11 +43,6 @@ class Ridge(OuterChoice, GradientStepProblem):
         self.choose_outer(outer)
 
     def _synthetic(self, n_train, n_val, n_features, cond, noise):
-        if min(n_train, n_val, n_features) < 1 or cond < 1:
-            raise ValueError(
-                f"ridge needs n_train, n_val, n_features >= 1 and cond >= 1, got "
-                f"n_train={n_train}, n_val={n_val}, n_features={n_features}, cond={cond}"
-            )
         gen = torch.Generator().manual_seed(self.seed)
         d = n_features
         basis, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))

@@ -4,13 +4,14 @@
     hgbench plot PATH [--kind K] [--theory] [--eps E]
                                      redraw figures from a CSV or a run/sweep directory
     hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (train.csv) from its jobs' files
-    hgbench list                     the problems, estimators and grids, with their settings
+    hgbench list                     problems, estimators, grids, presets, and which estimators apply where
     hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -25,14 +26,30 @@ def _run(argv: list[str]) -> int:
     sys.argv = argv
     if "COMP_LINE" in os.environ:
         os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     from hgbench.running.app import FAILED_JOBS, task
+    from hgbench.running.schema import explain
 
     FAILED_JOBS.clear()
+    # Hydra prints its composition errors over several lines and exits 1; with
+    # HYDRA_FULL_ERROR it raises them instead, and they are reported here in one line.
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         task()
+    except (HydraException, OmegaConfBaseException) as err:  # composing the configuration failed
+        print(f"hgbench: error: {explain(err)}", file=sys.stderr)
+        return 2
     except ValueError as err:  # Hydra's own refusal of its flags, e.g. --cfg together with -m
         print(f"hgbench: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR")
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
     return 1 if FAILED_JOBS else 0
 
 
@@ -115,22 +132,74 @@ def _reproduce(args: list[str]) -> int:
     return 1 if failed else 0
 
 
-def _list(args: list[str]) -> int:
-    from hydra.utils import get_class
+def _resolved(group: str, path) -> dict:
+    """The option file at ``path`` of ``group`` with its ``${...}`` values resolved against the
+    top-level values of conf/config.yaml (e.g. ``seed``, ``data.root``), its defaults list dropped."""
     from omegaconf import OmegaConf
 
-    argparse.ArgumentParser(prog="hgbench list", description="List problems, estimators and grids.").parse_args(args)
+    top = OmegaConf.load(conf_dir() / "config.yaml")
+    node = OmegaConf.load(path)
+    node.pop("defaults", None)
+    root = OmegaConf.create({key: top[key] for key in top if key not in ("defaults", "hydra")} | {group: node})
+    return OmegaConf.to_container(root, resolve=True)[group]
+
+
+def _as_typed(value) -> str:
+    """A setting as one would type it in an override (null, true, false; others as printed)."""
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
+def _first_doc_line(obj) -> str:
+    lines = (obj.__doc__ or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _preset_line(path) -> str:
+    """A preset's description on one line: the comment that opens its file, up to its examples."""
+    words = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#") or line.startswith("#  ") or line[1:].strip().startswith("hgbench ") or not line.strip("# "):
+            break  # the end of the opening comment, or the start of its indented examples
+        if not line.startswith("# @package"):
+            words += line.lstrip("#").split()
+    return " ".join(words)
+
+
+def _list(args: list[str]) -> int:
+    from hydra.utils import get_class, instantiate
+
+    from hgbench.core.bound import NEEDS
+
+    argparse.ArgumentParser(
+        prog="hgbench list",
+        description="List the problems (what they provide), estimators (what they need), grids, presets, and which "
+        "estimators apply to which problem.",
+    ).parse_args(args)
+    problems, estimators = {}, {}
     for group in ("problem", "estimator", "grid"):
-        print(f"{group}s:")
+        print(f"{group}s ({group}=NAME):")
         for path in sorted((conf_dir() / group).glob("*.yaml")):
-            node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            node = _resolved(group, path)
             settings = {k: v for k, v in node.items() if k not in ("_target_", "name", "seed")}
-            doc = ""
-            if "_target_" in node:
-                lines = (get_class(node["_target_"]).__doc__ or "").strip().splitlines()
-                doc = f" — {lines[0]}" if lines else ""
-            shown = ", ".join(f"{k}={v}" for k, v in settings.items())
-            print(f"  {path.stem:<12}{doc}{'  [' + shown + ']' if shown else ''}")
+            doc, extra = "", ""
+            if group == "problem":
+                problems[path.stem] = cls = get_class(node["_target_"])
+                doc = _first_doc_line(cls)
+                extra = f" (provides: {', '.join(sorted(cls.provides())) or '—'})"
+            elif group == "estimator":
+                estimators[path.stem] = estimator = instantiate(node)
+                doc = _first_doc_line(type(estimator))
+                extra = f" (needs: {', '.join(sorted(estimator.needs))})" if estimator.needs else ""
+            shown = ", ".join(f"{k}={_as_typed(v)}" for k, v in settings.items())
+            print(f"  {path.stem:<18}{doc}{extra}" + (f"  [{shown}]" if shown else ""))
+    print("presets (+experiment=NAME; those marked * are run by `hgbench reproduce`):")
+    for path in sorted((conf_dir() / "experiment").glob("*.yaml")):
+        mark = "*" if "\nreproduce:" in path.read_text() else " "
+        print(f"  {path.stem:<22}{mark} {_preset_line(path)}")
+    print("which estimators apply (needs: " + "; ".join(f"{need} = {what}" for need, what in NEEDS.items()) + "):")
+    for name, cls in problems.items():
+        refused = [e for e, estimator in estimators.items() if not set(estimator.needs) <= cls.provides()]
+        print(f"  {name:<18}" + (f"all but {', '.join(refused)}" if refused else "all"))
     return 0
 
 

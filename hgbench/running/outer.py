@@ -59,7 +59,7 @@ from hgbench.core.bound import estimate
 from hgbench.core.cost import Meter, Tally
 from hgbench.core.reference import reference
 from hgbench.problems.base import Problem
-from hgbench.running.runner import Plan, UserError, _reason as reason, integer, progress_bar, run_id, save
+from hgbench.running.runner import Plan, UserError, _reason as reason, progress_bar, run_id, save
 from hgbench.running.train import finite, resumed_state, save_torch
 
 STATE = "outer_state.pt"
@@ -69,21 +69,8 @@ COUNTS = ("n_phi", "n_vjp", "n_jvp")
 
 
 def check_options(cfg: DictConfig) -> None:
-    """The outer-loop options, before the problem is built."""
-    opts = cfg.outer
-    for key, low in (("t", 0), ("k", 0), ("steps", 1), ("eval_every", 1), ("checkpoint_every", 0), ("test_t", 0)):
-        integer(f"outer.{key}", opts[key], low)
-    for key in ("lr", "momentum"):
-        value = opts[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise UserError(f"outer.{key}={value!r} must be a number >= 0")
-    if opts.optimizer not in OPTIMIZERS:
-        raise UserError(f"outer.optimizer={opts.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-    if opts.warm_start not in WARM_STARTS:
-        raise UserError(f"outer.warm_start={opts.warm_start!r} is not one of {', '.join(WARM_STARTS)}")
-    for key in ("project", "clamp"):
-        if not isinstance(opts[key], bool):
-            raise UserError(f"outer.{key}={opts[key]!r} must be true or false")
+    """What the outer loop refuses of the other options, before the problem is built (its own
+    options are checked by their schema, hgbench.running.schema.Outer)."""
     if cfg.batch_lambdas:
         raise UserError("batch_lambdas=true applies to mode=error; mode=outer computes one hypergradient per step: use batch_lambdas=false")
 

@@ -38,6 +38,7 @@ import hgbench
 from hgbench.core.bound import check_applies, estimate
 from hgbench.estimators.base import Estimator
 from hgbench.running.batch import estimate_batched
+from hgbench.running import schema
 from hgbench.running.grids import grid_pairs
 from hgbench.problems.base import Problem
 from hgbench.core.reference import reference
@@ -46,7 +47,7 @@ from hgbench.analysis.results import COLUMNS, METRICS, RESUME_FREE, RUN_INFO, at
 if TYPE_CHECKING:
     from hgbench.running.modes import Mode
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = {name: getattr(torch, name) for name in schema.DTYPES}
 
 
 class UserError(ValueError):
@@ -82,30 +83,19 @@ def _instantiate(node, what: str):
     except (InstantiationException, FileNotFoundError, ValueError, TypeError, OmegaConfBaseException) as err:
         cause = (err.__cause__ or err) if isinstance(err, InstantiationException) else err
         raw = OmegaConf.to_container(node)  # unresolved: the interpolation may be what failed
-        name, target = raw.get("name"), raw.get("_target_")
+        try:
+            name = node.name  # resolved: precond_${.kind} is precond_newton
+        except OmegaConfBaseException:
+            name = raw.get("name")
+        target = raw.get("_target_")
         raise UserError(f"cannot build the {what} {name!r} ({target}): {type(cause).__name__}: {cause}") from err
 
 
-def integer(name: str, value, low: int, allowed: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UserError(f"{name}={value!r} must be an integer >= {low}{allowed}")
-    return value
-
-
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise UserError(f"{name}={value!r} must be true or false")
-
-
 def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(f"device={name!r} is not a torch device; use cpu or cuda[:N]") from err
+    """The device (its name checked by the schema), if this machine has it."""
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device={name!r} asked for, but this machine has no CUDA device; use device=cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"device={name!r} is not supported; use cpu or cuda[:N]")
     return device
 
 
@@ -134,29 +124,27 @@ def prepare(cfg: DictConfig, mode: Mode, overrides: str = "") -> Plan:
 
 
 def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
+    try:  # types, ranges and choices of every key with a schema (hgbench.running.schema)
+        schema.validate(cfg)
+    except schema.ConfigError as err:
+        raise UserError(str(err)) from err
     # Threads first: torch's thread count must be fixed before any tensor work (it changes
     # float sums at ~1e-13, and run.json records it).
     if cfg.threads is not None:
-        threads = integer("threads", cfg.threads, 1, " (or null for torch's default)")
         try:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(cfg.threads)
         except (ValueError, RuntimeError) as err:
-            raise UserError(f"threads={threads} is refused by torch ({_reason(err)})") from err
-    if cfg.dtype not in DTYPES:
-        raise UserError(f"dtype={cfg.dtype!r} is not one of {', '.join(DTYPES)}")
-    device = _device(str(cfg.device))
-    n = integer("n_lambdas", cfg.n_lambdas, 1)
-    seed = integer("seed", cfg.seed, 0)
-    if seed >= 2**63:  # torch's and numpy's generators take 64-bit seeds
-        raise UserError(f"seed={seed} must be an integer in [0, 2**63)")
-    for name in ("batch_lambdas", "plot", "resume"):
-        _check_flag(name, cfg[name])
+            raise UserError(f"threads={cfg.threads} is refused by torch ({_reason(err)})") from err
+    device = _device(cfg.device)
+    n, seed = cfg.n_lambdas, cfg.seed
     mode.check(cfg)
     grid = OmegaConf.to_container(cfg.grid, resolve=True)
     try:
         pairs = grid_pairs(grid.get("kind"), grid.get("t"), grid.get("k"))
     except (ValueError, TypeError) as err:
         raise UserError(str(err)) from err
+    if grid.get("kind") == "diag" and grid.get("k") is not None:
+        print(f"hgbench: note: grid.kind=diag computes k = t; grid.k={grid['k']} is ignored (grid=full runs every (t, k) pair)")
     problem = _instantiate(cfg.problem, "problem")
     estimator = _instantiate(cfg.estimator, "estimator")
     try:

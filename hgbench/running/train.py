@@ -43,22 +43,15 @@ from hgbench.core.bound import estimate
 from hgbench.core.cost import Meter, Tally
 from hgbench.core.reference import reference
 from hgbench.problems.base import Problem
-from hgbench.running.runner import Plan, UserError, integer, previous_info, progress_bar, save, unreadable
+from hgbench.running.runner import Plan, UserError, previous_info, progress_bar, save, unreadable
 
 CHECKPOINTS = "checkpoints.pt"
 STATE = "train_state.pt"
 
 
 def check_options(cfg: DictConfig) -> None:
-    """The training options, before the problem is built."""
-    for key, low in (("t", 0), ("k", 0), ("steps", 1), ("eval_every", 1), ("error_every", 0), ("checkpoint_every", 0)):
-        integer(f"train.{key}", cfg.train[key], low)
-    if cfg.train.batch_size is not None:
-        integer("train.batch_size", cfg.train.batch_size, 1, " (or null)")
-    for key in ("lr", "momentum"):
-        value = cfg.train[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise UserError(f"train.{key}={value!r} must be a number >= 0")
+    """What training refuses of the other options, before the problem is built (the training
+    options themselves are checked by their schema, hgbench.running.schema.Train)."""
     if cfg.batch_lambdas:
         raise UserError("batch_lambdas=true applies to mode=error; mode=train computes one hypergradient per step: use batch_lambdas=false")
 

@@ -1,0 +1,72 @@
+"""Figures read well: a distinct style per estimator, a legend outside the axes, titles inside
+the figure, and never one curve from rows of different configurations."""
+
+import matplotlib.colors as mcolors
+import pandas as pd
+import pytest
+
+import hgbench.analysis.plot as plot_module
+
+RUNS = {  # run_id -> (overrides, the error of its rows)
+    "run_f64": ("estimator=fp dtype=float64 batch_lambdas=false", 1e-12),
+    "run_f32": ("estimator=fp dtype=float32 batch_lambdas=false", 1e-6),
+    "run_batch": ("estimator=fp dtype=float64 batch_lambdas=true", 1e-9),
+}
+
+
+def _rows(run: str, overrides: str, err: float) -> pd.DataFrame:
+    return pd.DataFrame({
+        "problem": "ridge", "estimator": "fp", "grid": "diag", "lam_id": [0, 1, 0, 1], "t": [0, 0, 10, 10],
+        "k": [0, 0, 10, 10], "err_rel": [1.0, 1.0, err, err], "status": "ok", "run_id": run, "overrides": overrides,
+    })  # fmt: skip
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the plot functions draw, instead of saving them."""
+    drawn = []
+    monkeypatch.setattr(plot_module, "_save", lambda fig, out_dir, stem: drawn.append(fig) or [])
+    yield drawn
+    for fig in drawn:
+        plot_module.plt.close(fig)
+
+
+def test_dtype_and_batch_runs_are_separate_curves_and_legend_entries(tmp_path, figures):
+    df = pd.concat([_rows(run, *facts) for run, facts in RUNS.items()], ignore_index=True)
+    plot_module.plot_errors(df, tmp_path)
+    (fig,) = figures
+    expected = {
+        "fp, batch_lambdas=false, dtype=float64": 1e-12, "fp, batch_lambdas=false, dtype=float32": 1e-6,
+        "fp, batch_lambdas=true, dtype=float64": 1e-9,
+    }  # fmt: skip
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == sorted(expected)
+    curves = {line.get_label(): list(line.get_ydata()) for line in fig.axes[0].get_lines()}
+    assert curves == {label: [1.0, err] for label, err in expected.items()}  # each curve its own run's rows
+
+
+def test_legend_outside_the_axes_and_title_inside_the_figure(tmp_path, figures):
+    names = [f"estimator_{i}" for i in range(18)]
+    df = pd.concat([_rows(f"run{i}", "", 10.0**-i).assign(estimator=name) for i, name in enumerate(names)], ignore_index=True)
+    plot_module.plot_errors(df, tmp_path)
+    (fig,) = figures
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert len(fig.legends[0].get_texts()) == 18
+    assert all(ax.get_window_extent(renderer).x1 <= legend.x0 for ax in fig.axes)
+    assert not title.overlaps(legend)
+    inside = fig.bbox
+    for box in (legend, title):
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+
+
+def test_every_name_gets_its_own_colour_and_marker_by_name():
+    names = [f"name_{i}" for i in range(20)]
+    styles = plot_module._styles(names)
+    colours = {mcolors.to_hex(style["color"]) for style in styles.values()}
+    assert len(colours) == 20  # up to 20 names: 20 colours
+    many = plot_module._styles([f"name_{i}" for i in range(40)])
+    assert len({(mcolors.to_hex(s["color"]), s["marker"]) for s in many.values()}) == 40
+    assert len({(mcolors.to_hex(s["color"]), s["ls"]) for s in many.values()}) == 40  # lines without markers too
+    assert plot_module._styles(reversed(names)) == styles  # by name, not by order
