@@ -10,6 +10,7 @@ configurations are never merged, and the figures and tables label each configura
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 IDENTITY = ["run_id", "setting_id", "overrides"]  # in every row of every mode
@@ -81,15 +83,35 @@ def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     return typed(pd.DataFrame(rows, columns=columns))
 
 
-def csv_text(df: pd.DataFrame, header: bool = True) -> str:
-    """The CSV text of df, integer columns without a decimal point (``typed``)."""
-    return typed(df).to_csv(index=False, header=header)
+def _cell(column: str, value) -> str:
+    """One CSV cell: empty for None/NaN/NA, integers without a decimal point, floats by repr
+    (shortest round trip, as pandas writes them), booleans as True/False."""
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if column in INTEGERS:
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
+def csv_text(rows: list[dict], columns: list[str], header: bool = True) -> str:
+    """The CSV text of rows (dicts; missing keys are empty cells), integer columns without a
+    decimal point; quoting as pandas does (only where needed). Costs O(len(rows)), no frame."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow(columns)
+    writer.writerows([_cell(c, row.get(c)) for c in columns] for row in rows)
+    return out.getvalue()
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     """Write a CSV through ``atomic``: a reader (or a killed run) only ever sees a complete file."""
     with atomic(path) as tmp:
-        tmp.write_text(csv_text(df))
+        tmp.write_text(csv_text(df.to_dict("records"), list(df.columns)))
 
 
 def read_csv(path: Path, text: str | None = None) -> pd.DataFrame:

@@ -80,7 +80,7 @@ class Journal:
 
     def append(self, rows: list[dict], fact: dict) -> None:
         """One finished draw: its rows, then its facts line."""
-        _append(self.out_dir / self.csv, csv_text(frame(rows, self.columns), header=False))
+        _append(self.out_dir / self.csv, csv_text(rows, self.columns, header=False))
         _append(self.out_dir / FACTS, strict_json(fact) + "\n")
 
     def finish(self, facts: list[dict]) -> None:
