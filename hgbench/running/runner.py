@@ -3,12 +3,14 @@ estimator over the grid, and write metrics.csv and run.json (error mode; hgbench
 both modes share: ``prepare``, the run's identity (``run_id``), the progress bar, crash-safe
 writing of the rows and run.json (``save``), and the resume check (``previous_info``).
 
-Reliability contract: every bad setting is refused by ``prepare`` with one line before heavy
-work; a λ draw whose estimate is NaN/inf gives rows with status ``diverged`` and one whose
-reference or estimator raises gives rows with status ``error`` (the reason in ``reason``), and
-the run goes on; metrics.csv and run.json are rewritten atomically after every λ draw, so a run
-killed at any moment leaves only complete draws, and ``resume=true`` computes only the draws
-that are missing (or ended in ``error``).
+Reliability contract: every bad setting, and a run too large for the machine
+(hgbench.running.guard), is refused by ``prepare`` with one line before heavy work; a λ draw
+whose estimate is NaN/inf gives rows with status ``diverged`` and one whose reference is not
+certified (hgbench.core.reference.certify) or whose reference or estimator raises gives rows
+with status ``error`` (the reason in ``reason``), and the run goes on; each λ draw is appended
+to metrics.csv and the journal as it finishes (hgbench.running.journal), so a run killed at any
+moment leaves only complete draws, and ``resume=true`` computes only the draws that are missing
+(or ended in ``error``) and never deletes finished ones.
 """
 
 from __future__ import annotations
