@@ -10,6 +10,9 @@ configurations are never merged, and the figures and tables label each configura
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 import os
 import sys
@@ -17,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 IDENTITY = ["run_id", "setting_id", "overrides"]  # in every row of every mode
@@ -41,6 +45,13 @@ RUN_INFO = "run.json"  # next to a job's CSV: marks the folder as an hgbench run
 # float sums at ~1e-13 only, and run.json records it (runs that differ only in it share a run_id,
 # so loading them together keeps one copy of each row).
 RESUME_FREE = ("n_lambdas", "plot", "resume", "threads")
+# Stable dtypes, written and read the same way whatever the rows hold: integer columns are
+# written without a decimal point ("10", "" when empty), ``k`` (empty for estimators without a
+# solver) loads as pandas' nullable Int64, ``status`` and ``reason`` always load as text ("" for
+# none), and a numeric column holding text is refused on load, naming the file and the column.
+INTEGERS = ("seed", "lam_id", "step", "t", "k", "n_phi", "n_vjp", "n_jvp", "saved_bytes", "peak_bytes", "batch_size")
+TEXT = ("status", "reason")
+NUMBERS = ("err_abs", "err_rel", "inner_err", "time_s", "q", "kappa", *INTEGERS)
 
 
 @contextmanager
@@ -57,19 +68,97 @@ def atomic(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def typed(df: pd.DataFrame) -> pd.DataFrame:
+    """df with the stable dtypes: INTEGERS as nullable Int64, TEXT as str ("" for none)."""
+    df = df.copy()
+    for column in (c for c in INTEGERS if c in df):
+        df[column] = pd.to_numeric(df[column]).astype("Int64")
+    for column in (c for c in TEXT if c in df):
+        df[column] = df[column].astype(object).where(df[column].notna(), "").astype(str)
+    return df
+
+
+def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """Rows as a frame with the stable dtypes (``typed``)."""
+    return typed(pd.DataFrame(rows, columns=columns))
+
+
+def _cell(column: str, value) -> str:
+    """One CSV cell: empty for None/NaN/NA, integers without a decimal point, floats by repr
+    (shortest round trip, as pandas writes them), booleans as True/False."""
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if column in INTEGERS:
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
+def csv_text(rows: list[dict], columns: list[str], header: bool = True) -> str:
+    """The CSV text of rows (dicts; missing keys are empty cells), integer columns without a
+    decimal point; quoting as pandas does (only where needed). Costs O(len(rows)), no frame."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow(columns)
+    writer.writerows([_cell(c, row.get(c)) for c in columns] for row in rows)
+    return out.getvalue()
+
+
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     """Write a CSV through ``atomic``: a reader (or a killed run) only ever sees a complete file."""
     with atomic(path) as tmp:
-        df.to_csv(tmp, index=False)
+        tmp.write_text(csv_text(df.to_dict("records"), list(df.columns)))
 
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """A results CSV, with the identity columns as text ("" for none; files written before runs
-    had an identity get "" in both, i.e. they count as one run per (old) key)."""
-    df = pd.read_csv(path, dtype={column: str for column in IDENTITY})
+def read_csv(path: Path, text: str | None = None) -> pd.DataFrame:
+    """A results CSV (or its ``text``, when given): the identity columns as text ("" for none;
+    files written before runs had an identity get "" in both, i.e. they count as one run per
+    (old) key), ``k`` as Int64, TEXT columns as str. A file that is not a readable CSV, or a
+    numeric column holding text, raises ValueError naming the file."""
+    try:
+        df = pd.read_csv(io.StringIO(text) if text is not None else path, dtype={column: str for column in IDENTITY})
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{path} is not a readable CSV ({type(err).__name__}: {' '.join(str(err).split())[:120]})") from err
     for column in IDENTITY:
         df[column] = df[column].fillna("") if column in df else ""
+    for column in (c for c in NUMBERS if c in df):
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = df[column][values.isna() & df[column].notna()]
+        if len(bad):
+            raise ValueError(f"{path}: column {column} holds a non-number ({bad.iloc[0]!r}); is it an hgbench CSV?")
+        df[column] = values.astype("Int64") if column == "k" else values
+    for column in (c for c in TEXT if c in df):
+        df[column] = df[column].astype(object).where(df[column].notna(), "").astype(str)
     return df
+
+
+def finite_json(value):
+    """``value`` with every NaN or infinite float replaced by None (JSON null), recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
+
+
+def strict_json(value, **kwargs) -> str:
+    """Strict JSON (RFC 8259: no NaN or Infinity tokens) of ``value``, non-finite floats as null."""
+    return json.dumps(finite_json(value), allow_nan=False, **kwargs)
+
+
+def is_run_info(path: Path) -> bool:
+    """Whether path is a run.json that hgbench wrote: a JSON object with ``run_id`` and ``config``."""
+    try:
+        info = json.loads(Path(path).read_text())
+    except (ValueError, OSError):
+        return False
+    return isinstance(info, dict) and isinstance(info.get("config"), dict) and "run_id" in info
 
 
 def find_csvs(path: Path, name: str = METRICS) -> list[Path]:
@@ -100,17 +189,21 @@ def load(path: Path, name: str = METRICS, key: list[str] = KEY) -> pd.DataFrame:
 def combine(sweep_dir: Path, name: str = METRICS) -> Path | None:
     """Write the rows of every job's file ``name`` below sweep_dir into sweep_dir/``name``
     (rebuilt from the jobs' files each time: safe to call again, e.g. by ``hgbench aggregate``).
-    Only hgbench's own job files count: a file ``name`` in a folder with a run.json; others
-    (e.g. a nested sweep's combined file) are skipped with a warning."""
+    Only hgbench's own job files count: a file ``name`` in a folder with a run.json that hgbench
+    wrote (``is_run_info``); others (e.g. a nested sweep's combined file) are skipped with a
+    warning. A sweep_dir that is a file, or a job file that is not a readable results CSV,
+    raises ValueError naming it."""
     sweep_dir = Path(sweep_dir)
+    if sweep_dir.is_file():
+        raise ValueError(f"{sweep_dir} is a file; give the sweep directory that holds the jobs' folders")
     jobs = []
     for f in find_csvs(sweep_dir, name):
         if f.parent == sweep_dir:
             continue
-        if (f.parent / RUN_INFO).is_file():
+        if is_run_info(f.parent / RUN_INFO):
             jobs.append(f)
         else:
-            print(f"hgbench: warning: skipping {f}: not an hgbench job folder (no {RUN_INFO} next to it)", file=sys.stderr)
+            print(f"hgbench: warning: skipping {f}: not an hgbench job folder (no hgbench {RUN_INFO} next to it)", file=sys.stderr)
     if not jobs:
         return None
     df = pd.concat([read_csv(f) for f in jobs], ignore_index=True)

@@ -5,10 +5,16 @@ the operations, into a ``Tally`` they were given (no module-level state).
 - VJPs and JVPs through Φ: the products of a ``hgbench.core.linearization.Linearization`` (one
   per call; a batch of m tangents pushed at once counts m, read off the batch's shape), and, on a
   tape built by ``taped``, a hook on every taped Φ output (it fires once per backward step).
-- Bytes saved for backward: ``torch.autograd.graph.saved_tensors_hooks`` while a tape or a VJP
-  graph is built (each storage counted once per tape); forward-mode products and graphs built
-  by torch.func (batched λ draws) save nothing observable. On CUDA, ``Meter`` also records the
-  peak allocated memory.
+- Bytes saved for backward, one scope for every estimator: the bytes autograd saves for the
+  backward passes THROUGH Φ, i.e. while Φ is evaluated on a tape (ITD's and truncated ITD's
+  taped steps, a Linearization's graph of one Φ evaluation), counted by
+  ``torch.autograd.graph.saved_tensors_hooks`` inside ``taped`` (each storage once per tape).
+  Not counted: E's graph (E and its gradient are computed once per estimate by every
+  estimator, like the counts below), and forward-mode products, which save nothing. Derivatives
+  built by torch.func (``hgbench.core.linearization.jacobian``/``vjp``, e.g. the reparameterized
+  estimators' Hessians; batched λ draws) save tensors that no hook can observe: such an estimate
+  reports None (an empty cell), never a 0 it did not measure. On CUDA, ``Meter`` also records
+  the peak allocated memory.
 - E and its gradient (once per estimate for every estimator) are not counted.
 
 A ``Meter`` adds to its ``Cost`` the time spent inside its ``with`` blocks and the tally's growth
@@ -29,29 +35,38 @@ COUNTS = ("n_phi", "n_vjp", "n_jvp", "saved_bytes")
 
 
 @dataclass
+class Cost:
+    """What one estimate cost. saved_bytes: None when not observable (see the module docstring);
+    peak_bytes: CUDA only (None elsewhere)."""
+
+    time_s: float = 0.0
+    n_phi: int = 0
+    n_vjp: int = 0
+    n_jvp: int = 0
+    saved_bytes: Optional[int] = 0
+    peak_bytes: Optional[int] = None
+
+    def __add__(self, other: "Cost") -> "Cost":
+        peaks = [p for p in (self.peak_bytes, other.peak_bytes) if p is not None]
+        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name not in ("saved_bytes", "peak_bytes")}
+        saved = None if None in (self.saved_bytes, other.saved_bytes) else self.saved_bytes + other.saved_bytes
+        return Cost(**summed, saved_bytes=saved, peak_bytes=max(peaks) if peaks else None)
+
+
+@dataclass
 class Tally:
-    """Running operation counts of one estimate; whoever performs an operation adds to it."""
+    """Running operation counts of one estimate; whoever performs an operation adds to it.
+    ``opaque``: set by whoever builds a graph whose saved bytes cannot be observed (torch.func);
+    from then on every Meter block on this tally reports saved_bytes None."""
 
     n_phi: int = 0
     n_vjp: int = 0
     n_jvp: int = 0
     saved_bytes: int = 0
+    opaque: bool = False
 
     def counts(self) -> tuple[int, ...]:
         return tuple(getattr(self, name) for name in COUNTS)
-
-
-@dataclass
-class Cost(Tally):
-    """What one estimate cost: the counts, wall time, and peak_bytes (CUDA only; None elsewhere)."""
-
-    time_s: float = 0.0
-    peak_bytes: Optional[int] = None
-
-    def __add__(self, other: "Cost") -> "Cost":
-        peaks = [p for p in (self.peak_bytes, other.peak_bytes) if p is not None]
-        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name != "peak_bytes"}
-        return Cost(**summed, peak_bytes=max(peaks) if peaks else None)
 
 
 class Meter:
@@ -82,7 +97,10 @@ class Meter:
             self.cost.peak_bytes = max(peak, self.cost.peak_bytes or 0)
         self.cost.time_s += time.perf_counter() - self._start
         for name, before, after in zip(COUNTS, self._counts, self.tally.counts()):
-            setattr(self.cost, name, getattr(self.cost, name) + after - before)
+            if getattr(self.cost, name) is not None:
+                setattr(self.cost, name, getattr(self.cost, name) + after - before)
+        if self.tally.opaque:  # a torch.func graph was built (in this estimate): not observable
+            self.cost.saved_bytes = None
 
 
 @contextmanager

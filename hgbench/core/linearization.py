@@ -90,6 +90,7 @@ def jacobian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tally: 
     For derivatives of functions other than Φ (e.g. the Hessian of a reparameterized inner loss,
     each Hessian-vector product of ℓ counted as one VJP, what it is through Φ = w − α∇ℓ)."""
     out, pull = torch.func.vjp(f, x)
+    tally.opaque = True  # its saved tensors are not observable (hgbench.core.cost)
     basis = torch.eye(out.numel(), dtype=out.dtype, device=out.device).reshape(out.numel(), *out.shape)
     tally.n_vjp += out.numel()
     return out, torch.func.vmap(pull)(basis)[0].reshape(*out.shape, *x.shape)
@@ -98,4 +99,5 @@ def jacobian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tally: 
 def vjp(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, v: torch.Tensor, tally: Tally) -> torch.Tensor:
     """(∂f/∂x)ᵀ v, one VJP (for functions other than Φ, as ``jacobian``)."""
     tally.n_vjp += 1
+    tally.opaque = True
     return torch.func.vjp(f, x)[1](v)[0]

@@ -69,10 +69,11 @@ class ITDTruncated(Estimator):
         for (t, k), s in sorted(start_of.items()):
             w, cost = starts[s]
             tape = bound.meter()
-            with tape, taped(bound.tally) as mark:
-                lam_var = bound.lam.detach().requires_grad_(True)
-                for _ in range(t - s):
-                    w = mark(bound.phi(w, lam_var))
+            with tape:
+                with taped(bound.tally) as mark:  # the k steps of Φ; E's graph is not counted (hgbench.core.cost)
+                    lam_var = bound.lam.detach().requires_grad_(True)
+                    for _ in range(t - s):
+                        w = mark(bound.phi(w, lam_var))
                 grad = _backward(bound, w, lam_var)
             yield Estimate(t, k, grad, w.detach(), cost + tape.cost)
 

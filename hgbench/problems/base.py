@@ -150,6 +150,12 @@ class Problem:
         q = torch.linalg.matrix_norm(jac, ord=2).item()
         return torch.linalg.solve(system, b), q, (singular[0] / singular[-1]).item()
 
+    def reference_bytes(self) -> int:
+        """Roughly the peak memory of one reference (hgbench.running.guard): by default the dense
+        float64 J, I − Jᵀ and the SVD's and LU's copies of it, 4·d² · 8 bytes. A problem that
+        overrides ``adjoint_system`` overrides this too."""
+        return 4 * self.w_dim**2 * 8
+
     def to(self, dtype: torch.dtype, device: torch.device | str) -> "Problem":
         """A copy whose floating-point tensors are cast to dtype and moved to device."""
         other = copy.copy(self)

@@ -145,6 +145,9 @@ class EquilibriumMNIST(Problem):
             p["b"].zero_()
             if self.init_a_norm is not None:
                 p["A"].mul_(self.init_a_norm / torch.linalg.matrix_norm(p["A"], ord=2))
+        if not torch.isfinite(torch.linalg.vector_norm(lams, dim=1)).all():  # the projection's SVD would fail
+            raise ValueError(f"problem.init_scale={self.init_scale} with problem.init_a_norm={self.init_a_norm} gives λ draws "
+                             "whose norm is not finite; use smaller finite values")  # fmt: skip
         return torch.stack([self.project(lam) for lam in lams])
 
     def project(self, lam: torch.Tensor) -> torch.Tensor:
@@ -197,6 +200,11 @@ class EquilibriumMNIST(Problem):
                 rows = slice(start, start + CHUNK)
                 out[rows] = torch.linalg.solve(matrices(rows), rhs[rows])
         return out
+
+    def reference_bytes(self) -> int:
+        """Roughly: the block solves (a CHUNK of d × d matrices, their LU and Gram copies) and a
+        few state-sized and λ-sized float64 vectors."""
+        return 4 * CHUNK * self.d**2 * 8 + 8 * (self.w_dim + self.lam_dim) * 8
 
     def adjoint_system(self, lam: torch.Tensor, w_star: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         """Exact (I − Jᵀ)v = b, block by block: (I − A diag(sᵢ)) vᵢ = bᵢ, by LU in the dtype of

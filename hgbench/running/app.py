@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -12,7 +13,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from hgbench.running import modes
+from hgbench.running import lock, modes
 from hgbench.analysis.results import combine
 from hgbench.running.modes import Mode
 from hgbench.paths import conf_dir
@@ -40,7 +41,8 @@ def run_one(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> Mode:
     diverged or failed; returns the mode."""
     mode = modes.get(cfg.mode)
     plan = prepare(cfg, mode, " ".join(overrides))
-    df = mode.run(plan, out_dir)
+    with lock.held(out_dir):
+        df = mode.run(plan, out_dir)
     print(mode.summarize(df))
     print(f"results: {out_dir / mode.csv}")
     for status in ("diverged", "error"):
@@ -61,6 +63,12 @@ def task(cfg: DictConfig) -> None:
         except UserError as err:
             print("hgbench: error: " + " ".join(str(err).split()), file=sys.stderr)
             sys.exit(2)
+        except Exception as err:  # noqa: BLE001 — one line here, before Hydra adds its own
+            if os.environ.get("HGBENCH_TRACEBACK") == "1":
+                raise
+            from hgbench.running.cli import one_line
+
+            sys.exit(one_line(err))
         if cfg.plot:
             _draw(out_dir / mode.csv, mode)
         return

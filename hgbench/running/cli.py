@@ -17,6 +17,7 @@ import re
 import sys
 
 from hgbench.paths import conf_dir
+from hgbench.running.interrupt import Interrupted
 
 USAGE = __doc__.split("\n\n", 1)[1]
 
@@ -33,24 +34,52 @@ def _run(argv: list[str]) -> int:
     from hgbench.running.schema import explain
 
     FAILED_JOBS.clear()
-    # Hydra prints its composition errors over several lines and exits 1; with
-    # HYDRA_FULL_ERROR it raises them instead, and they are reported here in one line.
-    previous = os.environ.get("HYDRA_FULL_ERROR")
+    debug = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    if debug:
+        os.environ["HGBENCH_TRACEBACK"] = "1"
+    # Hydra prints its composition errors over several lines and exits 1; with HYDRA_FULL_ERROR
+    # it re-raises them (and every other failure), and each becomes one line here.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         task()
+    except Interrupted as err:
+        print(err.message, file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:  # before or after the draws (e.g. while Hydra composes the config)
+        print("hgbench: interrupted", file=sys.stderr)
+        return 130
     except (HydraException, OmegaConfBaseException) as err:  # composing the configuration failed
+        if debug:
+            raise
         print(f"hgbench: error: {explain(err)}", file=sys.stderr)
         return 2
     except ValueError as err:  # Hydra's own refusal of its flags, e.g. --cfg together with -m
-        print(f"hgbench: error: {err}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"hgbench: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 — every failure is one line; HYDRA_FULL_ERROR=1 shows the traceback
+        if debug:
+            raise
+        return one_line(err)
     finally:
-        if previous is None:
-            os.environ.pop("HYDRA_FULL_ERROR")
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = previous
+        if not debug:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        os.environ.pop("HGBENCH_TRACEBACK", None)
     return 1 if FAILED_JOBS else 0
+
+
+def one_line(err: Exception) -> int:
+    """Print any other failure of ``hgbench run`` as one line; returns the exit code: 2 for output
+    paths that cannot be written, 1 for anything else (its traceback with HYDRA_FULL_ERROR=1)."""
+    if isinstance(err, BrokenPipeError):  # stdout closed by the reader: main ends quietly
+        raise err
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError):
+        print(f"hgbench: error: cannot write the output directory: {err.strerror}: {err.filename}", file=sys.stderr)
+        return 2
+    print(f"hgbench: error: {type(err).__name__}: {text} (rerun with HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
+    return 1
 
 
 def _plot(args: list[str]) -> int:
@@ -75,7 +104,10 @@ def _plot(args: list[str]) -> int:
     try:
         paths = plot(ns.path, ns.kind, ns.out, **options)
     except (FileNotFoundError, ValueError) as err:
-        print(f"hgbench plot: error: {err}", file=sys.stderr)
+        print(f"hgbench plot: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    except OSError as err:  # --out onto a file, or a folder that cannot be written
+        print(f"hgbench plot: error: cannot write the figures: {err.strerror}: {err.filename}", file=sys.stderr)
         return 2
     for path in paths:
         print(f"figure: {path}")
@@ -98,8 +130,8 @@ def _aggregate(args: list[str]) -> int:
     for mode in MODES.values():
         try:
             combined = combine(ns.dir, mode.csv)
-        except FileNotFoundError as err:
-            print(f"hgbench aggregate: error: {err}", file=sys.stderr)
+        except (ValueError, OSError) as err:  # missing, a file, an unreadable job CSV
+            print(f"hgbench aggregate: error: {' '.join(str(err).split())}", file=sys.stderr)
             return 2
         if combined is not None:
             found = True
@@ -123,9 +155,10 @@ def _reproduce(args: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="the presets' short variants (fewer draws and steps)")
     parser.add_argument("--out", default="results", help="where to write (default: results)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of each run (default: torch's)")
+    parser.add_argument("--force", action="store_true", help="let --quick replace a preset's full results in OUT")
     ns = parser.parse_args(args)
     try:
-        failed = reproduce(ns.names, ns.out, ns.quick, ns.threads)
+        failed = reproduce(ns.names, ns.out, ns.quick, ns.threads, ns.force)
     except ValueError as err:
         print(f"hgbench reproduce: error: {err}", file=sys.stderr)
         return 2
@@ -204,6 +237,17 @@ def _list(args: list[str]) -> int:
 
 
 def main() -> None:
+    """The ``hgbench`` command. A closed stdout (``hgbench … | head``) ends it quietly, exit 141
+    (128 + SIGPIPE, as a shell reports a process killed by a broken pipe)."""
+    try:
+        _main()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush of stdout must not fail again
+        sys.exit(141)
+
+
+def _main() -> None:
     argv = list(sys.argv)
     command = argv[1] if len(argv) > 1 else None
     if command == "run":

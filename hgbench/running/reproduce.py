@@ -105,8 +105,25 @@ def claims_table(out: Path) -> Path:
     return path
 
 
-def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | None = None) -> int:
-    """Run the named presets (all when empty); returns the number that failed."""
+def _full_results(out: Path, names) -> list[str]:
+    """The presets among ``names`` with results under out that are not known to be --quick ones
+    (a folder without a readable reproduce.json counts as full)."""
+    full = []
+    for name in names:
+        info = out / name / "reproduce.json"
+        try:
+            quick = json.loads(info.read_text()).get("quick") if info.is_file() else False
+        except (ValueError, OSError, AttributeError):
+            quick = False  # unreadable: treat as results worth keeping
+        if (out / name).exists() and not quick:
+            full.append(name)
+    return full
+
+
+def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | None = None, force: bool = False) -> int:
+    """Run the named presets (all when empty); returns the number that failed. With ``quick``,
+    presets whose results under out are full ones are refused (ValueError, before any run)
+    unless ``force``."""
     from hgbench.analysis.plot import plot
 
     available = presets()
@@ -115,6 +132,10 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
         raise ValueError(f"unknown preset(s) {', '.join(unknown)}; available: {', '.join(available)}")
     chosen = {n: available[n] for n in (names or available)}
     out = Path(out)
+    kept = _full_results(out, chosen) if quick and not force else []
+    if kept:
+        raise ValueError(f"--quick would replace the full results of {', '.join(kept)} in {out}; "
+                         "use --out DIR for quick results elsewhere, or --force to replace them")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     estimates = {n: _estimate_s(n, b, out, quick) for n, b in chosen.items()}
     print(f"hgbench reproduce: {len(chosen)} preset(s){' (--quick)' if quick else ''}, "

@@ -3,12 +3,14 @@ estimator over the grid, and write metrics.csv and run.json (error mode; hgbench
 both modes share: ``prepare``, the run's identity (``run_id``), the progress bar, crash-safe
 writing of the rows and run.json (``save``), and the resume check (``previous_info``).
 
-Reliability contract: every bad setting is refused by ``prepare`` with one line before heavy
-work; a λ draw whose estimate is NaN/inf gives rows with status ``diverged`` and one whose
-reference or estimator raises gives rows with status ``error`` (the reason in ``reason``), and
-the run goes on; metrics.csv and run.json are rewritten atomically after every λ draw, so a run
-killed at any moment leaves only complete draws, and ``resume=true`` computes only the draws
-that are missing (or ended in ``error``).
+Reliability contract: every bad setting, and a run too large for the machine
+(hgbench.running.guard), is refused by ``prepare`` with one line before heavy work; a λ draw
+whose estimate is NaN/inf gives rows with status ``diverged`` and one whose reference is not
+certified (hgbench.core.reference.certify) or whose reference or estimator raises gives rows
+with status ``error`` (the reason in ``reason``), and the run goes on; each λ draw is appended
+to metrics.csv and the journal as it finishes (hgbench.running.journal), so a run killed at any
+moment leaves only complete draws, and ``resume=true`` computes only the draws that are missing
+(or ended in ``error``) and never deletes finished ones.
 """
 
 from __future__ import annotations
@@ -37,12 +39,15 @@ from tqdm.auto import tqdm
 import hgbench
 from hgbench.core.bound import check_applies, estimate
 from hgbench.estimators.base import Estimator
+from hgbench.running import guard
 from hgbench.running.batch import estimate_batched
 from hgbench.running import schema
 from hgbench.running.grids import grid_pairs
 from hgbench.problems.base import Problem
-from hgbench.core.reference import reference
-from hgbench.analysis.results import COLUMNS, METRICS, RESUME_FREE, RUN_INFO, atomic, read_csv, write_csv_atomic
+from hgbench.core.reference import certify, reference
+from hgbench.analysis.results import COLUMNS, METRICS, RESUME_FREE, RUN_INFO, atomic, frame, strict_json, write_csv_atomic
+from hgbench.running.interrupt import interruptible
+from hgbench.running.journal import Journal, read_previous
 
 if TYPE_CHECKING:
     from hgbench.running.modes import Mode
@@ -52,6 +57,10 @@ DTYPES = {name: getattr(torch, name) for name in schema.DTYPES}
 
 class UserError(ValueError):
     """A bad configuration: reported as one line, without a traceback."""
+
+
+class UncertifiedReference(ArithmeticError):
+    """A draw's reference fails its certificate (hgbench.core.reference.certify): its rows are ``error``."""
 
 
 @dataclass
@@ -150,6 +159,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
     try:
         check_applies(estimator, problem)
         mode.check_problem(cfg, problem)
+        guard.check(cfg, problem, estimator, pairs, device)  # memory and time, before drawing λ
         lams = problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
     except ValueError as err:
         raise UserError(str(err)) from err
@@ -222,6 +232,14 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
+def check_outputs(out_dir: Path, csv: str) -> None:
+    """Before any work: the files a run will write must be regular files or absent."""
+    for name in (csv, RUN_INFO):
+        path = out_dir / name
+        if path.exists() and not path.is_file():
+            raise UserError(f"{path} exists and is not a file; remove it or choose another output directory")
+
+
 def unreadable(out_dir: Path, err: BaseException) -> UserError:
     return UserError(f"resume=true: cannot read the results in {out_dir} ({_reason(err)}); rerun with resume=false")
 
@@ -232,12 +250,15 @@ def previous_info(plan: Plan, out_dir: Path, csv: str) -> dict | None:
     to resume (resume=false, or no results). Results of another configuration, or unreadable
     ones, are refused in one line."""
     info_path = out_dir / RUN_INFO
+    check_outputs(out_dir, csv)
     if not (plan.resume and (out_dir / csv).is_file() and info_path.is_file()):
         return None
     try:
         info = json.loads(info_path.read_text())
     except (ValueError, OSError) as err:
         raise unreadable(out_dir, err) from err
+    if not (isinstance(info, dict) and isinstance(info.get("config"), dict) and isinstance(info.get("references", []), list)):
+        raise unreadable(out_dir, ValueError(f"{RUN_INFO} is not an hgbench run.json (an object with config and references)"))
     changed = _differences(info.get("config", {}), plan.config)
     if changed:
         raise UserError(
@@ -249,29 +270,33 @@ def previous_info(plan: Plan, out_dir: Path, csv: str) -> dict | None:
 
 def _previous(plan: Plan, out_dir: Path) -> tuple[dict[int, list[dict]], dict[int, dict]]:
     """For resume=true: the rows and reference facts of the λ draws that out_dir already holds
-    complete and valid (same configuration, same λ value, no ``error`` row). Kept rows take this
-    run's facts (its overrides may differ in RESUME_FREE keys; an older file may lack columns)."""
+    complete and valid (same configuration, same λ value, no ``error`` row; hgbench.running.journal
+    reads what a killed run left). Draws beyond this run's n_lambdas are kept too (a smaller
+    n_lambdas never deletes finished draws). Kept rows take this run's facts (its overrides may
+    differ in RESUME_FREE keys; an older file may lack columns)."""
     info = previous_info(plan, out_dir, METRICS)
     if info is None:
         return {}, {}
     try:
-        old = read_csv(out_dir / METRICS)
+        old, found = read_previous(out_dir, METRICS, info)
     except (ValueError, OSError) as err:
         raise unreadable(out_dir, err) from err
+    lams = plan.lams
+    if found and max(found) >= len(lams):  # the same stream, drawn further: its prefix is plan.lams
+        lams = plan.problem.sample_lambdas(max(found) + 1, torch.Generator().manual_seed(plan.seed))
     rows, facts = {}, {}
-    for fact in info.get("references", []):
-        i = fact["lam_id"]
+    for i, fact in found.items():
         part = old[old["lam_id"] == i]
-        valid = i < len(plan.lams) and "error" not in fact and fact["lam"] == plan.lams[i].tolist()
+        valid = 0 <= i < len(lams) and "error" not in fact and fact["lam"] == lams[i].tolist()
         if valid and len(part) and (part["status"] != "error").all():
             rows[i], facts[i] = [{**row, **_run_facts(plan)} for row in part.to_dict("records")], fact
     return rows, facts
 
 
 def save(plan: Plan, rows: list[dict], columns: list[str], csv: str, facts: list[dict], out_dir: Path) -> pd.DataFrame:
-    """Either mode: write the rows to out_dir/``csv`` and then run.json, each atomically, and
+    """Training: write the rows to out_dir/``csv`` and then run.json, each atomically, and
     return the rows as a frame."""
-    df = pd.DataFrame(rows, columns=columns)
+    df = frame(rows, columns)
     write_csv_atomic(df, out_dir / csv)
     write_run_info(plan, facts, out_dir)
     return df
@@ -283,26 +308,44 @@ def progress_bar(plan: Plan, todo, total: int, unit: str, enabled: bool, what: s
                 desc=f"{what}{plan.problem.name}/{plan.estimator.name}", disable=not enabled)  # fmt: skip
 
 
-def _save(plan: Plan, rows: dict[int, list[dict]], facts: dict[int, dict], out_dir: Path) -> pd.DataFrame:
-    flat = [row for i in sorted(rows) for row in rows[i]]
-    return save(plan, flat, COLUMNS, METRICS, [facts[i] for i in sorted(facts)], out_dir)
-
-
 def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, list[dict]]:
-    """Run the plan; rewrite out_dir/metrics.csv and run.json atomically after every λ draw (a
-    killed run leaves only complete draws). With ``plan.resume``, draws already in out_dir are
-    kept and only the others computed. A draw whose reference or estimator raises gets ``error``
-    rows for the grid points it did not reach; the run goes on. Returns the rows and the
-    per-draw reference facts."""
+    """Run the plan; append each λ draw's rows to out_dir/metrics.csv and its reference facts to
+    the journal as it finishes, merged into run.json at the end (hgbench.running.journal: constant
+    cost per draw; a killed run leaves only complete draws). With ``plan.resume``, draws already
+    in out_dir are kept and only the others computed. A draw whose reference is not certified
+    (hgbench.core.reference.certify) or whose reference or estimator raises gets ``error`` rows
+    for the grid points it did not reach; the run goes on. Ctrl-C or SIGTERM raises
+    hgbench.running.interrupt.Interrupted with the number of complete draws. Returns the rows
+    and the per-draw reference facts."""
     rows, facts = _previous(plan, out_dir)
     todo = [i for i in range(len(plan.lams)) if i not in facts]
-    if not todo:
-        return _save(plan, rows, facts, out_dir), [facts[i] for i in sorted(facts)]
     work = plan.problem.to(plan.dtype, plan.device)
     lams = plan.lams.to(plan.dtype).to(plan.device)
-    # One untimed estimate first: one-time framework setup (lazy imports, forward-AD
-    # decompositions, ~1 s for jvp) must not land in the first row's time. It also tells
-    # whether the estimator has a k (ITD yields k = None once per t), for ``error`` rows.
+    has_k = _warm_up(plan, work, lams) if todo else True  # before anything is written
+    journal = Journal(out_dir, METRICS, COLUMNS, functools.partial(run_info, plan))
+    try:
+        journal.start([row for i in sorted(rows) for row in rows[i]], [facts[i] for i in sorted(facts)])
+    except OSError as err:
+        raise UserError(f"cannot write the results in {out_dir} ({_reason(err)})") from err
+    with interruptible(lambda: sum(i in facts for i in range(len(plan.lams))), len(plan.lams), out_dir) as critical:
+        _compute(plan, work, lams, todo, has_k, progress, lambda draw, fact: _append(journal, critical, rows, facts, draw, fact))
+    ordered = [facts[i] for i in sorted(facts)]
+    journal.finish(ordered)
+    return frame([row for i in sorted(rows) for row in rows[i]], COLUMNS), ordered
+
+
+def _append(journal: Journal, critical, rows: dict, facts: dict, draw: list[dict], fact: dict) -> None:
+    """One finished draw: to the journal and to ``rows``/``facts``, with signals held meanwhile."""
+    with critical():
+        journal.append(draw, fact)
+        rows[fact["lam_id"]], facts[fact["lam_id"]] = draw, fact
+
+
+def _warm_up(plan: Plan, work: Problem, lams: torch.Tensor) -> bool:
+    """One untimed estimate first: one-time framework setup (lazy imports, forward-AD
+    decompositions, ~1 s for jvp) must not land in the first row's time. An estimator that fails
+    there is refused in one line. Returns whether the estimator has a k (ITD yields k = None
+    once per t), for ``error`` rows."""
     try:
         if plan.batched:
             warm = estimate_batched(plan.estimator, work, lams[:1], [(1, 1)])[0]
@@ -313,7 +356,14 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
             f"estimator {plan.estimator.name!r} fails on problem {plan.problem.name!r} at the first λ draw "
             f"with t = k = 1 ({_reason(err)}); check the problem's settings"
         ) from err
-    keys = plan.pairs if warm[0].k is not None else [(t, None) for t in sorted({t for t, _ in plan.pairs})]
+    return warm[0].k is not None
+
+
+def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has_k: bool, progress: bool, done) -> None:
+    """execute's work: the draws ``todo``, each passed to ``done(rows, fact)`` when finished."""
+    if not todo:
+        return
+    keys = plan.pairs if has_k else [(t, None) for t in sorted({t for t, _ in plan.pairs})]
     batch = {}
     if plan.batched:
         try:
@@ -324,10 +374,11 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
     bar = progress_bar(plan, todo, len(plan.lams), "λ", progress)
     for lam_id in bar:
         lam, draw, q, kappa = plan.lams[lam_id], [], None, None
+        fact = {"lam_id": lam_id, "lam": lam.tolist()}
         try:
             ref = reference(plan.problem, lam)
             q, kappa = ref.q, ref.kappa
-            facts[lam_id] = {"lam_id": lam_id, "lam": lam.tolist(), **ref.summary()}
+            fact.update(ref.summary(), certificate=certify(ref))
             if not (torch.isfinite(ref.grad).all() and torch.isfinite(ref.w_star).all()):
                 raise FloatingPointError("the float64 reference is NaN or inf")
             if q >= 1 and not warned:
@@ -337,6 +388,8 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
                     f"q = ‖∂₁Φ(w*, λ)‖₂ = {q:.6g} >= 1; iterations may diverge (rows kept with status diverged)",
                     file=sys.stderr,
                 )  # fmt: skip
+            if not fact["certificate"]["certified"]:
+                raise UncertifiedReference(fact["certificate"]["reason"])
             estimates = batch.get(lam_id) if plan.batched else estimate(plan.estimator, work, lams[lam_id], plan.pairs)
             if isinstance(estimates, Exception):
                 raise estimates
@@ -344,12 +397,10 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
                 draw.append(_estimate_row(plan, lam_id, est, ref))
         except Exception as err:  # noqa: BLE001 — a failing draw is data (status error), not the end of the run
             reached = {(row["t"], row["k"]) for row in draw}
-            reason = _reason(err)
+            reason = str(err) if isinstance(err, UncertifiedReference) else _reason(err)
             draw += [{**_key(plan, lam_id, t, k), "q": q, "kappa": kappa, "status": "error", "reason": reason} for t, k in keys if (t, k) not in reached]
-            facts.setdefault(lam_id, {"lam_id": lam_id, "lam": lam.tolist()})["error"] = reason
-        rows[lam_id] = draw
-        df = _save(plan, rows, facts, out_dir)
-    return df, [facts[i] for i in sorted(facts)]
+            fact["error"] = reason
+        done(draw, fact)
 
 
 @functools.lru_cache(maxsize=1)
@@ -364,11 +415,11 @@ def _git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def write_run_info(plan: Plan, facts: list[dict], out_dir: Path) -> Path:
-    """run.json: the run's identity (run_id, overrides: as in its rows), the resolved
+def run_info(plan: Plan, facts: list[dict]) -> dict:
+    """run.json's content: the run's identity (run_id, overrides: as in its rows), the resolved
     configuration, versions, threads, device, code revision and the reference facts of every λ
-    draw (training: every step with an error) done so far (written atomically)."""
-    info = {
+    draw (training: every step with an error) done so far."""
+    return {
         **plan.identity,
         "config": plan.config,
         "versions": {
@@ -382,7 +433,11 @@ def write_run_info(plan: Plan, facts: list[dict], out_dir: Path) -> Path:
         "dtype": str(plan.dtype).removeprefix("torch."),
         "references": facts,
     }  # fmt: skip
+
+
+def write_run_info(plan: Plan, facts: list[dict], out_dir: Path) -> Path:
+    """Write run.json (``run_info``) atomically, as strict JSON (NaN and infinities as null)."""
     path = out_dir / RUN_INFO
     with atomic(path) as tmp:
-        tmp.write_text(json.dumps(info, indent=2))
+        tmp.write_text(strict_json(run_info(plan, facts), indent=2))
     return path

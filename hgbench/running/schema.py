@@ -246,6 +246,7 @@ class Config:
     batch_lambdas: Any = option(Flag(), "evaluate all λ draws at once with torch.func.vmap (time_s amortized per draw)")
     plot: Any = option(Flag(), "draw the figure at the end of a run (or of a sweep)")
     resume: Any = option(Flag(), "keep the complete λ draws already in the output folder, compute the others")
+    guard: Any = option(Flag(), "estimate peak memory and time first: refuse a run too large for the machine, warn about a long one")
     mode: str = option(Choice(_modes), "error: estimator vs reference over a grid; train: train with the estimator; outer: bilevel optimization (docs/outer.md)")
     data: Data = field(default_factory=Data)
     problem: Any = None

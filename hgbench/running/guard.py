@@ -1,0 +1,172 @@
+"""The cost guard: before heavy work, estimate a run's peak memory and time; refuse a run whose
+memory exceeds what the machine has, and say the time of a long one.
+
+The estimate is rough by design (a factor of a few), built from the problem's sizes (d = dim w,
+p = dim λ), the grid (T = the largest t, the (t, k) pairs), n = n_lambdas, the estimator's family,
+and two numbers measured on one λ draw: the bytes one taped Φ step saves for backward (S) and the
+time of one Φ step (τ):
+
+    λ draws          n · p · 8                       (float64, all drawn up front)
+    reference        problem.reference_bytes()       (dense: 4·d²·8; block solves where overridden)
+    itd              T · S                           (the tape of the longest trajectory)
+    itd_trunc        min(max k, T) · S
+    itd_forward      3 · d · p · B + p² · B          (dw/dλ, its update, the tangent basis)
+    gmres            (max k + 4) · d · B + S         (the Krylov basis)
+    other AID, jfb   4 · d · B + S                   (one VJP graph, a few vectors)
+    exact, precond (solve=direct), reparam   4 · d² · B   (dense d × d matrices)
+
+with B the bytes of the run's dtype, multiplied by n for batch_lambdas=true (all draws at once);
+the peak is taken as the sum of the draws, the reference and the estimator's part. Time per
+draw, in Φ-step units (a VJP or JVP counted as 2): the estimator's own passes (e.g. ITD: T steps
+and Σ_t 2t for the backward sweeps; AID: T steps and Σ_t 2·(max k at t); itd_forward: T·(1 + p);
+dense estimators per point 2·d (exact), 4·d (precond) or 25·d (reparam, measured on hyper_rep)),
+plus 2·d for a dense reference. Training runs count train.steps estimates at (train.t, train.k).
+
+A run whose peak exceeds the memory available (Linux MemAvailable; on CUDA the device's free
+memory for the estimator's part) is refused in one line with the estimate; one estimated to take
+more than LONG_S prints a one-line warning with the estimate and goes on. ``guard=false`` skips
+both. When the one-step measurement itself fails, the guard says nothing: the run's own first
+estimate reports the failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import torch
+from omegaconf import DictConfig
+
+from hgbench.core.cost import Tally, taped
+from hgbench.estimators.gmres import GMRES
+from hgbench.estimators.implicit import Exact
+from hgbench.estimators.itd import ITDForward, ITDReverse, ITDTruncated
+from hgbench.estimators.precond import Preconditioned
+from hgbench.estimators.reparam import Reparameterized
+from hgbench.problems.base import Problem
+
+LONG_S = 600.0  # a run estimated to take longer gets a warning
+DENSE_UNITS = {Exact: 2, Preconditioned: 4, Reparameterized: 25}  # Φ-step units per d, per point
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return ""
+
+
+def _duration(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.3g} h" if s < 86400 * 365 else f"{s / 86400 / 365:.3g} years"
+
+
+def available_bytes(device: torch.device | None = None) -> int:
+    """Free memory: the CUDA device's, or the machine's MemAvailable (its physical memory where
+    /proc/meminfo is missing)."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def measure_step(problem: Problem) -> tuple[int, float] | None:
+    """(S, τ): bytes one taped Φ step saves for backward, and the time of one Φ step (the median
+    of five steps of the inner iteration, after one untimed), at the first λ draw of seed 0 from
+    w₀; None when a step fails."""
+    try:
+        lam = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+        phi, w = problem.bound_phi(lam), problem.w0(lam)
+        tally = Tally()
+        with taped(tally):
+            w = phi(w.requires_grad_(True), lam.detach().requires_grad_(True)).detach()
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            w = phi(w, lam)
+            times.append(time.perf_counter() - start)
+    except Exception:  # noqa: BLE001 — the run's first estimate reports it, with its own message
+        return None
+    return tally.saved_bytes, sorted(times)[2]
+
+
+def estimator_part(estimator, d: int, p: int, pairs: list[tuple[int, int]], step_bytes: int, itemsize: int) -> tuple[int, float, str]:
+    """(bytes, Φ-step units per draw, what dominates the bytes) of the estimator's work."""
+    ts = sorted({t for t, _ in pairs})
+    big_t, big_k = max(ts), max((k for _, k in pairs if k is not None), default=0)
+    k_at = {t: max((k for tt, k in pairs if tt == t and k is not None), default=0) for t in ts}
+    if isinstance(estimator, ITDReverse):
+        return big_t * step_bytes, big_t + sum(2 * t for t in ts), f"itd's tape: {big_t} steps × {_size(step_bytes)}"
+    if isinstance(estimator, ITDTruncated):
+        depth = min(big_k, big_t)
+        return depth * step_bytes, sum(t + 2 * min(k, t) for t, k in pairs), f"the tape of {depth} steps × {_size(step_bytes)}"
+    if isinstance(estimator, ITDForward):
+        return (3 * d * p + p * p) * itemsize, big_t * (1 + p), f"dw/dλ: {d} × {p} entries, pushed along"
+    dense = next((units for kind, units in DENSE_UNITS.items() if isinstance(estimator, kind)), None)
+    if dense is not None and not (isinstance(estimator, Preconditioned) and estimator.solve == "cg"):
+        return 4 * d * d * itemsize, big_t + len(ts) * dense * d, f"dense {d} × {d} matrices"
+    basis = big_k + 4 if isinstance(estimator, GMRES) else 4
+    return basis * d * itemsize + step_bytes, big_t + sum(2 * k_at[t] + 2 for t in ts), f"{basis} vectors of {d} and one VJP graph"
+
+
+def estimate(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int, int]]) -> dict | None:
+    """The run's estimate: peak bytes (and their parts), seconds, and the words for them; None
+    when the one-step measurement fails."""
+    measured = measure_step(problem)
+    if measured is None:
+        return None
+    step_bytes, tau = measured
+    training = cfg.mode == "train"
+    n = 1 if training else cfg.n_lambdas
+    runs = cfg.train.steps if training else n
+    pairs = [(cfg.train.t, cfg.train.k)] if training else pairs
+    itemsize = 4 if cfg.dtype == "float32" else 8
+    d, p = problem.w_dim, problem.lam_dim
+    est_bytes, units, what = estimator_part(estimator, d, p, pairs, step_bytes * itemsize // 8, itemsize)
+    if cfg.batch_lambdas and not training:
+        est_bytes, what = est_bytes * n, f"{what}, for {n} draws at once"
+    dense_reference = type(problem).adjoint_system is Problem.adjoint_system
+    units += 2 * d if dense_reference else 0
+    parts = {"λ draws": n * p * 8, "reference": problem.reference_bytes(), f"estimator ({what})": est_bytes}
+    return {"bytes": sum(parts.values()), "parts": parts, "estimator_bytes": est_bytes, "seconds": runs * units * tau,
+            "tau": tau, "units": units, "runs": runs}  # fmt: skip
+
+
+def check(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int, int]], device: torch.device) -> None:
+    """Refuse (UserError) a run whose estimated peak memory exceeds what is available; warn about
+    one estimated to take longer than LONG_S. Nothing when ``cfg.guard`` is false."""
+    from hgbench.running.runner import UserError
+
+    if not cfg.get("guard", True):
+        return
+    found = estimate(cfg, problem, estimator, pairs)
+    if found is None:
+        return
+    host = available_bytes()
+    on_device = available_bytes(device) if device.type == "cuda" else None
+    biggest = max(found["parts"], key=found["parts"].get)
+    if found["bytes"] > host or (on_device is not None and found["estimator_bytes"] > on_device):
+        limit = f"{_size(on_device)} free on {device}" if on_device is not None and found["estimator_bytes"] > on_device else f"{_size(host)} available"
+        raise UserError(
+            f"estimated peak memory {_size(found['bytes'])} (mostly {biggest}: {_size(found['parts'][biggest])}) exceeds the "
+            f"{limit}; lower n_lambdas or the grid, or choose another estimator (guard=false runs it anyway)"
+        )
+    if found["seconds"] > LONG_S:
+        what = "training steps" if cfg.mode == "train" else "λ draws"
+        print(
+            f"hgbench: warning: this run will take roughly {_duration(found['seconds'])} ({found['runs']} {what} × "
+            f"{found['units']:.3g} Φ-step units × {found['tau'] * 1e3:.2g} ms measured; peak memory about "
+            f"{_size(found['bytes'])}); guard=false skips this estimate",
+            file=sys.stderr,
+        )  # fmt: skip
