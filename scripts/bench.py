@@ -28,12 +28,15 @@ import torch
 from hgbench.core.bound import estimate
 from hgbench.running.batch import estimate_batched
 from hgbench.paths import conf_dir
+from hgbench.running import schema
 
 # --- hgbench side: one small function per measure (adapt these when the estimator API changes) --
 
 
 def from_conf(group: str, *overrides: str):
-    """conf/GROUP instantiated as `hgbench run OVERRIDES` would build it."""
+    """conf/GROUP instantiated as `hgbench run OVERRIDES` would build it (the config files name
+    their schemas, which must be registered first)."""
+    schema.register()
     with hydra.initialize_config_dir(str(conf_dir()), version_base=None):
         cfg = hydra.compose("config", overrides=list(overrides))
     return hydra.utils.instantiate(cfg[group])
