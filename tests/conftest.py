@@ -38,22 +38,24 @@ def run_cli(monkeypatch, *args):
     return exit_info.value.code
 
 
-def kill_when_paused(tmp_path, pause: int, *args) -> int:
+def signal_when_paused(tmp_path, pause: int, *args, signum=signal.SIGKILL) -> tuple[int, str]:
     """Run ``hgbench run *args`` in a child process that pauses at its ``pause``-th checkpoint
     (tests/faulty.py's HGBENCH_TEST_PAUSE hook: a λ draw in error mode, an evaluation in
-    training mode), SIGKILL it there and return its exit status."""
+    training mode, a reference in outer mode), send it ``signum`` there and return its exit
+    status and stderr."""
     marker = tmp_path / "paused"
     env = {**os.environ, "HGBENCH_TEST_PAUSE": f"{pause}:{marker}", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     command = [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", *map(str, args)]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         give_up = time.monotonic() + 600  # a guard against a hung child, not a timing assertion
         while not marker.exists():
             if proc.poll() is not None or time.monotonic() > give_up:
-                pytest.fail(f"the run ended or hung before its pause: {proc.stderr.read().decode() if proc.poll() is not None else ''}")
+                pytest.fail(f"the run ended or hung before its pause: {proc.stderr.read() if proc.poll() is not None else ''}")
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=600)
     finally:
         proc.kill()
         proc.wait()
-    return proc.returncode
+    return proc.returncode, err

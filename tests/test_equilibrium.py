@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TESTS, kill_when_paused, run_cli
+from conftest import TESTS, run_cli, signal_when_paused
 
 from hgbench.core.bound import bind, check_applies, estimate
 from hgbench.estimators.cg import ConjugateGradient
@@ -263,7 +263,7 @@ def test_killed_training_resumes_to_the_uninterrupted_rows(tmp_path, monkeypatch
     with exactly the rows and checkpoints of an uninterrupted run (time_s aside)."""
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert run_cli(monkeypatch, "run", *TRAIN, f"hydra.run.dir={full}") == 0
-    assert kill_when_paused(tmp_path, 3, *TRAIN, f"hydra.run.dir={killed}") == -signal.SIGKILL
+    assert signal_when_paused(tmp_path, 3, *TRAIN, f"hydra.run.dir={killed}")[0] == -signal.SIGKILL
     assert torch.load(killed / "train_state.pt", weights_only=True)["step"] == 8
     assert list(pd.read_csv(killed / "train.csv")["step"]) == list(range(8)) and not list(killed.glob(".*.tmp"))
     assert run_cli(monkeypatch, "run", *TRAIN, f"hydra.run.dir={killed}") == 0

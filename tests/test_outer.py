@@ -1,16 +1,12 @@
 """Outer-loop mode (mode=outer): exact hypergradients give gradient descent on the closed-form
 f, warm starts, solvers started from v₀, resume after SIGKILL, refusals, figure and summary."""
 
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pandas as pd
 import pytest
 import torch
-from conftest import TESTS, run_cli
+from conftest import TESTS, run_cli, signal_when_paused
 
 from hgbench.core.bound import bind, estimate
 from hgbench.core.reference import reference
@@ -167,21 +163,9 @@ def test_killed_outer_run_resumes_to_the_uninterrupted_rows(tmp_path, monkeypatc
     """An outer run killed (SIGKILL) at the reference of step 9 resumes from the state of step 8
     (λ, momentum, warm starts w and v, counts) and ends with exactly the rows of an
     uninterrupted run (measured times aside)."""
-    full, killed, marker = tmp_path / "full", tmp_path / "killed", tmp_path / "paused"
+    full, killed = tmp_path / "full", tmp_path / "killed"
     assert run_cli(monkeypatch, "run", *KILLED, f"hydra.run.dir={full}") == 0
-    env = {**os.environ, "HGBENCH_TEST_PAUSE": f"3:{marker}", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    command = [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", *KILLED, f"hydra.run.dir={killed}"]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        give_up = time.monotonic() + 600  # a guard against a hung child, not a timing assertion
-        while not marker.exists():  # the run reaches its 4th reference (step 9) and waits there
-            if proc.poll() is not None or time.monotonic() > give_up:
-                pytest.fail(f"the run ended or hung before its pause: {proc.stderr.read().decode() if proc.poll() is not None else ''}")
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    assert signal_when_paused(tmp_path, 3, *KILLED, f"hydra.run.dir={killed}")[0] == -signal.SIGKILL
     assert torch.load(killed / STATE, weights_only=True)["step"] == 8 and not list(killed.glob(".*.tmp"))
     assert list(pd.read_csv(killed / "outer.csv")["step"]) == list(range(8))
     assert run_cli(monkeypatch, "run", *KILLED, f"hydra.run.dir={killed}") == 0

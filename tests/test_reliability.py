@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TESTS, kill_when_paused, run_cli
+from conftest import TESTS, run_cli, signal_when_paused
 
 import hgbench
 from hgbench.analysis.results import COLUMNS
@@ -155,7 +155,7 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_rows(tmp_path, monke
     full = tmp_path / "full"
     assert run_cli(monkeypatch, "run", *args, f"hydra.run.dir={full}") == 0
     killed = tmp_path / "killed"
-    code = kill_when_paused(tmp_path, 2, *args, f"hydra.run.dir={killed}")
+    code, _ = signal_when_paused(tmp_path, 2, *args, f"hydra.run.dir={killed}")
     assert code == -signal.SIGKILL
     partial = pd.read_csv(killed / "metrics.csv")
     assert sorted(partial["lam_id"].unique()) == [0, 1] and len(partial) == 2 * 3  # complete draws only

@@ -7,12 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
 import torch
-from conftest import TESTS, draws, run_cli
+from conftest import TESTS, draws, run_cli, signal_when_paused
 
 from hgbench.analysis.results import atomic, read_csv
 from hgbench.core.bound import estimate
@@ -306,21 +305,9 @@ def test_plot_of_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_ends_the_run_in_one_line_with_complete_draws(tmp_path, signum, code):
-    out, marker = tmp_path / "run", tmp_path / "paused"
-    env = {**CHILD_ENV, "HGBENCH_TEST_PAUSE": f"2:{marker}"}
-    command = [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", *FAULTY, "n_lambdas=4", f"hydra.run.dir={out}"]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        give_up = time.monotonic() + 600  # a guard against a hung child, not a timing assertion
-        while not marker.exists():
-            if proc.poll() is not None or time.monotonic() > give_up:
-                pytest.fail(f"the run ended or hung before its pause: {proc.stderr.read() if proc.poll() is not None else ''}")
-            time.sleep(0.05)
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=600)
-    finally:
-        proc.kill()
-    assert proc.returncode == code
+    out = tmp_path / "run"
+    returncode, err = signal_when_paused(tmp_path, 2, *FAULTY, "n_lambdas=4", f"hydra.run.dir={out}", signum=signum)
+    assert returncode == code
     last = err.strip().splitlines()[-1]
     name = signal.Signals(signum).name
     assert last == f"hgbench: interrupted ({name}) after draw 2 of 4; rerun with resume=true hydra.run.dir={out} to continue"
