@@ -44,8 +44,13 @@ class Mode:
         out of its run's configuration (run.json, run_id, the resume check)."""
         return tuple(mode.options for mode in MODES.values() if mode.options and mode is not self)
 
+    batches_lambdas: bool = False  # batch_lambdas=true applies (error mode); the others take one hypergradient per step
+
     def check(self, cfg: DictConfig) -> None:
-        """The mode's own options, before the problem is built; raises UserError."""
+        """What the mode refuses of the options, before the problem is built (each option's own
+        values are checked by the schema, hgbench.running.schema); raises UserError."""
+        if cfg.batch_lambdas and not self.batches_lambdas:
+            raise UserError(f"batch_lambdas=true applies to mode=error; mode={self.name} computes one hypergradient per step: use batch_lambdas=false")
 
     def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
         """What the mode needs of the (built) problem; raises UserError."""
@@ -64,6 +69,7 @@ class Mode:
 class ErrorMode(Mode):
     name, csv, columns, key = "error", results.METRICS, results.COLUMNS, results.KEY
     figures = ("error", "cost", "inner")
+    batches_lambdas = True
 
     def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         return runner.execute(plan, out_dir, progress)[0]
@@ -76,9 +82,6 @@ class TrainMode(Mode):
     name, csv, columns, key = "train", results.TRAIN_CSV, results.TRAIN_COLUMNS, results.TRAIN_KEY
     options = "train"
     figures = ("train",)
-
-    def check(self, cfg: DictConfig) -> None:
-        train.check_options(cfg)
 
     def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
         train.check_problem(cfg, problem)
@@ -97,9 +100,6 @@ class OuterMode(Mode):
     name, csv, columns, key = "outer", outer_rows.OUTER_CSV, outer_rows.COLUMNS, outer_rows.KEY
     options = "outer"
     figures = ("outer",)
-
-    def check(self, cfg: DictConfig) -> None:
-        outer.check_options(cfg)
 
     def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
         outer.check_problem(cfg, problem)

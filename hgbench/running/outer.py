@@ -68,13 +68,6 @@ OPTIMIZERS = ("sgd", "adam")
 COUNTS = ("n_phi", "n_vjp", "n_jvp")
 
 
-def check_options(cfg: DictConfig) -> None:
-    """What the outer loop refuses of the other options, before the problem is built (its own
-    options are checked by their schema, hgbench.running.schema.Outer)."""
-    if cfg.batch_lambdas:
-        raise UserError("batch_lambdas=true applies to mode=error; mode=outer computes one hypergradient per step: use batch_lambdas=false")
-
-
 def check_problem(cfg: DictConfig, problem: Problem) -> None:
     """``outer.clamp=true`` needs a problem with a box."""
     if cfg.outer.clamp and problem.box() is None:

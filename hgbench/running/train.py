@@ -49,13 +49,6 @@ CHECKPOINTS = "checkpoints.pt"
 STATE = "train_state.pt"
 
 
-def check_options(cfg: DictConfig) -> None:
-    """What training refuses of the other options, before the problem is built (the training
-    options themselves are checked by their schema, hgbench.running.schema.Train)."""
-    if cfg.batch_lambdas:
-        raise UserError("batch_lambdas=true applies to mode=error; mode=train computes one hypergradient per step: use batch_lambdas=false")
-
-
 def check_problem(cfg: DictConfig, problem: Problem) -> None:
     """What training needs of the problem, by its declared capabilities."""
     if not problem.trainable:
