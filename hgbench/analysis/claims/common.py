@@ -1,0 +1,69 @@
+"""What every claim module shares: the Claim record, the verdict type, and the statistics that
+pair the curves of two roles within one configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from hgbench.analysis.theory import CONFIG, declared
+
+Verdict = tuple[str, Optional[bool]]
+PAIR = [*CONFIG, "estimator_a", "estimator_b"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``presets``: the presets whose results test it; the table has one row per preset found."""
+
+    id: str
+    source: str
+    statement: str
+    presets: tuple[str, ...]
+    criterion: str
+    check: Callable[[pd.DataFrame], Verdict]
+
+
+def medians(df: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Median err_rel over λ draws of every curve at every ``x`` (ok rows only): columns problem,
+    setting_id, estimator, role, ``x``, err_rel."""
+    ok = declared(df)
+    ok = ok[ok["status"] == "ok"]
+    return ok.groupby([*CONFIG, "estimator", "role", x])["err_rel"].median().reset_index()
+
+
+def paired(df: pd.DataFrame, x: str, a: str, b: str) -> pd.DataFrame:
+    """Every pair of curves of roles ``a`` and ``b`` in one configuration, at the ``x`` both have:
+    columns problem, setting_id, ``x``, estimator_a, err_a, estimator_b, err_b (median err_rel)."""
+    med = medians(df, x)
+
+    def side(role: str, s: str) -> pd.DataFrame:
+        rows = med[med["role"] == role].drop(columns="role")
+        return rows.rename(columns={"estimator": f"estimator_{s}", "err_rel": f"err_{s}"})
+
+    return side(a, "a").merge(side(b, "b"), on=[*CONFIG, x])
+
+
+def per_pair(pairs: pd.DataFrame, values: pd.Series, how: str) -> pd.DataFrame:
+    """``values`` (one per row of ``pairs``) reduced by ``how`` over each pair: columns of PAIR, value."""
+    return pairs.assign(value=values).groupby(PAIR)["value"].agg(how).reset_index()
+
+
+def labels(table: pd.DataFrame, names: tuple[str, ...] = ()) -> pd.Series:
+    """How ``measured`` names each row's configuration: its problem, with the first 8 characters
+    of its setting_id where the table holds several configurations of that problem, and the estimator
+    names in the columns ``names`` where it holds several rows of that configuration."""
+    label = table["problem"].astype(str)
+    several_runs = table.groupby("problem")["setting_id"].transform("nunique") > 1
+    label = label.where(~several_runs, label + " [" + table["setting_id"].str[:8] + "]")
+    if names:
+        several_rows = table.groupby(CONFIG)["problem"].transform("size") > 1
+        label = label.where(~several_rows, label + " (" + table[list(names)].astype(str).agg("/".join, axis=1) + ")")
+    return label
+
+
+def fmt(x: float) -> str:
+    return f"{x:.2g}" if np.isfinite(x) else "n/a"
