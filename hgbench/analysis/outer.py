@@ -104,7 +104,7 @@ def plot_outer(df: pd.DataFrame, out_dir: Path, stem: str = "outer", eps: float 
     with a band from the smallest to the largest seed (against time: the median time of each
     step). Writes the time-to-ε summary (module docstring) next to the figure as
     outer_summary.csv and outer_summary.md, and prints it."""
-    from hgbench.analysis.plot import _styles, plt, save
+    from hgbench.analysis.plot import _save, _styles, plt
     from hgbench.analysis.results import markdown
 
     df = with_gaps(df)
@@ -140,7 +140,7 @@ def plot_outer(df: pd.DataFrame, out_dir: Path, stem: str = "outer", eps: float 
     fig.suptitle(f"Outer loop: suboptimality and hypergradient error, median over {n_seeds} seed(s), band = min–max "
                  f"(f* = best f of any run; dotted: ε = {eps:g})", fontsize=11)  # fmt: skip
     fig.tight_layout()
-    paths = save(fig, out_dir, stem)
+    paths = _save(fig, out_dir, stem)
     table = summary(df, eps)
     print(summary_text(df, eps))
     csv, md = Path(out_dir) / "outer_summary.csv", Path(out_dir) / "outer_summary.md"

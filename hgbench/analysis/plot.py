@@ -70,7 +70,7 @@ def _stats(rows: pd.DataFrame, x: str) -> pd.DataFrame:
 def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iterations", theory: bool = False) -> list[Path]:
     """``error_figure`` saved in out_dir (``stem``.png and .pdf); with ``theory``, also the
     fitted-vs-predicted rate table next to it (rates.csv, rates.md)."""
-    paths = save(error_figure(df, theory), out_dir, stem)
+    paths = _save(error_figure(df, theory), out_dir, stem)
     if theory:
         paths += _rate_tables(_error_rows(df), out_dir)
     return paths
@@ -202,10 +202,10 @@ def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> l
             _finish(ax, label, problem if col == 0 else None)
     _legend(fig)
     _title(fig, "Error vs cost: grid points (median over λ draws) and each estimator's Pareto front")
-    return save(fig, out_dir, stem)
+    return _save(fig, out_dir, stem)
 
 
-def save(fig, out_dir: Path, stem: str, close: bool = True) -> list[Path]:
+def _save(fig, out_dir: Path, stem: str, close: bool = True) -> list[Path]:
     """The figure as out_dir/``stem``.png and .pdf; closed afterwards unless ``close`` is false."""
     paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
     for path in paths:
@@ -248,7 +248,7 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
     n_draws = int(stats["n_draws"].max())
     _title(fig, f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws (legend: fitted slope)")
-    paths = save(fig, out_dir, stem)
+    paths = _save(fig, out_dir, stem)
     fitted.to_csv(Path(out_dir) / "slopes.csv", index=False)
     table = slope_table(fitted)
     (Path(out_dir) / "slopes.md").write_text(table + "\n")
@@ -286,7 +286,7 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
                     ax.set_yscale("log")
     _legend(fig)
     _title(fig, f"Training with each estimator ({df['problem'].iloc[0]}; × = diverged)")
-    return save(fig, out_dir, stem)
+    return _save(fig, out_dir, stem)
 
 
 # figure kind -> (its function, the loader of the rows it is drawn from)

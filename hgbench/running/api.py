@@ -26,7 +26,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from hgbench.analysis.plot import error_figure, save
+from hgbench.analysis.plot import _save, error_figure
 from hgbench.analysis.results import METRICS, combine, load
 from hgbench.paths import conf_dir
 from hgbench.problems.base import Problem
@@ -97,7 +97,7 @@ def plot(df: pd.DataFrame, out_dir: str | Path | None = None, *, theory: bool = 
     fig = error_figure(df, theory)
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        save(fig, Path(out_dir), "error_vs_iterations", close=False)
+        _save(fig, Path(out_dir), "error_vs_iterations", close=False)
     return fig
 
 
