@@ -124,11 +124,11 @@ def _module_of_file(path: Path):
     return sys.modules[name]
 
 
-def _instantiate(node, what: str, base: type):
-    """Build a problem or estimator (a ``base``) from its config node: its class found by
+def _instantiate(node, what: str):
+    """Build the ``what`` (problem or estimator) from its config node: its class found by
     ``target_class``; a failing constructor (bad setting, missing or malformed data file)
     becomes one UserError line naming it."""
-    cls = target_class(node.get("_target_"), what, base)
+    cls = target_class(node.get("_target_"), what, {"problem": Problem, "estimator": Estimator}[what])
     try:
         return instantiate(node, _target_=f"{cls.__module__}.{cls.__qualname__}")
     except (InstantiationException, FileNotFoundError, ValueError, TypeError, OmegaConfBaseException) as err:
@@ -196,8 +196,8 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         raise UserError(str(err)) from err
     if grid.get("kind") == "diag" and grid.get("k") is not None:
         print(f"hgbench: note: grid.kind=diag computes k = t; grid.k={grid['k']} is ignored (grid=full runs every (t, k) pair)")
-    problem = _instantiate(cfg.problem, "problem", Problem)
-    estimator = _instantiate(cfg.estimator, "estimator", Estimator)
+    problem = _instantiate(cfg.problem, "problem")
+    estimator = _instantiate(cfg.estimator, "estimator")
     try:
         check_applies(estimator, problem)
         mode.check_problem(cfg, problem)
