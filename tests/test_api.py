@@ -16,6 +16,7 @@ from conftest import run_cli
 import hgbench
 from hgbench.analysis.results import COLUMNS, read_csv
 from hgbench.problems.base import Problem
+from hgbench.problems.ridge import Ridge
 from hgbench.running.runner import UserError, target_class
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +72,7 @@ def test_import_hgbench_stays_light():
         ((42,), ["problem=42", "config name"]),
         ((("ridge", "n_features"),), ["n_features", "key=value"]),
         ((object,), ["object", "hgbench.problems.base.Problem"]),
+        ((Ridge("r", 0, 4, 4, 2, 1.0, 0.1, -1.0, 0.0),), ["problem=Ridge(...) is an instance", "(cls, {...})"]),
     ],
 )
 def test_evaluate_refuses_bad_input_in_one_line(args, words):

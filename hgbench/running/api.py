@@ -68,6 +68,9 @@ def evaluate(problem: Spec | type = "ridge", estimators: Spec | list = "cg", gri
     own = None
     if isinstance(problem, type) or (isinstance(problem, tuple) and problem and isinstance(problem[0], type)):
         own, chosen = _own_problem(problem)
+    elif isinstance(problem, Problem):
+        raise UserError(f"problem={type(problem).__name__}(...) is an instance, which has no configuration to name the run by; "
+                        "give its class and constructor arguments: problem=(cls, {...})")  # fmt: skip
     else:
         chosen = _choice("problem", problem)
     rest = _choice("grid", grid)

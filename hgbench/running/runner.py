@@ -31,6 +31,7 @@ import hydra
 import numpy as np
 import pandas as pd
 import torch
+from hydra._internal.utils import _locate
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -96,7 +97,7 @@ def target_class(target, what: str, base: type) -> type:
         if found:
             cls = getattr(_module_of_file(Path(found["file"])), found["name"])
         else:
-            cls = hydra.utils.get_class(target)
+            cls = _locate(target)  # what hydra.utils.get_class does, without logging the failure too
     except Exception as err:  # noqa: BLE001 — any failure to import the user's code is one line
         cause = err.__cause__ or err
         raise UserError(f"{text} cannot be loaded ({_reason(cause)}); it must be {schema.Target.allowed}") from err
