@@ -61,7 +61,10 @@ def evaluate(problem: Spec | type = "ridge", estimators: Spec | list = "cg", gri
     and the combined CSV, as a sweep leaves them); None: a temporary folder, removed.
     options: any other key, top-level or dotted (``dtype="float32"``, ``**{"grid.t": [0, 10]}``).
 
-    A bad name or value raises hgbench.running.runner.UserError (a ValueError) with one line."""
+    Returns the rows as read back from the CSVs written (the dtypes of ``load``). A bad name or
+    value raises hgbench.running.runner.UserError (a ValueError) with one line, before any work;
+    so does an estimator refused by the problem (e.g. cg where ∂₁Φ is not symmetric), when its
+    turn comes."""
     names = estimators if isinstance(estimators, list) else [estimators]
     if not names:
         raise UserError("estimators=[] names no estimator; give a name such as 'cg' or a list of them")
@@ -79,12 +82,14 @@ def evaluate(problem: Spec | type = "ridge", estimators: Spec | list = "cg", gri
     if own is not None and any(o.startswith("problem.") for o in rest):
         raise UserError("settings of a problem class go with it: problem=(cls, {...}), not problem.KEY= options")
     search = _search_path(config_dir)
+    jobs = []  # every configuration composed (bad names and values refused) before any work
+    for estimator in names:
+        overrides = _canonical([*chosen, *_choice("estimator", estimator), *rest])
+        jobs.append((overrides, _compose(overrides[len(chosen):] if own is not None else overrides, search, own)))
     with tempfile.TemporaryDirectory(prefix="hgbench-") as scratch:
         root = Path(out_dir) if out_dir is not None else Path(scratch)
         frames = []
-        for i, estimator in enumerate(names):
-            overrides = _canonical([*chosen, *_choice("estimator", estimator), *rest])
-            cfg = _compose(overrides[len(chosen):] if own is not None else overrides, search, own)
+        for i, (overrides, cfg) in enumerate(jobs):
             job = root / f"{i}_{cfg.problem.name}_{cfg.estimator.name}_{cfg.grid.kind}"
             job.mkdir(parents=True, exist_ok=True)
             mode, _ = run_job(cfg, job, overrides, progress)
