@@ -6,3 +6,13 @@ Computation", ICML 2020).
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """The Python API (hgbench.running.api: ``evaluate``, ``plot``, ``load``), imported on first
+    use, so that ``import hgbench`` stays cheap."""
+    if name in ("evaluate", "plot", "load"):
+        from hgbench.running import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'hgbench' has no attribute {name!r}")

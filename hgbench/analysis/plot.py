@@ -68,17 +68,30 @@ def _stats(rows: pd.DataFrame, x: str) -> pd.DataFrame:
 
 
 def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iterations", theory: bool = False) -> list[Path]:
+    """``error_figure`` saved in out_dir (``stem``.png and .pdf); with ``theory``, also the
+    fitted-vs-predicted rate table next to it (rates.csv, rates.md)."""
+    paths = _save(error_figure(df, theory), out_dir, stem)
+    if theory:
+        paths += _rate_tables(_error_rows(df), out_dir)
+    return paths
+
+
+def _error_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the error figure: roles from the estimators' own names (before curves are
+    relabelled), each configuration's label as its estimator, ``ok`` rows only."""
+    df = declared(df)
+    df = df.assign(estimator=labels(df))
+    return df[df["status"] == "ok"] if "status" in df else df
+
+
+def error_figure(df: pd.DataFrame, theory: bool = False):
     """Median relative error over λ draws vs iterations, interquartile band; one row of panels
     per problem, one panel per grid kind, one curve per estimator, or per configuration where
     several runs of one estimator share a panel (labelled by hgbench.analysis.results.labels,
     e.g. "fp, problem.cond=2"). Estimators without k (ITD) appear in a k panel as a horizontal
-    line: their error at that panel's t.
-
-    ``theory``: also draw the predicted rates as dashed lines (hgbench.analysis.theory.overlay) and write
-    the fitted-vs-predicted rate table next to the figure (rates.csv, rates.md)."""
-    df = declared(df)  # roles from the estimators' own names, before curves are relabelled
-    df = df.assign(estimator=labels(df))
-    df = df[df["status"] == "ok"] if "status" in df else df
+    line: their error at that panel's t. ``theory``: also the predicted rates as dashed lines
+    (hgbench.analysis.theory.overlay). Returns the matplotlib Figure."""
+    df = _error_rows(df)
     problems = sorted(df["problem"].unique())
     layout = panels(df)
     if not problems or not layout:
@@ -109,10 +122,7 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
     n_draws = df.groupby("problem")["lam_id"].nunique().max()
     _legend(fig)
     _title(fig, f"Hypergradient error: median over {n_draws} λ draws,\nband = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles")
-    paths = _save(fig, out_dir, stem)
-    if theory:
-        paths += _rate_tables(df, out_dir)
-    return paths
+    return fig
 
 
 def _rate_tables(df: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -195,11 +205,13 @@ def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> l
     return _save(fig, out_dir, stem)
 
 
-def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+def _save(fig, out_dir: Path, stem: str, close: bool = True) -> list[Path]:
+    """The figure as out_dir/``stem``.png and .pdf; closed afterwards unless ``close`` is false."""
     paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
     for path in paths:
         fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    if close:
+        plt.close(fig)
     return paths
 
 

@@ -8,6 +8,7 @@ import traceback
 from pathlib import Path
 
 import hydra
+import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -36,13 +37,21 @@ def _draw(path: Path, mode: Mode) -> None:
         print(f"figure: {figure}")
 
 
-def run_one(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> Mode:
-    """Validate, run in the configuration's mode, print the summary and warn about rows that
-    diverged or failed; returns the mode."""
+def run_job(cfg: DictConfig, out_dir: Path, overrides: list[str], progress: bool = True) -> tuple[Mode, pd.DataFrame]:
+    """One run of a composed configuration, as ``hgbench run`` and hgbench.running.api.evaluate
+    both do it: validate and plan (hgbench.running.runner.prepare), then run in the
+    configuration's mode into out_dir, holding its lock. ``overrides``: the run's overrides as
+    typed (its rows' identity). Returns the mode and the rows."""
     mode = modes.get(cfg.mode)
     plan = prepare(cfg, mode, " ".join(overrides))
     with lock.held(out_dir):
-        df = mode.run(plan, out_dir)
+        return mode, mode.run(plan, out_dir, progress)
+
+
+def run_one(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> Mode:
+    """``run_job``, then print the summary and warn about rows that diverged or failed; returns
+    the mode."""
+    mode, df = run_job(cfg, out_dir, overrides)
     print(mode.summarize(df))
     print(f"results: {out_dir / mode.csv}")
     for status in ("diverged", "error"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import math
 import platform
@@ -30,6 +31,7 @@ import hydra
 import numpy as np
 import pandas as pd
 import torch
+from hydra._internal.utils import _locate
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -84,11 +86,52 @@ class Plan:
         return {"run_id": run_id(self.config), "setting_id": run_id(self.config, "estimator"), "overrides": self.overrides}
 
 
-def _instantiate(node, what: str):
-    """Build a problem or estimator from its config node; a failing constructor (bad setting,
-    missing or malformed data file) becomes one UserError line naming it."""
+def target_class(target, what: str, base: type) -> type:
+    """The class a config's ``_target_`` names (its form checked by hgbench.running.schema.Target):
+    ``pkg.module.Class``, imported from sys.path, or ``path/to/file.py:Class``, loaded from that
+    file (a relative path from the working directory), once per file and process, as a module
+    named after the file. It must be a subclass of ``base``; else one UserError line."""
+    text = f"{what}._target_={target!r}"
+    found = schema.TARGET_FILE.fullmatch(target) if isinstance(target, str) else None
     try:
-        return instantiate(node)
+        if found:
+            cls = getattr(_module_of_file(Path(found["file"])), found["name"])
+        else:
+            cls = _locate(target)  # what hydra.utils.get_class does, without logging the failure too
+    except Exception as err:  # noqa: BLE001 — any failure to import the user's code is one line
+        cause = err.__cause__ or err
+        raise UserError(f"{text} cannot be loaded ({_reason(cause)}); it must be {schema.Target.allowed}") from err
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise UserError(f"{text} is not a subclass of {base.__module__}.{base.__qualname__}")
+    return cls
+
+
+def _module_of_file(path: Path):
+    """The module defined by the Python file at ``path``, executed once per process and kept in
+    sys.modules under a name unique to the file's absolute path (so that Hydra can locate it)."""
+    path = path.resolve()
+    name = f"hgbench_own_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+    if name not in sys.modules:
+        if not path.is_file():
+            raise FileNotFoundError(f"no file {path}")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: its classes name this module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
+def _instantiate(node, what: str):
+    """Build the ``what`` (problem or estimator) from its config node: its class found by
+    ``target_class``; a failing constructor (bad setting, missing or malformed data file)
+    becomes one UserError line naming it."""
+    cls = target_class(node.get("_target_"), what, {"problem": Problem, "estimator": Estimator}[what])
+    try:
+        return instantiate(node, _target_=f"{cls.__module__}.{cls.__qualname__}")
     except (InstantiationException, FileNotFoundError, ValueError, TypeError, OmegaConfBaseException) as err:
         cause = (err.__cause__ or err) if isinstance(err, InstantiationException) else err
         raw = OmegaConf.to_container(node)  # unresolved: the interpolation may be what failed

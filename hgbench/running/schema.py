@@ -11,8 +11,11 @@ types alone cannot say: ranges, finiteness, choices, strict booleans (OmegaConf 
 Every refusal is one line naming the key, the bad value and what is allowed. Checks that
 depend on data (sizes against a data set) or on several keys stay with the code that needs them.
 
+A problem defined outside hgbench names the open schema ``/schema/problem/own`` (``OwnProblem``):
+its ``_target_``, ``name`` and ``seed`` are checked here, and every other key is an argument of
+its class's constructor, which refuses what it cannot use (one line, hgbench.running.runner).
 A group option without a registered schema (e.g. a problem of a test's searchpath) is not
-checked here; its constructor refuses what it cannot use.
+checked here either.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -160,6 +163,20 @@ class Text(Check):
         return isinstance(value, str)
 
 
+TARGET_FILE = re.compile(r"(?P<file>.+\.py):(?P<name>[A-Za-z_]\w*)")  # path/to/file.py:Class
+TARGET_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")  # pkg.module.Class
+
+
+@dataclass(frozen=True)
+class Target(Check):
+    """The class a ``_target_`` names: importable from sys.path, or defined in a Python file."""
+
+    allowed = "a class path pkg.module.Class (its module on sys.path) or a file path/to/file.py:Class"
+
+    def ok(self, value) -> bool:
+        return isinstance(value, str) and (TARGET_PATH.fullmatch(value) or TARGET_FILE.fullmatch(value)) is not None
+
+
 @dataclass(frozen=True)
 class Path(Check):
     null: str
@@ -268,6 +285,15 @@ class ProblemBase:
 class UniformProblem(ProblemBase):
     lam_low: float = option(Number(), "λ draws ~ U[lam_low, lam_high] (per coordinate unless said otherwise)")
     lam_high: float = option(Number(), "upper end of the λ draws (>= lam_low)")
+
+
+@dataclass
+class OwnProblem(ProblemBase):
+    """A problem defined outside hgbench (examples/own_problem/README.md): its class and name checked here;
+    its other keys are open, the arguments of its constructor."""
+
+    open_keys: ClassVar[bool] = True  # keys beyond these fields go to the constructor unchecked
+    _target_: str = option(Target(), "the problem's class (a subclass of hgbench.problems.base.Problem)")
 
 
 VAL_FRACTION = Number(0, 1, low_open=True, high_open=True)
@@ -411,6 +437,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema/problem", "meta_learning"): MetaLearning,
     ("schema/problem", "hyper_rep"): HyperRep,
     ("schema/problem", "equilibrium_mnist"): Equilibrium,
+    ("schema/problem", "own"): OwnProblem,
     ("schema/estimator", "estimator"): Estimator,
     ("schema/estimator", "precond"): Precond,
     ("schema/estimator", "reparam"): Reparam,
@@ -424,7 +451,16 @@ def register() -> None:
     """Store the schemas in Hydra's ConfigStore (before Hydra composes a configuration)."""
     store = ConfigStore.instance()
     for (group, name), schema in SCHEMAS.items():
-        store.store(group=group, name=name, node=schema, provider="hgbench")
+        store.store(group=group, name=name, node=structured(schema), provider="hgbench")
+
+
+def structured(schema: type) -> DictConfig:
+    """The schema as a typed config node; an open one (``open_keys``) takes keys beyond its fields
+    (a problem's constructor arguments)."""
+    node = OmegaConf.structured(schema)
+    if getattr(schema, "open_keys", False):
+        OmegaConf.set_struct(node, False)
+    return node
 
 
 # --- checking -----------------------------------------------------------------------------------
@@ -462,7 +498,7 @@ def _validate(node: DictConfig, prefix: str) -> None:
         return
     names = {f.name for f in dataclasses.fields(schema)}
     for key in node:
-        if key not in names:
+        if key not in names and not getattr(schema, "open_keys", False):
             value = OmegaConf.to_container(node, resolve=False)[key]
             raise ConfigError(_unknown(f"{prefix}{key}", schema, f"{prefix}{key}={value!r}"))
     # Values given directly first: a refused name like reparam_${.map} then blames map, not name.
@@ -531,6 +567,8 @@ def help_text() -> str:
     for group in groups:
         for schema, users in schema_users(group).items():
             out += ["", f"{group}={', '.join(users)}:"] + _lines(schema, f"{group}.")
+    out += ["", "problem=your own (its YAML file names /schema/problem/own; --config-dir DIR finds it; examples/own_problem/README.md):"]
+    out += _lines(OwnProblem, "problem.") + [f"  {'problem.*':<32} the other keys: arguments of its class's constructor"]
     out += ["", "Flags:", "$FLAGS_HELP"]
     return "\n".join(line.replace("$", "$$") if line != "$FLAGS_HELP" else line for line in out)
 
