@@ -132,10 +132,21 @@ def write_bounds(folder: Path) -> pd.DataFrame | None:
 
 def claims_table(out: Path) -> Path:
     """Rebuild out/claims.md from the results of every preset under out (each preset's
-    bounds.csv first, see ``write_bounds``): the papers' claims, then this project's observations."""
+    bounds.csv first, see ``write_bounds``, and its error-against-bound figure): the papers'
+    claims, then this project's observations."""
+    from hgbench.analysis.plot import plot
+
     found = [p for name in RESULTS for p in Path(out).glob(f"*/{name}") if not p.parent.name.endswith(".partial")]
-    results = {p.parent.name: attach_constants(RESULTS[p.name](p), write_bounds(p.parent)) if p.name == "metrics.csv"
-               else RESULTS[p.name](p) for p in found}  # fmt: skip
+    results = {}
+    for p in found:
+        rows = RESULTS[p.name](p)
+        if p.name == MODES["error"].csv:
+            constants = write_bounds(p.parent)
+            rows = attach_constants(rows, constants)
+            if constants is not None:
+                plot(p, "bound")  # error against bound, every draw
+                (p.parent / "error_vs_bound.pdf").unlink(missing_ok=True)  # the png is kept, as _tidy keeps
+        results[p.parent.name] = rows
     results = dict(sorted(results.items()))
     path = Path(out) / "claims.md"
     path.write_text(
