@@ -28,7 +28,7 @@ def cold_start_coincide(df: pd.DataFrame) -> Verdict:
 
 def _head(overrides: str) -> str:
     """The hyper-representation head a run's overrides name ("logistic" when none: the default)."""
-    for item in str(overrides).split(","):
+    for item in str(overrides).split():
         key, _, value = item.strip().partition("=")
         if key.strip() == "problem.head":
             return value.strip()
