@@ -15,7 +15,7 @@ def test_fit_rate_recovers_a_geometric_rate_and_ignores_round_off():
     x = pd.Series(np.arange(0, 60, 3))
     err = pd.Series(0.7 * 0.83**x)
     err[x > 40] = 1e-16  # a round-off plateau must not enter the fit
-    rate, used = fit_rate(x, err, floor=1e-12)
+    rate, used, _ = fit_rate(x, err, floor=1e-12)
     assert rate == pytest.approx(0.83, rel=1e-9)
     assert used == int(((x > 0) & (x <= 40) & (0.7 * 0.83**x < 0.5)).sum())
     assert math.isnan(fit_rate(x[:3], err[:3], floor=1e-12)[0])  # too few points
