@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from hgbench.analysis.claims import evaluate
 from hgbench.analysis.claims.observations import OBSERVATIONS
 from hgbench.analysis.results import markdown, write_csv_atomic
-from hgbench.analysis.theory import BOUNDS, attach_constants
+from hgbench.analysis.theory import BOUNDS, attach_constants, bounds_of
 from hgbench.problems.bounds import QUADRATIC, constants
 from hgbench.running.runner import run_id
 from hgbench.running.modes import MODES
@@ -143,7 +143,8 @@ def claims_table(out: Path) -> Path:
         if p.name == MODES["error"].csv:
             constants = write_bounds(p.parent)
             rows = attach_constants(rows, constants)
-            if constants is not None:
+            drawn = bounds_of(rows)
+            if len(drawn[drawn["role"].isin(["itd", "fp", "cg"])]):
                 plot(p, "bound")  # error against bound, every draw
                 (p.parent / "error_vs_bound.pdf").unlink(missing_ok=True)  # the png is kept, as _tidy keeps
         results[p.parent.name] = rows
