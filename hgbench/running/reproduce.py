@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from hgbench.analysis.claims import evaluate
 from hgbench.analysis.claims.observations import OBSERVATIONS
 from hgbench.analysis.results import markdown, write_csv_atomic
-from hgbench.analysis.theory import BOUNDS, attach_constants, bounds_of
+from hgbench.analysis.theory import BOUNDS, attach_constants, bounds_of, load_constants
 from hgbench.problems.bounds import QUADRATIC, constants
 from hgbench.running.runner import run_id
 from hgbench.running.modes import MODES
@@ -104,7 +104,11 @@ def write_bounds(folder: Path) -> pd.DataFrame | None:
     """folder/bounds.csv: per (problem, setting_id, λ draw) of the error-mode jobs under folder
     whose problem has closed-form constants, the constants of Grazzi et al.'s bounds
     (hgbench.problems.bounds.constants, at the λ of the job's run.json); None (and no file)
-    when no job has them. Each setting is computed once."""
+    when no job has them. Each setting is computed once; a bounds.csv newer than the folder's
+    metrics.csv is kept as it is (the constants depend only on the jobs' problems and λ draws)."""
+    path, metrics = Path(folder) / BOUNDS, Path(folder) / MODES["error"].csv
+    if path.is_file() and metrics.is_file() and path.stat().st_mtime >= metrics.stat().st_mtime:
+        return load_constants(folder)
     rows, seen, built, known = [], set(), {}, {}
     for info in sorted(Path(folder).glob("*/run.json")):
         run = json.loads(info.read_text())
@@ -126,7 +130,7 @@ def write_bounds(folder: Path) -> pd.DataFrame | None:
     if not rows:
         return None
     table = pd.DataFrame(rows)
-    write_csv_atomic(table, Path(folder) / BOUNDS)
+    write_csv_atomic(table, path)
     return table
 
 
