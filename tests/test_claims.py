@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from hgbench.analysis.claims import CLAIMS, evaluate
-from hgbench.analysis.theory import declared, rate_table
+from hgbench.analysis.claims.observations import OBSERVATIONS
+from hgbench.analysis.theory import attach_constants, declared, rate_table
 
 Q = 0.9
 DRAWS = (0.9, 1.0, 1.1)  # per-draw factors of err: their median is 1
@@ -91,31 +92,61 @@ def slope_cases(role, target, min_min):
     }
 
 
+def costed(df):
+    """Cost columns for the efficiency claim: from-scratch counts of a (t, k) point — t Φ
+    evaluations, then t VJPs for ITD, k + 1 for the solvers (one more for ∂₂Φᵀv) — and a time
+    proportional to them."""
+    k = df["k"].fillna(df["t"]).astype(float)
+    vjp = np.where(df["role"] == "itd", df["t"], k + 1)
+    return df.assign(n_phi=df["t"], n_vjp=vjp, n_jvp=0, time_s=1e-4 * (df["t"] + vjp))
+
+
+# the bounds' constants (hgbench.problems.bounds) of every draw: loose ones (every error below
+# its bound), tight ones (errors above), and q, κ with CG's p = 9/11 < q = 0.9 or p ≈ 1 > q
+LOOSE = {"q": Q, "kappa": 100.0, "D": 1.0, "L_phi": 10.0, "nu2": 1.0, "L_E": 10.0, "mu1": 1.0, "mu2": 0.0, "c1": 10.0, "c2": 1.0, "c3": 1000.0}
+TIGHT = {**LOOSE, "c1": 1e-4, "c2": 1e-5, "c3": 1e-4, "L_phi": 1e-3, "L_E": 1e-3}
+
+
+def bounded(df, **constants):
+    """df with every draw's bounds' constants as the columns b_<name> (theory.attach_constants)."""
+    return df.assign(**{f"b_{name}": value for name, value in {**LOOSE, **constants}.items()})
+
+
 CASES = {
-    "G1": {  # fitted rates in t of itd and fp against q: 1.2·log q is within 30%, 1.4·log q is not
-        "holds": lambda: rows({FP: geometric(0.4, Q), ITD: geometric(0.4, Q**1.2)}, DIAG, "diag"),
-        "does not hold": lambda: rows({FP: geometric(0.4, Q), ITD: geometric(0.4, Q**1.4)}, DIAG, "diag"),
+    "G1": {  # ITD t·qᵗ (its fit divides by t), FP and CG C·qᵗ: linear; a curve growing at 1.001 per step is not
+        "holds": lambda: rows({ITD: rises(Q), FP: geometric(0.4, Q), CG: geometric(0.3, Q)}, DIAG, "diag"),
+        "does not hold": lambda: rows({FP: geometric(0.4, Q), CG: geometric(0.1, 1.001)}, DIAG, "diag"),
         "undecided": lambda: rows({FP: geometric(0.4, Q), ITD: geometric(0.4, Q)}, DIAG[:2], "diag"),  # one t > 0
     },
-    "G2": {  # err(fp)/err(itd) = 0.5 or 1.05 at every t; below 1e-12 nothing is judged
-        "holds": lambda: rows({FP: geometric(0.5, Q), ITD: geometric(1.0, Q)}, DIAG, "diag"),
-        "does not hold": lambda: rows({FP: geometric(1.05, Q), ITD: geometric(1.0, Q)}, DIAG, "diag"),
-        "undecided": lambda: rows({FP: geometric(1e-13, Q), ITD: geometric(1e-13, Q)}, DIAG, "diag"),
+    "G2": {  # with c₂ ≥ 0 the FP bound is below ITD's; a negative c₂ (a wrong constant) breaks it; no constants
+        "holds": lambda: bounded(rows({FP: geometric(0.5, Q), ITD: geometric(1.0, Q)}, DIAG, "diag")),
+        "does not hold": lambda: bounded(rows({FP: geometric(0.5, Q), ITD: geometric(1.0, Q)}, DIAG, "diag"), c2=-0.5),
+        "undecided": lambda: rows({FP: geometric(0.5, Q), ITD: geometric(1.0, Q)}, DIAG, "diag"),
     },
-    "G3": {  # err(cg)/err(fp) = 2.5 (within 3) or 1/3.5 (a factor 3.5 the other way); no t ≥ 10
-        "holds": lambda: rows({CG: geometric(2.5, Q), FP: geometric(1.0, Q)}, DIAG, "diag"),
-        "does not hold": lambda: rows({CG: geometric(1 / 3.5, Q), FP: geometric(1.0, Q)}, DIAG, "diag"),
-        "undecided": lambda: rows({CG: geometric(1.0, Q), FP: geometric(1.0, Q)}, DIAG[:2], "diag"),
+    "G3": {  # at t = 6000: CG/FP bound ratio 20·(p/q)ᵏ < 1 from k = 35 on with κ = 100; κ = 1e6 puts p above q
+        "holds": lambda: bounded(rows({CG: in_k(P_100), FP: in_k(Q)}, K_SWEEP, "k_sweep")),
+        "does not hold": lambda: bounded(rows({CG: in_k(P_100), FP: in_k(Q)}, K_SWEEP, "k_sweep"), kappa=1e6),
+        "undecided": lambda: rows({CG: in_k(P_100), FP: in_k(Q)}, K_SWEEP, "k_sweep"),
     },
-    "G4": {  # at k = 50: (p/q)⁵⁰ with p = 9/11 (κ = 100) is 7e-5 < 1e-2, (0.95/0.99)⁵⁰ = 0.13 is not
-        "holds": lambda: rows({CG: in_k(P_100), FP: in_k(0.99)}, K_SWEEP, "k_sweep", q=0.99, kappa=100.0),
-        "does not hold": lambda: rows({CG: in_k(0.95), FP: in_k(0.99)}, K_SWEEP, "k_sweep", q=0.99, kappa=100.0),
-        "undecided": lambda: rows({CG: in_k(P_100), FP: in_k(0.99)}, K_SWEEP[:-2], "k_sweep", q=0.99),  # k ≤ 40
+    "G4": {  # mean errors CG 0.5qᵗ ≤ FP qᵗ ≤ ITD 2qᵗ; FP at 3qᵗ breaks FP ≤ ITD; only t = 10 is past the first iterations
+        "holds": lambda: rows({CG: geometric(0.5, Q), FP: geometric(1.0, Q), ITD: geometric(2.0, Q)}, DIAG, "diag"),
+        "does not hold": lambda: rows({CG: geometric(0.5, Q), FP: geometric(3.0, Q), ITD: geometric(2.0, Q)}, DIAG, "diag"),
+        "undecided": lambda: rows({CG: geometric(0.5, Q), FP: geometric(1.0, Q), ITD: geometric(2.0, Q)}, DIAG[:3], "diag"),
     },
-    "G5": {  # (1 + t)·qᵗ rises first iff q > 1/e; an fp curve that never rises must not count
-        "holds": lambda: rows({ITD: rises(0.99), FP: geometric(1.0, 0.99)}, T_LONG, "diag"),
-        "does not hold": lambda: rows({ITD: rises(0.3)}, T_LONG, "diag"),
-        "undecided": lambda: rows({ITD: rises(0.99)}, T_LONG[1:], "diag"),  # no t = 0
+    "G5": {  # (1 + t)·qᵗ rises first iff q > 1/e, and by t = 300 falls below 1% of its peak for q = 0.97, not 0.999
+        "holds": lambda: rows({ITD: rises(0.97), FP: geometric(1.0, 0.97)}, T_LONG, "diag"),
+        "does not hold": lambda: rows({ITD: rises(0.999)}, T_LONG, "diag"),
+        "undecided": lambda: rows({ITD: rises(0.97)}, T_LONG[1:], "diag"),  # no t = 0
+    },
+    "G6": {  # equal costs for CG and FP at each (t, k): CG at half FP's error is best everywhere, at twice nowhere
+        "holds": lambda: costed(rows({CG: geometric(0.5, Q), FP: geometric(1.0, Q), ITD: geometric(2.0, Q)}, DIAG, "diag")),
+        "does not hold": lambda: costed(rows({CG: geometric(2.0, Q), FP: geometric(1.0, Q), ITD: geometric(2.0, Q)}, DIAG, "diag")),
+        "undecided": lambda: costed(rows({CG: geometric(0.5, Q), FP: geometric(1.0, Q)}, DIAG[:2], "diag")),  # 2 cost levels
+    },
+    "G7": {  # errors ≤ 3.3·qᵗ against loose bounds (c₁ = 10, c₃ = 1000), above tight ones; no constants
+        "holds": lambda: bounded(rows({ITD: geometric(1.0, Q), FP: geometric(1.0, Q), CG: geometric(1.0, Q)}, DIAG, "diag")),
+        "does not hold": lambda: bounded(rows({ITD: geometric(1.0, Q), FP: geometric(1.0, Q)}, DIAG, "diag"), **TIGHT),
+        "undecided": lambda: rows({ITD: geometric(1.0, Q), FP: geometric(1.0, Q)}, DIAG, "diag"),
     },
     "Y1": slope_cases("exact", 1.0, False),
     "Y2": slope_cases("precond_newton", 2.0, False),
@@ -190,16 +221,18 @@ def test_declared_derives_roles_only_where_the_columns_are_missing():
 
 
 def test_two_configurations_of_one_problem_are_not_pooled():
-    """err(fp)/err(itd) is 0.1 in run A and 2 in run B (one draw each): B fails G2. Pooled, the
-    medians over both runs' draws would be fp (0.1 + 0.02)/2 and itd (1 + 0.01)/2, ratio 0.12."""
-    run_a = rows({FP: geometric(0.1, Q), ITD: geometric(1.0, Q)}, DIAG, "diag", setting_id="runA").query("lam_id == 1")
-    run_b = rows({FP: geometric(0.02, Q), ITD: geometric(0.01, Q)}, DIAG, "diag", setting_id="runB").query("lam_id == 1")
-    assert verdict("G2", run_a) == "holds" and verdict("G2", run_b) == "does not hold"
+    """Mean errors CG ≤ FP ≤ ITD in run A (0.05, 0.1, 1), FP above ITD in run B (0.01, 0.02, 0.01),
+    one draw each: B fails G4. Pooled, the means over both runs' draws, CG 0.03, FP 0.06,
+    ITD 0.505, would hold."""
+    run_a = rows({CG: geometric(0.05, Q), FP: geometric(0.1, Q), ITD: geometric(1.0, Q)}, DIAG, "diag", setting_id="runA")
+    run_b = rows({CG: geometric(0.01, Q), FP: geometric(0.02, Q), ITD: geometric(0.01, Q)}, DIAG, "diag", setting_id="runB")
+    run_a, run_b = run_a.query("lam_id == 1"), run_b.query("lam_id == 1")
+    assert verdict("G4", run_a) == "holds" and verdict("G4", run_b) == "does not hold"
     both = pd.concat([run_a, run_b])
-    table = evaluate({"grazzi2020": both}, [c for c in CLAIMS if c.id == "G2"])
+    table = evaluate({"grazzi2020": both}, [c for c in CLAIMS if c.id == "G4"])
     assert table["verdict"].item() == "does not hold"
-    assert "toy_linear [runA]: 0.10" in table["measured"].item() and "toy_linear [runB]: 2.00" in table["measured"].item()
-    assert verdict("G2", both.assign(setting_id="same")) == "holds"  # what pooling would have said
+    assert "toy_linear [runA]: 100%" in table["measured"].item() and "toy_linear [runB]: 0%" in table["measured"].item()
+    assert verdict("G4", both.assign(setting_id="same")) == "holds"  # what pooling would have said
 
 
 def test_two_configurations_are_fitted_apart():
@@ -221,3 +254,68 @@ def test_rate_table_predicts_by_role_per_configuration():
     assert table.loc[("a", "my_cg"), "fitted_rate"] == pytest.approx(P_100)
     assert table.loc[("b", "my_cg"), "fitted_rate"] == pytest.approx(P_100**2)
     assert np.isnan(table.loc[("a", "mine"), "predicted_rate"]) and table.loc[("a", "mine"), "predicted_formula"] == "—"
+
+
+def hyper_rep(ratios):
+    """hyper_rep rows of the diag grid: per head -> err(fp)/err(itd), one configuration each,
+    the head named in the rows' overrides as Hydra writes them."""
+    parts = []
+    for head, ratio in ratios.items():
+        df = rows({FP: geometric(ratio, Q), ITD: geometric(1.0, Q)}, DIAG, "diag", problem="hyper_rep", setting_id=head)
+        parts.append(df.assign(overrides=f"problem.head={head} estimator=fp +experiment=hyper_rep_heads"))
+    return pd.concat(parts)
+
+
+OBSERVATION_CASES = {
+    "O1": {  # err(cg)/err(fp) = 2.5 (within 3) or 1/3.5 (a factor 3.5 the other way); no t ≥ 10
+        "holds": lambda: rows({CG: geometric(2.5, Q), FP: geometric(1.0, Q)}, DIAG, "diag"),
+        "does not hold": lambda: rows({CG: geometric(1 / 3.5, Q), FP: geometric(1.0, Q)}, DIAG, "diag"),
+        "undecided": lambda: rows({CG: geometric(1.0, Q), FP: geometric(1.0, Q)}, DIAG[:2], "diag"),
+    },
+    "O2": {  # FP/ITD 1.5 with logistic heads and 0.3 with ridge heads; 1.5 with both; only logistic heads
+        "holds": lambda: hyper_rep({"logistic": 1.5, "ridge": 0.3}),
+        "does not hold": lambda: hyper_rep({"logistic": 1.5, "ridge": 1.5}),
+        "undecided": lambda: hyper_rep({"logistic": 1.5}),
+    },
+    "O3": {  # at k = 50: (p/q)⁵⁰ with p = 9/11 (κ = 100) is 7e-5 < 1e-2, (0.95/0.99)⁵⁰ = 0.13 is not
+        "holds": lambda: rows({CG: in_k(P_100), FP: in_k(0.99)}, K_SWEEP, "k_sweep", q=0.99, kappa=100.0),
+        "does not hold": lambda: rows({CG: in_k(0.95), FP: in_k(0.99)}, K_SWEEP, "k_sweep", q=0.99, kappa=100.0),
+        "undecided": lambda: rows({CG: in_k(P_100), FP: in_k(0.99)}, K_SWEEP[:-2], "k_sweep", q=0.99),  # k ≤ 40
+    },
+}
+
+
+def test_every_observation_is_tested_and_none_is_a_claim():
+    assert set(OBSERVATION_CASES) == {o.id for o in OBSERVATIONS}
+    assert not {o.id for o in OBSERVATIONS} & {c.id for c in CLAIMS}
+    assert all(o.source == "this project" for o in OBSERVATIONS)
+    assert not any(c.source == "this project" for c in CLAIMS)
+
+
+@pytest.mark.parametrize("obs_id, expected", [(o, v) for o, cases in OBSERVATION_CASES.items() for v in cases])
+def test_observation_verdict_follows_from_the_formulas(obs_id, expected):
+    observation = next(o for o in OBSERVATIONS if o.id == obs_id)
+    table = evaluate({observation.presets[0]: OBSERVATION_CASES[obs_id][expected]()}, [observation])
+    assert table["verdict"].item() == expected
+
+
+def test_rate_table_fits_itd_with_its_t_factor():
+    """ITD's t·qᵗ gives the fitted rate q (a fit of log err without the factor t would give more),
+    with R² = 1; FP's c·qᵗ gives q."""
+    table = rate_table(rows({ITD: lambda t, k, e: 0.01 * t * Q**t, FP: geometric(0.4, Q)}, DIAG, "diag")).set_index("role")
+    assert table.loc["itd", "fitted_rate"] == pytest.approx(Q) and table.loc["itd", "r2"] == pytest.approx(1.0)
+    assert table.loc["fp", "fitted_rate"] == pytest.approx(Q)
+    assert "err/t" in table.loc["itd", "predicted_formula"]
+
+
+def test_constants_attach_per_draw_and_by_setting():
+    """bounds.csv rows join the metrics rows of their (problem, setting_id, λ draw); results without
+    setting_id join on (problem, λ draw); a problem without constants gets NaN."""
+    df = pd.concat([rows({FP: geometric(1.0, Q)}, DIAG[:2], "diag", setting_id="s1"),
+                    rows({FP: geometric(1.0, Q)}, DIAG[:2], "diag", problem="other", setting_id="s2")])  # fmt: skip
+    table = pd.DataFrame([{"problem": "toy_linear", "setting_id": "s1", "lam_id": i, **LOOSE, "c1": float(i)} for i in range(3)])
+    got = attach_constants(df, table)
+    mine = got[got["problem"] == "toy_linear"]
+    assert (mine["b_c1"] == mine["lam_id"]).all() and got.loc[got["problem"] == "other", "b_c1"].isna().all()
+    old = attach_constants(df.drop(columns="setting_id"), table)
+    assert (old.loc[old["problem"] == "toy_linear", "b_c1"] == mine["lam_id"].to_numpy()).all()

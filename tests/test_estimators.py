@@ -42,7 +42,8 @@ def test_itd_trunc_with_k_at_least_t_is_itd(name, request):
 
 def test_itd_trunc_equals_fp_at_the_fixed_point(logistic):
     """Once w_i = w* for every step, backprop through the last k steps sums the first k terms of
-    the Neumann series: itd_trunc(t, k) = fp(t, k) (REFERENCE fact; Shaban et al. 2019)."""
+    the Neumann series: itd_trunc(t, k) = fp(t, k) (Shaban, Cheng, Hatch, Boots, AISTATS 2019, truncated
+    back-propagation; Grazzi et al., ICML 2020, §3: AID-FP's k steps are the Neumann series' first k terms)."""
     lam = draws(logistic, 1)[0]
     pairs = [(2000, k) for k in (0, 1, 3, 8)]
     trunc, fp = grads(ITDTruncated("itd_trunc"), logistic, lam, pairs), grads(FixedPoint("fp"), logistic, lam, pairs)

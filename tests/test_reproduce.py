@@ -15,7 +15,7 @@ def test_fit_rate_recovers_a_geometric_rate_and_ignores_round_off():
     x = pd.Series(np.arange(0, 60, 3))
     err = pd.Series(0.7 * 0.83**x)
     err[x > 40] = 1e-16  # a round-off plateau must not enter the fit
-    rate, used = fit_rate(x, err, floor=1e-12)
+    rate, used, _ = fit_rate(x, err, floor=1e-12)
     assert rate == pytest.approx(0.83, rel=1e-9)
     assert used == int(((x > 0) & (x <= 40) & (0.7 * 0.83**x < 0.5)).sum())
     assert math.isnan(fit_rate(x[:3], err[:3], floor=1e-12)[0])  # too few points
@@ -28,18 +28,23 @@ def test_predicted_rates():
 
 def test_reproduce_quick_claims_agree_with_their_data(tmp_path, monkeypatch):
     """The --quick reproduction of the ill-conditioned ridge preset writes the CSV, the figure,
-    the rate table and the claims table; the claim's measured figures and verdict are those the
-    CSV gives when recomputed here, and FP's fitted rate in k is q (J symmetric: rate = ‖J‖)."""
+    the rate table, the bounds' constants with the error-against-bound figure, and the claims table
+    (the papers' claims, then the observations); observation O3's measured figures and verdict are
+    those the CSV gives when recomputed here, every error lies within its bound (G7), and FP's
+    fitted rate in k is q (J symmetric: rate = ‖J‖)."""
     out = tmp_path / "results"
     assert run_cli(monkeypatch, "reproduce", "ridge_illcond", "--quick", "--out", out) == 0
     folder = out / "ridge_illcond"
-    for name in ("metrics.csv", "error_vs_iterations.png", "rates.csv", "reproduce.json"):
+    for name in ("metrics.csv", "error_vs_iterations.png", "rates.csv", "reproduce.json", "bounds.csv", "error_vs_bound.png"):
         assert (folder / name).is_file(), name
     assert not list(out.glob("*.partial"))
     df = pd.read_csv(folder / "metrics.csv")
     assert not (folder / "0_ridge_fp_k_sweep" / "metrics.csv").exists()  # duplicates dropped
     at = df[(df["k"] == 50) & (df["status"] == "ok")].groupby("estimator")["err_rel"].median()
-    row = next(line for line in (out / "claims.md").read_text().splitlines() if line.startswith("| G4 "))
+    text = (out / "claims.md").read_text()
+    claims, observations = text.split("## Observations")
+    assert "| G7 " in claims and next(line for line in claims.splitlines() if line.startswith("| G7 ")).endswith("| holds |")
+    row = next(line for line in observations.splitlines() if line.startswith("| O3 "))
     cg, fp = (float(v) for v in re.search(r"cg ([\d.e+-]+), fp ([\d.e+-]+)", row).groups())
     assert cg == pytest.approx(at["cg"], rel=0.05) and fp == pytest.approx(at["fp"], rel=0.05)
     assert row.rstrip(" |").endswith("does not hold" if at["cg"] / at["fp"] >= 1e-2 else "holds")

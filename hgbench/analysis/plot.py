@@ -14,7 +14,8 @@ import pandas as pd  # noqa: E402
 
 from hgbench.analysis.results import labels, load, load_training, markdown, panel_rows, panels, training_names  # noqa: E402
 from hgbench.analysis.outer import load_outer, plot_outer  # noqa: E402
-from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, declared, overlay, rate_table  # noqa: E402
+from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, load_constants, overlay, rate_table  # noqa: E402
+from hgbench.problems.bounds import bound  # noqa: E402
 
 BAND = (0.25, 0.75)
 FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
@@ -289,10 +290,56 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
     return _save(fig, out_dir, stem)
 
 
+def load_with_constants(path: Path) -> pd.DataFrame:
+    """The rows of ``load(path)`` with the bounds' constants of the bounds.csv next to them (in the
+    folder, or the CSV's folder): hgbench.analysis.theory.attach_constants."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    constants = load_constants(folder)
+    if constants is None:
+        raise FileNotFoundError(f"no bounds.csv in {folder}: `hgbench reproduce` writes it for the presets whose problems "
+                                "have closed-form constants (ridge, kernel_ridge, meta_learning)")  # fmt: skip
+    return attach_constants(load(path), constants)
+
+
+def plot_bound(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_bound") -> list[Path]:
+    """Error against bound (Grazzi et al. 2020): per problem with the bounds' constants
+    (hgbench.problems.bounds), every row of role itd, fp or cg as a dot at (its bound with its λ
+    draw's constants, its absolute error), on log–log axes, with the line error = bound: every dot
+    must lie below it (errors at round-off excepted)."""
+    have = bounds_of(declared(df))
+    have = have[(have["status"] == "ok") & have["role"].isin(["itd", "fp", "cg"])]
+    if have.empty:
+        raise ValueError("no itd, fp or cg rows with the bounds' constants to draw")
+    constants = have[[c for c in have.columns if c.startswith("b_")]].rename(columns=lambda c: c[2:])
+    k = have["k"].astype(float).where(have["k"].notna(), have["t"].astype(float))
+    have = have.assign(bound=[bound(role, t, kk, c) for role, t, kk, c in
+                              zip(have["role"], have["t"].astype(float), k, constants.to_dict("records"))])  # fmt: skip
+    problems = sorted(have["problem"].unique())
+    styles = _styles(sorted(have["role"].unique()))
+    fig, axes = _figure(1, len(problems), 4.6, 4.2)
+    for col, problem in enumerate(problems):
+        ax = axes[0][col]
+        part = have[have["problem"] == problem]
+        for role, rows in part.groupby("role"):
+            ax.scatter(rows["bound"].clip(lower=FLOOR), rows["err_abs"].clip(lower=FLOOR), s=7, alpha=0.5, label=role,
+                       color=styles[role]["color"], marker=styles[role]["marker"])  # fmt: skip
+        ends = [FLOOR, 10 * max(part["bound"].max(), part["err_abs"].max())]
+        ax.plot(ends, ends, color="0.3", lw=1, ls="--", label="error = bound")
+        ax.set_xscale("log")
+        ax.set_xlim(*ends)
+        ax.set_ylim(*ends)
+        _finish(ax, "bound (c₁, c₂, c₃ in closed form, global q)", problem, "absolute error ‖ĝ − ∇f‖")
+    _legend(fig)
+    _title(fig, "Error against Grazzi et al.'s bound, every λ draw and (t, k)")
+    return _save(fig, out_dir, stem)
+
+
 # figure kind -> (its function, the loader of the rows it is drawn from)
 KINDS = {
     "error": (plot_errors, load), "cost": (plot_cost, load), "inner": (plot_inner, load),
     "train": (plot_training, load_training), "outer": (plot_outer, load_outer),
+    "bound": (plot_bound, load_with_constants),
 }
 
 

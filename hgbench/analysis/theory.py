@@ -1,18 +1,26 @@
 """Theory next to data: the linear rates Grazzi et al. (2020) predict, and the rates the data show.
 
-For a problem instance with contraction constant q = ‖∂₁Φ(w*, λ)‖₂ and κ = cond(I − ∂₁Φᵀ) (both
-measured by the float64 reference, per λ draw, and logged in every row), Grazzi et al. (2020,
-Thms. 1–3) bound the errors by
+Grazzi, Franceschi, Pontil, Salzo, "On the Iteration Complexity of Hypergradient Computation"
+(ICML 2020) bound the errors, for Φ(·, λ) a contraction with constant q, by
 
-    inner steps t (AID with k large, or k = t; ITD):   c·qᵗ, and c·t·qᵗ for ITD
+    inner steps t (AID with k large, or k = t):   c·qᵗ;  ITD:  (c₁ + c₂·t/q + c₃)·qᵗ
     solver steps k (t large):   fixed point / Neumann   c·qᵏ
                                 CG                      c·pᵏ,  p = (√κ − 1)/(√κ + 1)
                                 CG, normal equations    c·p₂ᵏ, p₂ = (κ − 1)/(κ + 1)  (κ² for CG)
 
-so every curve is asymptotically linear on a log scale with a predicted rate (q, p or p₂; ITD's
-extra factor t leaves its asymptotic rate q). The fitted rate is exp of the least-squares slope of
-log(median err_rel over draws) against the iteration count, over the points whose median lies
-between a round-off floor and a ceiling (the pre-asymptotic part), see ``fit_rate``. The
+(hgbench.problems.bounds gives the constants in closed form where they are computable).
+The theorems' q is a global constant: sup over w of ‖∂₁Φ(w, λ)‖₂. The q used here is the one
+every row carries, the LOCAL q = ‖∂₁Φ(w*, λ)‖₂ at the solution (and κ = cond(I − ∂₁Φᵀ) there),
+measured by the float64 reference per λ draw; it is the asymptotic rate, and it equals the
+global constant where Φ is affine in w (ridge, kernel ridge, biased regularization), where
+∂₁Φ does not depend on w. Elsewhere (logistic, hyper-representation, equilibrium models) the
+global q is larger, and the figures say "local q".
+
+So every curve is asymptotically linear on a log scale with a predicted rate (q, p or p₂). The
+fitted rate is exp of the least-squares slope of log(median err_rel over draws) against the
+iteration count — for ITD in t, of log(median err_rel / t), the bound's t·qᵗ with its factor t
+taken out — over the points whose median lies between a round-off floor and a ceiling (the
+pre-asymptotic part), see ``fit_rate``; ``r2`` is that fit's coefficient of determination. The
 predicted rate uses the medians of q and κ over the draws. Estimators without a known rate in k
 (GMRES, JFB, ...) get none: ``RATE_IN_K`` names the roles that have one.
 
@@ -25,16 +33,18 @@ before they existed.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hgbench.analysis.results import panel_rows, panels
+from hgbench.problems.bounds import NAMES as BOUND_NAMES
 
 CEILING = 0.5  # above it, errors are pre-asymptotic (ITD's t·qᵗ rise, the first steps)
 MIN_POINTS = 3
 
-COLUMNS = ["problem", "grid", "axis", "estimator", "role", "fitted_rate", "predicted_rate", "predicted_formula", "points_fitted"]
+COLUMNS = ["problem", "grid", "axis", "estimator", "role", "fitted_rate", "predicted_rate", "predicted_formula", "points_fitted", "r2"]
 RATE_IN_K = {"fp": "q", "neumann": "q", "cg": "p", "cg_normal": "p2"}  # role -> its predicted rate in k
 FORMULAS = {"q": "q", "p": "(√κ−1)/(√κ+1)", "p2": "(κ−1)/(κ+1)"}
 # One configuration: rows of different ones are never pooled. setting_id (a hash of the resolved
@@ -61,6 +71,40 @@ def declared(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**add)
 
 
+BOUNDS = "bounds.csv"  # a preset's bounds' constants per λ draw (hgbench reproduce writes it)
+BOUND_COLUMNS = [f"b_{name}" for name in BOUND_NAMES]
+
+
+def attach_constants(df: pd.DataFrame, bounds: pd.DataFrame | None) -> pd.DataFrame:
+    """``df`` with the constants of Grazzi et al.'s bounds (hgbench.problems.bounds) of each row's
+    λ draw as columns b_q, b_kappa, b_c1, … (NaN where none), from ``bounds`` (rows problem,
+    setting_id, lam_id and the constants, as in bounds.csv). Results written before setting_id
+    existed are matched on (problem, lam_id) alone."""
+    df = declared(df).drop(columns=BOUND_COLUMNS, errors="ignore")
+    if bounds is None or bounds.empty:
+        return df.assign(**{c: math.nan for c in BOUND_COLUMNS})
+    bounds = bounds.rename(columns={name: f"b_{name}" for name in BOUND_NAMES})
+    bounds = bounds.assign(setting_id=bounds["setting_id"].fillna("").astype(str))
+    on = ["problem", "setting_id", "lam_id"]
+    if (df["setting_id"] == "").all():
+        on = ["problem", "lam_id"]
+    bounds = bounds.drop_duplicates(on)[[*on, *BOUND_COLUMNS]]
+    return df.merge(bounds, on=on, how="left")
+
+
+def load_constants(folder) -> pd.DataFrame | None:
+    """The bounds.csv of a results folder, or None."""
+    path = Path(folder) / BOUNDS
+    return pd.read_csv(path, dtype={"setting_id": str}) if path.is_file() else None
+
+
+def bounds_of(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``df`` that carry every constant of the bounds (``attach_constants``)."""
+    if not set(BOUND_COLUMNS) <= set(df.columns):
+        return df.iloc[:0]
+    return df[df[BOUND_COLUMNS].notna().all(axis=1)]
+
+
 def floor_for(dtype: str) -> float:
     """Errors below this are round-off, not convergence: 1e-12 in float64, 1e-4 in float32."""
     return 1e-4 if dtype == "float32" else 1e-12
@@ -72,14 +116,19 @@ def rates(q: float, kappa: float) -> dict[str, float]:
     return {"q": q, "p": (root - 1) / (root + 1), "p2": (kappa - 1) / (kappa + 1)}
 
 
-def fit_rate(x: pd.Series, err: pd.Series, floor: float) -> tuple[float, int]:
-    """(exp(slope of log err against x), number of points used) over the points with x > 0 and
-    floor < err < CEILING; NaN when fewer than MIN_POINTS remain."""
+def fit_rate(x: pd.Series, err: pd.Series, floor: float, t_factor: bool = False) -> tuple[float, int, float]:
+    """(exp(slope of log err against x), number of points used, R² of that fit) over the points
+    with x > 0 and floor < err < CEILING; with ``t_factor`` the fit is of log(err/x) (ITD's
+    bound t·qᵗ: the rate q without its factor t). NaNs when fewer than MIN_POINTS remain."""
     keep = (x > 0) & (err > floor) & (err < CEILING) & np.isfinite(err)
     if keep.sum() < MIN_POINTS:
-        return math.nan, int(keep.sum())
-    slope = np.polyfit(x[keep].astype(float), np.log(err[keep].astype(float)), 1)[0]
-    return float(np.exp(slope)), int(keep.sum())
+        return math.nan, int(keep.sum()), math.nan
+    xs = x[keep].astype(float).to_numpy()
+    ys = np.log(err[keep].astype(float).to_numpy()) - (np.log(xs) if t_factor else 0.0)
+    slope, intercept = np.polyfit(xs, ys, 1)
+    spread = ((ys - ys.mean()) ** 2).sum()
+    r2 = 1.0 - ((ys - (slope * xs + intercept)) ** 2).sum() / spread if spread > 0 else 1.0
+    return float(np.exp(slope)), int(keep.sum()), float(r2)
 
 
 def rate_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -101,13 +150,14 @@ def rate_table(df: pd.DataFrame) -> pd.DataFrame:
                 if rows[x].isna().all():  # ITD in a k panel
                     continue
                 med = rows.groupby(x)["err_rel"].median()
-                fitted, used = fit_rate(pd.Series(med.index, index=med.index), med, floor_for(rows["dtype"].iloc[0]))
+                with_t = x == "t" and role == "itd"  # ITD's bound is t·qᵗ
+                fitted, used, r2 = fit_rate(pd.Series(med.index, index=med.index), med, floor_for(rows["dtype"].iloc[0]), with_t)
                 which = "q" if x == "t" else RATE_IN_K.get(role)
                 out.append({
                     "problem": problem, "setting_id": setting_id, "grid": kind, "axis": x, "estimator": name, "role": role,
-                    "fitted_rate": fitted, "points_fitted": used,
+                    "fitted_rate": fitted, "points_fitted": used, "r2": r2,
                     "predicted_rate": predicted_rates[which] if which else math.nan,
-                    "predicted_formula": FORMULAS[which] if which else "—",
+                    "predicted_formula": (FORMULAS[which] + (" (fit of err/t)" if with_t else "")) if which else "—",
                     "q": predicted_rates["q"], "kappa": kappa,
                 })  # fmt: skip
     return pd.DataFrame(out)
@@ -115,7 +165,8 @@ def rate_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def overlay(ax, part: pd.DataFrame, x: str) -> None:
     """Dashed predicted-rate lines on a panel, anchored at the largest median error at the
-    panel's first positive iteration count: qᵗ and t·qᵗ on a t axis, qᵏ and pᵏ on a k axis."""
+    panel's first positive iteration count: qᵗ and t·qᵗ on a t axis, qᵏ and pᵏ on a k axis, with
+    q the median LOCAL ‖∂₁Φ(w*)‖ (module docstring), which the legend says."""
     part = part[(part["status"] == "ok") & part[x].notna() & (part[x] > 0)]
     if part.empty:
         return
@@ -125,7 +176,7 @@ def overlay(ax, part: pd.DataFrame, x: str) -> None:
         return
     r = rates(part["q"].median(), part["kappa"].median() if "kappa" in part else math.nan)
     xs = np.linspace(x0, part[x].max(), 200)
-    lines = {f"q^{x}": y0 * r["q"] ** (xs - x0)}
+    lines = {f"q^{x}, local q={r['q']:.4g}": y0 * r["q"] ** (xs - x0)}
     if x == "t":
         lines["t·q^t"] = y0 * (xs / x0) * r["q"] ** (xs - x0)
     elif np.isfinite(r["p"]):
