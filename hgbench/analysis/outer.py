@@ -153,7 +153,8 @@ def plot_outer(df: pd.DataFrame, out_dir: Path, stem: str = "outer", eps: float 
 
 def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> list[Path]:
     """Training curves of outer runs on a problem with metrics (e.g. the equilibrium model,
-    Grazzi et al. 2020, §5), against the outer step: the training loss, the test accuracy, the
+    Grazzi et al. 2020, §5), against the outer step: the training loss E(w_t, λ_s) of every step
+    (``outer_value``; the metrics' train_loss at test_t = t), the test accuracy, the
     problem's bound on q (``q_bound``: ‖A‖₂ on equilibrium_mnist) and the hypergradient's relative
     error; one curve per configuration (estimator × warm start and the overrides that tell runs
     apart, as in ``with_gaps``), the median over seeds with a min–max band; a cross at the last
@@ -163,7 +164,7 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
     df = with_gaps(df)
     if df["test_acc"].isna().all():
         raise ValueError("no training metrics to plot (rows with test_acc: problems with a test split)")
-    measures = {"train_loss": ("training loss", True), "test_acc": ("test accuracy", False),
+    measures = {"outer_value": ("training loss E(w_t, λ_s)", True), "test_acc": ("test accuracy", False),
                 "q_bound": ("bound on q (‖A‖₂)", True), "err_rel": ("‖ĝ − ∇f‖ / ‖∇f‖", True)}  # fmt: skip
     styles = _styles(df["run"].unique())
     fig, axes = _figure(2, 2, 5, 3.3)
