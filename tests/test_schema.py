@@ -18,7 +18,7 @@ from hgbench.paths import conf_dir
 from hgbench.running import runner, schema
 from hgbench.running.runner import UserError
 
-GROUPS = ("problem", "estimator", "grid", "train")
+GROUPS = ("problem", "estimator", "grid", "outer")
 
 
 def _every_key() -> list[tuple[str | None, str, schema.Check]]:
@@ -42,7 +42,7 @@ VALUES = st.one_of(
 
 
 def test_every_config_file_has_a_schema_and_every_key_is_covered():
-    """Each problem, estimator, grid and train option names its schema; the keys cover them all."""
+    """Each problem, estimator, grid and outer option names its schema; the keys cover them all."""
     for group in GROUPS:
         used = {name for users in schema.schema_users(group).values() for name in users}
         assert used == {path.stem for path in (conf_dir() / group).glob("*.yaml")}, group
@@ -131,7 +131,7 @@ def test_cli_refusals_are_one_line_without_traceback(tmp_path, monkeypatch, caps
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["mode=foo"], "mode='foo' is not one of error, train"),
+        (["mode=foo"], "mode='foo' is not one of error, outer"),
         (["problem=kernel_ridge", "problem.per_feature_bandwidth=abc"], "problem.per_feature_bandwidth='abc' must be true or false"),
         (["problem=meta_learning", "problem.learn_gamma=yes"], "problem.learn_gamma='yes' must be true or false"),
         (["problem=logistic", "problem.label_noise=nan"], "problem.label_noise=nan must be a finite number >= 0"),
@@ -147,7 +147,7 @@ def test_cli_refusals_are_one_line_without_traceback(tmp_path, monkeypatch, caps
         (["estimator=precond", "estimator.kind=lu"], "estimator.kind='lu' is not one of newton, jacobi"),
         (["estimator=precond", "estimator.precond_steps=-1"], "estimator.precond_steps=-1 must be an integer >= 0"),
         (["problem=meta_learning", "problem.gamma=0"], "problem.gamma=0.0 must be a finite number > 0"),
-        (["mode=train", "train.momentum=1"], "train.momentum=1.0 must be a finite number in [0, 1)"),
+        (["mode=outer", "outer.momentum=1"], "outer.momentum=1.0 must be a finite number in [0, 1)"),
         (["grid=full", "grid.k=[1.5]"], "grid.k=[1.5] must be an integer >= 0 or a non-empty list of them"),
         (["+grid.bogus=1"], "grid.bogus=1 is not an option; the options of grid are kind, t, k"),
         (["problem.bogus=1"], "problem.bogus is not an option; the options of problem are name, seed, lam_low, lam_high"),

@@ -1,5 +1,5 @@
 """The rows of outer-loop runs (mode=outer, hgbench.running.outer): columns, loading, the
-time-to-ε summary and the figure.
+time-to-ε summary and the figures (suboptimality; training curves of problems with metrics).
 
 Suboptimality. For the runs of one outer problem (the same ``problem_id``: same problem
 configuration, data and seed, hence the same f), f* is the smallest f(λ_s) any of them reached,
@@ -23,9 +23,11 @@ import pandas as pd
 from hgbench.analysis.results import IDENTITY, labels, load
 
 OUTER_CSV = "outer.csv"
+# what a problem with metrics (Problem.trainable) reports of the model at λ (Problem.evaluate)
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 COLUMNS = [
     "problem", "estimator", "role", "seed", "warm_start", "optimizer", "lr", "momentum", "t", "k", "step",
-    "outer_value", "f", "err_abs", "err_rel", "q", "test_loss", "test_acc", "lam_norm",
+    "outer_value", "f", "err_abs", "err_rel", "q", "q_bound", *METRICS, "lam_norm",
     "time_s", "ref_time_s", "n_phi", "n_vjp", "n_jvp", "vjp_eq", "dtype", "device", "status", "reason",
     "problem_id", *IDENTITY,
 ]  # fmt: skip
@@ -147,3 +149,43 @@ def plot_outer(df: pd.DataFrame, out_dir: Path, stem: str = "outer", eps: float 
     table.to_csv(csv, index=False)
     md.write_text(markdown(table))
     return paths + [csv, md]
+
+
+def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> list[Path]:
+    """Training curves of outer runs on a problem with metrics (e.g. the equilibrium model,
+    Grazzi et al. 2020, §5), against the outer step: the training loss E(w_t, λ_s) of every step
+    (``outer_value``; the metrics' train_loss at test_t = t), the test accuracy, the
+    problem's bound on q (``q_bound``: ‖A‖₂ on equilibrium_mnist) and the hypergradient's relative
+    error; one curve per configuration (estimator × warm start and the overrides that tell runs
+    apart, as in ``with_gaps``), the median over seeds with a min–max band; a cross at the last
+    logged value of each seed that diverged."""
+    from hgbench.analysis.plot import _figure, _legend, _save, _styles, _title
+
+    df = with_gaps(df)
+    if df["test_acc"].isna().all():
+        raise ValueError("no training metrics to plot (rows with test_acc: problems with a test split)")
+    measures = {"outer_value": ("training loss E(w_t, λ_s)", True), "test_acc": ("test accuracy", False),
+                "q_bound": ("bound on q (‖A‖₂)", True), "err_rel": ("‖ĝ − ∇f‖ / ‖∇f‖", True)}  # fmt: skip
+    styles = _styles(df["run"].unique())
+    fig, axes = _figure(2, 2, 5, 3.3)
+    for name, rows in df.groupby("run", sort=True):
+        style = {**styles[name], "marker": None}
+        for ax, (measure, (title, log)) in zip(axes.flat, measures.items()):
+            values = rows[rows[measure].notna()]
+            if values.empty:
+                continue
+            stats = values.groupby("step")[measure].agg(["median", "min", "max"])
+            ax.plot(stats.index, stats["median"], label=name, **style)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.15, lw=0)
+            ends = values[values["run_id"].isin(rows.loc[rows["status"] != "ok", "run_id"])].sort_values("step").groupby("run_id").tail(1)
+            ax.plot(ends["step"], ends[measure], "x", color=style["color"], ms=8)
+            ax.set_xlabel("outer step")
+            ax.set_ylabel(title)
+            ax.grid(True, alpha=0.3)
+            if log:
+                ax.set_yscale("log")
+    _legend(fig)
+    n_seeds = df.groupby("run")["seed"].nunique().max()
+    _title(fig, f"Training with each estimator ({', '.join(sorted(df['problem'].unique()))}): median over {n_seeds} seed(s), "
+                "band = min–max; × = a seed that diverged")  # fmt: skip
+    return _save(fig, out_dir, stem)

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hgbench.analysis.results import labels, load, load_training, markdown, panel_rows, panels, training_names  # noqa: E402
-from hgbench.analysis.outer import load_outer, plot_outer  # noqa: E402
+from hgbench.analysis.results import labels, load, markdown, panel_rows, panels  # noqa: E402
+from hgbench.analysis.outer import load_outer, plot_outer, plot_training  # noqa: E402
 from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, load_constants, overlay, rate_table  # noqa: E402
 from hgbench.problems.bounds import bound  # noqa: E402
 
@@ -258,38 +258,6 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
     return paths
 
 
-def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> list[Path]:
-    """Training curves (mode=train): training loss, validation and test accuracy against the
-    step and against the cumulative training time, one curve per run (the estimator and
-    ``train.label``, and the overrides that tell runs of one estimator apart, as in
-    hgbench.analysis.results.labels); a run that diverged ends with a cross."""
-    df = df.assign(run=labels(df, training_names(df)))
-    df = df[df["val_acc"].notna() | (df["status"] != "ok")]
-    if df.empty:
-        raise ValueError("no training rows to plot")
-    styles = _styles(df["run"].unique())
-    measures = {"train_loss": "training loss", "val_acc": "validation accuracy", "test_acc": "test accuracy"}
-    fig, axes = _figure(len(measures), 2, 5, 3.3)
-    for name, run in df.groupby("run", sort=True):
-        run = run.sort_values("step")
-        style = {**styles[name], "marker": None}
-        for row, (measure, title) in enumerate(measures.items()):
-            for col, x in enumerate(("step", "time_s")):
-                ax = axes[row][col]
-                ax.plot(run[x], run[measure], label=name, **style)
-                if (run["status"] != "ok").any():
-                    end = run[run[measure].notna()].iloc[-1:]
-                    ax.plot(end[x], end[measure], "x", color=style["color"], ms=9)
-                ax.set_xlabel("step" if x == "step" else "training time (s)")
-                ax.set_ylabel(title)
-                ax.grid(True, alpha=0.3)
-                if measure == "train_loss":
-                    ax.set_yscale("log")
-    _legend(fig)
-    _title(fig, f"Training with each estimator ({df['problem'].iloc[0]}; × = diverged)")
-    return _save(fig, out_dir, stem)
-
-
 def load_with_constants(path: Path) -> pd.DataFrame:
     """The rows of ``load(path)`` with the bounds' constants of the bounds.csv next to them (in the
     folder, or the CSV's folder): hgbench.analysis.theory.attach_constants."""
@@ -338,14 +306,14 @@ def plot_bound(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_bound") ->
 # figure kind -> (its function, the loader of the rows it is drawn from)
 KINDS = {
     "error": (plot_errors, load), "cost": (plot_cost, load), "inner": (plot_inner, load),
-    "train": (plot_training, load_training), "outer": (plot_outer, load_outer),
+    "outer": (plot_outer, load_outer), "train": (plot_training, load_outer),
     "bound": (plot_bound, load_with_constants),
 }
 
 
 def plot(path: Path, kind: str = "error", out_dir: Path | None = None, **options) -> list[Path]:
     """Draw figure ``kind`` from the CSV at path (or every CSV below it of the kind that figure
-    is drawn from: metrics.csv, or train.csv for ``train``), next to the data; ``options`` go to
+    is drawn from: metrics.csv, or outer.csv for ``outer`` and ``train``), next to the data; ``options`` go to
     the figure's function (e.g. theory=True for ``error``)."""
     if kind not in KINDS:
         raise ValueError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")

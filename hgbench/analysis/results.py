@@ -31,13 +31,6 @@ COLUMNS = [
 ]  # fmt: skip
 KEY = ["run_id", "problem", "estimator", "grid", "seed", "lam_id", "t", "k", "dtype", "device"]
 METRICS = "metrics.csv"
-TRAIN_CSV = "train.csv"
-TRAIN_COLUMNS = [
-    "problem", "estimator", "label", "seed", "step", "time_s", "train_loss", "train_acc", "val_loss", "val_acc",
-    "test_loss", "test_acc", "batch_loss", "q_bound", "q", "err_abs", "err_rel", "t", "k", "lr", "momentum",
-    "batch_size", "dtype", "device", "status", "reason", *IDENTITY,
-]  # fmt: skip
-TRAIN_KEY = ["run_id", "problem", "estimator", "label", "seed", "step", "t", "k", "lr", "batch_size", "dtype", "device"]
 RUN_INFO = "run.json"  # next to a job's CSV: marks the folder as an hgbench run
 # Options that place outputs or control resuming and drawing, not what a row holds: they are
 # left out of run_id (and a resumed run may differ in them). n_lambdas: the λ draws are a prefix
@@ -318,30 +311,3 @@ def panel_rows(df: pd.DataFrame, kind: str, x: str) -> pd.DataFrame:
         part = part[part["t"] == part["t"].max()]
     return part
 
-
-def load_training(path: Path) -> pd.DataFrame:
-    """The rows of a train.csv, or of every train.csv below a directory (a sweep's combined file
-    and its jobs' files are not double counted)."""
-    df = load(path, TRAIN_CSV, TRAIN_KEY)
-    df["label"] = ["" if pd.isna(x) else str(x) for x in df["label"]]  # an empty label reads back as NaN
-    return df
-
-
-def training_names(df: pd.DataFrame) -> pd.Series:
-    """The name of each training row's run: the estimator and the run's ``train.label``."""
-    return (df["estimator"].astype(str) + " " + df["label"].fillna("").astype(str)).str.strip()
-
-
-def training_summary(df: pd.DataFrame) -> str:
-    """One line per training run (labelled as by ``labels``): its last step, status, final
-    accuracies (at its last evaluated step) and training time."""
-    out = []
-    for name, run in configurations(df, training_names(df)):
-        last = run.sort_values("step").iloc[-1]
-        evaluated = run[run["val_acc"].notna()].sort_values("step").iloc[-1]
-        out.append({
-            "run": name, "steps": int(last["step"]), "status": last["status"],
-            "train_acc": evaluated["train_acc"], "val_acc": evaluated["val_acc"], "test_acc": evaluated["test_acc"],
-            "train_loss": evaluated["train_loss"], "time_s": last["time_s"], "q_bound": last["q_bound"],
-        })  # fmt: skip
-    return pd.DataFrame(out).to_string(index=False, float_format=lambda x: f"{x:.4g}")

@@ -165,32 +165,22 @@ class Problem:
                 setattr(other, key, cast.to(device))
         return other
 
-    # --- training (mode=train, hgbench.running.train): declared capabilities ---------------------
-    trainable: bool = False  # implements ``evaluate``: mode=train applies
+    # --- the outer loop (mode=outer, hgbench.running.outer): declared capabilities --------------
+    trainable: bool = False  # implements ``evaluate``: mode=outer logs its metrics
 
     def evaluate(self, lam: torch.Tensor, t: int) -> dict[str, float]:
         """For trainable problems: ``{split}_loss`` and ``{split}_acc`` for the splits train, val
         and test of the model at λ whose states are t steps of Φ from w₀."""
-        raise NotImplementedError(f"problem {self.name!r} cannot be trained (mode=train)")
+        raise NotImplementedError(f"problem {self.name!r} has no metrics (evaluate)")
 
     def project(self, lam: torch.Tensor) -> torch.Tensor:
-        """λ after a training step, moved into its feasible set; by default λ itself (no constraint)."""
+        """λ after an outer step, moved into its feasible set (``outer.project``); by default λ itself (no constraint)."""
         return lam
 
     def contraction_bound(self, lam: torch.Tensor) -> float:
-        """A cheap upper bound on q = ‖∂₁Φ(w*, λ)‖₂ that training logs every step (``q_bound``); NaN
+        """A cheap upper bound on q = ‖∂₁Φ(w*, λ)‖₂ that mode=outer logs every step (``q_bound``); NaN
         when none is known (the default)."""
         return math.nan
-
-    @property
-    def n_train(self) -> int | None:
-        """The number of training examples that minibatches (``subset``) draw from; None (the
-        default): the problem has no minibatches."""
-        return None
-
-    def subset(self, rows: torch.Tensor) -> "Problem":
-        """The same problem on the training examples ``rows`` (a minibatch), where ``n_train`` is set."""
-        raise NotImplementedError(f"problem {self.name!r} has no minibatches")
 
 
 class GradientStepProblem(Problem):

@@ -21,8 +21,8 @@ symmetric, so AID-CG does not apply; the reference solves each block exactly in 
 give a map that need not be a contraction.
 
 Initialization as in the reference notebook: A, B, c, W ~ init_scale·N(0, 1), b = 0, initial
-state 0. ``checkpoint``: a checkpoints.pt written by training (hgbench.running.train); the λ draws
-are then its saved parameters, in order (the hypergradient error at checkpoints of a training run).
+state 0. ``checkpoint``: a checkpoints.pt written by an outer run (hgbench.running.outer); the λ
+draws are then its saved parameters, in order (the hypergradient error at checkpoints of training).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class EquilibriumMNIST(Problem):
         if checkpoint is not None:
             path = Path(checkpoint)
             if not path.is_file():
-                raise ValueError(f"problem.checkpoint={str(path)!r} is not a file; give a checkpoints.pt written by `hgbench run mode=train`")
+                raise ValueError(f"problem.checkpoint={str(path)!r} is not a file; give a checkpoints.pt written by `hgbench run mode=outer`")
             lams = torch.load(path, weights_only=True)["lams"]
             if lams.ndim != 2 or lams.shape[1] != self.lam_dim:
                 raise ValueError(f"problem.checkpoint={str(path)!r} holds λ of shape {tuple(lams.shape)}, this problem needs (m, {self.lam_dim}) (state_dim={self.d})")
@@ -224,25 +224,14 @@ class EquilibriumMNIST(Problem):
                 q2 = max(q2, torch.linalg.eigvalsh(jt.mT @ jt)[:, -1].max().item())
         return v.reshape(-1), q2**0.5, float("nan")
 
-    # --- training support (hgbench.running.train) -------------------------------------------------
+    # --- the outer loop's support (hgbench.running.outer) -------------------------------------------
     def contraction_bound(self, lam: torch.Tensor) -> float:
         """‖A‖₂ (``a_norm``)."""
         return self.a_norm(lam)
 
-    @property
-    def n_train(self) -> int:
-        """The training images, which minibatches draw from."""
-        return self.x.shape[0]
-
-    def subset(self, rows: torch.Tensor) -> "EquilibriumMNIST":
-        """The same problem on the training images ``rows`` (a minibatch)."""
-        other = self.to(self.x.dtype, self.x.device)
-        other.x, other.y = self.x[rows], self.y[rows]
-        return other
-
     def evaluate(self, lam: torch.Tensor, t: int) -> dict[str, float]:
-        """Loss and accuracy of the model whose states are t steps of Φ from 0 (as in training),
-        on the train, validation and test images."""
+        """Loss and accuracy of the model whose states are t steps of Φ from 0 (``outer.test_t``;
+        the deq_* presets set it to the training T), on the train, validation and test images."""
         a = self.parts(lam)["A"]
         out = {}
         for split, x, y in (("train", self.x, self.y), ("val", self.x_val, self.y_val), ("test", self.x_test, self.y_test)):

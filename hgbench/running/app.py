@@ -25,16 +25,17 @@ ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceb
 
 
 def _draw(path: Path, mode: Mode) -> None:
-    """The mode's first figure from the rows at path."""
+    """The figures the mode draws after a run (``Mode.drawn``) from the rows at path."""
     from hgbench.analysis.plot import plot
 
-    try:
-        figures = plot(path, mode.figures[0])
-    except ValueError as err:  # e.g. every row diverged: the rows are the result, the figure is skipped
-        print(f"hgbench: warning: no figure: {err}", file=sys.stderr)
-        return
-    for figure in figures:
-        print(f"figure: {figure}")
+    for kind in mode.drawn(path):
+        try:
+            figures = plot(path, kind)
+        except ValueError as err:  # e.g. every row diverged: the rows are the result, the figure is skipped
+            print(f"hgbench: warning: no figure: {err}", file=sys.stderr)
+            continue
+        for figure in figures:
+            print(f"figure: {figure}")
 
 
 def run_job(cfg: DictConfig, out_dir: Path, overrides: list[str], progress: bool = True) -> tuple[Mode, pd.DataFrame]:

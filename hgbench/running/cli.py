@@ -3,7 +3,7 @@
     hgbench run [Hydra overrides]    one run, or a sweep with -m (see hgbench run --help)
     hgbench plot PATH [--kind K] [--theory] [--eps E]
                                      redraw figures from a CSV or a run/sweep directory
-    hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (train.csv) from its jobs' files
+    hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (outer.csv) from its jobs' files
     hgbench list                     problems, estimators, grids, presets, and which estimators apply where
     hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
 """

@@ -20,7 +20,7 @@ the peak is taken as the sum of the draws, the reference and the estimator's par
 draw, in Φ-step units (a VJP or JVP counted as 2): the estimator's own passes (e.g. ITD: T steps
 and Σ_t 2t for the backward sweeps; AID: T steps and Σ_t 2·(max k at t); itd_forward: T·(1 + p);
 dense estimators per point 2·d (exact), 4·d (precond) or 25·d (reparam, measured on hyper_rep)),
-plus 2·d for a dense reference. Training runs count train.steps estimates at (train.t, train.k).
+plus 2·d for a dense reference. Outer runs count outer.steps estimates at (outer.t, outer.k).
 
 A run whose peak exceeds the memory available (Linux MemAvailable; on CUDA the device's free
 memory for the estimator's part) is refused in one line with the estimate; one estimated to take
@@ -127,14 +127,14 @@ def estimate(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int
     if measured is None:
         return None
     step_bytes, tau = measured
-    training = cfg.mode == "train"
-    n = 1 if training else cfg.n_lambdas
-    runs = cfg.train.steps if training else n
-    pairs = [(cfg.train.t, cfg.train.k)] if training else pairs
+    stepwise = cfg.mode == "outer"  # one estimate per outer step at (outer.t, outer.k)
+    n = 1 if stepwise else cfg.n_lambdas
+    runs = cfg.outer.steps if stepwise else n
+    pairs = [(cfg.outer.t, cfg.outer.k)] if stepwise else pairs
     itemsize = 4 if cfg.dtype == "float32" else 8
     d, p = problem.w_dim, problem.lam_dim
     est_bytes, units, what = estimator_part(estimator, d, p, pairs, step_bytes * itemsize // 8, itemsize)
-    if cfg.batch_lambdas and not training:
+    if cfg.batch_lambdas and not stepwise:
         est_bytes, what = est_bytes * n, f"{what}, for {n} draws at once"
     dense_reference = type(problem).adjoint_system is Problem.adjoint_system
     units += 2 * d if dense_reference else 0
@@ -163,7 +163,7 @@ def check(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int, i
             f"{limit}; lower n_lambdas or the grid, or choose another estimator (guard=false runs it anyway)"
         )
     if found["seconds"] > LONG_S:
-        what = "training steps" if cfg.mode == "train" else "λ draws"
+        what = "outer steps" if cfg.mode == "outer" else "λ draws"
         print(
             f"hgbench: warning: this run will take roughly {_duration(found['seconds'])} ({found['runs']} {what} × "
             f"{found['units']:.3g} Φ-step units × {found['tau'] * 1e3:.2g} ms measured; peak memory about "

@@ -10,10 +10,10 @@ progress bar, crash-safe writing of the rows and run.json, and resume.
 
     error   the estimator's error against the float64 reference over a grid of (t, k), per λ draw
             (hgbench.running.runner.execute): metrics.csv
-    train   training the problem's outer variable with the estimator's hypergradients
-            (hgbench.running.train): train.csv, checkpoints.pt, train_state.pt
     outer   bilevel optimization of any problem with the estimator's hypergradients, optionally
-            warm-started (hgbench.running.outer): outer.csv, outer_state.pt
+            warm-started (hgbench.running.outer): outer.csv, checkpoints.pt, outer_state.pt; on a
+            problem with metrics (train/validation/test accuracy) this is training, e.g. the
+            equilibrium model of Grazzi et al. 2020, §5 (presets deq_*)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from hgbench.analysis import outer as outer_rows, results
 from hgbench.problems.base import Problem
-from hgbench.running import outer, runner, train
+from hgbench.running import outer, runner
 from hgbench.running.runner import Plan, UserError
 
 
@@ -65,6 +65,10 @@ class Mode:
         """The rows of the CSV at path, or of every such CSV below a directory (hgbench.analysis.results.load)."""
         return results.load(path, self.csv, self.key)
 
+    def drawn(self, path: Path) -> tuple[str, ...]:
+        """The figures drawn after a run (or a sweep) whose rows are at path: the first by default."""
+        return self.figures[:1]
+
 
 class ErrorMode(Mode):
     name, csv, columns, key = "error", results.METRICS, results.COLUMNS, results.KEY
@@ -78,28 +82,10 @@ class ErrorMode(Mode):
         return results.summary_table(df)
 
 
-class TrainMode(Mode):
-    name, csv, columns, key = "train", results.TRAIN_CSV, results.TRAIN_COLUMNS, results.TRAIN_KEY
-    options = "train"
-    figures = ("train",)
-
-    def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
-        train.check_problem(cfg, problem)
-
-    def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
-        return train.train(plan, out_dir, progress)
-
-    def summarize(self, df: pd.DataFrame) -> str:
-        return results.training_summary(df)
-
-    def load(self, path: Path) -> pd.DataFrame:
-        return results.load_training(path)
-
-
 class OuterMode(Mode):
     name, csv, columns, key = "outer", outer_rows.OUTER_CSV, outer_rows.COLUMNS, outer_rows.KEY
     options = "outer"
-    figures = ("outer",)
+    figures = ("outer", "train")
 
     def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
         outer.check_problem(cfg, problem)
@@ -110,8 +96,12 @@ class OuterMode(Mode):
     def summarize(self, df: pd.DataFrame) -> str:
         return outer_rows.summary_text(df)
 
+    def drawn(self, path: Path) -> tuple[str, ...]:
+        """Also the training curves where the problem reports metrics (the equilibrium model)."""
+        return self.figures if self.load(path)["test_acc"].notna().any() else self.figures[:1]
 
-MODES: dict[str, Mode] = {mode.name: mode for mode in (ErrorMode(), TrainMode(), OuterMode())}
+
+MODES: dict[str, Mode] = {mode.name: mode for mode in (ErrorMode(), OuterMode())}
 
 
 def find(name) -> Mode | None:

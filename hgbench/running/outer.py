@@ -23,46 +23,60 @@ solver (itd, itd_forward, itd_trunc, exact, jfb, reparam, precond with solve=dir
 ``warm_start=inner+solver`` runs them as ``inner``, with a one-line note.
 
 Logged to outer.csv, one row per λ_s, s = 0, …, steps (the last row: λ_steps, no estimate):
-``outer_value`` E(w_t, λ_s) of the step's estimate; every ``eval_every`` steps and at the last
-``f`` = f(λ_s) = E(w*(λ_s), λ_s) and the error of ĝ_s against the float64 reference ∇f(λ_s)
-(hgbench.core.reference) with q, and, for problems with a test split (``trainable``), the test
-loss and accuracy of the model whose states are ``test_t`` steps of Φ from 0; ``time_s``: the
-cumulative wall time of the algorithm's work that produced λ_s (the estimates and optimizer
-steps of steps 0, …, s − 1), ``ref_time_s`` the same for the evaluation (reference and test
-metric), timed apart; ``n_phi``, ``n_vjp``, ``n_jvp``: the cumulative counts of those estimates
-(hgbench.core.cost), and ``vjp_eq`` = n_vjp + n_jvp + n_phi, the VJP-equivalents: each Φ
-evaluation, VJP and JVP through Φ counted as one (a VJP or JVP costs a small constant times a Φ
-evaluation; E and its gradient, once per estimate for every estimator, are not counted).
-``problem_id`` (a hash of the problem's configuration, seed included) marks the runs that
-minimize the same f: the summary (hgbench.analysis.outer) measures suboptimality against the
-best f any of them reached.
+``outer_value`` E(w_t, λ_s) of the step's estimate; ``q_bound`` the problem's cheap upper bound
+on q at λ_s (``contraction_bound``: ‖A‖₂ on equilibrium_mnist, NaN where none is known), every
+step; every ``eval_every`` steps and at the last ``f`` = f(λ_s) = E(w*(λ_s), λ_s) and the error
+of ĝ_s against the float64 reference ∇f(λ_s) (hgbench.core.reference) with q, and, for problems
+that supply metrics (``trainable``: ``evaluate``), the loss and accuracy on their train,
+validation and test splits of the model whose states are ``test_t`` steps of Φ from 0;
+``time_s``: the cumulative wall time of the algorithm's work that produced λ_s (the estimates
+and optimizer steps of steps 0, …, s − 1), ``ref_time_s`` the same for the evaluation
+(reference and metrics), timed apart; ``n_phi``, ``n_vjp``, ``n_jvp``: the cumulative counts of
+those estimates (hgbench.core.cost), and ``vjp_eq`` = n_vjp + n_jvp + n_phi, the
+VJP-equivalents: each Φ evaluation, VJP and JVP through Φ counted as one (a VJP or JVP costs a
+small constant times a Φ evaluation; E and its gradient, once per estimate for every estimator,
+are not counted). ``problem_id`` (a hash of the problem's configuration, seed included) marks
+the runs that minimize the same f: the summary (hgbench.analysis.outer) measures suboptimality
+against the best f any of them reached.
 
-A non-finite hypergradient, outer value or λ ends the run with a ``diverged`` row.
-Crash safety and resume as in training mode (hgbench.running.train, whose pieces this reuses):
-outer.csv and run.json rewritten atomically at every evaluation; at step 0, every
-``checkpoint_every`` steps and the last, the state at the start of that step (λ, the optimizer's
-state, the warm starts w and v, rows, reference facts, clocks and counts) goes atomically to
-outer_state.pt, and ``resume=true`` continues from it to exactly the rows of an uninterrupted run
-(the measured times aside).
+A non-finite hypergradient, outer value or λ, or a λ at which Φ or the reference cannot be
+computed, ends the run with a ``diverged`` row (a flagged row, not a crash).
+
+Checkpoints and resume. outer.csv and run.json are rewritten atomically at every evaluation. At
+step 0, every ``checkpoint_every``-th step and the last, λ_s is appended to checkpoints.pt
+(``{"steps": [...], "lams": (m, p) float64}``; ``problem.checkpoint=`` on equilibrium_mnist then
+evaluates estimators at these λ in error mode), and the state at the start of that step (λ, the
+optimizer's state, the warm starts w and v, rows, reference facts, saved λ, clocks and counts)
+goes atomically to outer_state.pt. ``resume=true`` continues from it when run.json holds the
+same configuration (RESUME_FREE keys aside; another one is refused in one line) and ends with
+exactly the rows of an uninterrupted run (the measured times aside); a finished run is not
+recomputed. With ``checkpoint_every=0`` the only states are those of step 0 and of the last, so
+a resumed unfinished run starts over.
+
+The equilibrium-model training of Grazzi et al. (ICML 2020, §5) is this loop on
+equilibrium_mnist: heavy-ball SGD, A projected onto the spectral ball, warm_start=none, metrics
+of the model with test_t = t (presets deq_*).
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from hgbench.analysis.outer import COLUMNS, OUTER_CSV
+from hgbench.analysis.outer import COLUMNS, METRICS, OUTER_CSV
+from hgbench.analysis.results import atomic
 from hgbench.core.bound import estimate
 from hgbench.core.cost import Meter, Tally
 from hgbench.core.reference import reference
 from hgbench.problems.base import Problem
-from hgbench.running.runner import Plan, UserError, _reason as reason, progress_bar, run_id, save
-from hgbench.running.train import finite, resumed_state, save_torch
+from hgbench.running.runner import Plan, UserError, _reason as reason, previous_info, progress_bar, run_id, save, unreadable
 
 STATE = "outer_state.pt"
+CHECKPOINTS = "checkpoints.pt"
 WARM_STARTS = ("none", "inner", "inner+solver")
 OPTIMIZERS = ("sgd", "adam")
 COUNTS = ("n_phi", "n_vjp", "n_jvp")
@@ -74,6 +88,27 @@ def check_problem(cfg: DictConfig, problem: Problem) -> None:
         raise UserError(f"outer.clamp=true: problem {problem.name!r} has no box for λ to be clamped to; use outer.clamp=false")
 
 
+def finite(*tensors: torch.Tensor) -> bool:
+    return all(bool(torch.isfinite(x).all()) for x in tensors)
+
+
+def save_torch(obj, path: Path) -> None:
+    """torch.save through an atomic rename (hgbench.analysis.results.atomic)."""
+    with atomic(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def resumed_state(plan: Plan, out_dir: Path) -> dict | None:
+    """For resume=true: the state that out_dir holds for this configuration (its outer.csv and
+    run.json: runner.previous_info), else None."""
+    if previous_info(plan, out_dir, OUTER_CSV) is None or not (out_dir / STATE).is_file():
+        return None
+    try:
+        return torch.load(out_dir / STATE, weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
+        raise unreadable(out_dir, err) from err
+
+
 def _optimizer(opts: dict, lam: torch.Tensor) -> torch.optim.Optimizer:
     if opts["optimizer"] == "sgd":
         return torch.optim.SGD([lam], lr=opts["lr"], momentum=opts["momentum"])
@@ -82,7 +117,7 @@ def _optimizer(opts: dict, lam: torch.Tensor) -> torch.optim.Optimizer:
 
 def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
     """One outer-loop run (or the rest of one, see the module docstring); writes outer.csv,
-    run.json and outer_state.pt into out_dir and returns the rows."""
+    run.json, checkpoints.pt and outer_state.pt into out_dir and returns the rows."""
     opts = plan.config["outer"]
     t, k, steps, every = opts["t"], opts["k"], opts["steps"], opts["checkpoint_every"]
     warm_inner = opts["warm_start"] != "none"
@@ -97,22 +132,25 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         lam = work.project(lam) if opts["project"] else lam
         return lam if box is None else torch.clamp(lam, *box)
 
-    state = resumed_state(plan, out_dir, OUTER_CSV, STATE)
+    state = resumed_state(plan, out_dir)
     resumed_at = None if state is None else state["step"]
     if state is None:
         state = {"step": 0, "lam": feasible(plan.lams[0].to(plan.dtype).to(plan.device)), "optimizer": None, "w": None, "v": None,
-                 "rows": [], "facts": [], "time_s": 0.0, "ref_time_s": 0.0, "counts": [0, 0, 0], "done": False}  # fmt: skip
+                 "rows": [], "facts": [], "saved_steps": [], "saved_lams": [], "time_s": 0.0, "ref_time_s": 0.0,
+                 "counts": [0, 0, 0], "done": False}  # fmt: skip
     lam = state["lam"].to(plan.device).clone()
     optimizer = _optimizer(opts, lam)
     if state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
     w_prev, v_prev, rows, facts, counts = state["w"], state["v"], state["rows"], state["facts"], list(state["counts"])
+    saved_steps, saved = state.get("saved_steps", []), state.get("saved_lams", [])  # absent from states written before checkpoints.pt
     clock, evaluation = Meter(Tally(), plan.device), Meter(Tally(), plan.device)
 
     def checkpoint(step: int, done: bool) -> None:
+        save_torch({"steps": saved_steps, "lams": torch.stack(saved)}, out_dir / CHECKPOINTS)
         save_torch({"step": step, "lam": lam, "optimizer": optimizer.state_dict(), "w": w_prev, "v": v_prev, "rows": rows,
-                    "facts": facts, "time_s": state["time_s"] + clock.cost.time_s, "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s,
-                    "counts": counts, "done": done}, out_dir / STATE)  # fmt: skip
+                    "facts": facts, "saved_steps": saved_steps, "saved_lams": saved, "time_s": state["time_s"] + clock.cost.time_s,
+                    "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s, "counts": counts, "done": done}, out_dir / STATE)  # fmt: skip
         save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
 
     if state["done"]:
@@ -127,12 +165,15 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
     list(estimate(plan.estimator, work, lam, [(1, 1)]))
     for step in progress_bar(plan, range(state["step"], steps + 1), steps + 1, "step", progress, "outer "):
         if (step == 0 or step == steps or (every and step % every == 0)) and step != resumed_at:
+            saved_steps.append(step)
+            saved.append(lam.detach().to("cpu", torch.float64))
             checkpoint(step, done=False)
         row = {**base, "step": step, "lam_norm": torch.linalg.vector_norm(lam).item(), "status": "ok", "reason": "",
                "time_s": state["time_s"] + clock.cost.time_s, "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s,
                **dict(zip(COUNTS, counts)), "vjp_eq": sum(counts)}  # fmt: skip
         evaluate = step % opts["eval_every"] == 0 or step == steps
         try:
+            row["q_bound"] = work.contraction_bound(lam)
             if evaluate:
                 with evaluation:
                     lam64 = lam.detach().to("cpu", torch.float64)
@@ -140,7 +181,7 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
                     row.update(f=plan.problem.outer(ref.w_star, lam64).item(), q=ref.q)
                     if plan.problem.trainable:
                         scores = work.evaluate(lam, opts["test_t"])
-                        row.update(test_loss=scores["test_loss"], test_acc=scores["test_acc"])
+                        row.update({key: scores[key] for key in METRICS})
                 facts.append({"step": step, **ref.summary()})
             if step == steps:
                 rows.append(row)
@@ -148,18 +189,19 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
             with clock:
                 (est,) = estimate(plan.estimator, work, lam, [(t, k)], w0=w_prev if warm_inner else None, v0=v_prev if warm_solver else None)
             value = work.outer(est.w, lam)  # E(w_t, λ_s): logged, not part of the algorithm's time
-        except (RuntimeError, ValueError) as err:  # e.g. λ so far out that Φ's step size or w* cannot be computed
-            row.update(status="diverged", reason=reason(err))
+            ok = finite(est.grad, value)
+            if ok:
+                with clock, torch.no_grad():
+                    lam.grad = est.grad.detach()
+                    optimizer.step()
+                    ok = finite(lam)  # an overflowing step is divergence too (and the projection's SVD rejects inf)
+                    if ok:
+                        lam.copy_(feasible(lam))
+        except (RuntimeError, ValueError) as err:  # e.g. λ so far out that Φ's step size or w* cannot be computed,
+            row.update(status="diverged", reason=reason(err))  # or a step that overflows the dtype
             rows.append(row)
             print(f"hgbench: {plan.estimator.name} diverged at outer step {step} ({row['reason']})")
             break
-        ok = finite(est.grad, value)
-        if ok:
-            with clock, torch.no_grad():
-                lam.grad = est.grad.detach()
-                optimizer.step()
-                lam.copy_(feasible(lam))
-            ok = finite(lam)
         counts = [c + getattr(est.cost, name) for c, name in zip(counts, COUNTS)]
         row["outer_value"] = value.item()
         if evaluate:

@@ -12,7 +12,7 @@ A preset is a file conf/experiment/NAME.yaml with a ``reproduce`` block:
 Each preset runs as its own ``hgbench run -m +experiment=NAME`` process into
 OUT/NAME.partial/, which replaces OUT/NAME/ only when the preset finished: a killed reproduction
 never leaves a half-written results folder. Then its figures are drawn, the jobs' duplicate
-files are dropped (the combined metrics.csv, or train.csv for training presets, keeps every
+files are dropped (the combined metrics.csv, or outer.csv for outer-loop presets, keeps every
 row), its time and command are written to reproduce.json, and OUT/claims.md is rebuilt from
 every preset found under OUT: first each preset's bounds.csv, the constants of Grazzi et al.'s
 error bounds per λ draw for the problems that have them in closed form
@@ -91,10 +91,10 @@ def _run_with_bar(cmd: list[str], log: Path, bar: tqdm, budget_s: float) -> int:
 
 def _tidy(folder: Path) -> None:
     """Drop what duplicates the preset's combined results (the jobs' own CSVs and figures) and the
-    training checkpoints (large; a rerun regenerates them)."""
+    outer runs' checkpoints and resume states (large; a rerun regenerates them)."""
     for job in [p for p in folder.iterdir() if p.is_dir()]:
         for path in job.iterdir():
-            if path.name in RESULTS or path.name == "checkpoints.pt" or path.suffix in (".png", ".pdf"):
+            if path.name in RESULTS or path.name in ("checkpoints.pt", "outer_state.pt") or path.suffix in (".png", ".pdf"):
                 path.unlink()
     for pdf in folder.glob("*.pdf"):
         pdf.unlink()

@@ -264,12 +264,11 @@ class Config:
     plot: Any = option(Flag(), "draw the figure at the end of a run (or of a sweep)")
     resume: Any = option(Flag(), "keep the complete λ draws already in the output folder, compute the others")
     guard: Any = option(Flag(), "estimate peak memory and time first: refuse a run too large for the machine, warn about a long one")
-    mode: str = option(Choice(_modes), "error: estimator vs reference over a grid; train: train with the estimator; outer: bilevel optimization (docs/outer.md)")
+    mode: str = option(Choice(_modes), "error: estimator vs reference over a grid; outer: bilevel optimization / training (docs/outer.md)")
     data: Data = field(default_factory=Data)
     problem: Any = None
     estimator: Any = None
     grid: Any = None
-    train: Any = None
     outer: Any = None
     reproduce: Any = None  # a preset's block for `hgbench reproduce` (hgbench.running.reproduce); not a run option
 
@@ -399,20 +398,6 @@ class Grid:
 
 
 @dataclass
-class Train:
-    t: int = option(Integer(0), "inner steps T per hypergradient")
-    k: int = option(Integer(0), "linear-solver steps K (ignored by itd, itd_forward)")
-    steps: int = option(Integer(1), "training steps")
-    lr: float = option(Number(0), "learning rate")
-    momentum: float = option(Number(0, 1, high_open=True), "heavy ball: m ← momentum·m + g, λ ← λ − lr·m")
-    batch_size: Optional[int] = option(Integer(1, null="full batch"), "a seeded random minibatch of training images per step")
-    eval_every: int = option(Integer(1), "train/validation/test loss and accuracy every N steps (and at the last)")
-    error_every: int = option(Integer(0), "hypergradient error against the reference every N steps (0: never)")
-    checkpoint_every: int = option(Integer(0), "λ and the resumable state every N steps (0: first and last only)")
-    label: str = option(Text(), "appended to the estimator's name in the figure")
-
-
-@dataclass
 class Outer:
     t: int = option(Integer(0), "inner steps per hypergradient")
     k: int = option(Integer(0), "linear-solver steps (ignored by estimators without a solver)")
@@ -423,9 +408,9 @@ class Outer:
     warm_start: str = option(Choice(_outer("WARM_STARTS")), "none; inner (w₀ = previous w_t); inner+solver (also v₀ = previous v_k)")
     project: Any = option(Flag(), "apply the problem's projection after each step")
     clamp: Any = option(Flag(), "clamp λ to the problem's box after each step")
-    eval_every: int = option(Integer(1), "f(λ), hypergradient error and test metric every N steps (and at the last)")
-    test_t: int = option(Integer(0), "problems with a test split: Φ steps from 0 for the test states")
-    checkpoint_every: int = option(Integer(0), "the resumable state every N steps (0: first and last only)")
+    eval_every: int = option(Integer(1), "f(λ), hypergradient error and the problem's metrics every N steps (and at the last)")
+    test_t: int = option(Integer(0), "problems with metrics: Φ steps from 0 for the states of the evaluated model")
+    checkpoint_every: int = option(Integer(0), "λ to checkpoints.pt and the resumable state every N steps (0: first and last only)")
 
 
 # (ConfigStore group, name) -> schema; conf/GROUP/*.yaml name theirs in their defaults list.
@@ -442,7 +427,6 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema/estimator", "precond"): Precond,
     ("schema/estimator", "reparam"): Reparam,
     ("schema/grid", "grid"): Grid,
-    ("schema/train", "train"): Train,
     ("schema/outer", "outer"): Outer,
 }
 
@@ -557,7 +541,7 @@ def _lines(schema: type, prefix: str) -> list[str]:
 def help_text() -> str:
     """``hgbench run --help`` after its header: the config groups and their options, and every
     option with its allowed values and meaning, from the schemas; then Hydra's flags."""
-    groups = ["problem", "estimator", "grid", "train"]
+    groups = ["problem", "estimator", "grid", "outer"]
     out = ["Config groups (GROUP=OPTION; `hgbench list` describes them):"]
     for group in [*groups, "experiment", "hydra/launcher"]:
         names = ", ".join(path.stem for path in sorted((conf_dir() / group).glob("*.yaml")))

@@ -1,7 +1,7 @@
 """The papers' claims, each decided by the data of the preset that tests it.
 
 A claim is a statement from Grazzi et al. (2020) or Ye et al. (2024), the preset whose results
-test it, and a ``check(df) -> (measured, holds)`` that reads only that preset's metrics.csv rows:
+test it, and a ``check(df) -> (measured, holds)`` that reads only that preset's rows (metrics.csv; outer.csv for the equilibrium model):
 ``measured`` is the figure the verdict rests on, in words; ``holds`` is True, False, or None when
 the preset's rows cannot decide (e.g. a --quick run too short for a rate). ``hgbench reproduce``
 writes the table of all claims whose presets have results (claims.md).
