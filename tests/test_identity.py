@@ -116,7 +116,8 @@ def test_combine_reads_only_hgbench_job_folders(tmp_path, monkeypatch, capsys):
 
 def test_run_id_ignores_only_what_does_not_change_a_row():
     config = {"problem": {"name": "ridge", "cond": 2.0}, "n_lambdas": 2, "threads": None, "plot": True, "resume": False, "seed": 0}
-    same = {**config, "n_lambdas": 9, "threads": 1, "plot": False, "resume": True, "hydra": {"run": {"dir": "x"}}}
+    same = {**config, "n_lambdas": 9, "threads": 1, "plot": False, "resume": True, "hydra": {"run": {"dir": "x"}},
+            "reproduce": {"minutes": 2.5, "quick": ["n_lambdas=3"]}}
     assert run_id(config) == run_id(same) and len(run_id(config)) == 12
     assert run_id(config) != run_id({**config, "problem": {"name": "ridge", "cond": 3.0}})
     assert run_id(config) != run_id({**config, "seed": 1})

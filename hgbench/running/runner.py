@@ -157,10 +157,11 @@ def run_id(config: dict, *leave_out: str) -> str:
     job's configuration anyway) and RESUME_FREE (hgbench.analysis.results: ``plot`` draws a
     figure; ``resume`` reuses rows already computed; ``n_lambdas`` only extends the prefix of
     one stream of λ draws; ``threads`` changes float sums at ~1e-13 only and is recorded in
-    run.json), and the top-level groups in ``leave_out``: the rows' ``setting_id`` leaves out
+    run.json), ``reproduce`` (a preset's note to `hgbench reproduce`: its measured minutes and
+    quick variant, which a row does not depend on), and the top-level groups in ``leave_out``: the rows' ``setting_id`` leaves out
     ``estimator``, so that the estimators run on one setting share it and are compared within
     it. Equal configurations give equal ids on every machine and Python version."""
-    kept = {key: value for key, value in config.items() if key not in ("hydra", *RESUME_FREE, *leave_out)}
+    kept = {key: value for key, value in config.items() if key not in ("hydra", "reproduce", *RESUME_FREE, *leave_out)}
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
