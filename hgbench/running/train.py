@@ -143,7 +143,7 @@ def train(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         row["batch_loss"] = loss.item()
         if ok and opts["error_every"] and step % opts["error_every"] == 0:
             exact = plan.problem if rows_idx is None else plan.problem.subset(rows_idx)
-            ref = reference(exact, lam.detach().to("cpu", torch.float64))
+            ref = reference(exact, lam.detach().to("cpu", torch.float64), plan.reference)
             facts.append({"step": step, **ref.summary()})
             err = torch.linalg.vector_norm(est.grad.detach().to("cpu", torch.float64) - ref.grad).item()
             row.update(q=ref.q, err_abs=err, err_rel=err / torch.linalg.vector_norm(ref.grad).item())
