@@ -150,3 +150,14 @@ def test_dense_estimators_are_refused_on_hyper_cleaning(cleaning):
     for estimator in (ITDReverse("itd"), FixedPoint("fp"), ConjugateGradient("cg"), GMRES("gmres")):
         check_applies(estimator, cleaning)
     assert math.isfinite(cleaning.contraction_bound(None))
+
+
+def test_structured_problem_batches_over_lambda_draws(cleaning):
+    """vmap goes through the ravel and functional_call: batched estimates equal the loop's."""
+    from hgbench.running.batch import estimate_batched
+
+    lams = draws(cleaning, 2)
+    batched = estimate_batched(ConjugateGradient("cg"), cleaning, lams, [(5, 5)])
+    for curve, lam in zip(batched, lams):
+        (alone,) = estimate(ConjugateGradient("cg"), cleaning, lam, [(5, 5)])
+        assert torch.linalg.vector_norm(curve[0].grad - alone.grad) <= 1e-12 * torch.linalg.vector_norm(alone.grad)
