@@ -161,3 +161,12 @@ def test_structured_problem_batches_over_lambda_draws(cleaning):
     for curve, lam in zip(batched, lams):
         (alone,) = estimate(ConjugateGradient("cg"), cleaning, lam, [(5, 5)])
         assert torch.linalg.vector_norm(curve[0].grad - alone.grad) <= 1e-12 * torch.linalg.vector_norm(alone.grad)
+
+
+def test_reference_auto_keeps_run_ids():
+    """reference=auto (the default) is what every run did before the option: left out of the id."""
+    from hgbench.running.runner import run_id
+
+    config = {"seed": 0, "problem": {"name": "ridge"}, "estimator": {"name": "cg"}}
+    assert run_id({**config, "reference": "auto"}) == run_id(config)
+    assert run_id({**config, "reference": "matrix_free"}) != run_id(config) != run_id({**config, "reference": "dense"})
