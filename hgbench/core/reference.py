@@ -276,7 +276,7 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
     residual = w - fixed(w)
     first = norm(residual)
     products, newton = 0, 0
-    for newton in range(max_newton):
+    for _ in range(max_newton):
         if norm(residual) <= TARGET * norm(w):
             break
         if symmetric:
@@ -298,6 +298,7 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
         if best is None:
             break  # no decrease along the Newton direction: ‖F‖ is at round-off
         w, residual = best
+        newton += 1
     grad_w, grad_lam = torch.func.grad(problem.outer, argnums=(0, 1))(w, lam)
     _, pull_both = torch.func.vjp(phi, w, lam)
     adjoint = lambda v: v - pull_both(v)[0]  # noqa: E731
