@@ -29,6 +29,7 @@ Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NEEDS: dict[str, str] = {
     "symmetric": "a symmetric ∂₁Φ (I − J symmetric positive definite)",
     "inner_loss": "the inner loss ℓ (Φ a gradient step on it)",
+    "dense": "dense dim w × dim w (or dim w × dim λ) matrices (affordable only for small problems)",
 }
 
 

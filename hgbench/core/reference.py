@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
@@ -21,7 +21,9 @@ class Reference:
     w_star: the inner fixed point; grad: ∇f(λ); q: ‖∂₁Φ(w*, λ)‖₂ (the local contraction
     constant); kappa: the condition number of I − ∂₁Φᵀ (the linear system of AID);
     fixed_point_residual: ‖Φ(w*) − w*‖; linear_residual: ‖(I − Jᵀ)v − ∇₁E‖; rhs_norm: ‖∇₁E(w*, λ)‖,
-    the right-hand side of that system.
+    the right-hand side of that system; matrix_free: the matrix-free reference's facts
+    (``matrix_free_reference``: solver, products, q used and the bounds on its own error), None
+    for the dense one.
     """
 
     w_star: torch.Tensor
@@ -31,23 +33,28 @@ class Reference:
     fixed_point_residual: float
     linear_residual: float
     rhs_norm: float
+    matrix_free: Optional[dict] = None
 
     def summary(self) -> dict:
         """The scalar facts, for run.json."""
-        out = {k: v for k, v in asdict(self).items() if not isinstance(v, torch.Tensor)}
+        out = {k: v for k, v in asdict(self).items() if not isinstance(v, torch.Tensor) and v is not None}
         out["grad_norm"] = torch.linalg.vector_norm(self.grad).item()
         out["w_star_norm"] = torch.linalg.vector_norm(self.w_star).item()
         return out
 
 
-def reference(problem: "Problem", lam: torch.Tensor) -> Reference:
+def reference(problem: "Problem", lam: torch.Tensor, method: str = "dense") -> Reference:
     """∇f(λ) = ∇₂E(w*, λ) + ∂₂Φ(w*, λ)ᵀ v,  (I − Jᵀ) v = ∇₁E(w*, λ),  J = ∂₁Φ(w*, λ).
+
+    ``method``: dense (below) or matrix_free (``matrix_free_reference``; ``choose`` picks one).
 
     ``problem`` must hold float64 data. w* comes from ``problem.solve_inner`` (closed form or
     Newton) and v from ``problem.adjoint_system`` (by default LU on the dense J formed by
     reverse-mode autodiff; a large problem solves it its own exact way, e.g. block by block), so
     the only errors are round-off. Both residuals are recorded, the linear one measured by one VJP.
     """
+    if method == "matrix_free":
+        return matrix_free_reference(problem, lam)
     if lam.dtype != torch.float64:
         raise TypeError(f"the reference is computed in float64, got λ of dtype {lam.dtype}")
     phi = problem.bound_phi(lam)
@@ -87,11 +94,13 @@ def certify(ref: Reference) -> dict:
     standard perturbation bound of a linear system; it carries over to ∂₂Φᵀv). κ = cond(I − Jᵀ);
     where a problem does not compute it (NaN, the equilibrium model) and q = ‖J‖₂ < 1,
     κ ≤ (1 + q)/(1 − q) is used instead; with neither, or with κ infinite, nothing bounds the error
-    and the reference is not certified. Returns the measured ratios, the tolerances, ``certified``
+    and the reference is not certified. A matrix-free reference uses its ``q_used`` (the problem's
+    contraction bound, else its power-iteration estimate) in place of q. Returns the measured ratios, the tolerances, ``certified``
     and, when not, ``reason`` (one line naming the failed check and its numbers)."""
     fixed = _relative(ref.fixed_point_residual, torch.linalg.vector_norm(ref.w_star).item())
     linear = _relative(ref.linear_residual, ref.rhs_norm)
-    kappa = ref.kappa if not math.isnan(ref.kappa) else ((1 + ref.q) / (1 - ref.q) if ref.q < 1 else math.nan)
+    q = ref.matrix_free["q_used"] if ref.matrix_free else ref.q
+    kappa = ref.kappa if not math.isnan(ref.kappa) else ((1 + q) / (1 - q) if q < 1 else math.nan)
     bound = kappa * linear
     out = {
         "fixed_point_rel": fixed, "linear_rel": linear, "kappa_used": kappa, "error_bound": bound,
@@ -109,3 +118,205 @@ def certify(ref: Reference) -> dict:
     else:
         return {**out, "certified": True}
     return {**out, "certified": False, "reason": f"reference not certified: {reason}"}
+
+
+# --- the matrix-free reference ------------------------------------------------------------------
+# For problems too large for a dense ∂₁Φ (hgbench.problems.base.Problem.dense_jacobian, or
+# dim w above MATRIX_FREE_ABOVE with the default dense adjoint solve): Newton–Krylov on the fixed
+# point and a Krylov solve of the adjoint system, products with J by VJP/JVP only, in float64.
+REFERENCES = ("auto", "dense", "matrix_free")
+MATRIX_FREE_ABOVE = 3000  # auto: the dense Jacobian's 4·d²·8 bytes pass 288 MB above this d
+TARGET = 1e-13  # the relative residuals the matrix-free solves aim for (fixed point and adjoint)
+KRYLOV_MAX = 5000  # products per Krylov solve, at most
+RESTART = 50  # GMRES(m): the Krylov basis kept, d·m·8 bytes
+POWER_STEPS = 30  # power-iteration steps estimating ‖J‖₂ when the problem gives no bound
+
+
+def choose(problem: "Problem", option: str = "auto") -> str:
+    """The reference a run uses: ``option`` (dense | matrix_free), or for ``auto`` matrix_free
+    where the problem forbids dense matrices, or uses the default dense adjoint solve with
+    dim w > MATRIX_FREE_ABOVE; dense otherwise (also for problems with their own exact solve,
+    such as the block-diagonal equilibrium model)."""
+    from hgbench.problems.base import Problem
+
+    if option not in REFERENCES:
+        raise ValueError(f"reference={option!r} is not one of {', '.join(REFERENCES)}")
+    if option != "auto":
+        return option
+    default_solve = type(problem).adjoint_system is Problem.adjoint_system
+    return "matrix_free" if not problem.dense_jacobian or (default_solve and problem.w_dim > MATRIX_FREE_ABOVE) else "dense"
+
+
+def matrix_free_bytes(problem: "Problem") -> int:
+    """Roughly the peak memory of a matrix-free reference: the GMRES basis and a few vectors of
+    dim w, plus the graph of one Φ evaluation (not known here: taken as 10 vectors)."""
+    return (RESTART + 20) * problem.w_dim * 8 + 4 * problem.lam_dim * 8
+
+
+def conjugate_gradient(apply, b: torch.Tensor, tol: float, maxiter: int = KRYLOV_MAX) -> tuple[torch.Tensor, int]:
+    """x with A x ≈ b for symmetric positive definite A (Hestenes & Stiefel 1952), from x = 0,
+    until the recursive residual ‖r‖ ≤ tol·‖b‖ or ``maxiter`` products; returns (x, products)."""
+    x, r = torch.zeros_like(b), b.clone()
+    p, rr = r.clone(), r.dot(r)
+    goal = (tol * torch.linalg.vector_norm(b)) ** 2
+    for i in range(maxiter):
+        if rr <= goal:
+            return x, i
+        ap = apply(p)
+        step = rr / p.dot(ap)
+        x, r = x + step * p, r - step * ap
+        rr, previous = r.dot(r), rr
+        p = r + (rr / previous) * p
+    return x, maxiter
+
+
+def gmres(apply, b: torch.Tensor, tol: float, maxiter: int = KRYLOV_MAX, restart: int = RESTART) -> tuple[torch.Tensor, int]:
+    """x with A x ≈ b (Saad & Schultz 1986, GMRES(m) restarted every ``restart`` products;
+    modified Gram–Schmidt Arnoldi, the small least-squares problem solved each step) from
+    x = 0, until the residual ‖b − Ax‖ ≤ tol·‖b‖ or ``maxiter`` products; returns (x, products)."""
+    x, done = torch.zeros_like(b), 0
+    scale = torch.linalg.vector_norm(b)
+    while done < maxiter:
+        r = b - apply(x) if done else b
+        beta = torch.linalg.vector_norm(r)
+        if beta <= tol * scale or beta == 0:
+            break
+        basis = [r / beta]
+        h = torch.zeros(restart + 1, restart, dtype=b.dtype, device=b.device)
+        e1 = torch.zeros(restart + 1, 1, dtype=b.dtype, device=b.device)
+        e1[0] = beta
+        y = None
+        for j in range(min(restart, maxiter - done)):
+            u = apply(basis[j])
+            done += 1
+            for i, q in enumerate(basis):
+                h[i, j] = q.dot(u)
+                u = u - h[i, j] * q
+            h[j + 1, j] = torch.linalg.vector_norm(u)
+            y = torch.linalg.lstsq(h[: j + 2, : j + 1], e1[: j + 2]).solution
+            estimate = torch.linalg.vector_norm(e1[: j + 2] - h[: j + 2, : j + 1] @ y)
+            if estimate <= tol * scale or h[j + 1, j] == 0:
+                break
+            basis.append(u / h[j + 1, j])
+        x = x + torch.stack(basis[: y.shape[0]], dim=1) @ y[:, 0]
+        if estimate <= tol * scale or h[j + 1, j] == 0:
+            break
+    return x, done
+
+
+def refine(apply, b: torch.Tensor, symmetric: bool, tol: float = TARGET, rounds: int = 5) -> tuple[torch.Tensor, float, int]:
+    """Solve A x = b by CG (``symmetric``) or GMRES, then iterative refinement on the true
+    residual: while ‖b − Ax‖ > tol·‖b‖ and it decreases, solve A δ = b − Ax and add δ (at most
+    ``rounds`` solves). Returns (x, ‖b − Ax‖ measured, products)."""
+    solve = conjugate_gradient if symmetric else gmres
+    x, products = torch.zeros_like(b), 0
+    residual = b
+    best = torch.linalg.vector_norm(b).item()
+    goal = tol * best
+    for _ in range(rounds):
+        if best <= goal:
+            break
+        delta, used = solve(apply, residual, tol)
+        candidate = x + delta
+        new_residual = b - apply(candidate)
+        products += used + 1
+        norm = torch.linalg.vector_norm(new_residual).item()
+        if not norm < best:
+            break
+        x, residual, best = candidate, new_residual, norm
+    return x, best, products
+
+
+def norm_estimate(jvp, vjp, w: torch.Tensor, generator: torch.Generator, steps: int = POWER_STEPS) -> float:
+    """An estimate of ‖J‖₂ from below: √ of the Rayleigh quotient of JᵀJ after ``steps``
+    power-iteration steps u ← JᵀJu/‖JᵀJu‖ from a seeded random u (one JVP and one VJP each)."""
+    u = torch.randn(w.numel(), generator=generator, dtype=torch.float64).to(w.device)
+    u = u / torch.linalg.vector_norm(u)
+    value = 0.0
+    for _ in range(steps):
+        ju = jvp(u)
+        value = torch.linalg.vector_norm(ju).item()
+        nxt = vjp(ju)
+        size = torch.linalg.vector_norm(nxt)
+        if size == 0:
+            return 0.0
+        u = nxt / size
+    return value
+
+
+def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int = 50) -> Reference:
+    """The reference of ``reference`` without any dense matrix: products with J by VJP/JVP only.
+
+    Inner solution: the problem's own ``solve_inner`` where it overrides the default (dense)
+    Newton, else w₀; then Newton–Krylov on F(w) = w − Φ(w, λ): (I − J)s = F by CG (J symmetric,
+    VJPs) or GMRES (JVPs) to the relative tolerance η = min(10⁻², ‖F(w)‖/‖F(w₀)‖) (at least
+    TARGET; Dembo, Eisenstat & Steihaug 1982's inexact Newton), w ← w − γs with γ halved until ‖F‖ decreases (Kelley 2003,
+    "Solving nonlinear equations with Newton's method"), until ‖F(w)‖ ≤ TARGET·‖w‖ or no step
+    decreases it. Adjoint: (I − Jᵀ)v = ∇₁E(w, λ) by CG or GMRES with VJPs and refinement, to
+    TARGET·‖b‖. Both residuals are measured, not taken from the recursions.
+
+    The certificate's bounds (``matrix_free`` facts): for a contraction with ‖J‖₂ ≤ q < 1 on the
+    segment from w to w*, ‖w − w*‖ ≤ ‖Φ(w) − w‖/(1 − q) (w − w* = (w − Φ(w)) + (Φ(w) − Φ(w*)));
+    and ‖v − v*‖ ≤ ‖(I − Jᵀ)v − b‖/(1 − q), as ‖(I − Jᵀ)⁻¹‖₂ ≤ 1/(1 − q). q is the problem's
+    ``contraction_bound`` where it gives one (an upper bound: the bounds are rigorous), else a
+    power-iteration estimate of ‖J(w)‖₂ (from below, so the bounds are estimates; said in
+    ``q_source``). ``q`` of the reference is the power-iteration estimate of ‖J(w*)‖₂ (the rows'
+    q column); κ is NaN (``certify`` then uses (1 + q)/(1 − q) with the q above).
+    """
+    from hgbench.problems.base import Problem
+
+    if lam.dtype != torch.float64:
+        raise TypeError(f"the reference is computed in float64, got λ of dtype {lam.dtype}")
+    phi = problem.bound_phi(lam)
+    fixed = lambda x: phi(x, lam)  # noqa: E731
+    own = type(problem).solve_inner is not Problem.solve_inner
+    w = problem.solve_inner(lam) if own else problem.w0(lam)
+    symmetric = problem.symmetric_jacobian
+    norm = lambda x: torch.linalg.vector_norm(x).item()  # noqa: E731
+    residual = w - fixed(w)
+    first = norm(residual)
+    products, newton = 0, 0
+    for _ in range(max_newton):
+        if norm(residual) <= TARGET * norm(w):
+            break
+        if symmetric:
+            pull = torch.func.vjp(fixed, w)[1]
+            apply = lambda s: s - pull(s)[0]  # noqa: E731  (I − J)s = (I − Jᵀ)s
+        else:
+            apply = lambda s: s - torch.func.jvp(fixed, (w,), (s,))[1]  # noqa: E731
+        forcing = max(TARGET, min(1e-2, norm(residual) / first))  # inexact Newton: looser solves far from w*
+        step, _, used = refine(apply, residual, symmetric, tol=forcing, rounds=1)
+        products += used
+        size, best = 1.0, None
+        while size > 1e-8:
+            candidate = w - size * step
+            new_residual = candidate - fixed(candidate)
+            if norm(new_residual) < norm(residual):
+                best = (candidate, new_residual)
+                break
+            size /= 2
+        if best is None:
+            break  # no decrease along the Newton direction: ‖F‖ is at round-off
+        w, residual = best
+        newton += 1
+    grad_w, grad_lam = torch.func.grad(problem.outer, argnums=(0, 1))(w, lam)
+    _, pull_both = torch.func.vjp(phi, w, lam)
+    adjoint = lambda v: v - pull_both(v)[0]  # noqa: E731
+    v, _, used = refine(adjoint, grad_w, symmetric)
+    jtv, phi_t_v = pull_both(v)
+    linear_residual = norm(v - jtv - grad_w)
+    q_est = norm_estimate(lambda u: torch.func.jvp(fixed, (w,), (u,))[1], lambda u: pull_both(u)[0], w,
+                          torch.Generator().manual_seed(0))  # fmt: skip
+    bound = problem.contraction_bound(lam)
+    q_used, source = (bound, "contraction_bound (an upper bound)") if math.isfinite(bound) else (q_est, f"power iteration, {POWER_STEPS} steps (an estimate from below)")
+    fixed_residual = norm(residual)
+    facts = {
+        "method": "matrix_free", "newton_steps": newton, "newton_products": products, "adjoint_products": used,
+        "solver": "cg" if symmetric else f"gmres({RESTART})", "q_used": q_used, "q_source": source,
+        "w_error_bound": fixed_residual / (1 - q_used) if q_used < 1 else math.inf,
+        "v_error_bound": linear_residual / (1 - q_used) if q_used < 1 else math.inf,
+    }  # fmt: skip
+    return Reference(
+        w_star=w, grad=grad_lam + phi_t_v, q=q_est, kappa=math.nan, fixed_point_residual=fixed_residual,
+        linear_residual=linear_residual, rhs_norm=norm(grad_w), matrix_free=facts,
+    )  # fmt: skip

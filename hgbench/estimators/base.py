@@ -40,7 +40,7 @@ class Estimator:
     # The method of the papers this estimator computes (itd, fp, cg, ...; None: none of theirs).
     # Claims and predicted rates select rows by it (the CSV's ``role`` column), never by name.
     role: str | None = None
-    # What it needs of a problem (keys of hgbench.core.bound.NEEDS: "symmetric", "inner_loss"),
+    # What it needs of a problem (keys of hgbench.core.bound.NEEDS: "symmetric", "inner_loss", "dense"),
     # each with the advice printed when a problem lacks it; checked once, before any work.
     needs: dict[str, str] = {}
     # Starts its linear solver from the bound problem's ``v0`` (AID); False: it has no solver

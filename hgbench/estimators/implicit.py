@@ -74,6 +74,7 @@ class Exact(PointEstimator):
     d + 1 VJPs."""
 
     role = "exact"
+    needs = {"dense": "use a matrix-free estimator (cg, gmres, fp, neumann, itd)"}
 
     def at(self, bound, w):
         return implicit_at(bound, w, solve_direct)

@@ -87,6 +87,7 @@ class ITDForward(Estimator):
     """
 
     role = "itd"
+    needs = {"dense": "its dim w × dim λ Jacobian dw/dλ costs dim λ JVPs per step; use estimator=itd (reverse mode)"}
 
     def estimate(self, bound, pairs):
         lam = bound.lam

@@ -46,8 +46,11 @@ class Preconditioned(AID):
         self.kind, self.solve, self.precond_steps = kind, solve, precond_steps
         self.role = f"precond_{kind}"
         self.solver_start = solve == "cg"  # solve=direct has no solver to start
+        self.needs = {}
         if solve == "cg":
-            self.needs = {"symmetric": "solve=cg runs CG; use estimator.solve=direct"}
+            self.needs["symmetric"] = "solve=cg runs CG; use estimator.solve=direct"
+        if solve == "direct" or kind == "jacobi":  # LU on I − J, or the diagonal of the dense Jᵀ
+            self.needs["dense"] = "use estimator.solve=cg with kind=newton, or a matrix-free estimator (cg, gmres, fp)"
 
     def point(self, bound, w):
         """x̂ = w − P⁻¹∇₁ℓ(w), in the Φ form above."""

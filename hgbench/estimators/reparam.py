@@ -44,7 +44,7 @@ class Reparameterized(Estimator):
         self.map = map
         self.role = f"reparam_{map}"
 
-    needs = {"inner_loss": "use estimator=exact or precond"}
+    needs = {"inner_loss": "use estimator=exact or precond", "dense": "use a matrix-free estimator (cg, gmres, fp, neumann, itd)"}
 
     def reparameterization(self, bound, x_c):
         """(φ, z_c): the map z ↦ x as a function of (z, λ), and z at the current iterate."""

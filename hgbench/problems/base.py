@@ -34,6 +34,7 @@ class Problem:
     ``phi``, ``outer``, ``lam_dim``; see the module docstring for the contract."""
 
     symmetric_jacobian: bool = False
+    dense_jacobian: bool = True  # dense dim w × dim w matrices are affordable (False: only matrix-free estimators apply)
     min_min: bool = False  # E is the inner loss ℓ (Ye et al. 2024's min–min case); the CSV's ``min_min`` column
     batchable: bool = True  # Φ, E and consts vectorize over λ with torch.func.vmap
 
@@ -105,9 +106,11 @@ class Problem:
     @classmethod
     def provides(cls) -> frozenset[str]:
         """What this kind of problem offers the estimators that need it (keys of
-        hgbench.core.bound.NEEDS): ``symmetric`` (∂₁Φ symmetric) and ``inner_loss`` (ℓ defined);
+        hgbench.core.bound.NEEDS): ``symmetric`` (∂₁Φ symmetric), ``inner_loss`` (ℓ defined) and
+        ``dense`` (dense dim w × dim w matrices affordable);
         declared by the class, so that `hgbench list` can tell without building the problem."""
-        offered = {"symmetric": cls.symmetric_jacobian, "inner_loss": cls.inner_loss is not Problem.inner_loss}
+        offered = {"symmetric": cls.symmetric_jacobian, "inner_loss": cls.inner_loss is not Problem.inner_loss,
+                   "dense": cls.dense_jacobian}  # fmt: skip
         return frozenset(name for name, given in offered.items() if given)
 
     @property

@@ -7,7 +7,8 @@ and two numbers measured on one λ draw: the bytes one taped Φ step saves for b
 time of one Φ step (τ):
 
     λ draws          n · p · 8                       (float64, all drawn up front)
-    reference        problem.reference_bytes()       (dense: 4·d²·8; block solves where overridden)
+    reference        problem.reference_bytes()       (dense: 4·d²·8; block solves where overridden;
+                     matrix-free, hgbench.core.reference: its Krylov basis, (m + 20)·d·8)
     itd              T · S                           (the tape of the longest trajectory)
     itd_trunc        min(max k, T) · S
     itd_forward      3 · d · p · B + p² · B          (dw/dλ, its update, the tangent basis)
@@ -20,7 +21,8 @@ the peak is taken as the sum of the draws, the reference and the estimator's par
 draw, in Φ-step units (a VJP or JVP counted as 2): the estimator's own passes (e.g. ITD: T steps
 and Σ_t 2t for the backward sweeps; AID: T steps and Σ_t 2·(max k at t); itd_forward: T·(1 + p);
 dense estimators per point 2·d (exact), 4·d (precond) or 25·d (reparam, measured on hyper_rep)),
-plus 2·d for a dense reference. Outer runs count outer.steps estimates at (outer.t, outer.k).
+plus 2·d for a dense reference (MATRIX_FREE_UNITS for a matrix-free one: a few hundred products,
+as measured on hyper_cleaning). Outer runs count outer.steps estimates at (outer.t, outer.k).
 
 A run whose peak exceeds the memory available (Linux MemAvailable; on CUDA the device's free
 memory for the estimator's part) is refused in one line with the estimate; one estimated to take
@@ -39,6 +41,7 @@ import torch
 from omegaconf import DictConfig
 
 from hgbench.core.cost import Tally, taped
+from hgbench.core.reference import choose, matrix_free_bytes
 from hgbench.estimators.gmres import GMRES
 from hgbench.estimators.implicit import Exact
 from hgbench.estimators.itd import ITDForward, ITDReverse, ITDTruncated
@@ -48,6 +51,7 @@ from hgbench.problems.base import Problem
 
 LONG_S = 600.0  # a run estimated to take longer gets a warning
 DENSE_UNITS = {Exact: 2, Preconditioned: 4, Reparameterized: 25}  # Φ-step units per d, per point
+MATRIX_FREE_UNITS = 1000  # a matrix-free reference: ~250 VJPs/JVPs (hyper_cleaning: 182 + 41 + 100), 2 units each, doubled
 
 
 def _size(n: float) -> str:
@@ -136,9 +140,11 @@ def estimate(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int
     est_bytes, units, what = estimator_part(estimator, d, p, pairs, step_bytes * itemsize // 8, itemsize)
     if cfg.batch_lambdas and not stepwise:
         est_bytes, what = est_bytes * n, f"{what}, for {n} draws at once"
-    dense_reference = type(problem).adjoint_system is Problem.adjoint_system
-    units += 2 * d if dense_reference else 0
-    parts = {"λ draws": n * p * 8, "reference": problem.reference_bytes(), f"estimator ({what})": est_bytes}
+    method = choose(problem, cfg.get("reference", "auto"))
+    dense_reference = type(problem).adjoint_system is Problem.adjoint_system and method == "dense"
+    units += 2 * d if dense_reference else MATRIX_FREE_UNITS if method == "matrix_free" else 0
+    ref_bytes = matrix_free_bytes(problem) if method == "matrix_free" else problem.reference_bytes()
+    parts = {"λ draws": n * p * 8, "reference": ref_bytes, f"estimator ({what})": est_bytes}
     return {"bytes": sum(parts.values()), "parts": parts, "estimator_bytes": est_bytes, "seconds": runs * units * tau,
             "tau": tau, "units": units, "runs": runs}  # fmt: skip
 

@@ -177,7 +177,7 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
             if evaluate:
                 with evaluation:
                     lam64 = lam.detach().to("cpu", torch.float64)
-                    ref = reference(plan.problem, lam64)
+                    ref = reference(plan.problem, lam64, plan.reference)
                     row.update(f=plan.problem.outer(ref.w_star, lam64).item(), q=ref.q)
                     if plan.problem.trainable:
                         scores = work.evaluate(lam, opts["test_t"])

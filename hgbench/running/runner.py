@@ -46,7 +46,7 @@ from hgbench.running.batch import estimate_batched
 from hgbench.running import schema
 from hgbench.running.grids import grid_pairs
 from hgbench.problems.base import Problem
-from hgbench.core.reference import certify, reference
+from hgbench.core.reference import certify, choose, reference
 from hgbench.analysis.results import COLUMNS, METRICS, RESUME_FREE, RUN_INFO, atomic, frame, strict_json, write_csv_atomic
 from hgbench.running.interrupt import interruptible
 from hgbench.running.journal import Journal, read_previous
@@ -79,6 +79,7 @@ class Plan:
     config: dict  # the resolved configuration, for run.json and the resume check
     resume: bool
     overrides: str  # the run's Hydra task overrides, space-joined ("" for none)
+    reference: str = "dense"  # the reference's method, resolved from cfg.reference (hgbench.core.reference.choose)
 
     @functools.cached_property
     def identity(self) -> dict:
@@ -158,10 +159,14 @@ def run_id(config: dict, *leave_out: str) -> str:
     figure; ``resume`` reuses rows already computed; ``n_lambdas`` only extends the prefix of
     one stream of λ draws; ``threads`` changes float sums at ~1e-13 only and is recorded in
     run.json), ``reproduce`` (a preset's note to `hgbench reproduce`: its measured minutes and
-    quick variant, which a row does not depend on), and the top-level groups in ``leave_out``: the rows' ``setting_id`` leaves out
-    ``estimator``, so that the estimators run on one setting share it and are compared within
-    it. Equal configurations give equal ids on every machine and Python version."""
+    quick variant, which a row does not depend on), and the top-level groups in ``leave_out``:
+    the rows' ``setting_id`` leaves out ``estimator``, so that the estimators run on one setting share it and are compared within
+    it. ``reference`` counts only when set to a method: ``auto`` (its default) resolves to what
+    every run did before the option existed, so their ids stay. Equal configurations give equal
+    ids on every machine and Python version."""
     kept = {key: value for key, value in config.items() if key not in ("hydra", "reproduce", *RESUME_FREE, *leave_out)}
+    if kept.get("reference") == "auto":
+        del kept["reference"]
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -202,6 +207,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
     estimator = _instantiate(cfg.estimator, "estimator")
     try:
         check_applies(estimator, problem)
+        method = choose(problem, cfg.get("reference", "auto"))
         mode.check_problem(cfg, problem)
         guard.check(cfg, problem, estimator, pairs, device)  # memory and time, before drawing λ
         lams = problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
@@ -214,7 +220,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
     for group in mode.foreign_groups():
         config.pop(group, None)
     return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, seed, batched, config,
-                cfg.resume, overrides)  # fmt: skip
+                cfg.resume, overrides, method)  # fmt: skip
 
 
 def _norm(x: torch.Tensor) -> float:
@@ -420,7 +426,7 @@ def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has
         lam, draw, q, kappa = plan.lams[lam_id], [], None, None
         fact = {"lam_id": lam_id, "lam": lam.tolist()}
         try:
-            ref = reference(plan.problem, lam)
+            ref = reference(plan.problem, lam, plan.reference)
             q, kappa = ref.q, ref.kappa
             fact.update(ref.summary(), certificate=certify(ref))
             if not (torch.isfinite(ref.grad).all() and torch.isfinite(ref.w_star).all()):

@@ -29,6 +29,7 @@ from typing import Any, Callable, ClassVar, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from hgbench.core.reference import REFERENCES
 from hgbench.estimators.precond import KINDS, SOLVES
 from hgbench.estimators.reparam import MAPS
 from hgbench.paths import conf_dir
@@ -265,6 +266,7 @@ class Config:
     resume: Any = option(Flag(), "keep the complete λ draws already in the output folder, compute the others")
     guard: Any = option(Flag(), "estimate peak memory and time first: refuse a run too large for the machine, warn about a long one")
     mode: str = option(Choice(_modes), "error: estimator vs reference over a grid; outer: bilevel optimization / training (docs/outer.md)")
+    reference: str = option(Choice(REFERENCES), "the float64 reference: dense Jacobian and LU, matrix-free Newton–Krylov (docs/reliability.md), or auto (matrix-free for large problems)")
     data: Data = field(default_factory=Data)
     problem: Any = None
     estimator: Any = None
@@ -373,6 +375,15 @@ class Equilibrium(ProblemBase):
 
 
 @dataclass
+class HyperCleaning(UniformProblem):
+    n_train: int = option(SIZE, "training images = dim(λ), one weight σ(λᵢ) each; dim(w) = 7,850")
+    n_val: int = option(SIZE, "validation images (clean labels; E)")
+    flip: float = option(Number(0, 1), "share of training labels replaced by another class (seeded)")
+    reg: float = option(Number(0, low_open=True), "L2 weight μ of the classifier (makes Φ a contraction)")
+    data_root: Optional[str] = option(Path("the 5k MNIST subset"), "folder of the MNIST IDX files")
+
+
+@dataclass
 class Estimator:
     _target_: str = MISSING
     name: str = option(Name(), "the estimator's name in rows, figures and folder names")
@@ -423,6 +434,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema/problem", "hyper_rep"): HyperRep,
     ("schema/problem", "equilibrium_mnist"): Equilibrium,
     ("schema/problem", "own"): OwnProblem,
+    ("schema/problem", "hyper_cleaning"): HyperCleaning,
     ("schema/estimator", "estimator"): Estimator,
     ("schema/estimator", "precond"): Precond,
     ("schema/estimator", "reparam"): Reparam,

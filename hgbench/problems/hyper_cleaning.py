@@ -1,0 +1,102 @@
+"""Data hyper-cleaning on MNIST (Franceschi, Donini, Frasconi, Pontil, ICML 2017, §5.1): one
+weight per training example, learned so that the examples whose labels were corrupted stop
+counting.
+
+Training labels ỹ: a seeded share ``flip`` of the n training labels replaced by another class,
+drawn uniformly; validation labels y_v are clean. A linear classifier f(x; w) = W x + b, written
+as an ``nn.Module`` (``torch.nn.Linear``) whose parameters w = {weight (10×784), bias (10)} enter
+by ``torch.func.functional_call``; λ = {weights (n)}, one logit per training example:
+
+    ℓ(w, λ) = (1/n) Σᵢ σ(λᵢ) CE(f(xᵢ; w), ỹᵢ) + (μ/2)‖w‖²
+    E(w, λ) = (1/n_v) Σⱼ CE(f(x_{v,j}; w), y_{v,j})                 (validation cross-entropy)
+    Φ(w, λ) = w − α ∇₁ℓ(w, λ),   α = 2/(L + μ)
+
+Franceschi et al. weight the examples by σ(λᵢ) too ("we consider … a weight … passed through a
+sigmoid"); their outer problem is the same validation loss; the L2 term μ here (not theirs)
+makes ℓ(·, λ) μ-strongly convex, so that Φ is a contraction and w(λ) unique, as the
+fixed-point theory needs. Curvature bound: the Hessian of the cross-entropy in the logits,
+diag(p) − ppᵀ, is ≼ ½ I (Böhning 1992, "Multinomial logistic regression algorithm"), and σ ≤ 1,
+so ∇₁²ℓ ≼ (½ λ_max(X̃ᵀX̃)/n + μ) I = L I with X̃ = [X, 1]; hence α = 2/(L + μ) and
+q ≤ (L − μ)/(L + μ) for every λ (``contraction_bound``). Φ is a gradient step, so ∂₁Φ is
+symmetric (AID-CG applies).
+
+Sizes (defaults): dim w = 7,850, dim λ = n_train = 2,500 — too large for the dense reference
+(a 7,850² Jacobian), so the reference is the matrix-free one (hgbench.core.reference), and
+estimators that form dense d × d or d × p matrices are refused (``dense_jacobian = False``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hgbench.data.mnist import load_mnist
+from hgbench.problems.structured import StructuredProblem
+
+N_CLASSES = 10
+
+
+class HyperCleaning(StructuredProblem):
+    """Per-example weights σ(λᵢ) of a linear softmax classifier on noisy MNIST labels."""
+
+    symmetric_jacobian = True
+    dense_jacobian = False
+
+    def __init__(self, name, seed, n_train=2500, n_val=1000, flip=0.5, reg=0.1, lam_low=-1.0, lam_high=1.0, data_root=None):
+        super().__init__(name, seed, lam_low, lam_high)
+        if not 0 <= flip <= 1:
+            raise ValueError(f"problem.flip={flip} must be in [0, 1] (the share of training labels corrupted)")
+        if not reg > 0:
+            raise ValueError(f"problem.reg={reg} must be > 0 (the L2 weight that makes Φ a contraction)")
+        splits = load_mnist(n_train, n_val, 0, self.seed, data_root)
+        self.x, clean = splits["train"].images, splits["train"].labels
+        self.x_val, self.y_val = splits["val"].images, splits["val"].labels
+        gen = torch.Generator().manual_seed(self.seed)
+        self.corrupted = torch.randperm(n_train, generator=gen)[: round(flip * n_train)]
+        shift = torch.randint(1, N_CLASSES, (len(self.corrupted),), generator=gen)
+        self.y = clean.clone()
+        self.y[self.corrupted] = (clean[self.corrupted] + shift) % N_CLASSES  # always a wrong class
+        self.model = torch.nn.Linear(self.x.shape[1], N_CLASSES, dtype=torch.float64)
+        self.reg = float(reg)
+        augmented = torch.cat([self.x, torch.ones(n_train, 1, dtype=torch.float64)], 1)  # X̃ = [X, 1]
+        self.smooth = 0.5 * torch.linalg.eigvalsh(augmented.T @ augmented)[-1].item() / n_train + self.reg  # L
+        self.alpha = 2.0 / (self.smooth + self.reg)
+
+    @property
+    def w_shapes(self):
+        return {name: tuple(p.shape) for name, p in self.model.named_parameters()}
+
+    @property
+    def lam_shapes(self):
+        return {"weights": (self.x.shape[0],)}
+
+    def logits(self, w: dict, x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(self.model, w, (x,))
+
+    def inner_loss_tree(self, w, lam):
+        losses = F.cross_entropy(self.logits(w, self.x), self.y, reduction="none")
+        penalty = sum(p.square().sum() for p in w.values())
+        return (torch.sigmoid(lam["weights"]) * losses).mean() + 0.5 * self.reg * penalty
+
+    def inner_grad_tree(self, w: dict, lam: dict) -> dict:
+        """∇₁ℓ in closed form, the backward pass of the linear layer: with R = σ(λ) ⊙ (softmax(Z)
+        − onehot(ỹ)) / n row-wise (Z the logits), ∇_weight = RᵀX + μ·weight, ∇_bias = Rᵀ1 + μ·bias.
+        (torch.func.grad inside Φ would be shorter, but torch.func refuses the saved-tensor hooks
+        by which hgbench's tapes count their bytes, hgbench.core.cost.taped.)"""
+        logits = self.logits(w, self.x)
+        scale = torch.sigmoid(lam["weights"]) / self.x.shape[0]
+        residual = scale[:, None] * (torch.softmax(logits, dim=1) - F.one_hot(self.y, N_CLASSES).to(logits.dtype))
+        return {"weight": residual.T @ self.x + self.reg * w["weight"], "bias": residual.sum(0) + self.reg * w["bias"]}
+
+    def phi_tree(self, w, lam, consts):
+        grad = self.inner_grad_tree(w, lam)
+        return {name: w[name] - self.alpha * grad[name] for name in w}
+
+    def outer_tree(self, w, lam):
+        return F.cross_entropy(self.logits(w, self.x_val), self.y_val)
+
+    def contraction_bound(self, lam):
+        """(L − μ)/(L + μ), the contraction constant of a gradient step α = 2/(L + μ) on a
+        μ-strongly convex, L-smooth ℓ (valid at every w and λ)."""
+        return (self.smooth - self.reg) / (self.smooth + self.reg)
+
