@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from hgbench.analysis.plot import _save, error_figure
-from hgbench.analysis.results import METRICS, combine, load
+from hgbench.analysis.results import combine, load
 from hgbench.paths import conf_dir
 from hgbench.problems.base import Problem
 from hgbench.running import schema
