@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import draws
-from test_problems import NAMES, build, directional_finite_difference
+from test_problems import NAMES, build
 
 from hgbench.core.bound import check_applies, estimate
 from hgbench.core.reference import certify, choose, matrix_free_reference, reference
