@@ -214,4 +214,4 @@ def test_inner_grid_needs_one_k_and_plot_inner_needs_inner_rows(tmp_path, monkey
     out = tmp_path / "run"
     assert run_cli(monkeypatch, "run", "estimator=jfb", "n_lambdas=1", "grid.t=[0,3]", "plot=false", f"hydra.run.dir={out}") == 0
     assert run_cli(monkeypatch, "plot", out, "--kind", "inner") == 2
-    assert "no rows of a grid=inner run" in capsys.readouterr().err
+    assert "no rows of a grid=inner or grid=levels run" in capsys.readouterr().err

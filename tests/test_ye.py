@@ -140,3 +140,31 @@ def test_optphi_on_ridge_gets_the_jacobian_exactly():
     assert max(errors["linear"]) < 1e-12
     slope = np.polyfit([-1, -2, -3], np.log10(errors["quadratic"]), 1)[0]
     assert slope == pytest.approx(1.0, abs=0.02)
+
+
+def test_levels_run_rows_per_level_and_unreached_levels_are_error_rows(tmp_path, monkeypatch):
+    """grid=levels end to end: one row per (draw, level), identified by ``level``, inner_err =
+    level/‖w*‖, the figure drawn (the error-vs-inner-error one); a cap too small leaves the lower
+    levels as ``error`` rows saying they were not reached."""
+    import pandas as pd
+
+    from conftest import run_cli
+
+    out = tmp_path / "run"
+    args = ["run", "problem=ye_ridge", "estimator=exact", "grid=levels", "grid.n=8", "n_lambdas=2"]
+    assert run_cli(monkeypatch, *args, f"hydra.run.dir={out}") == 0
+    df = pd.read_csv(out / "metrics.csv")
+    assert len(df) == 16 and (df["status"] == "ok").all() and (df["grid"] == "levels").all()
+    assert np.allclose(sorted(set(df["level"])), np.logspace(-3.5, 1.5, 8))
+    problem = YeRidge("r", 0, "linear", 3.0, 6.0)
+    w_star = problem.solve_inner(problem.sample_lambdas(1, None)[0])
+    first = df[df["lam_id"] == 0]
+    assert np.allclose(first["inner_err"], first["level"] / w_star.norm().item(), rtol=1e-12)
+    assert (out / "error_vs_inner_error.png").exists()
+    capped = tmp_path / "capped"
+    assert run_cli(monkeypatch, *args, "grid.t=20", "plot=false", f"hydra.run.dir={capped}") == 0
+    df = pd.read_csv(capped / "metrics.csv")
+    missed = df[df["status"] == "error"]
+    assert len(missed) > 0 and missed["reason"].str.contains("not reached within t = 20").all()
+    for _, draw in df.groupby("lam_id"):  # per draw, the reached levels lie above the missed ones
+        assert draw.loc[draw["status"] == "ok", "level"].min() > draw.loc[draw["status"] == "error", "level"].max()

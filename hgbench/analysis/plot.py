@@ -75,7 +75,11 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
     line: their error at that panel's t.
 
     ``theory``: also draw the predicted rates as dashed lines (hgbench.analysis.theory.overlay) and write
-    the fitted-vs-predicted rate table next to the figure (rates.csv, rates.md)."""
+    the fitted-vs-predicted rate table next to the figure (rates.csv, rates.md).
+
+    Rows of grid=levels runs have no iteration axis: their figure is ``plot_inner``'s."""
+    if "grid" in df and len(df) and df["grid"].eq("levels").all():
+        return plot_inner(df, out_dir)
     df = declared(df)  # roles from the estimators' own names, before curves are relabelled
     df = df.assign(estimator=labels(df))
     df = df[df["status"] == "ok"] if "status" in df else df
