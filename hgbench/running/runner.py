@@ -156,6 +156,8 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         raise UserError(str(err)) from err
     levels = None
     if grid.get("kind") == "levels":
+        if not {"high", "low", "n"} <= set(grid):
+            raise UserError("grid.kind=levels needs grid.high, grid.low and grid.n (the inner-error levels): use grid=levels")
         levels = Levels(grid["high"], grid["low"], grid["n"], max(t for t, _ in pairs), grid.get("k"))
         try:
             levels.check()
@@ -172,9 +174,10 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         lams = problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
     except ValueError as err:
         raise UserError(str(err)) from err
-    batched = cfg.batch_lambdas and estimator.batchable and problem.batchable
+    batched = cfg.batch_lambdas and estimator.batchable and problem.batchable and levels is None
     if cfg.batch_lambdas and not batched:
-        print(f"hgbench: batch_lambdas=true: {estimator.name} on {problem.name} does not vectorize; looping over λ draws")
+        why = "grid=levels finds its grid points per λ draw" if levels is not None else f"{estimator.name} on {problem.name} does not vectorize"
+        print(f"hgbench: batch_lambdas=true: {why}; looping over λ draws")
     config = OmegaConf.to_container(cfg, resolve=True)
     for group in mode.foreign_groups():
         config.pop(group, None)
