@@ -122,8 +122,10 @@ class YeProblem(GradientStepProblem):
 
 
 class YeRidge(YeProblem):
-    """Ridge regression of Ye et al. 2024 (module docstring): G = 1/(2n)‖Ax − b‖² + 1/(2d)Σ exp(yⱼ)xⱼ²,
-    H = AᵀA/n + diag(exp y)/d, x* = H⁻¹Aᵀb/n; Φ = x − (1.8/λ_max(H))∇G, their gradient descent."""
+    """Ridge regression of Ye et al. 2024 on their LIBSVM data, draws and protocol.
+
+    G = 1/(2n)‖Ax − b‖² + 1/(2d)Σ exp(yⱼ)xⱼ², H = AᵀA/n + diag(exp y)/d, x* = H⁻¹Aᵀb/n;
+    Φ = x − (1.8/λ_max(H))∇G, their gradient descent (module docstring)."""
 
     OUTERS = ("linear", "quadratic", "inner")
 
@@ -154,10 +156,12 @@ class YeRidge(YeProblem):
 
 
 class YeLogistic(YeProblem):
-    """Logistic regression of Ye et al. 2024 (module docstring): G = mean log(1 + exp(−bᵢaᵢᵀx)) +
-    ½·mean_j(exp(yⱼ)xⱼ²); inner solver gradient descent from step 1.0 with backtracking
-    (``inner_step``). Φ = x − α∇G with α = 2/(L + μ), L = ‖A‖₂²/(4n) + max exp(y)/d,
-    μ = min exp(y)/d (a contraction; the estimators' formulas do not depend on α)."""
+    """Logistic regression of Ye et al. 2024 on their LIBSVM data, draws and protocol.
+
+    G = mean log(1 + exp(−bᵢaᵢᵀx)) + ½·mean_j(exp(yⱼ)xⱼ²) (module docstring); inner solver
+    gradient descent from step 1.0 with backtracking (``inner_step``). Φ = x − α∇G with
+    α = 2/(L + μ), L = ‖A‖₂²/(4n) + max exp(y)/d, μ = min exp(y)/d (a contraction; the
+    estimators' formulas do not depend on α)."""
 
     OUTERS = ("logistic", "linear", "quadratic", "inner")
     BINARY = True
