@@ -132,7 +132,7 @@ def test_cfg_help_and_list(monkeypatch, capsys):
     assert any(line.split()[:2] == ["grazzi2020", "*"] and "Grazzi et al. (ICML 2020)" in line for line in lines)
     assert any(line.split()[0] == "cg" and "(needs: symmetric)" in line for line in lines)
     applies = {line.split()[0]: line.split(None, 1)[1] for line in lines[lines.index(next(l for l in lines if l.startswith("which estimators apply"))) + 1 :]}
-    assert applies["equilibrium_mnist"] == "all but cg, reparam, reparam_exp" and applies["ridge"] == "all"
+    assert applies["equilibrium_mnist"] == "all but cg, reparam, reparam_exp, reparam_opt" and applies["ridge"] == "all"
 
 
 def test_shell_completion_sees_run_overrides(monkeypatch, capsys):
@@ -214,4 +214,4 @@ def test_inner_grid_needs_one_k_and_plot_inner_needs_inner_rows(tmp_path, monkey
     out = tmp_path / "run"
     assert run_cli(monkeypatch, "run", "estimator=jfb", "n_lambdas=1", "grid.t=[0,3]", "plot=false", f"hydra.run.dir={out}") == 0
     assert run_cli(monkeypatch, "plot", out, "--kind", "inner") == 2
-    assert "no rows of a grid=inner run" in capsys.readouterr().err
+    assert "no rows of a grid=inner or grid=levels run" in capsys.readouterr().err

@@ -73,6 +73,15 @@ def test_wheel_ships_every_module_and_config(wheel):
     assert "hgbench/conf/hydra/launcher/parallel.yaml" in configs
     assert modules - names == set()
     assert configs - names == set()
+    shipped = {"hgbench/data/libsvm_files/" + p.name for p in (ROOT / "hgbench" / "data" / "libsvm_files").iterdir()}
+    assert len(shipped) == 3 and shipped - names == set()  # Ye et al.'s LIBSVM files
+
+
+def test_installed_wheel_reads_its_data_files(installed):
+    """The LIBSVM files load from the installed package, their checksums verified."""
+    bin_dir, env, outside = installed
+    code = "from hgbench.data import libsvm; print(libsvm.load('mpg')[0].shape[0], libsvm.load('liver', binary=True)[2].shape[0])"
+    assert _check([bin_dir / "python", "-c", code], outside, env).stdout.split() == ["297", "200"]
 
 
 def test_installed_joblib_sweep(installed, tmp_path):

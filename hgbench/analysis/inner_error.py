@@ -9,6 +9,12 @@ draw of the problem covers. Across draws: the mean and standard deviation of log
 (geometric mean, multiplicative band). Both axes are relative errors; the paper plots absolute
 ones, which differ per draw by the constant factors ‖w*‖ and ‖∇f‖ and so have the same slopes.
 
+Rows of a ``grid=levels`` run (Ye et al.'s protocol, hgbench.running.levels) are already on
+fixed absolute inner-error levels ‖w − w*‖ (the ``level`` column), with the estimates
+interpolated there: they are aggregated as the authors do, the arithmetic mean and standard
+deviation of err_abs over λ draws at each level, the band mean ± std (its lower end clipped
+above 0 on the log axis), and levels and errors are absolute.
+
 The fitted slope is the least-squares slope of the mean log10 error against log10 e, over the
 levels at or below ``fit_below`` (default 1e-1: far from w* the asymptotic rate has not set in)
 whose mean error is above ``floor`` (default 1e-12: round-off, e.g. Newton-preconditioned
@@ -34,13 +40,32 @@ def usable(df: pd.DataFrame) -> pd.DataFrame:
     return keep.sort_values(["problem", "estimator", "lam_id", "inner_err"])
 
 
+def on_fixed_levels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of grid=levels runs: the arithmetic mean and std (ddof 0) of err_abs over λ draws at
+    each ``level`` (module docstring); columns as ``on_levels``."""
+    stats = rows.groupby(["problem", "estimator", "level"])["err_abs"].agg(["mean", "std", "count"]).reset_index()
+    stats["std"] = rows.groupby(["problem", "estimator", "level"])["err_abs"].std(ddof=0).to_numpy()
+    mean = np.maximum(stats["mean"], _TINY)
+    return pd.DataFrame({
+        "problem": stats["problem"], "estimator": stats["estimator"], "level": stats["level"],
+        "mean_log10": np.log10(mean), "std_log10": np.nan, "n_draws": stats["count"],
+        "low": np.maximum(stats["mean"] - stats["std"], mean / 1e3), "high": stats["mean"] + stats["std"],
+    })  # fmt: skip
+
+
 def on_levels(df: pd.DataFrame, n_levels: int = N_LEVELS) -> pd.DataFrame:
     """Mean and std over λ draws of log10 err_rel at each inner-error level: columns problem,
-    estimator, level, mean_log10, std_log10, n_draws."""
+    estimator, level, mean_log10, std_log10, n_draws, and the band low/high (10^(mean ± std)).
+    Rows of grid=levels runs are aggregated by ``on_fixed_levels`` instead."""
     out = []
     rows = usable(df)
     if rows.empty:
-        raise ValueError("no finite rows with a positive inner error; is this a grid=inner run?")
+        raise ValueError("no finite rows with a positive inner error; is this a grid=inner or grid=levels run?")
+    fixed = rows["grid"].eq("levels") if "grid" in rows else pd.Series(False, index=rows.index)
+    if fixed.all():
+        return on_fixed_levels(rows)
+    if fixed.any():
+        raise ValueError("rows of grid=levels and of other grids: analyse them apart")
     for problem, part in rows.groupby("problem", sort=True):
         curves = part.groupby(["estimator", "lam_id"])["inner_err"]
         low, high = curves.min().max(), curves.max().min()
@@ -54,7 +79,9 @@ def on_levels(df: pd.DataFrame, n_levels: int = N_LEVELS) -> pd.DataFrame:
             out.append(pd.DataFrame({"problem": problem, "estimator": estimator, "lam_id": lam_id, "level": levels, "log10": y_at}))
     per_draw = pd.concat(out, ignore_index=True)
     stats = per_draw.groupby(["problem", "estimator", "level"])["log10"].agg(["mean", "std", "count"]).reset_index()
-    return stats.rename(columns={"mean": "mean_log10", "std": "std_log10", "count": "n_draws"})
+    stats = stats.rename(columns={"mean": "mean_log10", "std": "std_log10", "count": "n_draws"})
+    spread = stats["std_log10"].fillna(0)
+    return stats.assign(low=10 ** (stats["mean_log10"] - spread), high=10 ** (stats["mean_log10"] + spread))
 
 
 def slopes(stats: pd.DataFrame, floor: float = FLOOR, fit_below: float = FIT_BELOW) -> pd.DataFrame:

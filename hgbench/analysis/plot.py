@@ -70,7 +70,10 @@ def _stats(rows: pd.DataFrame, x: str) -> pd.DataFrame:
 
 def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iterations", theory: bool = False) -> list[Path]:
     """``error_figure`` saved in out_dir (``stem``.png and .pdf); with ``theory``, also the
-    fitted-vs-predicted rate table next to it (rates.csv, rates.md)."""
+    fitted-vs-predicted rate table next to it (rates.csv, rates.md). Rows of grid=levels runs
+    have no iteration axis: their figure is ``plot_inner``'s."""
+    if "grid" in df and len(df) and df["grid"].eq("levels").all():
+        return plot_inner(df, out_dir)
     paths = _save(error_figure(df, theory), out_dir, stem)
     if theory:
         paths += _rate_tables(_error_rows(df), out_dir)
@@ -224,9 +227,10 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
     Prints the slopes and writes them next to the figure as slopes.csv and slopes.md."""
     from hgbench.analysis.inner_error import FIT_BELOW, on_levels, slope_table, slopes
 
-    df = df.assign(estimator=labels(df))[df["grid"] == "inner"]
+    df = df.assign(estimator=labels(df))[df["grid"].isin(["inner", "levels"])]
     if df.empty:
-        raise ValueError("no rows of a grid=inner run to plot (run with grid=inner, e.g. +experiment=ye2024_logistic)")
+        raise ValueError("no rows of a grid=inner or grid=levels run to plot (e.g. +experiment=ye2024_logistic or ye2024_fig3a)")
+    fixed = bool(df["grid"].eq("levels").all())  # Ye et al.'s protocol: absolute errors, mean ± std
     stats = on_levels(df)
     fitted = slopes(stats)
     problems = sorted(stats["problem"].unique())
@@ -237,18 +241,20 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
             slope = fitted.loc[(fitted["problem"] == problem) & (fitted["estimator"] == name), "slope"].iloc[0]
             style = styles[name]
             ax.plot(part["level"], 10 ** part["mean_log10"], ms=3, label=f"{name} ({'n/a' if np.isnan(slope) else f'{slope:.2f}'})", **style)
-            spread = part["std_log10"].fillna(0)
-            low, high = 10 ** (part["mean_log10"] - spread), 10 ** (part["mean_log10"] + spread)
-            ax.fill_between(part["level"], low, high, color=style["color"], alpha=0.15, lw=0)
+            ax.fill_between(part["level"], part["low"], part["high"], color=style["color"], alpha=0.15, lw=0)
         ax.axvline(FIT_BELOW, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.invert_xaxis()
-        _finish(ax, "inner error ‖w_t − w*‖ / ‖w*‖ (decreasing)", problem)
+        if fixed:
+            _finish(ax, "inner error ‖w − w*‖ (decreasing)", problem, "absolute error ‖ĝ − ∇f‖")
+        else:
+            _finish(ax, "inner error ‖w_t − w*‖ / ‖w*‖ (decreasing)", problem)
         ax.set_title(problem, fontsize=9)
         # per panel, below it: the fitted slopes differ between problems
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
     n_draws = int(stats["n_draws"].max())
-    _title(fig, f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws (legend: fitted slope)")
+    _title(fig, f"Absolute error vs inner error: mean ± std over {n_draws} draws (legend: fitted slope)" if fixed
+           else f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws (legend: fitted slope)")  # fmt: skip
     paths = _save(fig, out_dir, stem)
     fitted.to_csv(Path(out_dir) / "slopes.csv", index=False)
     table = slope_table(fitted)

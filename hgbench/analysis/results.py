@@ -25,11 +25,13 @@ import pandas as pd
 
 IDENTITY = ["run_id", "setting_id", "overrides"]  # in every row of every mode
 COLUMNS = [
-    "problem", "estimator", "role", "min_min", "grid", "seed", "lam_id", "t", "k",
+    "problem", "estimator", "role", "min_min", "grid", "seed", "lam_id", "t", "k", "level",
     "err_abs", "err_rel", "inner_err", "time_s", "time_kind", "n_phi", "n_vjp", "n_jvp", "saved_bytes", "peak_bytes",
     "q", "kappa", "dtype", "device", "status", "reason", *IDENTITY,
 ]  # fmt: skip
-KEY = ["run_id", "problem", "estimator", "grid", "seed", "lam_id", "t", "k", "dtype", "device"]
+KEY = ["run_id", "problem", "estimator", "grid", "seed", "lam_id", "t", "k", "level", "dtype", "device"]
+# Columns added after results were first written: a file without one reads it as empty.
+LATER = ("level",)  # grid=levels: the absolute inner error a row's estimate is interpolated to
 METRICS = "metrics.csv"
 RUN_INFO = "run.json"  # next to a job's CSV: marks the folder as an hgbench run
 # Options that place outputs or control resuming and drawing, not what a row holds: they are
@@ -44,7 +46,7 @@ RESUME_FREE = ("n_lambdas", "plot", "resume", "threads")
 # none), and a numeric column holding text is refused on load, naming the file and the column.
 INTEGERS = ("seed", "lam_id", "step", "t", "k", "n_phi", "n_vjp", "n_jvp", "saved_bytes", "peak_bytes", "batch_size")
 TEXT = ("status", "reason")
-NUMBERS = ("err_abs", "err_rel", "inner_err", "time_s", "q", "kappa", *INTEGERS)
+NUMBERS = ("level", "err_abs", "err_rel", "inner_err", "time_s", "q", "kappa", *INTEGERS)
 
 
 @contextmanager
@@ -173,6 +175,8 @@ def load(path: Path, name: str = METRICS, key: list[str] = KEY) -> pd.DataFrame:
     if not files:
         raise FileNotFoundError(f"no {name} under {path}")
     df = pd.concat([read_csv(f) for f in files], ignore_index=True)
+    for column in (c for c in LATER if c in key and c not in df):
+        df[column] = np.nan
     missing = [c for c in key if c not in df.columns]
     if missing:
         raise ValueError(f"{files[0]} lacks the columns {missing}; is it an hgbench {name}?")

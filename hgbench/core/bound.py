@@ -10,6 +10,7 @@ work, with one message format.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional
 
@@ -17,10 +18,10 @@ import torch
 
 from hgbench.core.cost import Cost, Meter, Tally
 from hgbench.core.linearization import Linearization
+from hgbench.problems.base import Problem
 
 if TYPE_CHECKING:
     from hgbench.estimators.base import Estimate, Estimator
-    from hgbench.problems.base import Problem
 
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -55,6 +56,7 @@ class BoundProblem:
     tally: Tally = field(default_factory=Tally)
     functional: bool = False
     v0: Optional[torch.Tensor] = None
+    step: Optional[Callable] = None  # the problem's own inner step (Problem.inner_step) if it has one; None: iterate Φ
 
     def meter(self) -> Meter:
         return Meter(self.tally, self.lam.device)
@@ -66,16 +68,21 @@ class BoundProblem:
 
     def iterates(self, ts: Iterable[int], lam: torch.Tensor | None = None, mark: Callable = lambda w: w) -> Iterator[tuple[int, torch.Tensor, Cost]]:
         """Yield (t, w_t, cost of the t steps) for each t in ts, ascending, from ONE trajectory
-        w_i = Φ(w_{i−1}, λ), w_0 = ``w0``. The meter pauses while the caller works. ``lam``: the
-        λ to step with (e.g. a leaf of a tape; default ``self.lam``); ``mark`` is applied to
-        every iterate (a tape's VJP counter)."""
+        w_i = Φ(w_{i−1}, λ), w_0 = ``w0`` (or of the problem's own inner ``step`` where it has
+        one, e.g. gradient descent with backtracking). The meter pauses while the caller works.
+        ``lam``: the λ to step with (e.g. a leaf of a tape; default ``self.lam``); ``mark`` is
+        applied to every iterate (a tape's VJP counter)."""
         lam = self.lam if lam is None else lam
         meter = self.meter()
-        w, done = self.w0, 0
+        w, done, state = self.w0, 0, None
         for t in sorted(set(ts)):
             with meter:
                 while done < t:
-                    w = mark(self.phi(w, lam))
+                    if self.step is None:
+                        w = mark(self.phi(w, lam))
+                    else:
+                        w, state = self.step(w, lam, state)
+                        w = mark(w)
                     done += 1
             yield t, w, replace(meter.cost)
 
@@ -89,7 +96,7 @@ class BoundProblem:
         return values[0], tangents
 
 
-def bind(problem: "Problem", lam: torch.Tensor, functional: bool = False, w0: torch.Tensor | None = None,
+def bind(problem: Problem, lam: torch.Tensor, functional: bool = False, w0: torch.Tensor | None = None,
          v0: torch.Tensor | None = None) -> BoundProblem:
     """The problem at λ as an estimator sees it, with a fresh tally. ``w0``: the start of the
     inner iteration (default the problem's ``w0(lam)``; a warm start passes the previous outer
@@ -101,21 +108,23 @@ def bind(problem: "Problem", lam: torch.Tensor, functional: bool = False, w0: to
         tally.n_phi += 1
         return pure(w, l)
 
+    own_step = type(problem).inner_step is not Problem.inner_step
     return BoundProblem(
         phi=phi, outer=problem.outer, lam=lam, w0=problem.w0(lam) if w0 is None else w0,
         inner_loss=problem.inner_loss if problem.has_inner_loss else None,
         symmetric=problem.symmetric_jacobian, tally=tally, functional=functional, v0=v0,
+        step=functools.partial(problem.inner_step, phi) if own_step else None,
     )  # fmt: skip
 
 
-def check_applies(estimator: "Estimator", problem: "Problem") -> None:
+def check_applies(estimator: "Estimator", problem: Problem) -> None:
     """Raise ValueError, in one format, if ``problem`` lacks something ``estimator`` needs."""
     for need, advice in estimator.needs.items():
         if need not in problem.provides():
             raise ValueError(f"estimator {estimator.name!r} needs {NEEDS[need]}, which problem {problem.name!r} does not provide; {advice}")
 
 
-def estimate(estimator: "Estimator", problem: "Problem", lam: torch.Tensor, pairs, functional: bool = False,
+def estimate(estimator: "Estimator", problem: Problem, lam: torch.Tensor, pairs, functional: bool = False,
              w0: torch.Tensor | None = None, v0: torch.Tensor | None = None) -> Iterator["Estimate"]:
     """``estimator``'s estimates at λ over the (t, k) pairs: one per pair, or per distinct t
     for estimators without k; ``w0``, ``v0``: warm starts (``bind``)."""

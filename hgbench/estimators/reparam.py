@@ -8,11 +8,11 @@ from hgbench.core.linearization import jacobian, vjp
 from hgbench.estimators.base import Estimator
 from hgbench.estimators.implicit import point_estimates, solve_or_nan
 
-MAPS = ("diag", "exp")
+MAPS = ("diag", "exp", "opt")
 
 
 class Reparameterized(Estimator):
-    """Reparameterized implicit differentiation (Ye et al. 2024), map=diag|exp.
+    """Reparameterized implicit differentiation (Ye et al. 2024), map=diag|exp|opt.
 
     Implicit differentiation after a change of inner variable x = φ(z, λ):
 
@@ -27,14 +27,21 @@ class Reparameterized(Estimator):
     - ``map=exp``: x = sign(x_c) ⊙ exp(z), elementwise (undefined where a coordinate of w_t is 0:
       the estimate is then NaN, a ``diverged`` row);
     - ``map=diag``: x = P(λ)⁻¹ z, P(λ) = diag(∇₁²ℓ(x_c, λ)) (diagonal scaling; P depends on λ,
-      so ∂_λφ ≠ 0).
+      so ∂_λφ ≠ 0);
+    - ``map=opt``: their "specially designed" map ("OptPhi", used on ridge regression),
+      x = H(x_c, λ)⁻¹ ∇₁ℓ(z, λ_c) + x_c with H = ∇₁²ℓ and λ_c = λ held fixed. Its z_c = φ⁻¹(x_c)
+      solves ∇₁ℓ(z, λ_c) = 0, i.e. z_c = w*: for a quadratic ℓ (ridge) one Newton step from x_c
+      finds it exactly, which is what is computed (on other problems z_c is that Newton step).
+      The error is then quadratic in ‖x_c − w*‖ (Ye et al. 2024), a map that needs the
+      Hessian and, in effect, the solution.
 
     The d × d Hessian of G̃ is formed densely and solved by LU: small problems only; no k
     (k = None, once per t). Needs the problem's ``inner_loss``. Cost per point, counting a
     Hessian-vector product of ℓ as one VJP (what it is through Φ = w − α∇ℓ): t Φ steps, d VJPs
     for ∇₁²G̃, one for the λ-product, and for ``map=diag`` 2d more: d for the diagonal of ∇₁²ℓ and
-    d for its derivative in λ (each a VJP through a Hessian-vector product), all counted by
-    hgbench.core.linearization.jacobian where they are performed.
+    d for its derivative in λ (each a VJP through a Hessian-vector product); for ``map=opt``
+    d + d² for ∇₁²ℓ and its derivative in λ; all counted by hgbench.core.linearization.jacobian
+    where they are performed.
     """
 
     def __init__(self, name, map="diag"):
@@ -54,6 +61,13 @@ class Reparameterized(Estimator):
         lam, tally = bound.lam, bound.tally
         # jacrev rather than grad: the same ∇ℓ, rounded as the committed results were (grad differs at 1e-17)
         gradient = torch.func.jacrev(bound.inner_loss, argnums=0)
+        if self.map == "opt":
+            hessian = lambda l: jacobian(lambda x: gradient(x, l), x_c, tally)[1]  # noqa: E731
+            hess, dhess = jacobian(hessian, lam, tally)
+            inv = torch.linalg.inv(hess)
+            lam_c = lam.detach()
+            # H(λ)⁻¹ linearized at λ, H⁻¹ − H⁻¹(∂H·(l − λ))H⁻¹: the first λ-derivatives the estimate needs, exactly
+            return (lambda z, l: (inv - inv @ (dhess @ (l - lam)) @ inv) @ gradient(z, lam_c) + x_c), x_c - inv @ gradient(x_c, lam_c)
         diagonal = lambda l: torch.diagonal(jacobian(lambda x: gradient(x, l), x_c, tally)[1])  # noqa: E731
         scale, dscale = jacobian(diagonal, lam, tally)
         # The estimate needs φ and its first λ-derivatives at λ only: P's linearization at λ

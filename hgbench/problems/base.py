@@ -76,6 +76,21 @@ class Problem:
     def w0(self, lam: torch.Tensor) -> torch.Tensor:
         return torch.zeros(self.w_dim, dtype=lam.dtype, device=lam.device)
 
+    def draw(self, i: int) -> "Problem":
+        """The problem as λ draw i sees it: by default itself. A problem whose draws also redraw
+        other random terms — E's, or the start w₀ (Ye et al. 2024's protocol: each seed redraws
+        the outer objective, the start and y) — returns a copy holding draw i's terms; the
+        runner asks for it before the draw's reference and estimates."""
+        return self
+
+    def inner_step(self, phi: Callable, w: torch.Tensor, lam: torch.Tensor, state):
+        """One step of the inner solver from w: (w_next, state), ``phi`` the counted Φ and
+        ``state`` what the previous step returned (None at w₀). Problems that do not override
+        it iterate Φ itself (hgbench.core.bound.BoundProblem.iterates calls Φ directly then); one
+        whose solver adapts its step (Ye et al.'s backtracking) overrides it, computing each
+        step from Φ so that Φ evaluations are counted."""
+        return phi(w, lam), state
+
     def sample_lambdas(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """n draws of λ, i.i.d. uniform on [lam_low, lam_high]^p, float64, shape (n, p)."""
         u = torch.rand(n, self.lam_dim, generator=generator, dtype=torch.float64)
@@ -118,15 +133,16 @@ class Problem:
         """Whether the problem defines ℓ (estimators that need it declare so)."""
         return "inner_loss" in self.provides()
 
-    def solve_inner(self, lam: torch.Tensor) -> torch.Tensor:
-        """w*(λ) to round-off by damped Newton on ℓ(·, λ) (needs ``inner_loss``).
+    def solve_inner(self, lam: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+        """w*(λ) to round-off by damped Newton on ℓ(·, λ) (needs ``inner_loss``), from ``start``
+        (default w₀(λ)).
 
         Stops when no step along the Newton direction decreases ‖∇ℓ‖ (round-off reached), or
         after 100 steps.
         """
         loss = lambda w: self.inner_loss(w, lam)  # noqa: E731
         grad = torch.func.grad(loss)
-        w = self.w0(lam)
+        w = self.w0(lam) if start is None else start
         g = grad(w)
         for _ in range(100):
             step = self.newton_direction(w, g, lam)

@@ -6,13 +6,16 @@
     full     every pair of the t and k lists
     inner    k fixed, a dense list of t: estimates at the exact inner iterates, for the error vs
              inner error analysis (hgbench.analysis.inner_error; ``hgbench plot --kind inner``)
+    levels   estimates interpolated to fixed absolute inner errors (Ye et al. 2024's protocol,
+             hgbench.running.levels): t is the cap on inner steps, k the solver steps; the
+             grid points are found per λ draw, so this gives the single pair (t, k)
 """
 
 from __future__ import annotations
 
 from itertools import product
 
-GRID_KINDS = ("diag", "k_sweep", "t_sweep", "full", "inner")
+GRID_KINDS = ("diag", "k_sweep", "t_sweep", "full", "inner", "levels")
 
 
 def _counts(value) -> list[int]:
@@ -34,6 +37,8 @@ def grid_pairs(kind: str, t, k=None) -> list[tuple[int, int]]:
     ks = _counts(k)
     if kind == "k_sweep" and len(ts) != 1:
         raise ValueError(f"grid.kind=k_sweep needs a single t, got t={ts}")
-    if kind in ("t_sweep", "inner") and len(ks) != 1:
+    if kind in ("t_sweep", "inner", "levels") and len(ks) != 1:
         raise ValueError(f"grid.kind={kind} needs a single k, got k={ks}")
+    if kind == "levels" and len(ts) != 1:
+        raise ValueError(f"grid.kind=levels needs a single t (the cap on inner steps), got t={ts}")
     return sorted(product(ts, ks))

@@ -50,6 +50,7 @@ from hgbench.core.reference import certify, choose, reference
 from hgbench.analysis.results import COLUMNS, METRICS, RESUME_FREE, RUN_INFO, atomic, frame, strict_json, write_csv_atomic
 from hgbench.running.interrupt import interruptible
 from hgbench.running.journal import Journal, read_previous
+from hgbench.running.levels import Levels, brackets, estimates as level_estimates
 
 if TYPE_CHECKING:
     from hgbench.running.modes import Mode
@@ -80,6 +81,7 @@ class Plan:
     resume: bool
     overrides: str  # the run's Hydra task overrides, space-joined ("" for none)
     reference: str = "dense"  # the reference's method, resolved from cfg.reference (hgbench.core.reference.choose)
+    levels: Levels | None = None  # grid=levels: the inner-error levels (hgbench.running.levels)
 
     @functools.cached_property
     def identity(self) -> dict:
@@ -201,6 +203,15 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         pairs = grid_pairs(grid.get("kind"), grid.get("t"), grid.get("k"))
     except (ValueError, TypeError) as err:
         raise UserError(str(err)) from err
+    levels = None
+    if grid.get("kind") == "levels":
+        if not {"high", "low", "n"} <= set(grid):
+            raise UserError("grid.kind=levels needs grid.high, grid.low and grid.n (the inner-error levels): use grid=levels")
+        levels = Levels(grid["high"], grid["low"], grid["n"], max(t for t, _ in pairs), grid.get("k"))
+        try:
+            levels.check()
+        except ValueError as err:
+            raise UserError(str(err)) from err
     if grid.get("kind") == "diag" and grid.get("k") is not None:
         print(f"hgbench: note: grid.kind=diag computes k = t; grid.k={grid['k']} is ignored (grid=full runs every (t, k) pair)")
     problem = _instantiate(cfg.problem, "problem")
@@ -213,14 +224,15 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         lams = problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
     except ValueError as err:
         raise UserError(str(err)) from err
-    batched = cfg.batch_lambdas and estimator.batchable and problem.batchable
+    batched = cfg.batch_lambdas and estimator.batchable and problem.batchable and levels is None
     if cfg.batch_lambdas and not batched:
-        print(f"hgbench: batch_lambdas=true: {estimator.name} on {problem.name} does not vectorize; looping over λ draws")
+        why = "grid=levels finds its grid points per λ draw" if levels is not None else f"{estimator.name} on {problem.name} does not vectorize"
+        print(f"hgbench: batch_lambdas=true: {why}; looping over λ draws")
     config = OmegaConf.to_container(cfg, resolve=True)
     for group in mode.foreign_groups():
         config.pop(group, None)
     return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, seed, batched, config,
-                cfg.resume, overrides, method)  # fmt: skip
+                cfg.resume, overrides, method, levels)  # fmt: skip
 
 
 def _norm(x: torch.Tensor) -> float:
@@ -244,17 +256,19 @@ def _run_facts(plan: Plan) -> dict:
     }  # fmt: skip
 
 
-def _key(plan: Plan, lam_id: int, t: int, k: int | None) -> dict:
-    """What identifies an error-mode row, with the run's facts."""
+def _key(plan: Plan, lam_id: int, t: int | None, k: int | None, level: float | None = None) -> dict:
+    """What identifies an error-mode row, with the run's facts (``level``: grid=levels only)."""
     return {
         "problem": plan.problem.name, "estimator": plan.estimator.name, "grid": plan.grid, "seed": plan.seed,
-        "lam_id": lam_id, "t": t, "k": k, "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
-        **_run_facts(plan),
+        "lam_id": lam_id, "t": t, "k": k, "level": level, "dtype": str(plan.dtype).removeprefix("torch."),
+        "device": str(plan.device), **_run_facts(plan),
     }  # fmt: skip
 
 
-def _estimate_row(plan: Plan, lam_id: int, est, ref) -> dict:
-    """One grid point's row; NaN/inf (or an error norm that overflows) makes it ``diverged``."""
+def _estimate_row(plan: Plan, lam_id: int, est, ref, level: float | None = None) -> dict:
+    """One grid point's row; NaN/inf (or an error norm that overflows) makes it ``diverged``.
+    ``level`` (grid=levels): the absolute inner error the estimate is interpolated to; the row's
+    inner_err is then level/‖w*‖."""
     grad = est.grad.detach().to("cpu", torch.float64)
     w = est.w.detach().to("cpu", torch.float64)
     err = _norm(grad - ref.grad)
@@ -266,9 +280,10 @@ def _estimate_row(plan: Plan, lam_id: int, est, ref) -> dict:
         reason = "the error norm overflows"
     else:
         reason = ""
+    inner = _norm(w - ref.w_star) if level is None else level
     return {
-        **_key(plan, lam_id, est.t, est.k), "err_abs": err, "err_rel": err / _norm(ref.grad),
-        "inner_err": _norm(w - ref.w_star) / _norm(ref.w_star), **asdict(est.cost), "q": ref.q, "kappa": ref.kappa,
+        **_key(plan, lam_id, est.t, est.k, level), "err_abs": err, "err_rel": err / _norm(ref.grad),
+        "inner_err": inner / _norm(ref.w_star), **asdict(est.cost), "q": ref.q, "kappa": ref.kappa,
         "status": "diverged" if reason else "ok", "reason": reason,
     }  # fmt: skip
 
@@ -414,6 +429,9 @@ def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has
     if not todo:
         return
     keys = plan.pairs if has_k else [(t, None) for t in sorted({t for t, _ in plan.pairs})]
+    keys = [(t, k, None) for t, k in keys]
+    if plan.levels is not None:
+        keys = [(None, plan.levels.k if has_k else None, float(level)) for level in plan.levels.values()]
     batch = {}
     if plan.batched:
         try:
@@ -426,7 +444,8 @@ def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has
         lam, draw, q, kappa = plan.lams[lam_id], [], None, None
         fact = {"lam_id": lam_id, "lam": lam.tolist()}
         try:
-            ref = reference(plan.problem, lam, plan.reference)
+            problem, own = plan.problem.draw(lam_id), work.draw(lam_id)  # the draw's own terms, if any
+            ref = reference(problem, lam, plan.reference)
             q, kappa = ref.q, ref.kappa
             fact.update(ref.summary(), certificate=certify(ref))
             if not (torch.isfinite(ref.grad).all() and torch.isfinite(ref.w_star).all()):
@@ -440,15 +459,27 @@ def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has
                 )  # fmt: skip
             if not fact["certificate"]["certified"]:
                 raise UncertifiedReference(fact["certificate"]["reason"])
-            estimates = batch.get(lam_id) if plan.batched else estimate(plan.estimator, work, lams[lam_id], plan.pairs)
-            if isinstance(estimates, Exception):
-                raise estimates
-            for est in estimates:
-                draw.append(_estimate_row(plan, lam_id, est, ref))
+            if plan.levels is not None:
+                found = brackets(own, lams[lam_id], ref.w_star, plan.levels)
+                for bracket, est in level_estimates(plan.estimator, own, lams[lam_id], found, plan.levels):
+                    if est is None:
+                        draw.append({**_key(plan, lam_id, None, keys[0][1], bracket.level), "q": q, "kappa": kappa,
+                                     "status": "error", "reason": bracket.reason})  # fmt: skip
+                    else:
+                        draw.append(_estimate_row(plan, lam_id, est, ref, bracket.level))
+            else:
+                estimates = batch.get(lam_id) if plan.batched else estimate(plan.estimator, own, lams[lam_id], plan.pairs)
+                if isinstance(estimates, Exception):
+                    raise estimates
+                for est in estimates:
+                    draw.append(_estimate_row(plan, lam_id, est, ref))
         except Exception as err:  # noqa: BLE001 — a failing draw is data (status error), not the end of the run
-            reached = {(row["t"], row["k"]) for row in draw}
+            reached = {(row["t"], row["k"], row["level"]) for row in draw}
+            if plan.levels is not None:
+                reached = {(None, k, level) for _, k, level in reached}
             reason = str(err) if isinstance(err, UncertifiedReference) else _reason(err)
-            draw += [{**_key(plan, lam_id, t, k), "q": q, "kappa": kappa, "status": "error", "reason": reason} for t, k in keys if (t, k) not in reached]
+            draw += [{**_key(plan, lam_id, t, k, level), "q": q, "kappa": kappa, "status": "error", "reason": reason}
+                     for t, k, level in keys if (t, k, level) not in reached]  # fmt: skip
             fact["error"] = reason
         done(draw, fact)
 

@@ -35,6 +35,7 @@ from hgbench.estimators.reparam import MAPS
 from hgbench.paths import conf_dir
 from hgbench.problems.hyper_rep import HEADS, REPRESENTATIONS
 from hgbench.problems.outer import OUTERS
+from hgbench.problems.ye import YeLogistic as YeLogisticProblem, YeRidge as YeRidgeProblem
 from hgbench.running.grids import GRID_KINDS
 
 DTYPES = ("float64", "float32")
@@ -324,6 +325,20 @@ class Logistic(UniformProblem):
 
 
 @dataclass
+class YeRidge(UniformProblem):
+    data: str = option(Text(), "mpg (Auto MPG, shipped) or the path of a LIBSVM file (regression)")
+    test: Optional[str] = option(Path("none (a shipped set brings its own)"), "a held-out LIBSVM file")
+    outer: str = option(Choice(YeRidgeProblem.OUTERS), "linear bᵀx + ‖y‖², quadratic ½‖Ax − b‖², or inner (E = G)")
+    far: float = option(Number(0), "start w₀ = x_init + far·(x_init − x*)")
+
+
+@dataclass
+class YeLogistic(YeRidge):
+    data: str = option(Text(), "liver (BUPA Liver Disorders, shipped, with its test file) or the path of a LIBSVM file (labels 0/1 or ±1)")
+    outer: str = option(Choice(YeLogisticProblem.OUTERS), "logistic (test-file loss), linear, quadratic, or inner (E = G)")
+
+
+@dataclass
 class KernelRidge(UniformProblem):
     log_bandwidth_low: float = option(Number(), "log σ ~ U[low, high], σ in units of √(n_features)")
     log_bandwidth_high: float = option(Number(), "upper end of the log σ draws (>= log_bandwidth_low)")
@@ -398,7 +413,7 @@ class Precond(Estimator):
 
 @dataclass
 class Reparam(Estimator):
-    map: str = option(Choice(MAPS), "x = P(λ)⁻¹z with P the Hessian's diagonal (diag), or x = sign(w_t)·exp(z) (exp)")
+    map: str = option(Choice(MAPS), "x = P(λ)⁻¹z with P the Hessian's diagonal (diag), x = sign(w_t)·exp(z) (exp), or x = H(w_t, λ)⁻¹∇ℓ(z, λ_c) + w_t (opt)")
 
 
 @dataclass
@@ -409,6 +424,12 @@ class Grid:
 
 
 @dataclass
+class Levels(Grid):
+    high: float = option(Number(), "log10 of the largest absolute inner error ‖w_t − w*‖ of the levels")
+    low: float = option(Number(), "log10 of the smallest (< high)")
+    n: int = option(Integer(2), "levels, log-spaced from 10^high down to 10^low")
+
+
 class Outer:
     t: int = option(Integer(0), "inner steps per hypergradient")
     k: int = option(Integer(0), "linear-solver steps (ignored by estimators without a solver)")
@@ -430,6 +451,8 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema/problem", "ridge"): Ridge,
     ("schema/problem", "logistic"): Logistic,
     ("schema/problem", "kernel_ridge"): KernelRidge,
+    ("schema/problem", "ye_ridge"): YeRidge,
+    ("schema/problem", "ye_logistic"): YeLogistic,
     ("schema/problem", "meta_learning"): MetaLearning,
     ("schema/problem", "hyper_rep"): HyperRep,
     ("schema/problem", "equilibrium_mnist"): Equilibrium,
@@ -439,6 +462,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema/estimator", "precond"): Precond,
     ("schema/estimator", "reparam"): Reparam,
     ("schema/grid", "grid"): Grid,
+    ("schema/grid", "levels"): Levels,
     ("schema/outer", "outer"): Outer,
 }
 
