@@ -430,6 +430,7 @@ class Levels(Grid):
     n: int = option(Integer(2), "levels, log-spaced from 10^high down to 10^low")
 
 
+@dataclass
 class Outer:
     t: int = option(Integer(0), "inner steps per hypergradient")
     k: int = option(Integer(0), "linear-solver steps (ignored by estimators without a solver)")
