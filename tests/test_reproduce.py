@@ -68,3 +68,24 @@ def test_plot_theory_overlay(tmp_path, monkeypatch):
     table = pd.read_csv(tmp_path / "rates.csv")
     assert list(table["estimator"]) == ["fp"] and table["predicted_formula"].iloc[0] == "q"
     assert run_cli(monkeypatch, "plot", tmp_path, "--theory", "--kind", "cost") == 2
+
+
+def test_verdicts_table_is_written_between_the_markers_only(tmp_path):
+    """results/README.md's short verdict table is regenerated between its markers, from the same
+    tables as claims.md; the text around it is kept, and a README without markers is untouched."""
+    from hgbench.running.reproduce import VERDICTS, _write_verdicts
+
+    claims = pd.DataFrame([{"id": "G1", "source": "Grazzi et al.", "claim": "linear", "preset": "p", "criterion": "c",
+                            "measured": "m", "verdict": "holds"}])  # fmt: skip
+    observations = claims.assign(id="O1", claim="close", verdict="undecided")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{VERDICTS[0]}\nstale\n{VERDICTS[1]}\nafter\n")
+    _write_verdicts(readme, claims, observations)
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith(f"{VERDICTS[1]}\nafter\n") and "stale" not in text
+    assert "| G1 | Grazzi et al. | linear | p | holds |" in text
+    assert "| O1 | observation (this project) | close | p | undecided |" in text
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    _write_verdicts(plain, claims, observations)
+    assert plain.read_text() == "no markers\n"
