@@ -1,13 +1,25 @@
 """Speed and memory of hgbench's estimators, measured side by side in one run.
 
     python scripts/bench.py [--repeats 5] [--out results/bench] [--problems ridge logistic ...]
+                            [--parts user grids]
 
-(a) one pass over a grid vs recomputing every grid point from scratch, per estimator;
-(b) all λ draws at once (torch.func.vmap) vs a loop over 10 draws, on every problem;
-(c) each estimator's time for one point vs a hand-written twin in plain torch (its own Φ, E,
+Part "user": hgbench against a typical user's hand-written script (scripts/typical_user.py:
+plain torch, one inner loop and one hypergradient per point, its own float64 reference by
+Newton and a dense solve), on the default logistic problem, 10 λ draws × t = k ∈ {10, …, 100}:
+(a) the whole curve per estimator, in process, estimates only (hgbench with `hgbench run`'s
+    defaults vs the script's per-point loop), and a check that both compute the same ĝ;
+(b) `hgbench run` end to end (a subprocess, default settings) vs the script as a subprocess
+    (imports, references, estimates, printing: the same curve);
+(c) start-up: process start to the first estimate, beside `import torch` alone;
+(d) the references' time as a share of a run;
+(e) the cost of one step of each AID solver against one fixed-point step (and a hand-written one).
+Part "grids", per problem:
+(f) one pass over a grid vs recomputing every grid point from scratch, per estimator;
+(g) all λ draws at once (torch.func.vmap) vs a loop over 10 draws, on every problem;
+(h) each estimator's time for one point vs a hand-written twin in plain torch (its own Φ, E,
     inner loop, ITD, FP and CG, fed the problem's data tensors and step size, no hgbench code):
     hgbench's overhead, and a check that both compute the same ĝ;
-(d) bytes saved for backward vs t, per estimator.
+(i) bytes saved for backward vs t, per estimator.
 Ratios are computed per repeat (both sides timed back to back) and reported as min/median/max.
 Problems and estimators are built from hgbench's own configs (conf/), as `hgbench run` builds them.
 Writes results/bench/bench.md and the raw timings as CSV.
@@ -16,6 +28,11 @@ Writes results/bench/bench.md and the raw timings as CSV.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +42,9 @@ import hydra
 import pandas as pd
 import torch
 
-from hgbench.core.bound import estimate
+from hgbench.core.bound import bind, estimate
+from hgbench.core.reference import reference
+from hgbench.estimators.aid import AID
 from hgbench.running.batch import estimate_batched
 from hgbench.paths import conf_dir
 from hgbench.running import schema
@@ -33,33 +52,85 @@ from hgbench.running import schema
 # --- hgbench side: one small function per measure (adapt these when the estimator API changes) --
 
 
-def from_conf(group: str, *overrides: str):
-    """conf/GROUP instantiated as `hgbench run OVERRIDES` would build it (the config files name
-    their schemas, which must be registered first)."""
+def compose(*overrides: str):
+    """The configuration of `hgbench run OVERRIDES` (the config files name their schemas,
+    which must be registered first)."""
     schema.register()
     with hydra.initialize_config_dir(str(conf_dir()), version_base=None):
-        cfg = hydra.compose("config", overrides=list(overrides))
-    return hydra.utils.instantiate(cfg[group])
+        return hydra.compose("config", overrides=list(overrides))
+
+
+def from_conf(group: str, *overrides: str):
+    """conf/GROUP instantiated as `hgbench run OVERRIDES` would build it."""
+    return hydra.utils.instantiate(compose(*overrides)[group])
+
+
+def hg_run_curve(est, problem, lams, pairs) -> torch.Tensor:
+    """(a) every draw's curve as `hgbench run` computes it with its defaults: all draws at once
+    where the default ``batch_lambdas`` asks for it and the pair vectorizes, else one draw after
+    the other (hgbench.running.runner)."""
+    if compose().batch_lambdas and hg_batchable(est, problem):
+        return hg_batched(est, problem, lams, pairs)
+    return hg_loop(est, problem, lams, pairs)
+
+
+def hg_reference(problem, lam) -> torch.Tensor:
+    """(d) the float64 reference of one draw."""
+    return reference(problem, lam).grad
+
+
+def hg_solver_steps(est, problem, lam, t, k) -> None:
+    """(e) k steps of an AID estimator's solver at w_t (nothing else timed)."""
+    bound = bind(problem, lam)
+    (_, w, _), = bound.iterates([t])
+    lin = bound.linearize(w)
+    b = torch.func.grad(bound.outer)(w, lam)
+    steps = est.solver(lin, b)
+    start = time.perf_counter()
+    for _ in range(k):
+        next(steps)
+    return time.perf_counter() - start
+
+
+def hg_cli(*overrides: str) -> list[str]:
+    """(b) the command line of `hgbench run OVERRIDES` (the worktree's code)."""
+    return [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", *overrides]
+
+
+# (c) a fresh process that does what `hgbench run` does up to its first estimate: import the
+# command's modules, compose the configuration, build the problem and the estimator, estimate.
+STARTUP = """
+import sys, time
+from hgbench.running import app, runner  # what `hgbench run` imports
+from hgbench.core.bound import estimate
+sys.path.insert(0, sys.argv[2])
+from bench import compose
+cfg = compose("problem=logistic", "estimator=" + sys.argv[3])
+problem, est = runner.instantiate(cfg.problem), runner.instantiate(cfg.estimator)
+lam = problem.sample_lambdas(1, runner.torch.Generator().manual_seed(0))[0]
+list(estimate(est, problem, lam, [(10, 10)]))
+print(time.time() - float(sys.argv[1]))
+"""
 
 
 def hg_point(est, problem, lam, t, k) -> torch.Tensor:
-    """(c) ĝ(t, k) at one draw."""
+    """(h) ĝ(t, k) at one draw."""
     (point,) = estimate(est, problem, lam, [(t, k)])
     return point.grad
 
 
 def hg_curve(est, problem, lam, pairs) -> None:
-    """(a) every point of a grid at one draw, in one pass."""
+    """(f) every point of a grid at one draw, in one pass."""
     list(estimate(est, problem, lam, pairs))
 
 
 def hg_loop(est, problem, lams, pairs) -> torch.Tensor:
-    """(b) ĝ of every draw and grid point, (draws, points, dim λ), one draw after the other."""
+    """(g) ĝ of every draw and grid point, (draws, points, dim λ), one draw after the other."""
     return torch.stack([torch.stack([e.grad for e in estimate(est, problem, lam, pairs)]) for lam in lams])
 
 
 def hg_batched(est, problem, lams, pairs) -> torch.Tensor:
-    """(b) the same, all draws at once (vmap)."""
+    """(g) the same, all draws at once (vmap)."""
     return torch.stack([torch.stack([e.grad for e in curve]) for curve in estimate_batched(est, problem, lams, pairs)])
 
 
@@ -68,12 +139,12 @@ def hg_batchable(est, problem) -> bool:
 
 
 def hg_saved_bytes(est, problem, lam, pairs) -> dict[int, int]:
-    """(d) bytes saved for backward, by t."""
+    """(i) bytes saved for backward, by t."""
     return {e.t: e.cost.saved_bytes for e in estimate(est, problem, lam, pairs)}
 
 
 def twin_tensors(problem, lam, names) -> list[torch.Tensor]:
-    """(c) what a twin reads, taken once outside the timed region: the problem's data tensors
+    """(h) what a twin reads, taken once outside the timed region: the problem's data tensors
     ``names`` and the draw's step size α, as plain tensors."""
     return [getattr(problem, name).detach().clone() for name in names] + [problem.consts(lam)["alpha"].detach().clone()]
 
@@ -85,7 +156,7 @@ def draws(problem, n, seed) -> torch.Tensor:
 ESTIMATORS = {name: from_conf("estimator", f"estimator={name}") for name in ("itd", "itd_forward", "fp", "cg")}
 
 
-# --- (c) hand-written twins: plain torch only; they receive tensors, never an hgbench object ----
+# --- (h) hand-written twins: plain torch only; they receive tensors, never an hgbench object ----
 
 
 class Twin(NamedTuple):
@@ -199,13 +270,13 @@ def grid(ts, ks) -> list[tuple[int, int]]:
 class Case:
     label: str
     overrides: tuple[str, ...]  # of conf/: the problem as `hgbench run` would build it
-    batched: dict[str, list[tuple[int, int]]]  # (b): estimator -> grid points
-    not_batched: dict[str, str] = field(default_factory=dict)  # (b): estimator -> why it is left out
-    # (a), (c), (d) run where set: the twin's builder and the problem's data tensors it takes
+    batched: dict[str, list[tuple[int, int]]]  # (g): estimator -> grid points
+    not_batched: dict[str, str] = field(default_factory=dict)  # (g): estimator -> why it is left out
+    # (f), (h), (i) run where set: the twin's builder and the problem's data tensors it takes
     twin: tuple[Callable[..., Twin], tuple[str, ...]] | None = None
-    t_point: int = 0  # (c)
-    t_big: int = 0  # (a): longest t of the grids
-    t_forward: int = 0  # (a), (d): longest t for itd_forward (dim λ JVPs per step)
+    t_point: int = 0  # (h)
+    t_big: int = 0  # (f): longest t of the grids
+    t_forward: int = 0  # (f), (i): longest t for itd_forward (dim λ JVPs per step)
 
 
 CASES = [
@@ -251,11 +322,11 @@ def values(pairs) -> str:
 
 
 def overhead(case, problem, lam, repeats, raw):
-    """(c) one point: hgbench vs its hand-written twin."""
+    """(h) one point: hgbench vs its hand-written twin."""
     build, names = case.twin
     twin = build(*twin_tensors(problem, lam, names))
     k = 50
-    lines = [f"\n(c) one point (t = {case.t_point}, k = {k}): hgbench time / hand-written twin time\n",
+    lines = [f"\n(h) one point (t = {case.t_point}, k = {k}): hgbench time / hand-written twin time\n",
              "| estimator | hgbench s (median) | by hand s (median) | ratio min / median / max | max abs diff of ĝ |\n|---|---|---|---|---|"]  # fmt: skip
     for name, est in ESTIMATORS.items():
         rows = []
@@ -270,7 +341,7 @@ def overhead(case, problem, lam, repeats, raw):
 
 
 def one_pass(case, problem, lam, repeats, raw):
-    """(a) a whole grid in one pass vs every point from scratch."""
+    """(f) a whole grid in one pass vs every point from scratch."""
     step = case.t_big // 10
     grids = {
         "itd": [(t, 0) for t in range(step, case.t_big + 1, step)],
@@ -278,7 +349,7 @@ def one_pass(case, problem, lam, repeats, raw):
         "fp": [(case.t_big, k) for k in range(50, 501, 50)],
         "cg": [(case.t_big, k) for k in range(5, 51, 5)],
     }
-    lines = ["\n(a) a whole grid in one pass vs every point from scratch: time from scratch / time of one pass\n",
+    lines = ["\n(f) a whole grid in one pass vs every point from scratch: time from scratch / time of one pass\n",
              "| estimator | grid | points | one pass s (median) | ratio min / median / max | target (≥ points/2) |\n|---|---|---|---|---|---|"]  # fmt: skip
     for name, est in ESTIMATORS.items():
         pairs = grids[name]
@@ -296,9 +367,9 @@ def one_pass(case, problem, lam, repeats, raw):
 
 
 def batched(case, problem, repeats, raw):
-    """(b) all λ draws at once vs a loop over the draws."""
+    """(g) all λ draws at once vs a loop over the draws."""
     lams = draws(problem, 10, seed=1)
-    lines = [f"\n(b) {len(lams)} λ draws: loop time / vmap time (same grid points, one curve per draw)\n",
+    lines = [f"\n(g) {len(lams)} λ draws: loop time / vmap time (same grid points, one curve per draw)\n",
              "| estimator | grid | loop s (median) | ratio min / median / max | max abs diff of ĝ |\n|---|---|---|---|---|"]  # fmt: skip
     for name, est in ESTIMATORS.items():
         if name not in case.batched:
@@ -319,9 +390,9 @@ def batched(case, problem, repeats, raw):
 
 
 def memory(case, problem, lam):
-    """(d) bytes saved for backward vs t."""
+    """(i) bytes saved for backward vs t."""
     ts = [10, 100, 1000]
-    lines = ["\n(d) bytes saved for backward, per estimate (k = 20 for fp, cg)\n",
+    lines = ["\n(i) bytes saved for backward, per estimate (k = 20 for fp, cg)\n",
              "| estimator | " + " | ".join(f"t = {t}" for t in ts) + " |\n|---|" + "---|" * len(ts)]  # fmt: skip
     for name, est in ESTIMATORS.items():
         t_max = case.t_forward if name == "itd_forward" else max(ts)
@@ -330,17 +401,190 @@ def memory(case, problem, lam):
     return lines
 
 
+# --- part "user": against a typical user's hand-written script ----------------------------------
+
+SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(SCRIPTS))
+import typical_user  # noqa: E402  (scripts/typical_user.py: plain torch, no hgbench code)
+
+CURVE_TS = list(range(10, 101, 10))  # t = k, the default diag grid's kind
+CURVE_ESTIMATORS = ("itd", "fp", "cg")  # what the script implements
+CURVE_CLI = ("problem=logistic", f"grid.t=[{','.join(map(str, CURVE_TS))}]")
+
+
+def user_curve(repeats, raw):
+    """(a) 10 draws × t = k ∈ CURVE_TS, estimates only, in process: hgbench's default path (and,
+    for the record, the batched one) vs the script's loop over points."""
+    problem = from_conf("problem", "problem=logistic")
+    lams = draws(problem, 10, seed=0)
+    data = typical_user.logistic_data()
+    pairs = [(t, t) for t in CURVE_TS]
+    default = "batched" if compose().batch_lambdas else "loop"
+    lines = [f"\n(a) a whole curve, logistic, {len(lams)} λ draws × t = k ∈ {{{CURVE_TS[0]}, …, {CURVE_TS[-1]}}}, estimates only "
+             f"(no reference), in process: script time / hgbench time (default path: {default})\n",
+             "| estimator | hgbench s (median) | script s (median) | ratio min / median / max | batched: ratio min / median / max "
+             "| max abs diff of ĝ | target |\n|---|---|---|---|---|---|---|"]  # fmt: skip
+
+    def script():
+        points = typical_user.curve(data, lams, name, CURVE_TS, with_reference=False)
+        return torch.stack([torch.stack([points[i, t][0] for t in CURVE_TS]) for i in range(len(lams))])
+
+    for name in CURVE_ESTIMATORS:
+        est = ESTIMATORS[name]
+        batchable = hg_batchable(est, problem)
+        hg_run_curve(est, problem, lams[:1], pairs[:1])  # warm-up
+        if batchable:
+            hg_batched(est, problem, lams[:2], pairs[:1])
+        rows = []
+        for _ in range(repeats):
+            t_hg, g_hg = clock(lambda: hg_run_curve(est, problem, lams, pairs))
+            t_user, g_user = clock(script)
+            t_batch = clock(lambda: hg_batched(est, problem, lams, pairs))[0] if batchable else float("nan")
+            rows.append({"hg": t_hg, "user": t_user, "ratio": t_user / t_hg, "batched": t_batch, "ratio_batched": t_user / t_batch,
+                         "diff": max_diff(g_hg, g_user)})  # fmt: skip
+            raw.append({"bench": "user_curve", "problem": "logistic", "estimator": name, **rows[-1]})
+        med = pd.DataFrame(rows).median()
+        batched_cell = ratios(rows, "ratio_batched") if batchable else "does not vectorize"
+        lines.append(f"| {name} | {med.hg:.3f} | {med.user:.3f} | {ratios(rows, 'ratio')} | {batched_cell} "
+                     f"| {max(r['diff'] for r in rows):.1e} | ≥ 5 |")  # fmt: skip
+    return lines
+
+
+def subprocess_time(command, env) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def user_cli(repeats, raw, env) -> dict[str, float]:
+    """(b) `hgbench run` end to end (defaults: plot, progress bar, references, run.json) vs the
+    script for the same curve, each a fresh process; returns the median hgbench time per estimator."""
+    lines = ["\n(b) end to end, fresh processes, the same curve with references: `hgbench run "
+             f"{' '.join(CURVE_CLI)} estimator=E` (its defaults) vs `python scripts/typical_user.py --estimator E`: "
+             "hgbench time / script time\n",
+             "| estimator | hgbench run s (median) | script s (median) | ratio min / median / max | target |\n|---|---|---|---|---|"]  # fmt: skip
+    medians = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in CURVE_ESTIMATORS:
+            rows = []
+            for i in range(repeats):
+                t_hg = subprocess_time(hg_cli(*CURVE_CLI, f"estimator={name}", f"hydra.run.dir={tmp}/{name}{i}"), env)
+                t_user = subprocess_time([sys.executable, str(SCRIPTS / "typical_user.py"), "--estimator", name], env)
+                rows.append({"hg": t_hg, "user": t_user, "ratio": t_hg / t_user})
+                raw.append({"bench": "user_cli", "problem": "logistic", "estimator": name, **rows[-1]})
+            med = pd.DataFrame(rows).median()
+            medians[name] = med.hg
+            lines.append(f"| {name} | {med.hg:.2f} | {med.user:.2f} | {ratios(rows, 'ratio')} | ≤ 1 |")
+    return lines, medians
+
+
+def startup(repeats, raw, env):
+    """(c) process start to the first estimate (one point, t = k = 10, logistic, cg), beside
+    the floors: an empty interpreter, `import torch`, and the command's imports alone."""
+    steps = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "import torch": [sys.executable, "-c", "import torch"],
+        "import hgbench.running.app (the command's modules)": [sys.executable, "-c", "import hgbench.running.app"],
+    }
+    rows = {name: [] for name in [*steps, "start to first estimate (cg)"]}
+    for _ in range(repeats):
+        for name, command in steps.items():
+            rows[name].append(subprocess_time(command, env))
+        start = time.time()
+        out = subprocess.run([sys.executable, "-c", STARTUP, str(start), str(SCRIPTS), "cg"], env=env, check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+        rows["start to first estimate (cg)"].append(float(out.split()[-1]))
+    lines = ["\n(c) start-up, fresh processes (s): process start to the first estimate, and its floors\n",
+             "| step | s min / median / max | target |\n|---|---|---|"]  # fmt: skip
+    for name, times in rows.items():
+        raw.extend({"bench": "startup", "problem": "logistic", "estimator": name, "hg": t} for t in times)
+        s = pd.Series(times)
+        target = "≤ 1.5" if name.startswith("start") else ""
+        lines.append(f"| {name} | {s.min():.2f} / {s.median():.2f} / {s.max():.2f} | {target} |")
+    return lines
+
+
+def reference_share(repeats, raw, run_times):
+    """(d) the 10 draws' references (warm: after one reference in this process) as a share of
+    the median `hgbench run` time of (b)."""
+    problem = from_conf("problem", "problem=logistic")
+    lams = draws(problem, 10, seed=0)
+    hg_reference(problem, lams[0])
+    times = []
+    for _ in range(repeats):
+        times.append(clock(lambda: [hg_reference(problem, lam) for lam in lams])[0])
+        raw.append({"bench": "reference", "problem": "logistic", "estimator": "", "hg": times[-1]})
+    s = pd.Series(times)
+    lines = ["\n(d) the references of the 10 λ draws (in process, warm) and their share of `hgbench run`'s time in (b)\n",
+             "| references s min / median / max | " + " | ".join(f"share of {name}'s run (median)" for name in run_times) + " | target |",
+             "|---|" + "---|" * len(run_times) + "---|",
+             f"| {s.min():.3f} / {s.median():.3f} / {s.max():.3f} | " + " | ".join(f"{s.median() / t:.1%}" for t in run_times.values()) + " | ≤ 10% |"]  # fmt: skip
+    return lines
+
+
+def solver_steps(repeats, raw, steps=200, t=100):
+    """(e) one solver step, logistic, at w_100: each AID solver against the fixed-point
+    iteration, timed back to back; and a hand-written fixed-point step (plain autograd)."""
+    problem = from_conf("problem", "problem=logistic")
+    lam = draws(problem, 1, seed=0)[0]
+    solvers = {name: from_conf("estimator", f"estimator={name}") for name in ("fp", "cg", "neumann", "cg_normal", "gmres")}
+    twin = logistic_twin(*twin_tensors(problem, lam, ("x_train", "b_train", "x_val", "b_val")))
+
+    def by_hand(solve):
+        w = unroll(twin, lam, t).requires_grad_()
+        with torch.enable_grad():
+            out = twin.phi(w, lam)
+            b = torch.autograd.grad(twin.outer(w, lam), w)[0]
+        start = time.perf_counter()
+        solve(lambda u: torch.autograd.grad(out, w, u, retain_graph=True)[0], b, steps)
+        return time.perf_counter() - start
+
+    for est in solvers.values():
+        assert isinstance(est, AID)
+        hg_solver_steps(est, problem, lam, t, 2)  # warm-up
+    lines = [f"\n(e) one solver step (µs), logistic, at w_{t}, {steps} steps timed: each solver / hgbench's fp step\n",
+             "| solver | µs per step (median) | ratio to fp min / median / max | target |\n|---|---|---|---|"]  # fmt: skip
+    rows = {name: [] for name in [*solvers, "fp by hand", "cg by hand"]}
+    for _ in range(repeats):
+        fp = hg_solver_steps(solvers["fp"], problem, lam, t, steps) / steps
+        rows["fp"].append({"step": fp, "ratio": 1.0})
+        for name, est in solvers.items():
+            if name != "fp":
+                step = hg_solver_steps(est, problem, lam, t, steps) / steps
+                rows[name].append({"step": step, "ratio": step / fp})
+        for name, solve in (("fp by hand", fixed_point), ("cg by hand", conjugate_gradient)):
+            step = by_hand(solve) / steps
+            rows[name].append({"step": step, "ratio": step / fp})
+    for name, rs in rows.items():
+        raw.extend({"bench": "solver_step", "problem": "logistic", "estimator": name, **r} for r in rs)
+        target = {"cg": "≤ 1.1", "gmres": "(grows with k)"}.get(name, "")
+        lines.append(f"| {name} | {pd.DataFrame(rs)['step'].median() * 1e6:.0f} | {ratios(rs, 'ratio')} | {target} |")
+    return lines
+
+
+def machine() -> str:
+    """The CPU's model and core count, from /proc/cpuinfo where there is one."""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores visible"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="results/bench")
     names = [case.label.split()[0] for case in CASES]
-    parser.add_argument("--problems", nargs="+", choices=names, default=names, help="measure only these (default: all)")
+    parser.add_argument("--problems", nargs="+", choices=names, default=names, help="part grids: only these problems (default: all)")
+    parser.add_argument("--parts", nargs="+", choices=("user", "grids"), default=["user", "grids"], help="measure only these parts")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# hgbench benchmark\n\n`python scripts/bench.py --repeats {args.repeats}` — torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, CPU, float64. Ratios: min / median / max over {args.repeats} repeats.\n"]  # fmt: skip
+    lines = [f"# hgbench benchmark\n\n`python scripts/bench.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), CPU, float64. "
+             f"Ratios: min / median / max over {args.repeats} repeats.\n\nMachine: {machine()}; load average at the start "
+             f"{os.getloadavg()[0]:.1f} (1 min).\n"]  # fmt: skip
     print(lines[0], flush=True)
     raw = []
 
@@ -348,7 +592,16 @@ def main():
         print("\n".join(new), flush=True)
         lines.extend(new)
 
-    for case in (case for case in CASES if case.label.split()[0] in args.problems):
+    if "user" in args.parts:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPTS.parent), os.environ.get("PYTHONPATH", "")])}
+        report(["\n## Against a typical user's script (scripts/typical_user.py)\n"])
+        report(user_curve(args.repeats, raw))
+        cli_lines, run_times = user_cli(args.repeats, raw, env)
+        report(cli_lines)
+        report(startup(args.repeats, raw, env))
+        report(reference_share(args.repeats, raw, run_times))
+        report(solver_steps(args.repeats, raw))
+    for case in (case for case in CASES if "grids" in args.parts and case.label.split()[0] in args.problems):
         problem = from_conf("problem", *case.overrides)
         lam = draws(problem, 1, seed=0)[0]
         used = ESTIMATORS if case.twin else {name: ESTIMATORS[name] for name in case.batched}
@@ -361,6 +614,7 @@ def main():
         report(batched(case, problem, args.repeats, raw))
         if case.twin:
             report(memory(case, problem, lam))
+    report([f"\nLoad average at the end: {os.getloadavg()[0]:.1f} (1 min)."])
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     pd.DataFrame(raw).to_csv(out / "bench_raw.csv", index=False)
     print(f"written: {out / 'bench.md'}, {out / 'bench_raw.csv'}")

@@ -121,14 +121,34 @@ def test_cg_matches_direct_solve_and_stays_put_after_convergence():
     m = torch.randn(5, 5, generator=gen, dtype=torch.float64)
     a = m @ m.T + 5 * torch.eye(5, dtype=torch.float64)
     b = torch.randn(5, generator=gen, dtype=torch.float64)
-    iterates = conjugate_gradient(lambda v: a @ v, b)
+    iterates = conjugate_gradient(lambda v: a @ v, b, batched=False)
     vs = [next(iterates) for _ in range(12)]
     exact = torch.linalg.solve(a, b)
     assert rel(vs[4], exact) < 1e-12
     assert all(torch.isfinite(v).all() and rel(v, exact) < 1e-12 for v in vs[5:])
     # the zero right-hand side: residual exactly zero from the start, iterates stay at 0
-    zero = conjugate_gradient(lambda v: a @ v, torch.zeros(5, dtype=torch.float64))
+    zero = conjugate_gradient(lambda v: a @ v, torch.zeros(5, dtype=torch.float64), batched=False)
     assert all(torch.equal(next(zero), torch.zeros(5, dtype=torch.float64)) for _ in range(3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("system", ["spd", "identity", "zero_rhs"])
+def test_cg_branches_equal_its_elementwise_selection_bit_for_bit(system, dtype):
+    """CG's zero tests as Python branches (the loop) and as torch.where (what runs under vmap):
+    the same iterates, bit for bit, through convergence, a residual at round-off (A = I: r = 0
+    after one step, then pᵀAp = 0) and a zero right-hand side."""
+    gen = torch.Generator().manual_seed(1)
+    m = torch.randn(6, 6, generator=gen, dtype=torch.float64)
+    a = {"spd": m @ m.T + 0.1 * torch.eye(6, dtype=torch.float64), "identity": torch.eye(6, dtype=torch.float64)}.get(system, m @ m.T)
+    bs = torch.randn(3, 6, generator=gen, dtype=torch.float64) * (system != "zero_rhs")
+    a, bs = a.to(dtype), bs.to(dtype)
+
+    def iterates(b, batched, n=20):
+        steps = conjugate_gradient(lambda v: a @ v, b, batched=batched)
+        return torch.stack([next(steps) for _ in range(n)])
+
+    loop = torch.stack([iterates(b, batched=False) for b in bs])
+    assert torch.equal(loop, torch.stack([iterates(b, batched=True) for b in bs]))
 
 
 @pytest.mark.parametrize("estimator", [FixedPoint("fp"), ConjugateGradient("cg"), ITDReverse("itd"), ITDForward("itd_forward")])
@@ -173,3 +193,16 @@ def test_cg_stays_put_long_after_convergence():
     lam = draws(problem, 10)[9]
     early, late = (e.grad for e in estimate(ConjugateGradient("cg"), problem, lam, [(2000, 500), (2000, 2000)]))
     assert torch.equal(early, late)
+
+
+@pytest.mark.parametrize("outer", ["validation", "linear", "inner"])
+def test_outer_gradients_by_autograd_equal_torch_func_bit_for_bit(outer):
+    """A bound problem's (∇₁E, ∇₂E) by plain autograd (the loop) equal torch.func.grad's (what
+    the batched path uses, under vmap) bit for bit, with E independent of λ (validation) or not,
+    at points where λ enters E (linear) or enters through ℓ (inner)."""
+    problem = Logistic("logistic", seed=0, n_samples=200, n_features=6, label_noise=0.1, lam_low=-3.0, lam_high=-1.0, outer=outer)
+    for lam in draws(problem, 3):
+        w = torch.randn(problem.w_dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        by_autograd = bind(problem, lam).outer_grads(w)
+        by_func = torch.func.grad(problem.outer, argnums=(0, 1))(w, lam)
+        assert all(torch.equal(a, b) for a, b in zip(by_autograd, by_func))

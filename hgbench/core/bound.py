@@ -61,6 +61,20 @@ class BoundProblem:
     def meter(self) -> Meter:
         return Meter(self.tally, self.lam.device)
 
+    def outer_grads(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(∇₁E(w, λ), ∇₂E(w, λ)), not counted (hgbench.core.cost). By plain autograd, or by
+        torch.func.grad when ``functional`` (under vmap): the same numbers, bit for bit, but
+        torch.func's first gradient imports torch._dynamo (~2 s), which a run whose
+        estimator needs nothing else of torch.func does not pay before its first estimate."""
+        if self.functional:
+            return torch.func.grad(self.outer, argnums=(0, 1))(w, self.lam)
+        leaves = (w.detach().requires_grad_(True), self.lam.detach().requires_grad_(True))
+        with torch.enable_grad():
+            value = self.outer(*leaves)
+        if not value.requires_grad:  # E depends on neither w nor λ
+            return tuple(torch.zeros_like(leaf) for leaf in leaves)
+        return torch.autograd.grad(value, leaves, allow_unused=True, materialize_grads=True)
+
     def linearize(self, w: torch.Tensor, wrt_lam: bool = True) -> Linearization:
         """Φ linearized at (w, λ) (hgbench.core.linearization); ``wrt_lam=False`` when no
         ∂₂Φᵀ-product will be asked for."""

@@ -115,10 +115,12 @@ def taped(tally: Tally):
         if storage.data_ptr() not in seen:
             seen.add(storage.data_ptr())
             tally.saved_bytes += storage.nbytes()
-        # Not the tensor itself: when an op saves its own output (tanh, exp, ...), that output
-        # would hold its grad_fn holding the output, a cycle through C++ objects that Python's
-        # garbage collector cannot free, and every tape would leak (5 GB per draw at t = 3000).
-        return tensor.detach()
+        # Not a tensor on the tape itself: when an op saves its own output (tanh, exp, ...), that
+        # output would hold its grad_fn holding the output, a cycle through C++ objects that
+        # Python's garbage collector cannot free, and every tape would leak (5 GB per draw at
+        # t = 3000). A tensor off the tape (data, constants: no grad_fn) closes no cycle and is
+        # kept as it is, sparing a detach per saved tensor.
+        return tensor.detach() if tensor.requires_grad else tensor
 
     def count_vjp(grad):
         tally.n_vjp += 1

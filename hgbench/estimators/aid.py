@@ -63,12 +63,11 @@ class AID(Estimator):
         ks_at = {}
         for t, k in pairs:
             ks_at.setdefault(t, set()).add(k)
-        outer_grads = torch.func.grad(bound.outer, argnums=(0, 1))
         for t, w, inner_cost in bound.iterates(ks_at):
             solve = bound.meter()
             with solve:
                 x = self.point(bound, w)
-                grad_w, grad_lam = outer_grads(x, bound.lam)
+                grad_w, grad_lam = bound.outer_grads(x)
                 lin = bound.linearize(x)
                 if bound.v0 is None:
                     v, iterates = self.initial(grad_w), self.solver(lin, grad_w)

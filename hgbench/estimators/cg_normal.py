@@ -21,4 +21,4 @@ class NormalCG(AID):
     def solver(self, lin, b):
         m = lambda v: v - lin.jt(v)  # noqa: E731  (I − Jᵀ) v
         m_t = lambda u: u - lin.j(u)  # noqa: E731  (I − J) u
-        return conjugate_gradient(lambda v: m_t(m(v)), m_t(b))
+        return conjugate_gradient(lambda v: m_t(m(v)), m_t(b), batched=lin.functional)

@@ -40,7 +40,7 @@ def solve_direct(lin: Linearization, b: torch.Tensor) -> torch.Tensor:
 def implicit_at(bound: BoundProblem, x: torch.Tensor, solve: Solve) -> torch.Tensor:
     """∇₂E(x) + ∂₂Φ(x)ᵀ v with v = solve(lin, ∇₁E(x)), lin = Φ linearized at x; one Φ
     evaluation builds the VJP graph at x, one VJP gives ∂₂Φᵀv (plus whatever ``solve`` uses)."""
-    grad_w, grad_lam = torch.func.grad(bound.outer, argnums=(0, 1))(x, bound.lam)
+    grad_w, grad_lam = bound.outer_grads(x)
     lin = bound.linearize(x)
     return grad_lam + lin.lam_t(solve(lin, grad_w))
 

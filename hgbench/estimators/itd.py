@@ -92,7 +92,6 @@ class ITDForward(Estimator):
     def estimate(self, bound, pairs):
         lam = bound.lam
         eye = torch.eye(lam.numel(), dtype=lam.dtype, device=lam.device)
-        outer_grads = torch.func.grad(bound.outer, argnums=(0, 1))
         steps = bound.meter()
         w, done = bound.w0, 0
         jac = torch.zeros(w.numel(), lam.numel(), dtype=w.dtype, device=w.device)
@@ -103,6 +102,6 @@ class ITDForward(Estimator):
                     done += 1
             final = bound.meter()
             with final:
-                grad_w, grad_lam = outer_grads(w, lam)
+                grad_w, grad_lam = bound.outer_grads(w)
                 grad = jac.T @ grad_w + grad_lam
             yield Estimate(t, None, grad, w, steps.cost + final.cost)

@@ -61,14 +61,14 @@ class Preconditioned(AID):
         if self.solve == "direct":  # I − J = (I − Jᵀ)ᵀ
             system = torch.eye(w.numel(), dtype=w.dtype, device=w.device) - lin.dense_jt().T
             return w - solve_or_nan(system, residual)
-        steps = conjugate_gradient(lambda v: v - lin.jt(v), residual)
+        steps = conjugate_gradient(lambda v: v - lin.jt(v), residual, batched=lin.functional)
         step = torch.zeros_like(w)
         for _ in range(self.precond_steps):
             step = next(steps)
         return w - step
 
     def solver(self, lin, b):
-        return conjugate_gradient(lambda v: v - lin.jt(v), b)
+        return conjugate_gradient(lambda v: v - lin.jt(v), b, batched=lin.functional)
 
     def at(self, bound, w):
         return implicit_at(bound, self.point(bound, w), solve_direct)
