@@ -154,11 +154,12 @@ def _reproduce(args: list[str]) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"presets to run (default: all of {', '.join(presets())})")
     parser.add_argument("--quick", action="store_true", help="the presets' short variants (fewer draws and steps)")
     parser.add_argument("--out", default="results", help="where to write (default: results)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads of each run (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each run (default: 1; the presets' "
+                        "problems are small, and a team of threads loses 2-3x to a shared core's other work; 0: torch's default)")
     parser.add_argument("--force", action="store_true", help="let --quick replace a preset's full results in OUT")
     ns = parser.parse_args(args)
     try:
-        failed = reproduce(ns.names, ns.out, ns.quick, ns.threads, ns.force)
+        failed = reproduce(ns.names, ns.out, ns.quick, ns.threads or None, ns.force)
     except ValueError as err:
         print(f"hgbench reproduce: error: {err}", file=sys.stderr)
         return 2
