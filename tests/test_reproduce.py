@@ -89,3 +89,34 @@ def test_verdicts_table_is_written_between_the_markers_only(tmp_path):
     plain.write_text("no markers\n")
     _write_verdicts(plain, claims, observations)
     assert plain.read_text() == "no markers\n"
+
+
+def test_reproduce_runs_presets_side_by_side_up_to_jobs(tmp_path, monkeypatch):
+    """With --jobs 2, four presets run two at a time (never three), the longest estimate first,
+    each into its own folder; a failing one is counted and the others still finish."""
+    import json
+    import sys
+    import time
+
+    from hgbench.running import reproduce as rep
+
+    blocks = {f"p{i}": {"minutes": m, "quick_minutes": m} for i, m in enumerate([0.1, 0.4, 0.2, 0.3])}
+    monkeypatch.setattr(rep, "presets", lambda: blocks)
+    log = tmp_path / "spans.jsonl"
+    script = ("import json, sys, time; began = time.time(); time.sleep(0.6); "
+              f"open({str(log)!r}, 'a').write(json.dumps([sys.argv[1], began, time.time()]) + '\\n'); "
+              "sys.exit(sys.argv[1] == 'p2')")  # fmt: skip
+    monkeypatch.setattr(rep, "command", lambda name, block, target, quick: [sys.executable, "-c", script, name])
+    finished = []
+    monkeypatch.setattr(rep, "_finish", lambda name, block, out, code, *rest: finished.append(name) or code == 0)
+    monkeypatch.setattr(rep, "claims_table", lambda out: (out / "claims.md", (out / "claims.md").write_text(""))[0])
+    assert rep.reproduce([], tmp_path / "out", jobs=2) == 1
+    spans = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted(name for name, _, _ in spans) == ["p0", "p1", "p2", "p3"] and sorted(finished) == ["p0", "p1", "p2", "p3"]
+    starts = sorted(spans, key=lambda s: s[1])
+    assert [name for name, _, _ in starts[:2]] in (["p1", "p3"], ["p3", "p1"])  # the two longest first
+    for _, began, _ in spans:
+        assert sum(b <= began + 1e-3 < e for _, b, e in spans) <= 2
+    assert any(b1 < e2 and b2 < e1 for n1, b1, e1 in spans for n2, b2, e2 in spans if n1 < n2)  # side by side
+    with pytest.raises(ValueError, match="--jobs 0"):
+        rep.reproduce([], tmp_path / "out", jobs=0)

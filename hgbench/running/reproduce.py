@@ -9,8 +9,9 @@ A preset is a file conf/experiment/NAME.yaml with a ``reproduce`` block:
       quick: [n_lambdas=3, ...]     # overrides of the --quick variant
       figures: [error]              # hgbench plot kinds to draw (error gets --theory)
 
-Each preset runs as its own ``hgbench run -m +experiment=NAME`` process into
-OUT/NAME.partial/, which replaces OUT/NAME/ only when the preset finished: a killed reproduction
+Each preset runs as its own ``hgbench run -m +experiment=NAME`` process (as many at once as
+``jobs``: by default one per usable core, each with one torch thread; a preset's problems are
+too small for a thread team to pay off) into OUT/NAME.partial/, which replaces OUT/NAME/ only when the preset finished: a killed reproduction
 never leaves a half-written results folder. Then its figures are drawn, the jobs' duplicate
 files are dropped (the combined metrics.csv, or outer.csv for outer-loop presets, keeps every
 row), its time and command are written to reproduce.json, and OUT/claims.md is rebuilt from
@@ -23,6 +24,7 @@ a section of its own, this project's observations (hgbench.analysis.claims.obser
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -73,20 +75,12 @@ def command(name: str, block: dict, target: Path, quick: bool) -> list[str]:
             f"hydra.sweep.dir={target}", "plot=false", *overrides]  # fmt: skip
 
 
-def _run_with_bar(cmd: list[str], log: Path, bar: tqdm, budget_s: float) -> int:
-    """Run cmd (output to log) while the bar advances with the clock, up to this preset's
-    estimate; the bar then jumps to the preset's end."""
-    start = bar.n
-    with open(log, "w") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
-        began = time.perf_counter()
-        while proc.poll() is None:
-            time.sleep(1.0)
-            bar.n = start + min(time.perf_counter() - began, budget_s)
-            bar.refresh()
-    bar.n = start + budget_s
-    bar.refresh()
-    return proc.returncode
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _tidy(folder: Path) -> None:
@@ -199,16 +193,18 @@ def _full_results(out: Path, names) -> list[str]:
     return full
 
 
-def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | None = None, force: bool = False) -> int:
-    """Run the named presets (all when empty); returns the number that failed. With ``quick``,
-    presets whose results under out are full ones are refused (ValueError, before any run)
-    unless ``force``."""
-    from hgbench.analysis.plot import plot
-
+def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | None = None, force: bool = False,
+              jobs: int | None = None) -> int:  # fmt: skip
+    """Run the named presets (all when empty), ``jobs`` of them at a time (None: the usable
+    cores divided by ``threads``, at least 1; longest first, by their estimates); returns the
+    number that failed. With ``quick``, presets whose results under out are full ones are
+    refused (ValueError, before any run) unless ``force``."""
     available = presets()
     unknown = [n for n in names if n not in available]
     if unknown:
         raise ValueError(f"unknown preset(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs {jobs}: give at least 1 (presets run at once)")
     chosen = {n: available[n] for n in (names or available)}
     out = Path(out)
     kept = _full_results(out, chosen) if quick and not force else []
@@ -216,38 +212,58 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
         raise ValueError(f"--quick would replace the full results of {', '.join(kept)} in {out}; "
                          "use --out DIR for quick results elsewhere, or --force to replace them")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
+    jobs = jobs or max(1, usable_cores() // (threads or 1))
     estimates = {n: _estimate_s(n, b, out, quick) for n, b in chosen.items()}
-    print(f"hgbench reproduce: {len(chosen)} preset(s){' (--quick)' if quick else ''}, "
-          f"about {sum(estimates.values()) / 60:.1f} min in all: "
+    print(f"hgbench reproduce: {len(chosen)} preset(s){' (--quick)' if quick else ''}, {jobs} at a time, "
+          f"about {sum(estimates.values()) / 60 / min(jobs, len(chosen)):.1f} min in all: "
           + ", ".join(f"{n} ~{s / 60:.1f} min" for n, s in estimates.items()))  # fmt: skip
-    failed = 0
-    bar = tqdm(total=sum(estimates.values()), unit="s", desc="reproduce", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s est.")
-    for name, block in chosen.items():
-        bar.set_postfix_str(name)
-        target = out / f"{name}.partial"
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        cmd = command(name, block, target, quick) + ([f"threads={threads}"] if threads else [])
-        began = time.perf_counter()
-        code = _run_with_bar(cmd, target / "log.txt", bar, estimates[name])
-        seconds = time.perf_counter() - began
-        produced = [target / f for f in RESULTS if (target / f).is_file()]
-        if code != 0 or not produced:
-            tqdm.write(f"hgbench reproduce: {name} failed (exit {code}); see {target / 'log.txt'}")
-            failed += 1
-            continue
-        for kind in block.get("figures", ["error"]):
-            plot(produced[0], kind, **({"theory": True} if kind == "error" else {}))
-        _tidy(target)
-        shown = ["hgbench", *cmd[3:]]
-        (target / "reproduce.json").write_text(json.dumps(
-            {"command": " ".join(shown).replace(str(target), str(out / name)), "seconds": round(seconds, 1),
-             "quick": quick, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))  # fmt: skip
-        shutil.rmtree(out / name, ignore_errors=True)
-        target.rename(out / name)
-        tqdm.write(f"hgbench reproduce: {name} done in {seconds / 60:.1f} min -> {out / name}")
+    waiting = sorted(chosen, key=lambda n: -estimates[n])  # longest first: the last to start are short
+    running: dict[str, tuple[subprocess.Popen, float, list[str]]] = {}
+    done_s, failed = 0.0, 0
+    bar = tqdm(total=sum(estimates.values()), unit="s", desc="reproduce", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s est. {postfix}")
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            name = waiting.pop(0)
+            target = out / f"{name}.partial"
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            cmd = command(name, chosen[name], target, quick) + ([f"threads={threads}"] if threads else [])
+            with open(target / "log.txt", "w") as sink:
+                running[name] = (subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT), time.perf_counter(), cmd)
+        time.sleep(0.5)
+        now = time.perf_counter()
+        for name in [n for n, (proc, _, _) in running.items() if proc.poll() is not None]:
+            proc, began, cmd = running.pop(name)
+            failed += not _finish(name, chosen[name], out, proc.returncode, now - began, cmd, quick)
+            done_s += estimates[name]
+        bar.n = done_s + sum(min(now - began, estimates[n]) for n, (_, began, _) in running.items())
+        bar.set_postfix_str(", ".join(running))
+        bar.refresh()
     bar.close()
     path = claims_table(out)
     print(path.read_text())
     print(f"claims: {path}")
     return failed
+
+
+def _finish(name: str, block: dict, out: Path, code: int, seconds: float, cmd: list[str], quick: bool) -> bool:
+    """After a preset's run ended (exit ``code``): its figures, the tidy-up, reproduce.json, and
+    OUT/NAME.partial/ renamed to OUT/NAME/. Returns whether it succeeded."""
+    from hgbench.analysis.plot import plot
+
+    target = out / f"{name}.partial"
+    produced = [target / f for f in RESULTS if (target / f).is_file()]
+    if code != 0 or not produced:
+        tqdm.write(f"hgbench reproduce: {name} failed (exit {code}); see {target / 'log.txt'}")
+        return False
+    for kind in block.get("figures", ["error"]):
+        plot(produced[0], kind, **({"theory": True} if kind == "error" else {}))
+    _tidy(target)
+    shown = ["hgbench", *cmd[3:]]
+    (target / "reproduce.json").write_text(json.dumps(
+        {"command": " ".join(shown).replace(str(target), str(out / name)), "seconds": round(seconds, 1),
+         "quick": quick, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))  # fmt: skip
+    shutil.rmtree(out / name, ignore_errors=True)
+    target.rename(out / name)
+    tqdm.write(f"hgbench reproduce: {name} done in {seconds / 60:.1f} min -> {out / name}")
+    return True
