@@ -49,6 +49,10 @@ from hgbench.running.batch import estimate_batched
 from hgbench.paths import conf_dir
 from hgbench.running import schema
 
+SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(SCRIPTS))
+import typical_user  # noqa: E402  (scripts/typical_user.py: plain torch, no hgbench code; also the FP twin of (e), (h))
+
 # --- hgbench side: one small function per measure (adapt these when the estimator API changes) --
 
 
@@ -231,14 +235,6 @@ def aid_twin(solve):
     return twin_estimate
 
 
-def fixed_point(jt, b, k):
-    """v_k of v ← Jᵀv + b from v = 0."""
-    v = torch.zeros_like(b)
-    for _ in range(k):
-        v = jt(v) + b
-    return v
-
-
 def conjugate_gradient(jt, b, k):
     """k steps of CG on A v = b, A = I − Jᵀ symmetric positive definite, from v = 0: one product
     with A per step. Once ‖r‖ ≤ ε‖b‖ (round-off) the steps are zero and v stays where it is."""
@@ -256,7 +252,7 @@ def conjugate_gradient(jt, b, k):
     return v
 
 
-TWINS = {"itd": itd_twin, "itd_forward": itd_forward_twin, "fp": aid_twin(fixed_point), "cg": aid_twin(conjugate_gradient)}
+TWINS = {"itd": itd_twin, "itd_forward": itd_forward_twin, "fp": aid_twin(typical_user.fixed_point), "cg": aid_twin(conjugate_gradient)}
 
 
 # --- the problems ------------------------------------------------------------------------------
@@ -403,10 +399,6 @@ def memory(case, problem, lam):
 
 # --- part "user": against a typical user's hand-written script ----------------------------------
 
-SCRIPTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(SCRIPTS))
-import typical_user  # noqa: E402  (scripts/typical_user.py: plain torch, no hgbench code)
-
 CURVE_TS = list(range(10, 101, 10))  # t = k, the default diag grid's kind
 CURVE_ESTIMATORS = ("itd", "fp", "cg")  # what the script implements
 CURVE_CLI = ("problem=logistic", f"grid.t=[{','.join(map(str, CURVE_TS))}]")
@@ -552,7 +544,7 @@ def solver_steps(repeats, raw, steps=200, t=100):
             if name != "fp":
                 step = hg_solver_steps(est, problem, lam, t, steps) / steps
                 rows[name].append({"step": step, "ratio": step / fp})
-        for name, solve in (("fp by hand", fixed_point), ("cg by hand", conjugate_gradient)):
+        for name, solve in (("fp by hand", typical_user.fixed_point), ("cg by hand", conjugate_gradient)):
             step = by_hand(solve) / steps
             rows[name].append({"step": step, "ratio": step / fp})
     for name, rs in rows.items():

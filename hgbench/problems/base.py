@@ -226,3 +226,16 @@ class GradientStepProblem(Problem):
 
     def phi(self, w: torch.Tensor, lam: torch.Tensor, consts: dict) -> torch.Tensor:
         return w - consts["alpha"] * self.inner_grad(w, lam)
+
+
+class PerFeatureProblem(GradientStepProblem):
+    """A gradient step on a linear model's loss with one regularization weight per feature:
+    w, λ ∈ ℝ^d, d = the number of columns of the training inputs ``x_train`` (n × d)."""
+
+    @property
+    def lam_dim(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def w_dim(self) -> int:
+        return self.x_train.shape[1]

@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from hgbench.data import datasets
-from hgbench.problems.base import GradientStepProblem
+from hgbench.problems.base import PerFeatureProblem
 from hgbench.problems.outer import OuterChoice
 
 
-class Logistic(OuterChoice, GradientStepProblem):
+class Logistic(OuterChoice, PerFeatureProblem):
     """Binary logistic regression, one hyperparameter per feature (Grazzi et al. 2020, §5).
 
     Data X ∈ ℝ^{n×d}, labels b ∈ {−1, +1}^n (train) and X_v, b_v (validation); λ ∈ ℝ^d.
@@ -51,14 +51,6 @@ class Logistic(OuterChoice, GradientStepProblem):
         b = torch.where(x @ w_true + label_noise * noise > 0, 1.0, -1.0).to(torch.float64)
         half = n_samples // 2
         return x[:half], b[:half], x[half:], b[half:]
-
-    @property
-    def lam_dim(self) -> int:
-        return self.x_train.shape[1]
-
-    @property
-    def w_dim(self) -> int:
-        return self.x_train.shape[1]
 
     def inner_loss(self, w, lam):
         margins = self.b_train * (self.x_train @ w)

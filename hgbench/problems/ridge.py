@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from hgbench.data import datasets
-from hgbench.problems.base import GradientStepProblem
+from hgbench.problems.base import PerFeatureProblem
 from hgbench.problems.outer import OuterChoice
 
 
-class Ridge(OuterChoice, GradientStepProblem):
+class Ridge(OuterChoice, PerFeatureProblem):
     """Ridge regression, one hyperparameter per feature (Grazzi et al. 2020; Ye et al. 2024).
 
     Data X ∈ ℝ^{n×d}, y ∈ ℝ^n (train) and X_v, y_v (validation); λ ∈ ℝ^d.
@@ -55,14 +55,6 @@ class Ridge(OuterChoice, GradientStepProblem):
             return x, x @ w_true + noise * torch.randn(n, generator=gen, dtype=torch.float64)
 
         return (*sample(n_train), *sample(n_val))
-
-    @property
-    def lam_dim(self) -> int:
-        return self.x_train.shape[1]
-
-    @property
-    def w_dim(self) -> int:
-        return self.x_train.shape[1]
 
     def hessian(self, lam: torch.Tensor) -> torch.Tensor:
         return self.gram + torch.diag(torch.exp(lam))

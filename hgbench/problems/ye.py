@@ -34,14 +34,14 @@ import torch
 import torch.nn.functional as F
 
 from hgbench.data import libsvm
-from hgbench.problems.base import GradientStepProblem
+from hgbench.problems.base import PerFeatureProblem
 
 _DRAWS = 10_000  # draws per seed before two seeds' streams would meet
 RIDGE_STEP = 1.8  # their ridge step, in units of 1/λ_max(H)
 LOGISTIC_STEP = 1.0  # their first logistic step, halved while the energy rises
 
 
-class YeProblem(GradientStepProblem):
+class YeProblem(PerFeatureProblem):
     """What both of Ye et al.'s problems share: LIBSVM data, outers, draws, far start. Subclasses
     give the energy (``inner_loss``, ``inner_grad``, ``curvature_bounds``) and ``OUTERS``."""
 
@@ -61,14 +61,6 @@ class YeProblem(GradientStepProblem):
         self.outer_kind, self.min_min, self.far = outer, outer == "inner", float(far)
         self.draw_id = 0
         self._set_draw(0)
-
-    @property
-    def lam_dim(self) -> int:
-        return self.x_train.shape[1]
-
-    @property
-    def w_dim(self) -> int:
-        return self.x_train.shape[1]
 
     def _terms(self, i: int) -> dict[str, np.ndarray]:
         """Draw i's random terms, drawn in the authors' order (module docstring)."""

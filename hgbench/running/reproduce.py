@@ -220,7 +220,7 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
     waiting = sorted(chosen, key=lambda n: -estimates[n])  # longest first: the last to start are short
     running: dict[str, tuple[subprocess.Popen, float, list[str]]] = {}
     done_s, failed = 0.0, 0
-    bar = tqdm(total=sum(estimates.values()), unit="s", desc="reproduce", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s est. {postfix}")
+    bar = tqdm(total=sum(estimates.values()), unit="s", desc="reproduce", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s est.{postfix}")
     while waiting or running:
         while waiting and len(running) < jobs:
             name = waiting.pop(0)
@@ -237,7 +237,7 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
             failed += not _finish(name, chosen[name], out, proc.returncode, now - began, cmd, quick)
             done_s += estimates[name]
         bar.n = done_s + sum(min(now - began, estimates[n]) for n, (_, began, _) in running.items())
-        bar.set_postfix_str(", ".join(running))
+        bar.set_postfix_str("running " + ", ".join(running) if running else "")
         bar.refresh()
     bar.close()
     path = claims_table(out)
