@@ -10,7 +10,8 @@ Newton and a dense solve), on the default logistic problem, 10 λ draws × t = k
     defaults vs the script's per-point loop), and a check that both compute the same ĝ;
 (b) `hgbench run` end to end (a subprocess, default settings) vs the script as a subprocess
     (imports, references, estimates, printing: the same curve);
-(c) start-up: process start to the first estimate, beside `import torch` alone;
+(c) start-up: process start to the first estimate, beside `import torch` alone and with
+    torch._dynamo (which torch.func's reverse mode imports on its first call);
 (d) the references' time as a share of a run;
 (e) the cost of one step of each AID solver against one fixed-point step (and a hand-written one).
 Part "grids", per problem:
@@ -18,7 +19,8 @@ Part "grids", per problem:
 (g) all λ draws at once (torch.func.vmap) vs a loop over 10 draws, on every problem;
 (h) each estimator's time for one point vs a hand-written twin in plain torch (its own Φ, E,
     inner loop, ITD, FP and CG, fed the problem's data tensors and step size, no hgbench code):
-    hgbench's overhead, and a check that both compute the same ĝ;
+    hgbench's overhead, and a check that both compute the same ĝ; ITD again on a tape without its
+    counting hooks (timing only), which measures what its exact counts cost;
 (i) bytes saved for backward vs t, per estimator.
 Ratios are computed per repeat (both sides timed back to back) and reported as min/median/max.
 Problems and estimators are built from hgbench's own configs (conf/), as `hgbench run` builds them.
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -44,6 +47,7 @@ import torch
 
 from hgbench.core.bound import bind, estimate
 from hgbench.core.reference import reference
+from hgbench.estimators import itd
 from hgbench.estimators.aid import AID
 from hgbench.running.batch import estimate_batched
 from hgbench.paths import conf_dir
@@ -121,6 +125,23 @@ def hg_point(est, problem, lam, t, k) -> torch.Tensor:
     """(h) ĝ(t, k) at one draw."""
     (point,) = estimate(est, problem, lam, [(t, k)])
     return point.grad
+
+
+@contextmanager
+def uncounted_tape(tally):
+    """(h) hgbench.core.cost.taped without its hooks (no saved bytes, no VJP count): what exact
+    counting costs ITD, measured by difference."""
+    with torch.enable_grad():
+        yield lambda out: out
+
+
+def hg_point_uncounted(est, problem, lam, t, k) -> torch.Tensor:
+    """(h) ĝ(t, k) at one draw by ITD on a tape that counts nothing (timing only)."""
+    counted, itd.taped = itd.taped, uncounted_tape
+    try:
+        return hg_point(est, problem, lam, t, k)
+    finally:
+        itd.taped = counted
 
 
 def hg_curve(est, problem, lam, pairs) -> None:
@@ -333,6 +354,14 @@ def overhead(case, problem, lam, repeats, raw):
             raw.append({"bench": "overhead", "problem": case.label, "estimator": name, **rows[-1]})
         med = pd.DataFrame(rows).median()
         lines.append(f"| {name} | {med.hg:.4f} | {med.raw:.4f} | {ratios(rows, 'ratio')} | {max(r['diff'] for r in rows):.1e} |")
+    rows = []  # ITD's exact counting (a Python hook per saved tensor and per backward step), by difference
+    for _ in range(repeats):
+        t_hg, g_hg = clock(lambda: hg_point_uncounted(ESTIMATORS["itd"], problem, lam, case.t_point, k))
+        t_raw, g_raw = clock(lambda: TWINS["itd"](twin, lam, case.t_point, k))
+        rows.append({"hg": t_hg, "raw": t_raw, "ratio": t_hg / t_raw, "diff": max_diff(g_hg, g_raw)})
+        raw.append({"bench": "overhead", "problem": case.label, "estimator": "itd, counting off", **rows[-1]})
+    med = pd.DataFrame(rows).median()
+    lines.append(f"| itd, counting off (timing only) | {med.hg:.4f} | {med.raw:.4f} | {ratios(rows, 'ratio')} | {max(r['diff'] for r in rows):.1e} |")
     return lines
 
 
@@ -476,6 +505,7 @@ def startup(repeats, raw, env):
     steps = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "import torch": [sys.executable, "-c", "import torch"],
+        "import torch, torch._dynamo (torch.func's reverse mode imports it)": [sys.executable, "-c", "import torch, torch._dynamo"],
         "import hgbench.running.app (the command's modules)": [sys.executable, "-c", "import hgbench.running.app"],
     }
     rows = {name: [] for name in [*steps, "start to first estimate (cg)"]}
