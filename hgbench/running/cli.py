@@ -157,7 +157,7 @@ def _reproduce(args: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run (default: 1; the presets' "
                         "problems are small, and a team of threads loses 2-3x to a shared core's other work; 0: torch's default)")
     parser.add_argument("--jobs", type=int, default=None, help="presets run at once (default: the usable cores "
-                        "divided by --threads, at least 1)")
+                        "divided by --threads, at least 1; 1 with --threads 0)")
     parser.add_argument("--force", action="store_true", help="let --quick replace a preset's full results in OUT")
     ns = parser.parse_args(args)
     try:

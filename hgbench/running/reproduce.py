@@ -196,7 +196,8 @@ def _full_results(out: Path, names) -> list[str]:
 def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | None = None, force: bool = False,
               jobs: int | None = None) -> int:  # fmt: skip
     """Run the named presets (all when empty), ``jobs`` of them at a time (None: the usable
-    cores divided by ``threads``, at least 1; longest first, by their estimates); returns the
+    cores divided by ``threads``, at least 1; 1 when ``threads`` is None, torch's default of a
+    thread per core; longest first, by their estimates); returns the
     number that failed. With ``quick``, presets whose results under out are full ones are
     refused (ValueError, before any run) unless ``force``."""
     available = presets()
@@ -212,7 +213,7 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
         raise ValueError(f"--quick would replace the full results of {', '.join(kept)} in {out}; "
                          "use --out DIR for quick results elsewhere, or --force to replace them")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    jobs = jobs or max(1, usable_cores() // (threads or 1))
+    jobs = jobs or (max(1, usable_cores() // threads) if threads else 1)  # torch's default threads use every core
     estimates = {n: _estimate_s(n, b, out, quick) for n, b in chosen.items()}
     print(f"hgbench reproduce: {len(chosen)} preset(s){' (--quick)' if quick else ''}, {jobs} at a time, "
           f"about {sum(estimates.values()) / 60 / min(jobs, len(chosen)):.1f} min in all: "
