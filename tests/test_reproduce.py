@@ -120,3 +120,24 @@ def test_reproduce_runs_presets_side_by_side_up_to_jobs(tmp_path, monkeypatch):
     assert any(b1 < e2 and b2 < e1 for n1, b1, e1 in spans for n2, b2, e2 in spans if n1 < n2)  # side by side
     with pytest.raises(ValueError, match="--jobs 0"):
         rep.reproduce([], tmp_path / "out", jobs=0)
+
+
+def test_interrupted_reproduce_stops_its_running_presets(tmp_path, monkeypatch):
+    """Ctrl-C while presets run: the exception propagates, every preset process is stopped
+    (none keeps running on its own), nothing is renamed into place and no claims table is written."""
+    import sys
+    import time
+
+    from hgbench.running import reproduce as rep
+
+    monkeypatch.setattr(rep, "presets", lambda: {"a": {"minutes": 1, "quick_minutes": 1}, "b": {"minutes": 1, "quick_minutes": 1}})
+    procs = []
+    real_popen = rep.subprocess.Popen
+    monkeypatch.setattr(rep.subprocess, "Popen", lambda *a, **k: procs.append(real_popen(*a, **k)) or procs[-1])
+    monkeypatch.setattr(rep, "command", lambda name, block, target, quick: [sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(rep.time, "sleep", lambda s: (_ for _ in ()).throw(KeyboardInterrupt))
+    began = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        rep.reproduce([], tmp_path, jobs=2)
+    assert len(procs) == 2 and all(p.poll() is not None for p in procs) and time.perf_counter() - began < 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.partial", "b.partial"] and not (tmp_path / "claims.md").exists()

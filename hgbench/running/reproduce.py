@@ -222,25 +222,30 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
     running: dict[str, tuple[subprocess.Popen, float, list[str]]] = {}
     done_s, failed = 0.0, 0
     bar = tqdm(total=sum(estimates.values()), unit="s", desc="reproduce", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s est.{postfix}")
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            name = waiting.pop(0)
-            target = out / f"{name}.partial"
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
-            cmd = command(name, chosen[name], target, quick) + ([f"threads={threads}"] if threads else [])
-            with open(target / "log.txt", "w") as sink:
-                running[name] = (subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT), time.perf_counter(), cmd)
-        time.sleep(0.5)
-        now = time.perf_counter()
-        for name in [n for n, (proc, _, _) in running.items() if proc.poll() is not None]:
-            proc, began, cmd = running.pop(name)
-            failed += not _finish(name, chosen[name], out, proc.returncode, now - began, cmd, quick)
-            done_s += estimates[name]
-        bar.n = done_s + sum(min(now - began, estimates[n]) for n, (_, began, _) in running.items())
-        bar.set_postfix_str("running " + ", ".join(running) if running else "")
-        bar.refresh()
-    bar.close()
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                name = waiting.pop(0)
+                target = out / f"{name}.partial"
+                shutil.rmtree(target, ignore_errors=True)
+                target.mkdir(parents=True)
+                cmd = command(name, chosen[name], target, quick) + ([f"threads={threads}"] if threads else [])
+                with open(target / "log.txt", "w") as sink:
+                    running[name] = (subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT), time.perf_counter(), cmd)
+            time.sleep(0.5)
+            now = time.perf_counter()
+            for name in [n for n, (proc, _, _) in running.items() if proc.poll() is not None]:
+                proc, began, cmd = running.pop(name)
+                failed += not _finish(name, chosen[name], out, proc.returncode, now - began, cmd, quick)
+                done_s += estimates[name]
+            bar.n = done_s + sum(min(now - began, estimates[n]) for n, (_, began, _) in running.items())
+            bar.set_postfix_str("running " + ", ".join(running) if running else "")
+            bar.refresh()
+    finally:  # interrupted (Ctrl-C, an error): no preset run is left behind on its own
+        for proc, _, _ in running.values():
+            proc.terminate()
+            proc.wait()
+        bar.close()
     path = claims_table(out)
     print(path.read_text())
     print(f"claims: {path}")
