@@ -312,3 +312,15 @@ def test_constants_attach_per_draw_and_by_setting():
     assert (mine["b_c1"] == mine["lam_id"]).all() and got.loc[got["problem"] == "other", "b_c1"].isna().all()
     old = attach_constants(df.drop(columns="setting_id"), table)
     assert (old.loc[old["problem"] == "toy_linear", "b_c1"] == mine["lam_id"].to_numpy()).all()
+
+
+def test_efficiency_on_a_k_sweep_leaves_out_the_shared_inner_loop():
+    """G6 on a k sweep (one t for every estimator): the inner loop's t steps are common to all,
+    so a constant added to one estimator's times (its inner loop timed 0.5 s slower, as a busy
+    machine does) must not change the verdict; on diag grids the inner loop is part of the cost."""
+    sweep = costed(rows({CG: lambda t, k, e: 0.5 * Q**k, FP: in_k(Q)}, K_SWEEP, "k_sweep"))
+    assert verdict("G6", sweep) == "holds"
+    slower = sweep.assign(time_s=sweep["time_s"] + np.where(sweep["role"] == "cg", 0.5, 0.0))
+    assert verdict("G6", slower) == "holds"
+    worse = costed(rows({CG: lambda t, k, e: 2.0 * Q**k, FP: in_k(Q)}, K_SWEEP, "k_sweep"))
+    assert verdict("G6", worse.assign(time_s=worse["time_s"] + np.where(worse["role"] == "fp", 0.5, 0.0))) == "does not hold"

@@ -206,6 +206,19 @@ def _fronts(rows: pd.DataFrame, cost: str) -> dict[str, pd.Series]:
     return fronts
 
 
+def _beyond_inner(rows: pd.DataFrame) -> pd.DataFrame:
+    """On a k sweep (every estimator at one t), each estimator's costs less its median cost at
+    its smallest k: the t inner steps, the same for every estimator, are left out of the
+    comparison. In wall time they dwarf the solver's share (t = 3000 steps against k ≤ 500), so a
+    few % of timing difference between two jobs' inner loops would otherwise decide it. Grids
+    with several t (k = t) are returned as they are: there the inner loop is part of the cost."""
+    if (rows.groupby("estimator")["t"].nunique() > 1).any():
+        return rows
+    first = rows["k"] == rows.groupby("estimator")["k"].transform("min")
+    base = rows[first].groupby("estimator")[list(COSTS)].median()
+    return rows.assign(**{c: rows[c] - rows["estimator"].map(base[c]).fillna(0.0) for c in COSTS})
+
+
 def _front_at(front: pd.Series, levels: np.ndarray, floor: float) -> np.ndarray:
     """The front's error at each cost level, interpolated linearly in log error between its
     points (a grid of costs 2t for one role and 2t + 1 for another must not compare a point with
@@ -222,6 +235,7 @@ def cg_most_efficient(df: pd.DataFrame) -> Verdict:
     of CG's Pareto front (lowest median err_rel at no more cost) within the cost range all roles
     reach, CG's error is at most every other role's front at the same cost (interpolated
     log-linearly between its points), ties at round-off.
+    On a k sweep the costs are those beyond each estimator's smallest k (``_beyond_inner``).
     Holds in a configuration when the share of such levels is at least SHARE for both measures.
     The measured text also gives the median over levels (above round-off) of the best other
     role's error over CG's (> 1: CG ahead)."""
@@ -235,6 +249,7 @@ def cg_most_efficient(df: pd.DataFrame) -> Verdict:
     for key, rows in df.groupby([*CONFIG, "grid"]):
         if not {"cg", "fp"} <= set(rows["role"]):
             continue
+        rows = _beyond_inner(rows)
         shares = {}
         for cost in COSTS:
             fronts = {r: f for r, f in _fronts(rows, cost).items() if len(f) >= 2}  # ITD in a k sweep: one point
@@ -313,7 +328,8 @@ CLAIMS = [
           "differentiation based on conjugate gradient performing best”", ("grazzi2020", "ridge_illcond_cold"),
           f"per configuration and grid, in VJP-equivalents and in wall time: at ≥ {SHARE:.0%} of the points of CG's Pareto front "
           "(median err_rel vs median cost) in the cost range all roles reach, CG's error ≤ every other role's front at equal "
-          "cost (log-linear interpolation); ties below 1e-12", cg_most_efficient),
+          "cost (log-linear interpolation); ties below 1e-12; on a k sweep (one t) the cost beyond each estimator's smallest k, "
+          "the shared inner loop left out", cg_most_efficient),
     Claim("G7", f"{SOURCE}, §3 (Thms. on ITD, AID-FP, AID-CG)", "The hypergradient error is at most the bound, for every λ",
           ("grazzi2020", "ridge_illcond_cold", "ridge_illcond"),
           "every itd/fp/cg row above round-off: err_abs ≤ its bound with that draw's constants; undecided where the constants "
