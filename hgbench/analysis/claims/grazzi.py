@@ -193,7 +193,6 @@ def error_within_bound(df: pd.DataFrame) -> Verdict:
     return _join(text, note), bool((per["over"] == 0).all())
 
 
-COSTS = {"ops": "VJP-equivalents", "time_s": "time"}
 
 
 def _fronts(rows: pd.DataFrame, cost: str) -> dict[str, pd.Series]:
@@ -215,30 +214,44 @@ def _beyond_inner(rows: pd.DataFrame) -> pd.DataFrame:
     if (rows.groupby("estimator")["t"].nunique() > 1).any():
         return rows
     first = rows["k"] == rows.groupby("estimator")["k"].transform("min")
-    base = rows[first].groupby("estimator")[list(COSTS)].median()
-    return rows.assign(**{c: rows[c] - rows["estimator"].map(base[c]).fillna(0.0) for c in COSTS})
+    base = rows[first].groupby("estimator")[["ops", "time_s"]].median()
+    return rows.assign(**{c: rows[c] - rows["estimator"].map(base[c]).fillna(0.0) for c in base})
 
 
 def _front_at(front: pd.Series, levels: np.ndarray, floor: float) -> np.ndarray:
     """The front's error at each cost level, interpolated linearly in log error between its
     points (a grid of costs 2t for one role and 2t + 1 for another must not compare a point with
-    the other's previous grid point); NaN outside the front's cost range."""
+    the other's previous grid point); beyond its last point it keeps its last value (the lowest
+    error reached at no more cost), below its first point it is inf (no estimate that cheap)."""
     costs, err = front.index.to_numpy(float), np.log(np.maximum(front.to_numpy(float), floor * 1e-3))
-    inside = (levels >= costs[0]) & (levels <= costs[-1])
-    return np.where(inside, np.exp(np.interp(levels, costs, err)), np.nan)
+    inside = np.exp(np.interp(levels, costs, err))  # np.interp holds the end values outside
+    return np.where(levels < costs[0], np.inf, inside)
+
+
+# Wall time compares jobs of one preset timed minutes apart on a shared machine. Observed in this
+# project's grazzi2020 runs: the same 3,000 inner steps took 0.530 s in one job and 0.468 s in
+# another, and on meta_learning's k = t grid the ratio of ITD's to CG's time for the same points
+# was 1.09 in one reproduction and 0.63 in the next (1.7×). A level therefore counts for CG in
+# time only against the others given TIME_SLACK times its time, and against it only when they
+# need 1/TIME_SLACK of it; VJP-equivalents are counted exactly.
+TIME_SLACK = 2.0
+SLACK = {"ops": 1.0, "time_s": TIME_SLACK}
 
 
 def cg_most_efficient(df: pd.DataFrame) -> Verdict:
     """Error per unit of work, per configuration and grid with roles cg and fp (and itd where it has
-    more than one point), for
-    each cost measure (VJP-equivalents = Φ evaluations + VJPs + JVPs; wall time): at every point
-    of CG's Pareto front (lowest median err_rel at no more cost) within the cost range all roles
-    reach, CG's error is at most every other role's front at the same cost (interpolated
-    log-linearly between its points), ties at round-off.
+    more than one point), for each cost measure (VJP-equivalents = Φ evaluations + VJPs + JVPs;
+    wall time). At each point of CG's Pareto front (lowest median err_rel at no more cost) within
+    the cost range all roles reach, CG is *ahead* when its error is at most every other role's
+    front at SLACK times its cost, *behind* when it is above some other role's front at 1/SLACK
+    times its cost (fronts interpolated log-linearly; ties at round-off); SLACK is 1 for
+    VJP-equivalents (ahead and behind then complement each other) and TIME_SLACK for time.
     On a k sweep the costs are those beyond each estimator's smallest k (``_beyond_inner``).
-    Holds in a configuration when the share of such levels is at least SHARE for both measures.
-    The measured text also gives the median over levels (above round-off) of the best other
-    role's error over CG's (> 1: CG ahead)."""
+    A configuration holds when CG is ahead at ≥ SHARE of the levels in both measures, does not
+    hold when it is behind at more than 1 − SHARE of them in either, and is undecided otherwise;
+    the claim holds when every configuration holds, does not hold when one does not, else
+    undecided. The measured text also gives the median over levels (above round-off) of the best
+    other role's error over CG's at equal cost (> 1: CG ahead)."""
     df = _ok(df)
     df = df[df["role"].isin(ROLES)]
     if not {"n_phi", "n_vjp", "n_jvp", "time_s"} <= set(df.columns):
@@ -251,7 +264,7 @@ def cg_most_efficient(df: pd.DataFrame) -> Verdict:
             continue
         rows = _beyond_inner(rows)
         shares = {}
-        for cost in COSTS:
+        for cost, slack in SLACK.items():
             fronts = {r: f for r, f in _fronts(rows, cost).items() if len(f) >= 2}  # ITD in a k sweep: one point
             if "cg" not in fronts or len(fronts) < 2:
                 continue
@@ -262,21 +275,26 @@ def cg_most_efficient(df: pd.DataFrame) -> Verdict:
             if len(levels) < 3:
                 continue
             cg = fronts["cg"].loc[levels].to_numpy(float)
-            others = np.min([_front_at(f, levels, floor) for r, f in fronts.items() if r != "cg"], axis=0)
-            shares[cost] = float(np.mean(_at_most(cg, others, floor)))
+            rivals = [f for r, f in fronts.items() if r != "cg"]
+            best_at = lambda scale: np.min([_front_at(f, levels * scale, floor) for f in rivals], axis=0)  # noqa: E731
+            shares[cost] = float(np.mean(_at_most(cg, best_at(slack), floor)))
+            shares[f"{cost}_behind"] = float(np.mean(~_at_most(cg, best_at(1 / slack), floor)))
+            others = best_at(1.0)
             above = (cg >= floor) | (others >= floor)
             shares[f"{cost}_gain"] = float(np.exp(np.median(np.log(np.maximum(others, floor) / np.maximum(cg, floor))[above]))) if above.any() else 1.0
-        if len(shares) == 2 * len(COSTS):
+        if len(shares) == 3 * len(SLACK):
             out.append(dict(zip([*CONFIG, "grid"], key), roles="/".join(sorted(fronts)), **shares))
     if not out:
         return "no configuration with cg and fp over at least 3 common cost levels", None
     table = pd.DataFrame(out)
     text = "; ".join(
-        f"{w} {r.grid} ({r.roles}): CG best at {r.ops:.0%} of VJP-equivalent levels (median err(best other)/err(CG) {r.ops_gain:.2g}), "
-        f"{r.time_s:.0%} of time levels ({r.time_s_gain:.2g})"
+        f"{w} {r.grid} ({r.roles}): CG ahead at {r.ops:.0%} of VJP-equivalent levels (median err(best other)/err(CG) {r.ops_gain:.2g}), "
+        f"ahead at {r.time_s:.0%} and behind at {r.time_s_behind:.0%} of time levels ({r.time_s_gain:.2g})"
         for w, r in zip(labels(table), table.itertuples())
     )  # fmt: skip
-    return text, bool(((table["ops"] >= SHARE) & (table["time_s"] >= SHARE)).all())
+    ahead = (table["ops"] >= SHARE) & (table["time_s"] >= SHARE)
+    behind = (table["ops_behind"] > 1 - SHARE) | (table["time_s_behind"] > 1 - SHARE)
+    return text, False if behind.any() else (True if ahead.all() else None)
 
 
 def itd_bound_shape(df: pd.DataFrame) -> Verdict:
@@ -326,10 +344,12 @@ CLAIMS = [
           itd_bound_shape),
     Claim("G6", f"{SOURCE}, abstract", "“a hierarchy in terms of computational efficiency … with approximate implicit "
           "differentiation based on conjugate gradient performing best”", ("grazzi2020", "ridge_illcond_cold"),
-          f"per configuration and grid, in VJP-equivalents and in wall time: at ≥ {SHARE:.0%} of the points of CG's Pareto front "
-          "(median err_rel vs median cost) in the cost range all roles reach, CG's error ≤ every other role's front at equal "
-          "cost (log-linear interpolation); ties below 1e-12; on a k sweep (one t) the cost beyond each estimator's smallest k, "
-          "the shared inner loop left out", cg_most_efficient),
+          f"per configuration and grid, in VJP-equivalents and in wall time, at the points of CG's Pareto front (median err_rel "
+          "vs median cost) in the cost range all roles reach: CG ahead where its error ≤ every other role's front at "
+          f"{SLACK['time_s']:g}× its time (1× its VJP-equivalents), behind where above some other's at 1/{SLACK['time_s']:g}× "
+          f"(1×); log-linear interpolation, ties below 1e-12; on a k sweep (one t) the cost beyond each estimator's smallest k. "
+          f"Holds: ahead at ≥ {SHARE:.0%} in both measures, every configuration; does not hold: behind at > {1 - SHARE:.0%} "
+          "in one; else undecided", cg_most_efficient),
     Claim("G7", f"{SOURCE}, §3 (Thms. on ITD, AID-FP, AID-CG)", "The hypergradient error is at most the bound, for every λ",
           ("grazzi2020", "ridge_illcond_cold", "ridge_illcond"),
           "every itd/fp/cg row above round-off: err_abs ≤ its bound with that draw's constants; undecided where the constants "
