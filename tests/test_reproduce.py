@@ -96,7 +96,6 @@ def test_reproduce_runs_presets_side_by_side_up_to_jobs(tmp_path, monkeypatch):
     each into its own folder; a failing one is counted and the others still finish."""
     import json
     import sys
-    import time
 
     from hgbench.running import reproduce as rep
 

@@ -193,8 +193,6 @@ def error_within_bound(df: pd.DataFrame) -> Verdict:
     return _join(text, note), bool((per["over"] == 0).all())
 
 
-
-
 def _fronts(rows: pd.DataFrame, cost: str) -> dict[str, pd.Series]:
     """Per role, the Pareto front of (median cost, median err_rel) over its grid points: the
     lowest error reached at no more cost, as a step function (index cost)."""
@@ -276,7 +274,10 @@ def cg_most_efficient(df: pd.DataFrame) -> Verdict:
                 continue
             cg = fronts["cg"].loc[levels].to_numpy(float)
             rivals = [f for r, f in fronts.items() if r != "cg"]
-            best_at = lambda scale: np.min([_front_at(f, levels * scale, floor) for f in rivals], axis=0)  # noqa: E731
+
+            def best_at(scale):  # the lowest error of the other roles at `scale` times CG's cost
+                return np.min([_front_at(f, levels * scale, floor) for f in rivals], axis=0)
+
             shares[cost] = float(np.mean(_at_most(cg, best_at(slack), floor)))
             shares[f"{cost}_behind"] = float(np.mean(~_at_most(cg, best_at(1 / slack), floor)))
             others = best_at(1.0)
@@ -347,7 +348,7 @@ CLAIMS = [
           f"per configuration and grid, in VJP-equivalents and in wall time, at the points of CG's Pareto front (median err_rel "
           "vs median cost) in the cost range all roles reach: CG ahead where its error ≤ every other role's front at "
           f"{SLACK['time_s']:g}× its time (1× its VJP-equivalents), behind where above some other's at 1/{SLACK['time_s']:g}× "
-          f"(1×); log-linear interpolation, ties below 1e-12; on a k sweep (one t) the cost beyond each estimator's smallest k. "
+          "(1×); log-linear interpolation, ties below 1e-12; on a k sweep (one t) the cost beyond each estimator's smallest k. "
           f"Holds: ahead at ≥ {SHARE:.0%} in both measures, every configuration; does not hold: behind at > {1 - SHARE:.0%} "
           "in one; else undecided", cg_most_efficient),
     Claim("G7", f"{SOURCE}, §3 (Thms. on ITD, AID-FP, AID-CG)", "The hypergradient error is at most the bound, for every λ",
