@@ -124,8 +124,8 @@ def test_reproduce_runs_presets_side_by_side_up_to_jobs(tmp_path, monkeypatch):
 def test_interrupted_reproduce_stops_its_running_presets(tmp_path, monkeypatch):
     """Ctrl-C while presets run: the exception propagates, every preset process is stopped
     (none keeps running on its own), nothing is renamed into place and no claims table is written."""
+    import signal
     import sys
-    import time
 
     from hgbench.running import reproduce as rep
 
@@ -135,8 +135,7 @@ def test_interrupted_reproduce_stops_its_running_presets(tmp_path, monkeypatch):
     monkeypatch.setattr(rep.subprocess, "Popen", lambda *a, **k: procs.append(real_popen(*a, **k)) or procs[-1])
     monkeypatch.setattr(rep, "command", lambda name, block, target, quick: [sys.executable, "-c", "import time; time.sleep(60)"])
     monkeypatch.setattr(rep.time, "sleep", lambda s: (_ for _ in ()).throw(KeyboardInterrupt))
-    began = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         rep.reproduce([], tmp_path, jobs=2)
-    assert len(procs) == 2 and all(p.poll() is not None for p in procs) and time.perf_counter() - began < 30
+    assert len(procs) == 2 and all(p.poll() == -signal.SIGTERM for p in procs)  # stopped, not run to their end
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.partial", "b.partial"] and not (tmp_path / "claims.md").exists()
