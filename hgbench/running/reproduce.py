@@ -11,8 +11,8 @@ A preset is a file conf/experiment/NAME.yaml with a ``reproduce`` block:
 
 Each preset runs as its own ``hgbench run -m +experiment=NAME`` process (as many at once as
 ``jobs``: by default one per usable core, each with one torch thread; a preset's problems are
-too small for a thread team to pay off) into OUT/NAME.partial/, which replaces OUT/NAME/ only when the preset finished: a killed reproduction
-never leaves a half-written results folder. Then its figures are drawn, the jobs' duplicate
+too small for a thread team to pay off) into OUT/NAME.partial/, which replaces OUT/NAME/ only
+when the preset finished: a killed reproduction never leaves a half-written results folder. Then its figures are drawn, the jobs' duplicate
 files are dropped (the combined metrics.csv, or outer.csv for outer-loop presets, keeps every
 row), its time and command are written to reproduce.json, and OUT/claims.md is rebuilt from
 every preset found under OUT: first each preset's bounds.csv, the constants of Grazzi et al.'s
@@ -197,9 +197,9 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
               jobs: int | None = None) -> int:  # fmt: skip
     """Run the named presets (all when empty), ``jobs`` of them at a time (None: the usable
     cores divided by ``threads``, at least 1; 1 when ``threads`` is None, torch's default of a
-    thread per core; longest first, by their estimates); returns the
-    number that failed. With ``quick``, presets whose results under out are full ones are
-    refused (ValueError, before any run) unless ``force``."""
+    thread per core; longest first, by their estimates); returns the number that failed. With
+    ``quick``, presets whose results under out are full ones are refused (ValueError, before
+    any run) unless ``force``."""
     available = presets()
     unknown = [n for n in names if n not in available]
     if unknown:
