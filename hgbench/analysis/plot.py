@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import matplotlib
@@ -11,23 +10,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from hgbench.analysis.results import labels, load, markdown, panel_rows, panels  # noqa: E402
 from hgbench.analysis.outer import load_outer, plot_outer, plot_training  # noqa: E402
-from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, load_constants, overlay, rate_table  # noqa: E402
+from hgbench.analysis.style import PREDICTED, estimator_style, palette  # noqa: E402,F401 (public: every figure's palette)
+from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, floor_for, load_constants, overlay, rate_table  # noqa: E402
 from hgbench.problems.bounds import bound  # noqa: E402
 
 BAND = (0.25, 0.75)
 FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
+FONT = 9  # legend and panel titles: readable when the figure is printed at a column's width
+CUT = 0.7  # an x axis is cut where every curve has reached round-off, when that is before this share of it
 
 
-def _finish(ax, xlabel: str, problem: str | None, ylabel: str = "relative error ‖ĝ − ∇f‖ / ‖∇f‖") -> None:
-    """Log y axis, labels, grid; the problem's name heads the y label of a row's first panel."""
+def _finish(ax, xlabel: str, ylabel: str | None = "relative error ‖ĝ − ∇f‖ / ‖∇f‖", title: str | None = None) -> None:
+    """Log y axis, labels, grid, and the panel's title (its problem and grid kind)."""
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.grid(True, which="major", alpha=0.3)
-    if problem is not None:
-        ax.set_ylabel(f"{problem}\n{ylabel}")
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title, fontsize=FONT + 1, loc="left")
 
 
 def _figure(rows: int, cols: int, width: float, height: float):
@@ -36,30 +41,84 @@ def _figure(rows: int, cols: int, width: float, height: float):
     return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
 
 
+def _grid(n: int, cols: int, width: float, height: float):
+    """A figure of ``n`` panels in rows of ``cols`` (fewer when n is smaller): the figure and the n
+    axes in reading order; the unused places of the last row are removed."""
+    cols = max(1, min(cols, n))
+    fig, axes = _figure(-(-n // cols), cols, width, height)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.remove()
+    return fig, flat[:n]
+
+
+def _inner_labels(axes) -> None:
+    """The y label only on the first panel of each row: the panels of a row share it."""
+    for ax in axes:
+        if ax.get_subplotspec().colspan.start:
+            ax.set_ylabel("")
+
+
+def _columns(n_problems: int, per_problem: int) -> int:
+    """Panels per row: a problem's panels side by side, two problems per row where each has at
+    most two panels and there are more than two problems (grazzi2020: 2 × 4, not 4 × 2)."""
+    return per_problem * (2 if n_problems > 2 and per_problem <= 2 else 1)
+
+
 def _title(fig, text: str) -> None:
     """The figure's title, aligned left over the panels, clear of the legend on the right."""
-    fig.suptitle(text, x=0.01, ha="left", fontsize=11)
+    fig.suptitle(text, x=0.01, ha="left", fontsize=FONT + 2)
 
 
-LEGEND_ROW = 0.2  # inches per legend entry at font size 8
-LEGEND_CHAR = 0.06  # inches per character of a label, about
+LEGEND_ROW = 0.22  # inches per legend entry at font size FONT
+LEGEND_CHAR = 0.07  # inches per character of a label, about
+PREDICTED_LABEL = r"predicted rate: $q^t$ (ITD: $t\,q^t$), $q^k$ or $p^k$"
 
 
 def _legend(fig) -> None:
     """One legend for the whole figure, outside the axes on the right: every label once, in the
     order first drawn, in as many columns as keep it no taller than the panels; the figure is
-    widened by the legend's width so that the panels keep theirs."""
+    widened by the legend's width so that the panels keep theirs. The predicted-rate lines, one per
+    estimator in its colour, share one entry drawn in grey."""
     entries = {}
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if not entries:
         return
+    if PREDICTED_LABEL in entries:
+        entries[PREDICTED_LABEL] = Line2D([], [], color="0.3", **PREDICTED)
     width, height = fig.get_size_inches()
     rows = max(3, int((height - 1.2) / LEGEND_ROW))
     ncols = -(-len(entries) // rows)
-    fig.set_size_inches(width + ncols * (0.7 + LEGEND_CHAR * max(map(len, entries))), height)
-    fig.legend(entries.values(), entries.keys(), loc="outside right upper", fontsize=8, ncols=ncols)
+    fig.set_size_inches(width + ncols * (1.0 + LEGEND_CHAR * max(map(len, entries))), height)
+    fig.legend(entries.values(), entries.keys(), loc="outside right upper", fontsize=FONT, ncols=ncols, handlelength=3.2)
+
+
+def _roundoff(ax, floor: float, label: str) -> None:
+    """Shade the part of a log y axis below ``floor`` (errors there are round-off, not
+    convergence; the rate fits leave them out), keep the axis from reaching far below it, and
+    show the floor itself even where every error lies below it (then they are all round-off)."""
+    bottom, top = ax.get_ylim()
+    ax.axhspan(FLOOR, floor, color="0.88", zorder=0, lw=0, label=label)
+    ax.set_ylim(max(bottom, floor * 1e-5), max(top, floor * 100))
+
+
+def _cut_x(ax, curves: list[tuple[np.ndarray, np.ndarray]], floor: float, symbol: str) -> None:
+    """Cut the x axis where every curve (x, median error) has reached ``floor`` for good, when that
+    happens before CUT of the axis: the rest would show only round-off. A note says so."""
+    reached = []
+    for xs, ys in curves:
+        above = np.flatnonzero(~(ys <= floor))
+        if len(ys) < 2 or (len(above) and above[-1] == len(ys) - 1):
+            return  # a curve ends above round-off: nothing to cut
+        reached.append(xs[min(above[-1] + 1, len(xs) - 1)] if len(above) else xs[0])
+    low, high = min(xs.min() for xs, _ in curves), max(xs.max() for xs, _ in curves)
+    stop = max(reached) + 0.15 * (max(reached) - low)
+    if stop < low + CUT * (high - low):
+        ax.set_xlim(left=low - 0.02 * (stop - low), right=stop)
+        ax.annotate(f"round-off up to {symbol} = {high:g} →", xy=(0.98, 0.97), xycoords="axes fraction", ha="right",
+                    va="top", fontsize=FONT - 1, color="0.35")  # fmt: skip
 
 
 def _stats(rows: pd.DataFrame, x: str) -> pd.DataFrame:
@@ -88,44 +147,65 @@ def _error_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"] if "status" in df else df
 
 
+def _roles(df: pd.DataFrame) -> dict:
+    """Curve label -> the role its rows declare (for the palette of names that are not shipped)."""
+    if "role" not in df:
+        return {}
+    return dict(zip(df["estimator"].astype(str), df["role"].astype(str)))
+
+
+def _floor(rows: pd.DataFrame) -> float:
+    """The round-off floor of relative errors of these rows: the coarsest of their dtypes'."""
+    dtypes = rows["dtype"].dropna().unique() if "dtype" in rows else []
+    return max((floor_for(str(d)) for d in dtypes), default=floor_for("float64"))
+
+
 def error_figure(df: pd.DataFrame, theory: bool = False):
-    """Median relative error over λ draws vs iterations, interquartile band; one row of panels
-    per problem, one panel per grid kind, one curve per estimator, or per configuration where
-    several runs of one estimator share a panel (labelled by hgbench.analysis.results.labels,
-    e.g. "fp, problem.cond=2"). Estimators without k (ITD) appear in a k panel as a horizontal
-    line: their error at that panel's t. ``theory``: also the predicted rates as dashed lines
-    (hgbench.analysis.theory.overlay). Returns the matplotlib Figure."""
+    """Median relative error over λ draws vs iterations, interquartile band; per problem, one
+    titled panel per grid kind (several problems' panels share a row, ``_columns``), one curve per
+    estimator, or per configuration where several runs of one estimator share a panel (labelled
+    by hgbench.analysis.results.labels, e.g. "fp, problem.cond=2"), in the estimator's fixed style
+    (hgbench.analysis.style). Estimators without k (ITD) appear in a k panel as a horizontal
+    line: their error at that panel's t. Errors below the dtype's round-off floor are shaded, and
+    an x axis is cut where every curve has reached it. ``theory``: also each estimator's
+    predicted rate, in its colour (hgbench.analysis.theory.overlay). Returns the matplotlib Figure."""
     df = _error_rows(df)
     problems = sorted(df["problem"].unique())
     layout = panels(df)
     if not problems or not layout:
         raise ValueError("no finite result rows to plot")
     estimators = sorted(df["estimator"].unique())
-    styles = _styles(estimators)
-    fig, axes = _figure(len(problems), len(layout), 4.6, 3.6)
-    for row, problem in enumerate(problems):
-        for col, (kind, x, title) in enumerate(layout):
-            ax = axes[row][col]
-            part = panel_rows(df[df["problem"] == problem], kind, x)
-            for name in estimators:
-                rows = part[part["estimator"] == name]
-                if rows.empty:
-                    continue
-                style = styles[name]
-                if x == "k" and rows["k"].isna().all():
-                    s = _stats(rows, "t").iloc[0]
-                    ax.axhline(s["median"], color=style["color"], ls=style["ls"], label=name)
-                    ax.axhspan(s["low"], s["high"], color=style["color"], alpha=0.12)
-                    continue
-                s = _stats(rows, x)
-                ax.plot(s.index, s["median"], ms=3, label=name, **style)
-                ax.fill_between(s.index, s["low"], s["high"], color=style["color"], alpha=0.2, lw=0)
-            if theory:
-                overlay(ax, part, x)
-            _finish(ax, title, problem if col == 0 else None)
+    styles = _styles(estimators, _roles(df))
+    cells = [(problem, kind, x, title) for problem in problems for kind, x, title in panels(df[df["problem"] == problem])]
+    fig, axes = _grid(len(cells), _columns(len(problems), len(layout)), 3.7, 3.0)
+    for ax, (problem, kind, x, title) in zip(axes, cells):
+        part = panel_rows(df[df["problem"] == problem], kind, x)
+        floor, curves = _floor(part), []
+        for name in estimators:
+            rows = part[part["estimator"] == name]
+            if rows.empty:
+                continue
+            style = styles[name]
+            if x == "k" and rows["k"].isna().all():
+                s = _stats(rows, "t").iloc[0]
+                ax.axhline(s["median"], color=style["color"], ls=style["ls"], label=name)
+                ax.axhspan(s["low"], s["high"], color=style["color"], alpha=0.12, lw=0)
+                continue
+            s = _stats(rows, x)
+            ax.plot(s.index, s["median"], ms=4, label=name, **style)
+            ax.fill_between(s.index, s["low"], s["high"], color=style["color"], alpha=0.15, lw=0)
+            curves.append((s.index.to_numpy(dtype=float), s["median"].to_numpy()))
+        ax.set_yscale("log")
+        if theory:
+            overlay(ax, part, x, styles, PREDICTED_LABEL)
+        _roundoff(ax, floor, f"round-off (below {floor:g}, not fitted)")
+        if curves:
+            _cut_x(ax, curves, floor, x)
+        _finish(ax, "inner steps t" if x == "t" else "solver steps k", title=f"{problem}: {title}")
+    _inner_labels(axes)
     n_draws = df.groupby("problem")["lam_id"].nunique().max()
     _legend(fig)
-    _title(fig, f"Hypergradient error: median over {n_draws} λ draws,\nband = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles")
+    _title(fig, f"Hypergradient error: median over {n_draws} λ draws, band = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles")
     return fig
 
 
@@ -138,36 +218,10 @@ def _rate_tables(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
-MARKERS = "os^vDPX*<>hp"
-LINES = ("-", "--", "-.", ":")
-COLOURS = 20  # tab20: ten dark colours, then their ten light companions
-N_STYLES = 60  # (colour, marker) pairs repeat only after lcm(20, 12) styles
-
-
-def style(i: int) -> dict:
-    """Style number i: colour i mod 20 (tab20's dark colours first), a marker that changes with
-    every step, and a line style that also changes between styles of one colour."""
-    colour = i % COLOURS
-    return dict(
-        color=plt.cm.tab20((2 * colour) % COLOURS + colour // 10), marker=MARKERS[i % len(MARKERS)],
-        ls=LINES[(i + i // COLOURS) % len(LINES)],
-    )  # fmt: skip
-
-
-def _styles(names) -> dict:
-    """A distinct style (colour, marker, line style) per name, chosen by the name itself: its
-    colour is crc32(name) mod 20, or the next colour no other name of the figure has; once all
-    20 colours are taken, the same colours with other markers and line styles. So an estimator
-    keeps its style across figures, up to 20 names have 20 different colours, and curves that
-    coincide (itd and itd_forward compute the same number) stay distinguishable."""
-    taken, out = set(), {}
-    for name in sorted(names):
-        start = zlib.crc32(name.encode()) % COLOURS
-        order = (cycle * COLOURS + (start + k) % COLOURS for cycle in range(N_STYLES // COLOURS) for k in range(COLOURS))
-        i = next((i for i in order if i not in taken), len(taken))
-        taken.add(i)
-        out[name] = style(i)
-    return out
+def _styles(names, roles: dict | None = None) -> dict:
+    """The style of every curve label: hgbench.analysis.style.palette (a fixed colour and marker
+    per estimator, in every figure)."""
+    return palette(names, roles)
 
 
 COSTS = {
@@ -176,36 +230,56 @@ COSTS = {
 }
 
 
+def _front(rows: pd.DataFrame, cost: str) -> pd.DataFrame:
+    """The Pareto front of (cost, err_rel) points: sorted by cost, each point that is more
+    accurate than every cheaper one."""
+    rows = rows.sort_values([cost, "err_rel"])
+    return rows[rows["err_rel"] < rows["err_rel"].cummin().shift(fill_value=np.inf)]
+
+
 def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> list[Path]:
     """Accuracy per unit of cost: for every grid point, the median relative error over λ draws
     against the median cost of computing that point from scratch, one panel per cost measure
-    (time, VJP-equivalents) and per problem. Dots are grid points; the line is each estimator's
-    (each configuration's, as in ``plot_errors``) Pareto front (the lowest error reached at no
-    more cost)."""
+    (time, VJP-equivalents) and per problem, both axes logarithmic (points of zero cost, t = k = 0,
+    have no place there and are left out). Faint markers are grid points; the thin step line is
+    each estimator's (each configuration's, as in ``plot_errors``) Pareto front (the lowest error
+    reached at no more cost); the thick line under them is the front of all estimators together,
+    coloured by the estimator that owns it: the winner at each budget."""
     missing = {"n_phi", "n_vjp", "n_jvp"} - set(df.columns)
     if missing:
         raise ValueError(f"these results lack the cost columns {sorted(missing)}; rerun them with this version")
+    df = declared(df)
     df = df.assign(estimator=labels(df), ops=df["n_phi"] + df["n_vjp"] + df["n_jvp"])[df["status"] == "ok"]
     keys = ["problem", "estimator", "grid", "t", "k"]
     med = df.groupby(keys, dropna=False)[["err_rel", *COSTS]].median().reset_index()
     med["err_rel"] = med["err_rel"].clip(lower=FLOOR)
     problems = sorted(med["problem"].unique())
-    styles = _styles(med["estimator"].unique())
-    fig, axes = _figure(len(problems), len(COSTS), 5.2, 3.8)
-    for row, problem in enumerate(problems):
-        for col, (cost, label) in enumerate(COSTS.items()):
-            ax = axes[row][col]
-            part = med[med["problem"] == problem]
-            for name, rows in part.groupby("estimator"):
-                style = styles[name]
-                rows = rows.sort_values(cost)
-                front = rows[rows["err_rel"] <= rows["err_rel"].cummin()]
-                ax.scatter(rows[cost], rows["err_rel"], s=8, color=style["color"], alpha=0.35, marker=style["marker"])
-                ax.step(front[cost], front["err_rel"], where="post", color=style["color"], ls=style["ls"], label=name)
-            ax.set_xscale("log" if cost == "time_s" else "symlog")
-            _finish(ax, label, problem if col == 0 else None)
+    styles = _styles(med["estimator"].unique(), _roles(df))
+    cells = [(problem, cost, label) for problem in problems for cost, label in COSTS.items()]
+    fig, axes = _grid(len(cells), _columns(len(problems), len(COSTS)), 4.6, 3.6)
+    for ax, (problem, cost, label) in zip(axes, cells):
+        part = med[(med["problem"] == problem) & (med[cost] > 0)]
+        best = _front(part, cost)
+        ax.plot([], [], color="0.5", lw=7, alpha=0.35, label="the best estimator at that budget")
+        for i in range(len(best)):  # the winner's segment: from its point to the next winner's cost
+            here = best.iloc[i]
+            right = best[cost].iloc[i + 1] if i + 1 < len(best) else part[cost].max()
+            ax.plot([here[cost], right], [here["err_rel"]] * 2, color=styles[here["estimator"]]["color"], lw=7,
+                    alpha=0.35, solid_capstyle="butt", zorder=1)  # fmt: skip
+        for name, rows in part.groupby("estimator"):
+            style = styles[name]
+            front = _front(rows, cost)
+            ax.scatter(rows[cost], rows["err_rel"], s=10, color=style["color"], alpha=0.3, marker=style["marker"], zorder=2)
+            ax.step(front[cost], front["err_rel"], where="post", color=style["color"], ls=style["ls"], lw=1.3, zorder=3,
+                    marker=style["marker"], ms=4, label=name)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _roundoff(ax, _floor(df[df["problem"] == problem]), "round-off")
+        _finish(ax, label, title=f"{problem}: {'time' if cost == 'time_s' else 'VJP-equivalents'}")
+    _inner_labels(axes)
     _legend(fig)
-    _title(fig, "Error vs cost: grid points (median over λ draws) and each estimator's Pareto front")
+    _title(fig, "Error vs cost (median over λ draws): each estimator's Pareto front; "
+                "thick band = the best estimator at each budget")  # fmt: skip
     return _save(fig, out_dir, stem)
 
 
@@ -223,9 +297,11 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
     """Error vs inner error (Ye et al. 2024), from the rows of grid=inner runs: per problem, the
     mean of log10 err_rel over λ draws at log-spaced inner-error levels (x decreasing), ± one
     standard deviation, one curve per estimator (per configuration, as in ``plot_errors``), its
-    fitted slope in the legend (hgbench.analysis.inner_error).
+    fitted slope in the legend (hgbench.analysis.inner_error). Round-off shows as round-off: below
+    the fit's floor (inner_error.FLOOR: levels there are not fitted) the axis is shaded, no band is
+    drawn, and a curve without a slope says why (at round-off, or too few levels above it).
     Prints the slopes and writes them next to the figure as slopes.csv and slopes.md."""
-    from hgbench.analysis.inner_error import FIT_BELOW, on_levels, slope_table, slopes
+    from hgbench.analysis.inner_error import FIT_BELOW, FLOOR as ROUNDOFF, on_levels, slope_table, slopes
 
     df = df.assign(estimator=labels(df))[df["grid"].isin(["inner", "levels"])]
     if df.empty:
@@ -234,27 +310,37 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
     stats = on_levels(df)
     fitted = slopes(stats)
     problems = sorted(stats["problem"].unique())
-    styles = _styles(stats["estimator"].unique())
-    fig, axes = _figure(1, len(problems), 5.4, 4.2)
-    for ax, problem in zip(axes[0], problems):
+    styles = _styles(stats["estimator"].unique(), _roles(declared(df)))
+    fig, axes = _grid(len(problems), 3 if len(problems) != 4 else 2, 5.0, 4.0)
+    for ax, problem in zip(axes, problems):
         for name, part in stats[stats["problem"] == problem].groupby("estimator"):
             slope = fitted.loc[(fitted["problem"] == problem) & (fitted["estimator"] == name), "slope"].iloc[0]
+            mean = 10 ** part["mean_log10"]
+            above = mean > ROUNDOFF
+            if np.isfinite(slope):
+                note = f"slope {slope:.2f}"
+            else:
+                note = "at round-off" if not above[part["level"] <= FIT_BELOW].any() else "too few levels to fit"
             style = styles[name]
-            ax.plot(part["level"], 10 ** part["mean_log10"], ms=3, label=f"{name} ({'n/a' if np.isnan(slope) else f'{slope:.2f}'})", **style)
-            ax.fill_between(part["level"], part["low"], part["high"], color=style["color"], alpha=0.15, lw=0)
+            ax.plot(part["level"], mean, ms=3, markevery=max(1, len(part) // 12), label=f"{name}: {note}", **style)
+            ax.fill_between(part["level"], part["low"].where(above), part["high"].where(above), color=style["color"],
+                            alpha=0.15, lw=0)  # fmt: skip
         ax.axvline(FIT_BELOW, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.invert_xaxis()
+        _roundoff(ax, ROUNDOFF, "round-off")
         if fixed:
-            _finish(ax, "inner error ‖w − w*‖ (decreasing)", problem, "absolute error ‖ĝ − ∇f‖")
+            _finish(ax, "inner error ‖w − w*‖ (decreasing)", "absolute error ‖ĝ − ∇f‖", title=problem)
         else:
-            _finish(ax, "inner error ‖w_t − w*‖ / ‖w*‖ (decreasing)", problem)
-        ax.set_title(problem, fontsize=9)
+            _finish(ax, "inner error ‖w_t − w*‖ / ‖w*‖ (decreasing)", title=problem)
         # per panel, below it: the fitted slopes differ between problems
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
+        ax.legend(fontsize=FONT - 0.5, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, handlelength=3)
     n_draws = int(stats["n_draws"].max())
-    _title(fig, f"Absolute error vs inner error: mean ± std over {n_draws} draws (legend: fitted slope)" if fixed
-           else f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws (legend: fitted slope)")  # fmt: skip
+    _title(fig, f"Absolute error vs inner error: mean ± std over {n_draws} draws;\nslopes fitted right of the dotted line, "
+                f"above the shaded round-off" if fixed else
+           f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws;\nslopes fitted right of the dotted line, "
+           f"above the shaded round-off")  # fmt: skip
     paths = _save(fig, out_dir, stem)
     fitted.to_csv(Path(out_dir) / "slopes.csv", index=False)
     table = slope_table(fitted)
@@ -291,9 +377,8 @@ def plot_bound(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_bound") ->
                               zip(have["role"], have["t"].astype(float), k, constants.to_dict("records"))])  # fmt: skip
     problems = sorted(have["problem"].unique())
     styles = _styles(sorted(have["role"].unique()))
-    fig, axes = _figure(1, len(problems), 4.6, 4.2)
-    for col, problem in enumerate(problems):
-        ax = axes[0][col]
+    fig, axes = _grid(len(problems), 3, 4.4, 4.0)
+    for ax, problem in zip(axes, problems):
         part = have[have["problem"] == problem]
         for role, rows in part.groupby("role"):
             ax.scatter(rows["bound"].clip(lower=FLOOR), rows["err_abs"].clip(lower=FLOOR), s=7, alpha=0.5, label=role,
@@ -303,7 +388,7 @@ def plot_bound(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_bound") ->
         ax.set_xscale("log")
         ax.set_xlim(*ends)
         ax.set_ylim(*ends)
-        _finish(ax, "bound (c₁, c₂, c₃ in closed form, global q)", problem, "absolute error ‖ĝ − ∇f‖")
+        _finish(ax, "bound (c₁, c₂, c₃ in closed form, global q)", "absolute error ‖ĝ − ∇f‖", title=problem)
     _legend(fig)
     _title(fig, "Error against Grazzi et al.'s bound, every λ draw and (t, k)")
     return _save(fig, out_dir, stem)

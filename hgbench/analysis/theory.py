@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from hgbench.analysis.results import panel_rows, panels
+from hgbench.analysis.style import PREDICTED
 from hgbench.problems.bounds import NAMES as BOUND_NAMES
 
 CEILING = 0.5  # above it, errors are pre-asymptotic (ITD's t·qᵗ rise, the first steps)
@@ -163,26 +164,28 @@ def rate_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def overlay(ax, part: pd.DataFrame, x: str) -> None:
-    """Dashed predicted-rate lines on a panel, anchored at the largest median error at the
-    panel's first positive iteration count: qᵗ and t·qᵗ on a t axis, qᵏ and pᵏ on a k axis, with
-    q the median LOCAL ‖∂₁Φ(w*)‖ (module docstring), which the legend says."""
+def overlay(ax, part: pd.DataFrame, x: str, styles: dict, label: str) -> None:
+    """Each estimator's predicted rate on a panel, as a thin dashed line in the estimator's colour
+    (``styles``: curve label -> matplotlib style), anchored at its own median error at the panel's
+    first positive iteration count: on a t axis qᵗ (ITD: t·qᵗ), on a k axis the rate of its role in
+    ``RATE_IN_K`` (none for roles without one), with q and κ the medians over the estimator's rows
+    of the LOCAL ‖∂₁Φ(w*)‖ and cond(I − ∂₁Φᵀ) (module docstring). All lines carry ``label``, so the
+    figure's legend has one entry for them."""
     part = part[(part["status"] == "ok") & part[x].notna() & (part[x] > 0)]
     if part.empty:
         return
-    x0 = part[x].min()
-    y0 = part[part[x] == x0].groupby("estimator")["err_rel"].median().max()
-    if not np.isfinite(y0) or y0 <= 0:
-        return
-    r = rates(part["q"].median(), part["kappa"].median() if "kappa" in part else math.nan)
-    xs = np.linspace(x0, part[x].max(), 200)
-    lines = {f"q^{x}, local q={r['q']:.4g}": y0 * r["q"] ** (xs - x0)}
-    if x == "t":
-        lines["t·q^t"] = y0 * (xs / x0) * r["q"] ** (xs - x0)
-    elif np.isfinite(r["p"]):
-        lines["p^k, p=(√κ−1)/(√κ+1)"] = y0 * r["p"] ** (xs - x0)
     ax.set_yscale("log")  # before reading the limits: they must be the log axis's
     bottom, top = ax.get_ylim()
-    for (label, ys), ls in zip(lines.items(), ("--", ":")):
-        ax.plot(xs, ys, color="0.35", ls=ls, lw=1.1, label=f"theory {label}")
-    ax.set_ylim(bottom, top)  # the theory lines must not stretch the data's range
+    for (name, role), rows in part.groupby(["estimator", "role"]):
+        x0 = rows[x].min()
+        y0 = rows[rows[x] == x0]["err_rel"].median()
+        which = "q" if x == "t" else RATE_IN_K.get(role)
+        if which is None or not np.isfinite(y0) or y0 <= 0:
+            continue
+        rate = rates(rows["q"].median(), rows["kappa"].median() if "kappa" in rows else math.nan)[which]
+        if not 0 < rate < 1:
+            continue
+        xs = np.linspace(x0, rows[x].max(), 200)
+        ys = y0 * rate ** (xs - x0) * ((xs / x0) if x == "t" and role == "itd" else 1.0)
+        ax.plot(xs, ys, color=styles[name]["color"], label=label, **PREDICTED)
+    ax.set_ylim(bottom, top)  # the predicted lines must not stretch the data's range
