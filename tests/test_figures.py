@@ -3,6 +3,9 @@ its fixed colour (the same in the error, cost and bound figures; distinct betwee
 in the saved PNG's pixels), every panel titled, one legend, predicted rates in their estimator's
 colour under one entry, round-off shown as round-off, and a cost figure with log axes."""
 
+import re
+from pathlib import Path
+
 import matplotlib.colors as mcolors
 import matplotlib.image as mimage
 import numpy as np
@@ -131,13 +134,17 @@ def test_x_axis_is_cut_where_every_curve_is_at_round_off(tmp_path, figures):
     assert any(p.get_label().startswith("round-off") for p in ax.patches)
 
 
-def test_inner_figure_shows_round_off_as_round_off(tmp_path, figures):
+def _inner_rows() -> pd.DataFrame:
+    """Rows of a grid=levels run: precond_newton at round-off, reparam_opt linear in the level."""
     levels = np.geomspace(10, 1e-3, 12)
-    rows = [{"problem": "ye", "estimator": name, "role": name, "grid": "levels", "seed": 0, "lam_id": lam, "t": i, "k": None,
+    return pd.DataFrame([{"problem": "ye", "estimator": name, "role": name, "grid": "levels", "seed": 0, "lam_id": lam, "t": i, "k": None,
              "level": level, "err_abs": (3e-15 if name == "precond_newton" else level) * (1 + 0.5 * lam), "err_rel": 1e-16,
              "inner_err": level, "status": "ok", "run_id": name, "setting_id": "s", "overrides": f"estimator={name}"}
-            for name in ("precond_newton", "reparam_opt") for lam in range(3) for i, level in enumerate(levels)]  # fmt: skip
-    plot_module.plot_inner(pd.DataFrame(rows), tmp_path)
+            for name in ("precond_newton", "reparam_opt") for lam in range(3) for i, level in enumerate(levels)])  # fmt: skip
+
+
+def test_inner_figure_shows_round_off_as_round_off(tmp_path, figures):
+    plot_module.plot_inner(_inner_rows(), tmp_path)
     (fig,) = figures
     (ax,) = fig.axes
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -145,3 +152,38 @@ def test_inner_figure_shows_round_off_as_round_off(tmp_path, figures):
     assert not any("n/a" in t for t in texts)
     assert ax.get_ylim()[0] >= 1e-12 * 1e-5  # no std band reaching down to 1e-21
     assert any(p.get_label() == "round-off" for p in ax.patches)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_hgbench_plot_draws_every_kind(tmp_path, monkeypatch):
+    """hgbench.plot(df, out, kind=K) returns figure K for every kind, from synthetic rows or
+    committed results (drawn, not written: saving is ``_save``'s, exercised by the error kind)."""
+    import hgbench
+    from hgbench.analysis.outer import load_outer
+
+    fig = hgbench.plot(_rows(), tmp_path, kind="error")
+    assert (tmp_path / "error_vs_iterations.png").is_file()
+    plot_module.plt.close(fig)
+    monkeypatch.setattr(plot_module, "_save", lambda fig, out_dir, stem, close=True: plot_module._KEPT.append(fig) or [])
+    rows = {
+        "cost": _rows(), "inner": _inner_rows(),
+        "bound": plot_module.load_with_constants(ROOT / "results" / "ridge_illcond_cold"),
+        "outer": load_outer(ROOT / "results" / "outer" / "outer_ridge"), "train": load_outer(ROOT / "results" / "deq_small"),
+    }  # fmt: skip
+    assert set(rows) | {"error"} == set(plot_module.KINDS)
+    for kind, df in rows.items():
+        fig = hgbench.plot(df, tmp_path / kind, kind=kind)
+        assert fig.axes and fig.axes[0].has_data(), kind
+        plot_module.plt.close(fig)
+    with pytest.raises(Exception, match="kind='nope' is not one of error"):
+        hgbench.plot(rows["cost"], kind="nope")
+
+
+def test_gallery_shows_every_kind_and_its_images_exist():
+    """docs/figures.md: every figure kind, each image committed (scripts/gallery.py draws them)."""
+    text = (ROOT / "docs" / "figures.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", text)
+    assert images and all((ROOT / "docs" / image).is_file() for image in images)
+    assert all(f"--kind {kind}" in text for kind in plot_module.KINDS if kind != "error")

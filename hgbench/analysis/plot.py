@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -66,8 +67,10 @@ def _columns(n_problems: int, per_problem: int) -> int:
 
 
 def _title(fig, text: str) -> None:
-    """The figure's title, aligned left over the panels, clear of the legend on the right."""
-    fig.suptitle(text, x=0.01, ha="left", fontsize=FONT + 2)
+    """The figure's title, aligned left over the panels, clear of the legend on the right: called
+    before ``_legend`` widens the figure, it is wrapped to the panels' width."""
+    chars = max(30, int(fig.get_size_inches()[0] * 72 / (0.55 * (FONT + 2))))  # about 0.55 em per character
+    fig.suptitle("\n".join(textwrap.fill(line, chars) for line in text.split("\n")), x=0.01, ha="left", fontsize=FONT + 2)
 
 
 LEGEND_ROW = 0.22  # inches per legend entry at font size FONT
@@ -204,8 +207,8 @@ def error_figure(df: pd.DataFrame, theory: bool = False):
         _finish(ax, "inner steps t" if x == "t" else "solver steps k", title=f"{problem}: {title}")
     _inner_labels(axes)
     n_draws = df.groupby("problem")["lam_id"].nunique().max()
-    _legend(fig)
     _title(fig, f"Hypergradient error: median over {n_draws} λ draws, band = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles")
+    _legend(fig)
     return fig
 
 
@@ -277,20 +280,40 @@ def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> l
         _roundoff(ax, _floor(df[df["problem"] == problem]), "round-off")
         _finish(ax, label, title=f"{problem}: {'time' if cost == 'time_s' else 'VJP-equivalents'}")
     _inner_labels(axes)
-    _legend(fig)
     _title(fig, "Error vs cost (median over λ draws): each estimator's Pareto front; "
                 "thick band = the best estimator at each budget")  # fmt: skip
+    _legend(fig)
     return _save(fig, out_dir, stem)
 
 
+_KEPT: list | None = None  # while ``figure`` draws: the figures saved, left open for the caller
+
+
 def _save(fig, out_dir: Path, stem: str, close: bool = True) -> list[Path]:
-    """The figure as out_dir/``stem``.png and .pdf; closed afterwards unless ``close`` is false."""
+    """The figure as out_dir/``stem``.png and .pdf; closed afterwards unless ``close`` is false
+    (or ``figure`` is collecting it)."""
     paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
     for path in paths:
         fig.savefig(path, dpi=130, bbox_inches="tight")
-    if close:
+    if _KEPT is not None:
+        _KEPT.append(fig)
+    elif close:
         plt.close(fig)
     return paths
+
+
+def figure(df: pd.DataFrame, kind: str, out_dir: Path, **options):
+    """Figure ``kind`` (a key of KINDS) of the rows ``df``, saved in out_dir as ``plot`` saves it;
+    returns the matplotlib Figure, left open."""
+    global _KEPT
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    _KEPT = []
+    try:
+        KINDS[kind][0](df, Path(out_dir), **options)
+        return _KEPT[-1]
+    finally:
+        _KEPT = None
 
 
 def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_error") -> list[Path]:
@@ -389,8 +412,8 @@ def plot_bound(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_bound") ->
         ax.set_xlim(*ends)
         ax.set_ylim(*ends)
         _finish(ax, "bound (c₁, c₂, c₃ in closed form, global q)", "absolute error ‖ĝ − ∇f‖", title=problem)
-    _legend(fig)
     _title(fig, "Error against Grazzi et al.'s bound, every λ draw and (t, k)")
+    _legend(fig)
     return _save(fig, out_dir, stem)
 
 

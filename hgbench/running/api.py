@@ -1,5 +1,5 @@
 """The Python API, for notebooks and scripts: ``hgbench.evaluate`` runs what ``hgbench run``
-runs and returns its rows as a pandas DataFrame; ``hgbench.plot`` draws their error figure;
+runs and returns its rows as a pandas DataFrame; ``hgbench.plot`` draws their figures (error, cost, inner, bound, outer, train);
 ``hgbench.load`` reads the rows of CSVs written before.
 
     df = hgbench.evaluate("ridge", ["itd", "fp", "cg"], "diag", n_lambdas=3, seed=0)
@@ -26,7 +26,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from hgbench.analysis.plot import _save, error_figure
+from hgbench.analysis.plot import KINDS, _save, error_figure, figure
 from hgbench.analysis.results import combine, load
 from hgbench.paths import conf_dir
 from hgbench.problems.base import Problem
@@ -98,15 +98,28 @@ def evaluate(problem: Spec | type = "ridge", estimators: Spec | list = "cg", gri
         return pd.concat(frames, ignore_index=True)
 
 
-def plot(df: pd.DataFrame, out_dir: str | Path | None = None, *, theory: bool = False):
-    """The error-vs-iterations figure of rows from ``evaluate`` or ``load`` (the figure
-    ``hgbench run`` draws): returns the matplotlib Figure; with ``out_dir``, it is also saved
-    there as error_vs_iterations.png and .pdf. ``theory``: overlay the predicted rates."""
-    fig = error_figure(df, theory)
-    if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        _save(fig, Path(out_dir), "error_vs_iterations", close=False)
-    return fig
+def plot(df: pd.DataFrame, out_dir: str | Path | None = None, *, kind: str = "error", theory: bool = False, **options):
+    """Figure ``kind`` of rows from ``evaluate`` or ``load``: ``error`` (error vs iterations, the
+    figure ``hgbench run`` draws), ``cost``, ``inner``, ``bound`` (rows with the bounds' constants,
+    hgbench.analysis.plot.load_with_constants), ``outer`` or ``train`` (rows of mode=outer runs),
+    as ``hgbench plot --kind`` draws them. Returns the matplotlib Figure; with ``out_dir``, it is
+    also saved there (with the tables that kind writes, e.g. slopes.csv). ``theory``: overlay
+    the predicted rates (kind ``error``); ``options``: the figure function's others (``eps`` for
+    ``outer``)."""
+    if kind not in KINDS:
+        raise UserError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
+    if theory and kind != "error":
+        raise UserError(f"theory=True applies to kind='error', not kind={kind!r}")
+    if kind == "error" and not options:
+        fig = error_figure(df, theory)
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            _save(fig, Path(out_dir), "error_vs_iterations", close=False)
+        return fig
+    with tempfile.TemporaryDirectory(prefix="hgbench-") as scratch:
+        target = Path(out_dir) if out_dir is not None else Path(scratch)
+        target.mkdir(parents=True, exist_ok=True)
+        return figure(df, kind, target, **options)
 
 
 # --- from Python values to the command line's overrides -----------------------------------------
