@@ -1,5 +1,6 @@
 # Two entry points that work on a fresh machine with Python 3.11 and pip:
 #   make demo   set up .venv, run the ridge comparison of all estimators, draw its figure
+#               (prints one progress bar, the final table and the paths of the CSV and figures)
 #   make test   set up .venv, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,9 +20,6 @@ $(READY): pyproject.toml
 
 demo: $(READY)
 	$(BIN)/hgbench run -m +experiment=demo
-	@echo
-	@echo "CSV:    results/demo/metrics.csv"
-	@echo "figure: results/demo/error_vs_iterations.png (and .pdf)"
 
 test: $(READY)
 	$(BIN)/python -m pytest -q

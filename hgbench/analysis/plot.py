@@ -417,6 +417,11 @@ def plot_bound(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_bound") ->
     return _save(fig, out_dir, stem)
 
 
+def announced(path: Path) -> str:
+    """How a written file is announced on the console: "figure" (PNG, PDF) or "table" (CSV, Markdown)."""
+    return "figure" if Path(path).suffix in (".png", ".pdf", ".svg") else "table"
+
+
 # figure kind -> (its function, the loader of the rows it is drawn from)
 KINDS = {
     "error": (plot_errors, load), "cost": (plot_cost, load), "inner": (plot_inner, load),

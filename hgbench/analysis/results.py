@@ -38,8 +38,8 @@ RUN_INFO = "run.json"  # next to a job's CSV: marks the folder as an hgbench run
 # left out of run_id (and a resumed run may differ in them). n_lambdas: the λ draws are a prefix
 # of one random stream, so more draws extend the same run; threads: torch's thread count changes
 # float sums at ~1e-13 only, and run.json records it (runs that differ only in it share a run_id,
-# so loading them together keeps one copy of each row).
-RESUME_FREE = ("n_lambdas", "plot", "resume", "threads")
+# so loading them together keeps one copy of each row); verbose: what a sweep prints.
+RESUME_FREE = ("n_lambdas", "plot", "resume", "threads", "verbose")
 # Stable dtypes, written and read the same way whatever the rows hold: integer columns are
 # written without a decimal point ("10", "" when empty), ``k`` (empty for estimators without a
 # solver) loads as pandas' nullable Int64, ``status`` and ``reason`` always load as text ("" for

@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from hgbench.running import lock, modes
+from hgbench.running import lock, modes, runner
 from hgbench.analysis.results import combine
 from hgbench.running.modes import Mode
 from hgbench.paths import conf_dir
@@ -26,7 +26,7 @@ ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceb
 
 def _draw(path: Path, mode: Mode) -> None:
     """The figures the mode draws after a run (``Mode.drawn``) from the rows at path."""
-    from hgbench.analysis.plot import plot
+    from hgbench.analysis.plot import announced, plot
 
     for kind in mode.drawn(path):
         try:
@@ -34,8 +34,8 @@ def _draw(path: Path, mode: Mode) -> None:
         except ValueError as err:  # e.g. every row diverged: the rows are the result, the figure is skipped
             print(f"hgbench: warning: no figure: {err}", file=sys.stderr)
             continue
-        for figure in figures:
-            print(f"figure: {figure}")
+        for path in figures:
+            print(f"{announced(path)}: {path}")
 
 
 def run_job(cfg: DictConfig, out_dir: Path, overrides: list[str], progress: bool = True) -> tuple[Mode, pd.DataFrame]:
@@ -49,12 +49,13 @@ def run_job(cfg: DictConfig, out_dir: Path, overrides: list[str], progress: bool
         return mode, mode.run(plan, out_dir, progress)
 
 
-def run_one(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> Mode:
-    """``run_job``, then print the summary and warn about rows that diverged or failed; returns
-    the mode."""
+def run_one(cfg: DictConfig, out_dir: Path, overrides: list[str], table: bool = True) -> Mode:
+    """``run_job``, then print the summary (unless not ``table``) and warn about rows that
+    diverged or failed; returns the mode."""
     mode, df = run_job(cfg, out_dir, overrides)
-    print(mode.summarize(df))
-    print(f"results: {out_dir / mode.csv}")
+    if table:
+        print(mode.summarize(df))
+        print(f"results: {out_dir / mode.csv}")
     for status in ("diverged", "error"):
         bad = df[df["status"] == status]
         if len(bad):
@@ -86,8 +87,9 @@ def task(cfg: DictConfig) -> None:
     # end-of-sweep callback): record the failure in the job's error.txt (parallel launchers run
     # jobs in other processes, so the callback reads the files) and go on.
     (out_dir / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt of this job
+    runner.SWEEP_JOB = f"job {hydra_cfg.job.num}"  # one progress bar at a time, no line per job
     try:
-        run_one(cfg, out_dir, overrides)
+        run_one(cfg, out_dir, overrides, table=bool(cfg.verbose))
     except Exception as err:  # noqa: BLE001 — any failure of one job is reported, not raised
         reason = " ".join(str(err).split())
         message = f"job {hydra_cfg.job.num} ({' '.join(overrides)}): {type(err).__name__}: {reason}"

@@ -83,7 +83,7 @@ def one_line(err: Exception) -> int:
 
 
 def _plot(args: list[str]) -> int:
-    from hgbench.analysis.plot import KINDS, plot
+    from hgbench.analysis.plot import KINDS, announced, plot
 
     parser = argparse.ArgumentParser(prog="hgbench plot", description="Redraw figures from results, without recomputing.")
     parser.add_argument("path", help="a metrics.csv, or a run/sweep directory (every metrics.csv below it)")
@@ -110,7 +110,7 @@ def _plot(args: list[str]) -> int:
         print(f"hgbench plot: error: cannot write the figures: {err.strerror}: {err.filename}", file=sys.stderr)
         return 2
     for path in paths:
-        print(f"figure: {path}")
+        print(f"{announced(path)}: {path}")
     return 0
 
 

@@ -24,6 +24,7 @@ a section of its own, this project's observations (hgbench.analysis.claims.obser
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -165,6 +166,26 @@ def claims_table(out: Path) -> Path:
 VERDICTS = ("<!-- verdicts: written by hgbench reproduce -->", "<!-- /verdicts -->")
 
 
+def verdicts(claims: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFrame:
+    """The short table of claims and observations: id, source, statement, preset, verdict (the
+    criterion and the measured evidence are claims.md's)."""
+    both = pd.concat([claims, observations.assign(source="observation (this project)")], ignore_index=True)
+    return both[["id", "source", "claim", "preset", "verdict"]].rename(columns={"claim": "statement"})
+
+
+def short_verdicts(path: Path, width: int = 60) -> str:
+    """The verdict table of a claims.md for the console: id, preset, verdict and the statement cut
+    to ``width`` characters; one line each."""
+    rows = []
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]  # escaped pipes stay in a cell
+        if len(cells) >= 5 and re.fullmatch(r"[A-Z]+\d+[a-z]?", cells[0]):
+            rows.append((cells[0], cells[-1], cells[3] if len(cells) > 5 else "", cells[2]))
+    lines = [f"{'id':<4} {'verdict':<13} {'preset':<21} statement"]
+    lines += [f"{i:<4} {verdict:<13} {preset:<21} {text[:width] + ('…' if len(text) > width else '')}" for i, verdict, preset, text in rows]
+    return "\n".join(lines)
+
+
 def _write_verdicts(readme: Path, claims: pd.DataFrame, observations: pd.DataFrame) -> None:
     """Between the VERDICTS markers of ``readme`` (when it has them), the short table source →
     statement → preset → verdict of every claim and observation in claims.md (its evidence stays
@@ -172,8 +193,7 @@ def _write_verdicts(readme: Path, claims: pd.DataFrame, observations: pd.DataFra
     text = readme.read_text() if readme.is_file() else ""
     if not all(marker in text for marker in VERDICTS):
         return
-    both = pd.concat([claims, observations.assign(source="observation (this project)")], ignore_index=True)
-    table = markdown(both[["id", "source", "claim", "preset", "verdict"]].rename(columns={"claim": "statement"}))
+    table = markdown(verdicts(claims, observations))
     head, rest = text.split(VERDICTS[0], 1)
     readme.write_text(head + VERDICTS[0] + "\n" + table + VERDICTS[1] + rest.split(VERDICTS[1], 1)[1])
 
@@ -247,8 +267,8 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
             proc.wait()
         bar.close()
     path = claims_table(out)
-    print(path.read_text())
-    print(f"claims: {path}")
+    print(short_verdicts(path))
+    print(f"claims, with each verdict's criterion and evidence: {path}")
     return failed
 
 

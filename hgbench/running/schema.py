@@ -264,6 +264,7 @@ class Config:
     threads: Optional[int] = option(Integer(1, null="torch's default"), "torch intra-op threads, set before any work")
     batch_lambdas: Any = option(Flag(), "evaluate all λ draws at once with torch.func.vmap (time_s amortized per draw)")
     plot: Any = option(Flag(), "draw the figure at the end of a run (or of a sweep)")
+    verbose: Any = option(Flag(), "a sweep prints each job's table, not only one progress bar and the final table")
     resume: Any = option(Flag(), "keep the complete λ draws already in the output folder, compute the others")
     guard: Any = option(Flag(), "estimate peak memory and time first: refuse a run too large for the machine, warn about a long one")
     mode: str = option(Choice(_modes), "error: estimator vs reference over a grid; outer: bilevel optimization / training (docs/outer.md)")
