@@ -115,8 +115,12 @@ class Problem:
         """Φ(w, l) at the draw λ: its constants computed once from λ's value and detached, so
         that derivatives with respect to λ see λ only through the explicit argument, as the
         theory assumes (hgbench.core.bound.bind counts the calls for the estimators)."""
-        consts = {key: value.detach() for key, value in self.consts(lam.detach()).items()}
-        return self.phi_function(lam, consts)
+        consts = self.consts(lam.detach())
+        for key, value in consts.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{type(self).__name__}.consts returned {key!r} = {value!r} ({type(value).__name__}); "
+                                "each constant must be a torch.Tensor, e.g. torch.as_tensor(value, dtype=lam.dtype)")  # fmt: skip
+        return self.phi_function(lam, {key: value.detach() for key, value in consts.items()})
 
     @classmethod
     def provides(cls) -> frozenset[str]:

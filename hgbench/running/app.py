@@ -116,6 +116,34 @@ class SweepReport(Callback):
                 print(f"  {message}", file=sys.stderr)
 
 
+def sweep_target(overrides: list[str]) -> tuple[Path, str] | None:
+    """The folder and mode of the sweep ``overrides`` ask for, when they fix the folder: by
+    hydra.sweep.dir=, or by the +experiment= preset's hydra.sweep.dir (conf/experiment/); the
+    mode by mode= or the preset's. None for a folder named by the time (the default)."""
+    given = dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o and not o.startswith("~"))
+    preset = conf_dir() / "experiment" / f"{given.get('experiment', '')}.yaml"
+    block = OmegaConf.load(preset) if "experiment" in given and preset.is_file() else OmegaConf.create()
+    folder = given.get("hydra.sweep.dir") or OmegaConf.select(block, "hydra.sweep.dir", default=None)
+    if folder is None or "$" in str(folder):
+        return None
+    return Path(folder), given.get("mode") or OmegaConf.select(block, "mode", default="error")
+
+
+def refuse_curated(sweep_dir: Path, mode_name: str) -> None:
+    """Refuse (UserError, before any job) a sweep into a folder that holds a combined results file
+    none of whose job folders are there: curated results, such as the committed
+    results/outer/outer_<problem> (a sweep there would replace them and leave its job folders),
+    as ``hgbench reproduce`` refuses to replace full results. A folder a sweep left (its jobs'
+    files beside the combined one, e.g. results/demo) may be swept again."""
+    mode = modes.find(mode_name)
+    if mode is None or not (sweep_dir / mode.csv).is_file():
+        return
+    if any(path.parent != sweep_dir for path in sweep_dir.glob(f"*/{mode.csv}")):
+        return
+    raise UserError(f"{sweep_dir} holds results ({mode.csv}) without their job folders, e.g. committed ones: a sweep "
+                    "would replace them; give hydra.sweep.dir=DIR for new results, or delete the folder to regenerate it")  # fmt: skip
+
+
 def _report(sweep_dir: Path, mode: Mode, plot: bool) -> None:
     """The end of a sweep: the combined CSV, its summary, its figure."""
     combined = combine(sweep_dir, mode.csv)

@@ -6,6 +6,7 @@
     hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (outer.csv) from its jobs' files
     hgbench list                     problems, estimators, grids, presets, and which estimators apply where
     hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
+    hgbench --version                the installed version
 """
 
 from __future__ import annotations
@@ -30,8 +31,17 @@ def _run(argv: list[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from hgbench.running.app import FAILED_JOBS, task
+    from hgbench.running.app import FAILED_JOBS, refuse_curated, sweep_target, task
+    from hgbench.running.runner import UserError
     from hgbench.running.schema import explain
+
+    target = sweep_target(argv[1:]) if {"-m", "--multirun"} & set(argv[1:]) else None
+    if target is not None:
+        try:
+            refuse_curated(*target)
+        except UserError as err:
+            print(f"hgbench: error: {err}", file=sys.stderr)
+            return 2
 
     FAILED_JOBS.clear()
     debug = os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -265,6 +275,11 @@ def _main() -> None:
         sys.exit(_list(argv[2:]))
     if command == "reproduce":
         sys.exit(_reproduce(argv[2:]))
+    if command in ("-V", "--version"):
+        from hgbench import __version__
+
+        print(f"hgbench {__version__}")
+        sys.exit(0)
     if command in ("-h", "--help", None):
         print(f"usage: hgbench COMMAND ...\n\n{USAGE}")
         sys.exit(0 if command else 2)

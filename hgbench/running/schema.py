@@ -551,6 +551,10 @@ def explain(err: BaseException) -> str:
             if check is not None:
                 return check.refusal(full_key, located.value)
     text = str(err).split("\nConfig search path:")[0]
+    launcher = re.search(r"Could not load 'hydra/launcher/(\w+)'", text)
+    if launcher:  # the launcher's Hydra plugin is not installed
+        return (f"the {launcher.group(1)} launcher is not installed (hydra/launcher/{launcher.group(1)}); "
+                "install the launchers extra: pip install 'hgbench[launchers]'")  # fmt: skip
     if len(chain) > 1:
         text += " (" + str(chain[1]).split("\n    full_key:")[0] + ")"
     where = next((e.full_key for e in chain if getattr(e, "full_key", None)), None)
