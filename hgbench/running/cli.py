@@ -6,6 +6,7 @@
     hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (outer.csv) from its jobs' files
     hgbench list                     problems, estimators, grids, presets, and which estimators apply where
     hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
+    hgbench report DIR...            write DIR/report.html: figures, tables, verdicts, jobs, to open in a browser
     hgbench --version                the installed version
 """
 
@@ -121,6 +122,23 @@ def _plot(args: list[str]) -> int:
         return 2
     for path in paths:
         print(f"{announced(path)}: {path}")
+    return 0
+
+
+def _report(args: list[str]) -> int:
+    from hgbench.analysis.report import write_report
+
+    parser = argparse.ArgumentParser(prog="hgbench report", description="Write DIR/report.html for each results folder: "
+                                     "its figures, tables, verdicts with their evidence, jobs and configuration, to open in a browser.")  # fmt: skip
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="a results folder (e.g. results/grazzi2020)")
+    ns = parser.parse_args(args)
+    for folder in ns.dirs:
+        try:
+            path = write_report(folder)
+        except (ValueError, OSError) as err:
+            print(f"hgbench report: error: {' '.join(str(err).split())}", file=sys.stderr)
+            return 2
+        print(f"report: {path}")
     return 0
 
 
@@ -269,6 +287,8 @@ def _main() -> None:
         sys.exit(_run(argv))
     if command == "plot":
         sys.exit(_plot(argv[2:]))
+    if command == "report":
+        sys.exit(_report(argv[2:]))
     if command == "aggregate":
         sys.exit(_aggregate(argv[2:]))
     if command == "list":
@@ -283,5 +303,5 @@ def _main() -> None:
     if command in ("-h", "--help", None):
         print(f"usage: hgbench COMMAND ...\n\n{USAGE}")
         sys.exit(0 if command else 2)
-    print(f"hgbench: error: unknown command {command!r}; use run, plot, aggregate, reproduce or list\n\n{USAGE}", file=sys.stderr)
+    print(f"hgbench: error: unknown command {command!r}; use run, plot, aggregate, report, reproduce or list\n\n{USAGE}", file=sys.stderr)
     sys.exit(2)
