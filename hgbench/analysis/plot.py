@@ -75,6 +75,7 @@ def _title(fig, text: str) -> None:
 
 LEGEND_ROW = 0.22  # inches per legend entry at font size FONT
 LEGEND_CHAR = 0.07  # inches per character of a label, about
+ROUNDOFF_LABEL = "round-off (below {floor:g}, not fitted)"  # the shaded band of the error figure
 PREDICTED_LABEL = r"predicted rate: $q^t$ (ITD: $t\,q^t$), $q^k$ or $p^k$"
 
 
@@ -201,7 +202,7 @@ def error_figure(df: pd.DataFrame, theory: bool = False):
         ax.set_yscale("log")
         if theory:
             overlay(ax, part, x, styles, PREDICTED_LABEL)
-        _roundoff(ax, floor, f"round-off (below {floor:g}, not fitted)")
+        _roundoff(ax, floor, ROUNDOFF_LABEL.format(floor=floor))
         if curves:
             _cut_x(ax, curves, floor, x)
         _finish(ax, "inner steps t" if x == "t" else "solver steps k", title=f"{problem}: {title}")
