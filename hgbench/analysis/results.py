@@ -104,9 +104,38 @@ def csv_text(rows: list[dict], columns: list[str], header: bool = True) -> str:
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write a CSV through ``atomic``: a reader (or a killed run) only ever sees a complete file."""
+    """Write a CSV through ``atomic``: a reader (or a killed run) only ever sees a complete file.
+    The same rows also go beside it as Parquet (``write_parquet``)."""
     with atomic(path) as tmp:
         tmp.write_text(csv_text(df.to_dict("records"), list(df.columns)))
+    write_parquet(df, Path(path).with_suffix(".parquet"))
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """The rows as Parquet (through ``atomic``), typed as ``read_csv`` types a CSV's (``typed``:
+    integer columns nullable Int64, identity and TEXT columns str; floats float64, booleans bool),
+    so that ``load`` of either file gives the same frame without dtype fixes."""
+    df = typed(df)
+    for column in (c for c in IDENTITY if c in df):
+        df[column] = df[column].astype(object).where(df[column].notna(), "").astype(str)
+    for column in (c for c in NUMBERS if c in df and c not in INTEGERS):
+        df[column] = pd.to_numeric(df[column]).astype("float64")
+    with atomic(path) as tmp:
+        df.to_parquet(tmp, index=False, engine="pyarrow")
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A results Parquet file (``write_parquet``) with the frame ``read_csv`` gives of its CSV:
+    ``k`` Int64, the other integer columns as numbers (as a CSV's read), identity and TEXT str."""
+    try:
+        df = pd.read_parquet(path, engine="pyarrow")
+    except Exception as err:  # noqa: BLE001 — pyarrow's errors have no common base: one message naming the file
+        raise ValueError(f"{path} is not a readable Parquet file ({type(err).__name__}: {' '.join(str(err).split())[:120]})") from err
+    for column in IDENTITY:
+        df[column] = df[column].fillna("").astype(str) if column in df else ""
+    for column in (c for c in NUMBERS if c in df and c != "k"):
+        df[column] = df[column].astype("float64") if column not in INTEGERS else df[column].astype("float64" if df[column].isna().any() else "int64")
+    return df
 
 
 def read_csv(path: Path, text: str | None = None) -> pd.DataFrame:
@@ -167,14 +196,15 @@ def find_csvs(path: Path, name: str = METRICS) -> list[Path]:
 
 
 def load(path: Path, name: str = METRICS, key: list[str] = KEY) -> pd.DataFrame:
-    """All result rows in a CSV, or in every file ``name`` below a directory. A row that appears
+    """All result rows in a CSV or a Parquet file (metrics.parquet, beside every metrics.csv),
+    or in every file ``name`` below a directory. A row that appears
     in several files (a sweep's combined CSV and its jobs' CSVs) is kept once: duplicates are
     rows with the same ``key``, which starts with run_id, so rows of different configurations
     are all kept."""
     files = find_csvs(path, name)
     if not files:
         raise FileNotFoundError(f"no {name} under {path}")
-    df = pd.concat([read_csv(f) for f in files], ignore_index=True)
+    df = pd.concat([read_parquet(f) if f.suffix == ".parquet" else read_csv(f) for f in files], ignore_index=True)
     for column in (c for c in LATER if c in key and c not in df):
         df[column] = np.nan
     missing = [c for c in key if c not in df.columns]

@@ -85,11 +85,11 @@ def usable_cores() -> int:
 
 
 def _tidy(folder: Path) -> None:
-    """Drop what duplicates the preset's combined results (the jobs' own CSVs and figures) and the
-    outer runs' checkpoints and resume states (large; a rerun regenerates them)."""
+    """Drop what duplicates the preset's combined results (the jobs' own CSVs, Parquet files and
+    figures) and the outer runs' checkpoints and resume states (large; a rerun regenerates them)."""
     for job in [p for p in folder.iterdir() if p.is_dir()]:
         for path in job.iterdir():
-            if path.name in RESULTS or path.name in ("checkpoints.pt", "outer_state.pt") or path.suffix in (".png", ".pdf"):
+            if path.name in RESULTS or path.name in ("checkpoints.pt", "outer_state.pt") or path.suffix in (".png", ".pdf", ".parquet"):
                 path.unlink()
     for pdf in folder.glob("*.pdf"):
         pdf.unlink()
