@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from hgbench.analysis.claims import evaluate
 from hgbench.analysis.claims.observations import OBSERVATIONS
+from hgbench.analysis.report import write_report
 from hgbench.analysis.results import markdown, write_csv_atomic
 from hgbench.analysis.theory import BOUNDS, attach_constants, bounds_of, load_constants
 from hgbench.problems.bounds import QUADRATIC, constants
@@ -267,8 +268,11 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
             proc.wait()
         bar.close()
     path = claims_table(out)
+    pages = [write_report(out / name) for name in chosen if (out / name).is_dir()]  # after claims.md: its verdicts
     print(short_verdicts(path))
     print(f"claims, with each verdict's criterion and evidence: {path}")
+    if pages:
+        print(f"reports (open in a browser): {pages[0]}" + (f" and {len(pages) - 1} more" if len(pages) > 1 else ""))
     return failed
 
 
