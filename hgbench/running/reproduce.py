@@ -23,9 +23,11 @@ a section of its own, this project's observations (hgbench.analysis.claims.obser
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -287,7 +289,8 @@ def _finish(name: str, block: dict, out: Path, code: int, seconds: float, cmd: l
         tqdm.write(f"hgbench reproduce: {name} failed (exit {code}); see {target / 'log.txt'}")
         return False
     for kind in block.get("figures", ["error"]):
-        plot(produced[0], kind, **({"theory": True} if kind == "error" else {}))
+        with contextlib.redirect_stdout(io.StringIO()):  # the rate and slope tables are written beside the figure
+            plot(produced[0], kind, **({"theory": True} if kind == "error" else {}))
     _tidy(target)
     shown = ["hgbench", *cmd[3:]]
     (target / "reproduce.json").write_text(json.dumps(
