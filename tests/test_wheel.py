@@ -89,7 +89,8 @@ def test_installed_joblib_sweep(installed, tmp_path):
     sweep = tmp_path / "sweep"
     proc = _check([bin_dir / "hgbench", "run", "-m", "hydra/launcher=parallel", "problem=ridge", "problem.n_features=8",
                    "problem.n_train=40", "estimator=fp,cg", "n_lambdas=2", "grid.t=[0,5]", "plot=false", "threads=1",
-                   f"hydra.sweep.dir={sweep}"], outside, env)  # fmt: skip
+                   "hydra/hydra_logging=default", f"hydra.sweep.dir={sweep}"], outside, env)  # fmt: skip
+    # Hydra's own log (quiet by default: conf/hydra/hydra_logging/quiet.yaml) names the launcher
     assert "Joblib.Parallel" in proc.stdout + proc.stderr  # the launcher config was found and used
     rows = pd.read_csv(sweep / "metrics.csv")
     got = sorted(zip(rows.estimator, rows.lam_id, rows.t, rows.k))
