@@ -19,7 +19,11 @@ hgbench.analysis.inner_error, fitted on the mean error at inner errors ≤ 1e-1 
   range (exact, e.g. Newton on ridge where one Newton step lands on w*), holds; a slope ≤ 1.2 does
   not hold; 1.2 < slope < 1.8, or too few levels above round-off to fit, is undecided.
 A claim holds when it holds for every curve it reads, does not hold when one curve does not, and
-is undecided otherwise.
+is undecided otherwise. Fig. 1's claims (Y6, Y8) apply the rule each panel calls for (FIG1): with
+the linear outer (1a) Newton and OptPhi are super-efficient; with the quadratic outer (1b) Newton
+stays so and OptPhi is linear, as the paper's Fig. 1b shows. Y10 contrasts Figs. 3a and 3b, read
+together (the preset "ye2024_fig3a+ye2024_fig3b"). Where a statement is a paraphrase of a figure
+rather than a quotation, its source says so.
 """
 
 from __future__ import annotations
