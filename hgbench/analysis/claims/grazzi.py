@@ -371,14 +371,14 @@ def memory_growth(df: pd.DataFrame) -> Verdict:
     """ITD (reverse mode) stores the t iterates' tape: its memory grows linearly in t; AID (fp, cg)
     keeps one linearization at w_t: its memory does not depend on t or k. Measured by saved_bytes
     (bytes autograd saves for the backward passes through Φ, hgbench.core.cost), median over the λ
-    draws, per configuration: ITD's least-squares line saved = a + b·t over t ≥ PAST (its first step
-    from the constant w₀ saves less) — it *grows
-    linearly* when b > 0 with R² ≥ 0.99, and does not grow when b ≤ 0 or R² < GOOD_FIT; AID's
-    bytes over every t and k of the configuration are *constant* when max/min ≤ 1 + ROUNDOFF, and
-    grow when max ≥ 2·min. Holds when every ITD curve grows linearly and every AID curve is
-    constant; does not hold when one ITD curve does not grow or one AID curve grows; else
-    undecided, as where saved_bytes is not observable (empty: estimators built on torch.func)
-    or ITD has fewer than MIN_POINTS values of t ≥ PAST (a k sweep: not judged). Reports b (bytes per inner step) and AID's
+    draws, per configuration. ITD: the least-squares line saved = a + b·t over t ≥ PAST (its first
+    step, from the constant w₀, saves less); it *grows linearly* when b > 0 with R² ≥ 0.99, and does
+    not grow when b ≤ 0 or R² < GOOD_FIT; fewer than MIN_POINTS values of t ≥ PAST (a k sweep): not
+    judged. AID: its bytes over every t and k of the configuration are *constant* when
+    max/min ≤ 1 + ROUNDOFF, and grow when max ≥ 2·min. Holds when every judged ITD curve grows
+    linearly and every AID curve is constant; does not hold when one ITD curve does not grow or one
+    AID curve grows; else undecided, as where saved_bytes is not observable (empty: estimators
+    built on torch.func) or no ITD curve is judged. Reports b (bytes per inner step) and AID's
     bytes. The d in O(t·d) is not varied within a preset, so it is not tested."""
     ok = _ok(df)
     ok = ok[ok["role"].isin(ROLES)] if "saved_bytes" in ok else ok.iloc[:0]
