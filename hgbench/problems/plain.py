@@ -59,6 +59,8 @@ class PlainProblem(StructuredProblem):
         super().__init__(name, seed, 0.0, 0.0)
         w_tree, self._w_plain = as_dict(w0, "w0")
         lam_tree, self._lam_plain = as_dict(lam, "lam")
+        self.user_dtype = next(iter(dict(lam.named_parameters()).values() if isinstance(lam, torch.nn.Module) else
+                                    lam.values() if isinstance(lam, Mapping) else [lam])).dtype  # λ's as given (its first leaf's)
         self._w_shapes = {k: tuple(v.shape) for k, v in w_tree.items()}
         self._lam_shapes = {k: tuple(v.shape) for k, v in lam_tree.items()}
         self.start = self.w_ravel.flat(w_tree)
@@ -121,15 +123,16 @@ class PlainProblem(StructuredProblem):
                              "minimum; give step= (α) only if Φ = w − α∇ℓ still contracts there")  # fmt: skip
         return {"alpha": 2.0 / (eig[-1] + eig[0])}
 
-    def solve_inner(self, lam: torch.Tensor) -> torch.Tensor:
+    def solve_inner(self, lam: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
         """w*(λ): damped Newton on ℓ (Problem.solve_inner) for the ℓ form; for the Φ form damped
         Newton on F(w) = w − Φ(w, λ), w ← w − γ(I − ∂₁Φ)⁻¹F(w) with the dense Jacobian and γ
-        halved until ‖F‖ decreases, until no step decreases it (round-off) or 100 steps."""
+        halved until ‖F‖ decreases, until no step decreases it (round-off) or 100 steps. Both from
+        ``start`` (default w₀)."""
         if self._inner is not None:
-            return super().solve_inner(lam)
+            return super().solve_inner(lam, start)
         phi = self.bound_phi(lam)
         residual = lambda x: x - phi(x, lam)  # noqa: E731
-        w = self.w0(lam)
+        w = self.w0(lam) if start is None else start
         f = residual(w)
         for _ in range(100):
             jac = torch.func.jacrev(residual)(w)

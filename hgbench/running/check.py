@@ -241,10 +241,16 @@ def cross_check(problem: Problem, lam: torch.Tensor, ref, method: str, direction
     """The reference's ∇f·u against central differences of f along ``directions`` random unit
     vectors (module docstring: Richardson-extrapolated, step, tolerance). f(λ) = E(w*(λ), λ) with
     w*(λ) from the problem's own inner solve (dense reference) or the matrix-free Newton–Krylov
-    solve (matrix-free reference), in float64."""
+    solve (matrix-free reference), in float64; the problem's Newton solve, where it takes a
+    ``start``, starts from the reference's w*(λ), h away (it stops at round-off either way)."""
+
+    warm = "start" in inspect.signature(problem.solve_inner).parameters  # Newton from w*(λ): a few steps, not dozens
 
     def f(x: torch.Tensor) -> float:
-        w = problem.solve_inner(x) if method == "dense" else matrix_free_reference(problem, x).w_star
+        if method != "dense":
+            w = matrix_free_reference(problem, x).w_star
+        else:
+            w = problem.solve_inner(x, start=ref.w_star) if warm else problem.solve_inner(x)
         return problem.outer(w, x).item()
 
     eps = torch.finfo(torch.float64).eps
@@ -361,7 +367,7 @@ def check(hypergradient: Callable, problem: Any = None, *, lam: torch.Tensor | N
         if lam64.numel() != built.lam_dim:
             raise UserError(f"lam has {lam64.numel()} entries, the problem's λ has {built.lam_dim}")
     if dtype is None:
-        dtype = plain["lam"].dtype if plain and isinstance(plain["lam"], torch.Tensor) else torch.get_default_dtype()
+        dtype = built.user_dtype if isinstance(built, PlainProblem) else torch.get_default_dtype()
     try:
         method = choose(built, reference_method)
     except ValueError as err:
