@@ -67,6 +67,7 @@ class PlainProblem(StructuredProblem):
         self.lam = self.lam_ravel.flat(lam_tree)
         self._outer, self._inner, self._phi, self.step = outer, inner_loss, phi, step
         self.symmetric_jacobian = phi is None or bool(symmetric)
+        self._alphas = {}  # α by λ (dtype, device, values): the rule's Newton solve and Hessian, once per λ
 
     # --- the user's functions on the user's types ------------------------------------------------
     @property
@@ -116,12 +117,18 @@ class PlainProblem(StructuredProblem):
             return {}
         if self.step is not None:
             return {"alpha": torch.tensor(self.step, dtype=lam.dtype, device=lam.device)}
+        key = (lam.dtype, lam.device, tuple(lam.tolist()))
+        if key not in self._alphas:  # the reference asks twice per λ (Φ, then the adjoint system's Φ)
+            self._alphas[key] = self._alpha(lam)
+        return {"alpha": self._alphas[key]}
+
+    def _alpha(self, lam: torch.Tensor) -> torch.Tensor:
         w_star = self.solve_inner(lam)
         eig = torch.linalg.eigvalsh(torch.func.hessian(self.inner_loss)(w_star, lam))
         if not eig[0] > 0:
             raise ValueError(f"the Hessian of ℓ at w*(λ) has smallest eigenvalue {eig[0].item():.3g} ≤ 0: w* is not a strict "
                              "minimum; give step= (α) only if Φ = w − α∇ℓ still contracts there")  # fmt: skip
-        return {"alpha": 2.0 / (eig[-1] + eig[0])}
+        return 2.0 / (eig[-1] + eig[0])
 
     def solve_inner(self, lam: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
         """w*(λ): damped Newton on ℓ (Problem.solve_inner) for the ℓ form; for the Φ form damped

@@ -276,12 +276,12 @@ def cross_check(problem: Problem, lam: torch.Tensor, ref, method: str, direction
 
 # --- the user's callable's cost ---------------------------------------------------------------
 def _peak_memory(call: Callable, device: torch.device) -> dict[str, int]:
-    """Peak bytes of one call above the level before it. CUDA: the allocator's peak
+    """Peak bytes of a call above the level before it. CUDA: the allocator's peak
     (torch.cuda.max_memory_allocated). CPU: the peak of the Python heap (tracemalloc, which does
-    not see tensors) and of torch's CPU tensors alive between operators (torch.profiler's memory
-    accounting: each operator's own allocations net of its own frees, summed in time order; a
-    temporary freed inside one operator is not seen). The profiler's native start/stop lines
-    on stderr are discarded (stderr is closed for this one call)."""
+    not see tensors) and of torch's CPU tensors (torch.profiler's allocation and free events of
+    the CPU allocator, summed in time order). The profiler's native start/stop lines
+    on stderr are discarded (stderr is closed for its call). Two calls on the CPU: one traced by
+    each, as the profiler's own Python objects would count in the heap's peak."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -291,22 +291,27 @@ def _peak_memory(call: Callable, device: torch.device) -> dict[str, int]:
         return {"cuda": torch.cuda.max_memory_allocated(device) - base}
     from torch.profiler import ProfilerActivity, profile
 
+    tracemalloc.start()
+    try:
+        call()
+        python = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     sys.stderr.flush()
     saved = os.dup(2)
-    tracemalloc.start()
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
                 call()
-        python = tracemalloc.get_traced_memory()[1]
     finally:
-        tracemalloc.stop()
         os.dup2(saved, 2)
         os.close(saved)
+    # The raw memory events (bytes, + allocated, − freed); prof.events() parses every operator (seconds).
+    memory = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
     level = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        level += event.self_cpu_memory_usage
+    for _, size in memory:
+        level += size
         peak = max(peak, level)
     return {"tensors (torch.profiler)": peak, "python heap (tracemalloc)": python}
 
