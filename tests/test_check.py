@@ -2,6 +2,7 @@
 uncertified or contradicted reference never gives ok, and the command's exit codes."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -186,10 +187,14 @@ def test_the_scalar_b_cg_pattern_is_flagged():
 
 
 @pytest.mark.torchopt
+@pytest.mark.filterwarnings("ignore:We.ve integrated functorch:FutureWarning")  # torchopt 0.7.3 calls functorch.vjp
 def test_torchopt_scalar_cg_is_flagged():
     """The real torchopt: implicit differentiation (custom_root with its CG solve) of the scalar
     problem returns ∇f = 0 (issue 222); with λ of shape (1,) the same code is right."""
-    torchopt = pytest.importorskip("torchopt", reason="needs the torchopt extra: pip install 'hgbench[torchopt]'")
+    if os.environ.get("CI"):  # CI installs the extra (Makefile): a missing torchopt fails there, never skips
+        import torchopt
+    else:
+        torchopt = pytest.importorskip("torchopt", reason="needs the torchopt extra: pip install 'hgbench[torchopt]'")
 
     def hypergradient(lam):
         @torchopt.diff.implicit.custom_root(lambda w, l: 2 * w - l, argnums=1, solve=torchopt.linear_solve.solve_cg())
