@@ -1,0 +1,63 @@
+"""Adapters of hypergradient libraries as estimators (optional extras; tests marked by extra,
+which make setup installs, so that CI runs them all)."""
+
+import os
+
+import pytest
+import torch
+
+from conftest import draws
+from hgbench.core.bound import check_applies, estimate
+from hgbench.core.reference import reference
+from hgbench.estimators.cg import ConjugateGradient
+from hgbench.estimators.neumann import Neumann
+from hgbench.estimators.torchopt_implicit import TorchoptImplicit
+
+pytestmark = [pytest.mark.torchopt, pytest.mark.filterwarnings("ignore:We.ve integrated functorch:FutureWarning")]
+
+
+@pytest.fixture(autouse=True)
+def torchopt_installed():
+    if os.environ.get("CI"):  # CI installs the extra (Makefile): a missing torchopt fails there, never skips
+        import torchopt  # noqa: F401
+    else:
+        pytest.importorskip("torchopt", reason="needs the torchopt extra: pip install 'hgbench[torchopt]'")
+
+
+@pytest.mark.parametrize("ours, theirs", [(ConjugateGradient("cg"), TorchoptImplicit("torchopt_cg", "cg", rtol=0.0)),
+                                          (Neumann("neumann"), TorchoptImplicit("torchopt_neumann", "neumann"))])  # fmt: skip
+def test_torchopt_computes_what_hgbench_s_estimator_of_its_role_computes(ridge, ours, theirs):
+    """Same t inner steps, same k solver steps: the same ĝ(t, k) to round-off (relative to ‖∇f‖),
+    at every k; ∇f itself when converged."""
+    lam = draws(ridge, 1)[0]
+    ref = reference(ridge, lam)
+    pairs = [(60, 1), (60, 3), (60, 10), (300, 300)]
+    assert theirs.role == ours.role
+    for a, b in zip(estimate(ours, ridge, lam, pairs), estimate(theirs, ridge, lam, pairs)):
+        assert (a.t, a.k) == (b.t, b.k)
+        scale = torch.linalg.vector_norm(ref.grad)
+        assert torch.linalg.vector_norm(a.grad - b.grad) <= 1e3 * torch.finfo(torch.float64).eps * scale
+        assert b.cost.n_vjp is None and b.cost.n_phi > a.t  # VJPs inside torchopt are not counted; Φ calls are
+    assert torch.linalg.vector_norm(b.grad - ref.grad) <= 1e-10 * scale
+
+
+def test_torchopt_s_default_rtol_stops_cg_early():
+    """torchopt's CG stops once ‖r‖ ≤ 1e-5·‖b‖ (its default): on conf/problem/ridge.yaml's problem
+    (50 features, cond 100) its error stops falling with k, where rtol=0 goes on to round-off."""
+    from hgbench.problems.ridge import Ridge
+
+    ridge = Ridge("ridge", 0, n_train=200, n_val=200, n_features=50, cond=100, noise=0.1, lam_low=-4.0, lam_high=0.0)
+    lam = draws(ridge, 1)[0]
+    ref = reference(ridge, lam)
+    err = {rtol: [torch.linalg.vector_norm(e.grad - ref.grad).item() / torch.linalg.vector_norm(ref.grad).item()
+                  for e in estimate(TorchoptImplicit("c", "cg", rtol=rtol), ridge, lam, [(400, 150), (400, 300)])]
+           for rtol in (1e-5, 0.0)}  # fmt: skip
+    assert err[0.0][1] < 1e-12 and err[1e-5][1] > 1e-7 and err[1e-5][1] == err[1e-5][0], err
+
+
+def test_torchopt_cg_is_refused_where_the_jacobian_is_not_symmetric():
+    from toy import LinearMap
+
+    with pytest.raises(ValueError, match="needs a symmetric"):
+        check_applies(TorchoptImplicit("torchopt_cg", "cg"), LinearMap("m", 0, 4, 0.5, -1.0, 1.0))
+    check_applies(TorchoptImplicit("torchopt_neumann", "neumann"), LinearMap("m", 0, 4, 0.5, -1.0, 1.0))
