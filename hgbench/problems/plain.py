@@ -30,14 +30,15 @@ Params = Union[torch.Tensor, Mapping[str, torch.Tensor], torch.nn.Module]
 WHOLE = ""  # the one leaf's name when a parameter is a plain tensor
 
 
-def as_dict(value: Params, what: str) -> tuple[dict[str, torch.Tensor], bool]:
-    """(the parameter as a dict of detached float64 tensors, whether it was a plain tensor)."""
+def as_dict(value: Params, what: str) -> tuple[dict[str, torch.Tensor], bool, torch.dtype]:
+    """(the parameter as a dict of detached float64 tensors, whether it was a plain tensor, the
+    dtype it came in: its first leaf's)."""
     if isinstance(value, torch.nn.Module):
         value = dict(value.named_parameters())
     if isinstance(value, torch.Tensor):
-        return {WHOLE: value.detach().to(torch.float64)}, True
+        return {WHOLE: value.detach().to(torch.float64)}, True, value.dtype
     if isinstance(value, Mapping) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
-        return {str(k): v.detach().to(torch.float64) for k, v in value.items()}, False
+        return {str(k): v.detach().to(torch.float64) for k, v in value.items()}, False, next(iter(value.values())).dtype
     raise TypeError(f"{what} must be a tensor, a non-empty dict of tensors or an nn.Module, got {type(value).__name__}")
 
 
@@ -57,10 +58,8 @@ class PlainProblem(StructuredProblem):
         if symmetric and phi is None:
             raise ValueError("symmetric= is for the phi form; Φ = w − α∇₁ℓ is symmetric already")
         super().__init__(name, seed, 0.0, 0.0)
-        w_tree, self._w_plain = as_dict(w0, "w0")
-        lam_tree, self._lam_plain = as_dict(lam, "lam")
-        self.user_dtype = next(iter(dict(lam.named_parameters()).values() if isinstance(lam, torch.nn.Module) else
-                                    lam.values() if isinstance(lam, Mapping) else [lam])).dtype  # λ's as given (its first leaf's)
+        w_tree, self._w_plain, _ = as_dict(w0, "w0")
+        lam_tree, self._lam_plain, self.user_dtype = as_dict(lam, "lam")  # user_dtype: λ's as given (hgbench check's default)
         self._w_shapes = {k: tuple(v.shape) for k, v in w_tree.items()}
         self._lam_shapes = {k: tuple(v.shape) for k, v in lam_tree.items()}
         self.start = self.w_ravel.flat(w_tree)
@@ -80,13 +79,14 @@ class PlainProblem(StructuredProblem):
 
     def user_lam(self, lam: torch.Tensor):
         """λ (flat) as the user's functions take it: a tensor of λ's shape, or a dict."""
-        tree = self.lam_tree(lam)
-        return tree[WHOLE] if self._lam_plain else tree
+        return self._user(self.lam_tree(lam), self._lam_plain)
 
-    def _user(self, tree: dict, plain: bool):
+    @staticmethod
+    def _user(tree: dict, plain: bool):
         return tree[WHOLE] if plain else tree
 
-    def _ours(self, value, plain: bool, what: str) -> dict:
+    @staticmethod
+    def _ours(value, plain: bool, what: str) -> dict:
         if plain:
             if not isinstance(value, torch.Tensor):
                 raise TypeError(f"{what} returned {type(value).__name__}, expected a tensor")
