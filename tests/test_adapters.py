@@ -61,3 +61,17 @@ def test_torchopt_cg_is_refused_where_the_jacobian_is_not_symmetric():
     with pytest.raises(ValueError, match="needs a symmetric"):
         check_applies(TorchoptImplicit("torchopt_cg", "cg"), LinearMap("m", 0, 4, 0.5, -1.0, 1.0))
     check_applies(TorchoptImplicit("torchopt_neumann", "neumann"), LinearMap("m", 0, 4, 0.5, -1.0, 1.0))
+
+
+def test_torchopt_rows_are_rows_like_hgbench_s_own():
+    """`hgbench run estimator=torchopt_cg`: the CSV's rows with the role of hgbench's cg, (t, k),
+    time and Φ counts, and n_vjp empty (not observed), status ok."""
+    import hgbench
+
+    df = hgbench.evaluate(("ridge", {"n_train": 40, "n_val": 30, "n_features": 6}), ["cg", "torchopt_cg"], "diag",
+                          n_lambdas=1, progress=False, plot=False, **{"grid.t": [0, 5, 50]})  # fmt: skip
+    ours, theirs = (df[df["estimator"] == name].set_index(["t", "k"]) for name in ("cg", "torchopt_cg"))
+    assert (theirs["role"] == "cg").all() and (theirs["status"] == "ok").all() and theirs["n_vjp"].isna().all()
+    assert (theirs["time_s"] > 0).all() and (theirs["n_phi"] >= ours["n_phi"]).all()
+    assert list(theirs.index) == list(ours.index)
+    assert ((theirs["err_abs"] - ours["err_abs"]).abs() <= 1e-6 * ours["err_abs"] + 1e-15).all()  # 6 dims: CG ends before torchopt's rtol stops it
