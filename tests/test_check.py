@@ -12,6 +12,7 @@ from hgbench.core.bound import estimate
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.running import check as check_module
 from hgbench.running.check import check
+from hgbench.running.runner import UserError
 from hgbench.testing import assert_hypergradient
 
 RIDGE = ("ridge", {"n_train": 60, "n_val": 40, "n_features": 8, "cond": 30})
@@ -254,3 +255,11 @@ def test_the_command_s_exit_codes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(check_module, "certify", lambda ref: {"certified": False, "reason": "reference not certified: test"})
     assert run_cli(monkeypatch, "check", f"{mine}:right", *common) == 3
     assert "UNDECIDED" in capsys.readouterr().out
+
+
+def test_a_problem_without_a_strict_minimum_is_refused_in_one_line():
+    """ℓ(w, λ) = (w₁ − λ)² is flat along w₂: its Hessian is singular, Newton cannot find w*."""
+    plain = {"inner_loss": lambda w, lam: (w[0] - lam).square().sum(), "outer": lambda w, lam: w.sum(),
+             "w0": torch.zeros(2, dtype=torch.float64), "lam": torch.tensor([0.5], dtype=torch.float64)}  # fmt: skip
+    with pytest.raises(UserError, match="reference cannot be computed.*singular"):
+        check(lambda lam: lam, **plain)

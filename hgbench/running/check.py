@@ -346,8 +346,9 @@ def check(hypergradient: Callable, problem: Any = None, *, lam: torch.Tensor | N
     rtol: the tolerance on ‖ĝ − ∇f‖/‖∇f‖ (default ``default_rtol``). directions: of the
     cross-check. repeat: timed calls after the first. reference_method: auto | dense | matrix_free.
 
-    Returns a Report; a bad argument raises UserError (one line) before any work. The user's
-    callable's exceptions propagate."""
+    Returns a Report; a bad argument raises UserError (one line) before any work, and so does a
+    problem whose reference cannot be computed (no inner loss nor solve_inner, a singular
+    system, an ℓ not strictly convex at w*). The user's callable's exceptions propagate."""
     plain = None
     if outer is not None or inner_loss is not None or phi is not None:
         if lam is None or w0 is None or outer is None:
@@ -378,9 +379,12 @@ def check(hypergradient: Callable, problem: Any = None, *, lam: torch.Tensor | N
     except ValueError as err:
         raise UserError(str(err)) from err
 
-    ref = reference(built, lam64, method)
-    cert = certify(ref)
-    checks = cross_check(built, lam64, ref, method, directions, seed)
+    try:
+        ref = reference(built, lam64, method)
+        cert = certify(ref)
+        checks = cross_check(built, lam64, ref, method, directions, seed)
+    except (ValueError, NotImplementedError, torch.linalg.LinAlgError) as err:  # e.g. ℓ not strictly convex at w*
+        raise UserError(f"the reference cannot be computed on this problem: {type(err).__name__}: {err}") from err
 
     user_problem = built.to(dtype, dev)
     lam_user = lam64.to(dtype).to(dev)
