@@ -101,9 +101,9 @@ def test_the_cross_check_contradicts_a_wrong_reference(monkeypatch):
 
 def test_the_cross_check_agrees_with_the_reference():
     """On a non-quadratic ℓ (logistic regression); ridge's agreement is part of every test above."""
-    report = check(lambda lam: torch.zeros_like(lam), ("logistic", {"n_samples": 80, "n_features": 5}), dtype="float64", directions=4)
+    report = check(lambda lam: torch.zeros_like(lam), ("logistic", {"n_samples": 60, "n_features": 4}), dtype="float64", directions=2)
     assert report.cross_check_ok, str(report)
-    assert len(report.cross_check) == 4 and report.verdict == "wrong"
+    assert len(report.cross_check) == 2 and report.verdict == "wrong"
 
 
 def test_the_plain_form_with_modules_and_dicts_reports_per_block():
@@ -125,7 +125,7 @@ def test_the_plain_form_with_modules_and_dicts_reports_per_block():
         return 0.5 * (predict(w, xv) - yv).square().mean()
 
     lam = {"weight": torch.tensor([[-1.0, 0.0, 0.5]], dtype=torch.float64), "bias": torch.tensor(-2.0, dtype=torch.float64)}
-    plain = {"inner_loss": inner_loss, "outer": outer, "w0": model, "lam": lam}
+    plain = {"inner_loss": inner_loss, "outer": outer, "w0": model, "lam": lam, "directions": 1}
     zero = check(lambda l: {k: torch.zeros_like(v) for k, v in l.items()}, **plain)
     assert zero.cross_check_ok and zero.certificate["certified"] and zero.verdict == "wrong", str(zero)
     assert all(block["err_abs"] == block["norm"] > 0 for block in zero.blocks.values())  # a zero answer is off by ∇f itself
