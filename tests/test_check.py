@@ -263,3 +263,24 @@ def test_a_problem_without_a_strict_minimum_is_refused_in_one_line():
              "w0": torch.zeros(2, dtype=torch.float64), "lam": torch.tensor([0.5], dtype=torch.float64)}  # fmt: skip
     with pytest.raises(UserError, match="reference cannot be computed.*singular"):
         check(lambda lam: lam, **plain)
+
+
+def test_the_five_lines_of_docs_check_md():
+    """docs/check.md's first snippet, run as printed, on float32 data and a float32 hypergradient."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "check.md").read_text()
+    snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(snippet.strip().splitlines()) == 5
+    gen = torch.Generator().manual_seed(0)
+    n, d = 40, 4
+    x, y, xv, yv = (torch.randn(*shape, generator=gen) for shape in ((n, d), (n,), (n, d), (n,)))
+
+    def my_hypergradient(lam):
+        h = x.T @ x / n + torch.diag(torch.exp(lam))
+        w = torch.linalg.solve(h, x.T @ y / n)
+        return -torch.exp(lam) * w * torch.linalg.solve(h, xv.T @ (xv @ w - yv) / n)
+
+    space = {"X": x, "y": y, "Xv": xv, "yv": yv, "d": d, "lam": torch.zeros(d), "my_hypergradient": my_hypergradient}
+    exec(snippet, space)
+    assert space["report"].ok and space["report"].dtype == "float32"

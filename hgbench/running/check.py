@@ -383,8 +383,10 @@ def check(hypergradient: Callable, problem: Any = None, *, lam: torch.Tensor | N
         ref = reference(built, lam64, method)
         cert = certify(ref)
         checks = cross_check(built, lam64, ref, method, directions, seed)
-    except (ValueError, NotImplementedError, torch.linalg.LinAlgError) as err:  # e.g. ℓ not strictly convex at w*
-        raise UserError(f"the reference cannot be computed on this problem: {type(err).__name__}: {err}") from err
+    except (ValueError, NotImplementedError, RuntimeError) as err:  # e.g. a singular Hessian; float32 data in ℓ
+        hint = ("; the reference evaluates your functions in float64: make their data follow w's dtype (X.to(w))"
+                if "dtype" in str(err) or "Float" in str(err) else "")  # fmt: skip
+        raise UserError(f"the reference cannot be computed on this problem: {type(err).__name__}: {err}{hint}") from err
 
     user_problem = built.to(dtype, dev)
     lam_user = lam64.to(dtype).to(dev)
