@@ -75,3 +75,15 @@ def test_torchopt_rows_are_rows_like_hgbench_s_own():
     assert (theirs["time_s"] > 0).all() and (theirs["n_phi"] >= ours["n_phi"]).all()
     assert list(theirs.index) == list(ours.index)
     assert ((theirs["err_abs"] - ours["err_abs"]).abs() <= 1e-6 * ours["err_abs"] + 1e-15).all()  # 6 dims: CG ends before torchopt's rtol stops it
+
+
+def test_without_torchopt_a_run_is_refused_in_one_line_before_any_work(monkeypatch, tmp_path, capsys):
+    import sys
+
+    from conftest import run_cli
+
+    monkeypatch.setitem(sys.modules, "torchopt", None)  # import torchopt now raises ImportError
+    code = run_cli(monkeypatch, "run", "estimator=torchopt_cg", "problem=ridge", "grid=diag", "n_lambdas=1", f"hydra.run.dir={tmp_path}")
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'hgbench[torchopt]'" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "metrics.csv").exists()

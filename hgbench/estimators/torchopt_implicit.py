@@ -28,11 +28,11 @@ SOLVERS = ("cg", "neumann")
 
 
 def load_torchopt():
-    """The torchopt module, or one ImportError line saying how to install it."""
+    """The torchopt module, or one ValueError line saying how to install it."""
     try:
         import torchopt
     except ImportError as err:
-        raise ImportError("this estimator needs torchopt: pip install 'hgbench[torchopt]'") from err
+        raise ValueError(f"this estimator needs torchopt, which is not installed ({err}): pip install 'hgbench[torchopt]'") from err
     return torchopt
 
 
@@ -48,6 +48,9 @@ class TorchoptImplicit(Estimator):
         self.solver, self.rtol = solver, float(rtol)
         self.role = solver  # the papers' method it computes: AID-CG, or the Neumann series
         self.needs = {"symmetric": "torchopt's CG needs I − ∂₁Φ symmetric; use solver=neumann"} if solver == "cg" else {}
+
+    def check_ready(self) -> None:
+        load_torchopt()
 
     def linear_solve(self, torchopt, k: int):
         if self.solver == "cg":
