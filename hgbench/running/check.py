@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import json
 import math
 import os
 import re
@@ -56,6 +55,7 @@ from typing import Any, Callable
 import torch
 import yaml
 
+from hgbench.analysis.results import strict_json
 from hgbench.core.reference import certify, choose, matrix_free_reference, reference
 from hgbench.problems.base import Problem
 from hgbench.problems.plain import PlainProblem
@@ -147,9 +147,8 @@ class Report:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in vars(self).items()}
-        out["exit_code"] = self.exit_code
-        return out
+        """The report's fields and its exit code (``--json``; non-finite numbers become null there)."""
+        return {**vars(self), "exit_code": self.exit_code}
 
 
 def _size(n: int) -> str:
@@ -540,5 +539,5 @@ def main(args: list[str]) -> int:
         return 1
     print(report)
     if ns.json:
-        Path(ns.json).write_text(json.dumps(report.to_dict(), indent=1, default=str) + "\n")
+        Path(ns.json).write_text(strict_json(report.to_dict(), indent=1) + "\n")
     return report.exit_code
