@@ -11,7 +11,8 @@ from hgbench.core.bound import check_applies, estimate
 from hgbench.core.reference import reference
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.estimators.neumann import Neumann
-from hgbench.estimators.torchopt_implicit import TorchoptImplicit
+from hgbench.estimators.itd import ITDReverse
+from hgbench.estimators.torchopt_implicit import TorchoptImplicit, TorchoptUnrolled
 
 pytestmark = [pytest.mark.torchopt, pytest.mark.filterwarnings("ignore:We.ve integrated functorch:FutureWarning")]
 
@@ -39,6 +40,32 @@ def test_torchopt_computes_what_hgbench_s_estimator_of_its_role_computes(ridge, 
         assert torch.linalg.vector_norm(a.grad - b.grad) <= 1e3 * torch.finfo(torch.float64).eps * scale
         assert b.cost.n_vjp is None and b.cost.n_phi > a.t  # VJPs inside torchopt are not counted; Φ calls are
     assert torch.linalg.vector_norm(b.grad - ref.grad) <= 1e-10 * scale
+
+
+@pytest.mark.parametrize("name", ["ridge", "logistic"])
+def test_torchopt_unrolled_computes_itd(name, request):
+    """torchopt's functional SGD on ℓ with Φ's step, backpropagated: ITD's ĝ(t) and w_t to round-off."""
+    problem = request.getfixturevalue(name)
+    lam = draws(problem, 1)[0]
+    pairs = [(0, None), (1, None), (20, None)]
+    for a, b in zip(estimate(ITDReverse("itd"), problem, lam, pairs), estimate(TorchoptUnrolled("torchopt_unrolled"), problem, lam, pairs)):
+        assert a.t == b.t and b.k is None and TorchoptUnrolled.role == "itd"
+        eps = 100 * torch.finfo(torch.float64).eps
+        assert torch.linalg.vector_norm(a.w - b.w) <= eps * max(1.0, torch.linalg.vector_norm(a.w).item())
+        assert torch.linalg.vector_norm(a.grad - b.grad) <= eps * max(1e-300, torch.linalg.vector_norm(a.grad).item())
+
+
+def test_torchopt_unrolled_refuses_a_phi_that_is_not_a_gradient_step():
+    """A problem with ℓ whose Φ is not w − α∇₁ℓ: refused with the reason, not a silent ITD of something else."""
+    from toy import LinearMap
+
+    class WithLoss(LinearMap):
+        def inner_loss(self, w, lam):
+            return 0.5 * w.square().sum()
+
+    problem = WithLoss("m", 0, 4, 0.5, -1.0, 1.0)
+    with pytest.raises(ValueError, match="not a gradient step"):
+        list(estimate(TorchoptUnrolled("torchopt_unrolled"), problem, draws(problem, 1)[0], [(3, None)]))
 
 
 def test_torchopt_s_default_rtol_stops_cg_early():
