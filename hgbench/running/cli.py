@@ -6,6 +6,8 @@
     hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (outer.csv) from its jobs' files
     hgbench list                     problems, estimators, grids, presets, and which estimators apply where
     hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
+    hgbench check MODULE:FUNCTION [--problem P]
+                                     check your hypergradient against the certified reference (docs/check.md)
 """
 
 from __future__ import annotations
@@ -265,8 +267,12 @@ def _main() -> None:
         sys.exit(_list(argv[2:]))
     if command == "reproduce":
         sys.exit(_reproduce(argv[2:]))
+    if command == "check":
+        from hgbench.running.check import main as check
+
+        sys.exit(check(argv[2:]))
     if command in ("-h", "--help", None):
         print(f"usage: hgbench COMMAND ...\n\n{USAGE}")
         sys.exit(0 if command else 2)
-    print(f"hgbench: error: unknown command {command!r}; use run, plot, aggregate, reproduce or list\n\n{USAGE}", file=sys.stderr)
+    print(f"hgbench: error: unknown command {command!r}; use run, plot, aggregate, reproduce, check or list\n\n{USAGE}", file=sys.stderr)
     sys.exit(2)

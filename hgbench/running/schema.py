@@ -32,6 +32,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from hgbench.core.reference import REFERENCES
 from hgbench.estimators.precond import KINDS, SOLVES
 from hgbench.estimators.reparam import MAPS
+from hgbench.estimators.torchopt_implicit import SOLVERS as TORCHOPT_SOLVERS
 from hgbench.paths import conf_dir
 from hgbench.problems.hyper_rep import HEADS, REPRESENTATIONS
 from hgbench.problems.outer import OUTERS
@@ -417,6 +418,12 @@ class Reparam(Estimator):
 
 
 @dataclass
+class TorchoptImplicit(Estimator):
+    solver: str = option(Choice(TORCHOPT_SOLVERS), "torchopt's linear solve: cg (solve_cg) or neumann (solve_inv with ns=True), k iterations at most")
+    rtol: float = option(Number(0), "cg only: torchopt's early stop ‖r‖ ≤ rtol·‖b‖ (its default 1e-5; 0: exactly k iterations)")
+
+
+@dataclass
 class Grid:
     kind: str = option(Choice(GRID_KINDS), "how t and k combine (diag: k = t; full: every pair; …)")
     t: Any = option(Counts(), "inner steps")
@@ -462,6 +469,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema/estimator", "estimator"): Estimator,
     ("schema/estimator", "precond"): Precond,
     ("schema/estimator", "reparam"): Reparam,
+    ("schema/estimator", "torchopt_implicit"): TorchoptImplicit,
     ("schema/grid", "grid"): Grid,
     ("schema/grid", "levels"): Levels,
     ("schema/outer", "outer"): Outer,
