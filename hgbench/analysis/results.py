@@ -80,8 +80,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 def read_regular(path: Path, limit: int = MAX_BYTES) -> str:
     """The text of a results file: a regular file of at most ``limit`` bytes, opened without
     following a symbolic link and without blocking, so that a link to another file, a FIFO or a
-    device (/dev/zero) is refused at once (ValueError naming it, as is text that is not UTF-8);
-    a missing file raises FileNotFoundError."""
+    device (/dev/zero) is refused at once (ValueError naming it; text that is not UTF-8 raises
+    UnicodeDecodeError, a ValueError); a missing file raises FileNotFoundError."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -95,10 +95,7 @@ def read_regular(path: Path, limit: int = MAX_BYTES) -> str:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"{path} is larger than {limit} bytes; is it a results file?")
-    try:
-        return data.decode()
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    return data.decode()
 
 
 def typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -152,8 +149,8 @@ def read_csv(path: Path, text: str | None = None) -> pd.DataFrame:
     files written before runs had an identity get "" in both, i.e. they count as one run per
     (old) key), ``k`` as Int64, TEXT columns as str. A file that is not a readable CSV, or a
     numeric column holding text, raises ValueError naming the file."""
-    text = read_regular(path) if text is None else text
     try:
+        text = read_regular(path) if text is None else text
         df = pd.read_csv(io.StringIO(text), dtype={column: str for column in IDENTITY})
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"{path} is not a readable CSV ({type(err).__name__}: {' '.join(str(err).split())[:120]})") from err

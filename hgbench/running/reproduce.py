@@ -171,7 +171,8 @@ def write_bounds(folder: Path) -> pd.DataFrame | None:
                     known[at] = constants(built[key], torch.tensor(ref["lam"], dtype=torch.float64))
                 rows.append({"problem": built[key].name, "setting_id": setting, "lam_id": int(ref["lam_id"]), **known[at]})
         except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, OSError) as err:
-            tqdm.write(f"hgbench reproduce: warning: {info} skipped for the bounds ({type(err).__name__}: {' '.join(str(err).split())[:160]})")
+            tqdm.write(f"hgbench reproduce: warning: {info} skipped for the bounds ({type(err).__name__}: {' '.join(str(err).split())[:160]})",
+                       file=sys.stderr)  # fmt: skip
     if not rows:
         return None
     table = pd.DataFrame(rows)
