@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hgbench.running import lock, modes
-from hgbench.analysis.results import RUN_INFO, atomic, combine
+from hgbench.analysis.results import RUN_INFO, atomic, combine, read_regular
 from hgbench.running.interrupt import Interrupted, interruptible
 from hgbench.running.modes import Mode
 from hgbench.paths import conf_dir
@@ -159,9 +159,9 @@ def release_sweep_lock() -> None:
 
 def _first_line(path: Path) -> str:
     try:
-        return path.read_text(errors="replace").split("\n", 1)[0]
-    except OSError as err:
-        return f"{path.parent.name}: (its {ERROR_FILE} cannot be read: {err.strerror})"
+        return read_regular(path).split("\n", 1)[0]
+    except (ValueError, OSError) as err:
+        return f"{path.parent.name}: (its {ERROR_FILE} cannot be read: {' '.join(str(err).split())})"
 
 
 def _report(sweep_dir: Path, mode: Mode, plot: bool) -> None:

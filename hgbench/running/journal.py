@@ -31,7 +31,7 @@ FACTS = "references.jsonl"
 def _append(path: Path, text: str) -> None:
     """Append text with one write(2) (looping only on a short write), then fsync."""
     data = text.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never through a link
     try:
         while data:
             data = data[os.write(fd, data):]

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from hgbench.analysis.results import TEMPORARY as MARK
+from hgbench.analysis.results import TEMPORARY as MARK, read_regular
 from hgbench.running.runner import UserError
 
 LOCK = ".hgbench.lock"
@@ -43,7 +43,7 @@ def _holder(path: Path) -> dict | None:
     """The lock's content, or None when it is unreadable or half-written (a writer killed between
     creating and filling it): such a lock is stale too."""
     try:
-        holder = json.loads(path.read_text())
+        holder = json.loads(read_regular(path))  # not a regular file (a FIFO planted there): stale, never a hang
     except (ValueError, OSError):
         return None
     return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
