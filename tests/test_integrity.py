@@ -206,6 +206,16 @@ def test_only_hgbench_temporary_files_are_removed(tmp_path, monkeypatch, name):
     assert len(read_csv(out / "metrics.csv")) == 4
 
 
+def test_a_lock_that_is_not_a_regular_file_is_stale_not_a_hang(tmp_path, monkeypatch):
+    """A FIFO planted as the folder's lock: read without blocking, it names no holder, so it is
+    taken over; the run ends normally and leaves no lock."""
+    out = tmp_path / "run"
+    out.mkdir()
+    os.mkfifo(out / LOCK)
+    assert run_cli(monkeypatch, "run", *SMALL, f"hydra.run.dir={out}") == 0
+    assert not os.path.lexists(out / LOCK) and len(read_csv(out / "metrics.csv")) == 4
+
+
 @pytest.mark.parametrize("content", ['{"quick": "no"}', '{"quick": 1}', '{"quick": "true"}', '{"quick": null}', "[]",
                                      '"quick"', '{"quick": false}', "not json", '{"quick": true, "seconds": "x"}'])  # fmt: skip
 def test_only_quick_true_marks_quick_results(tmp_path, monkeypatch, capsys, content):

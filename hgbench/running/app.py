@@ -55,7 +55,7 @@ def run_job(cfg: DictConfig, out_dir: Path, overrides: list[str], progress: bool
             return mode, mode.run(plan, out_dir, progress)
     except SystemExit as err:
         raise RuntimeError(f"the run's code called sys.exit({err.code!r}); the run in {out_dir} stopped there "
-                           "(its complete draws are kept; resume=true continues)") from None  # fmt: skip
+                           "(its complete draws, if any, are kept: resume=true continues)") from None  # fmt: skip
 
 
 def run_one(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> Mode:
@@ -103,7 +103,6 @@ def task(cfg: DictConfig) -> None:
     except Exception as err:  # noqa: BLE001 — any failure of one job is reported, not raised
         reason = " ".join(str(err).split())
         message = f"job {hydra_cfg.job.num} ({' '.join(overrides)}): {type(err).__name__}: {reason}"
-        out_dir.mkdir(parents=True, exist_ok=True)
         with atomic(out_dir / ERROR_FILE) as tmp:
             tmp.write_text(message + "\n\n" + traceback.format_exc())
         print(f"hgbench: {message}", file=sys.stderr)
