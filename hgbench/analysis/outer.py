@@ -74,7 +74,7 @@ def summary(df: pd.DataFrame, eps: float = EPS) -> pd.DataFrame:
                 reached.append(hit.iloc[0])
             last = rows.iloc[-1]
             finals.append({"f": last["f"], "test_acc": last["test_acc"], "rel_gap": last["gap"] / scale if scale > 0 else 0.0})
-        final = pd.DataFrame(finals)
+        final = pd.DataFrame(finals, columns=["f", "test_acc", "rel_gap"])  # none: a run that ended before its first evaluation
         hits = pd.DataFrame(reached)
         out.append({
             "problem": problem, "run": run, "seeds": len(finals), "reached": len(reached),
@@ -107,7 +107,7 @@ def plot_outer(df: pd.DataFrame, out_dir: Path, stem: str = "outer", eps: float 
     step). Writes the time-to-ε summary (module docstring) next to the figure as
     outer_summary.csv and outer_summary.md, and prints it."""
     from hgbench.analysis.plot import _save, _styles, plt
-    from hgbench.analysis.results import markdown
+    from hgbench.analysis.results import markdown, write_text_atomic
 
     df = with_gaps(df)
     evaluated = df[df["f"].notna()].assign(rel=lambda d: (d["gap"] / d["gap0"].where(d["gap0"] > 0)).clip(lower=FLOOR))
@@ -146,8 +146,8 @@ def plot_outer(df: pd.DataFrame, out_dir: Path, stem: str = "outer", eps: float 
     table = summary(df, eps)
     print(summary_text(df, eps))
     csv, md = Path(out_dir) / "outer_summary.csv", Path(out_dir) / "outer_summary.md"
-    table.to_csv(csv, index=False)
-    md.write_text(markdown(table))
+    write_text_atomic(csv, table.to_csv(index=False))
+    write_text_atomic(md, markdown(table))
     return paths + [csv, md]
 
 

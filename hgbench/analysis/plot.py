@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hgbench.analysis.results import labels, load, markdown, panel_rows, panels  # noqa: E402
+from hgbench.analysis.results import atomic, labels, load, markdown, panel_rows, panels, write_text_atomic  # noqa: E402
 from hgbench.analysis.outer import load_outer, plot_outer, plot_training  # noqa: E402
 from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, load_constants, overlay, rate_table  # noqa: E402
 from hgbench.problems.bounds import bound  # noqa: E402
@@ -133,8 +133,8 @@ def _rate_tables(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     table = rate_table(df)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     paths = [Path(out_dir) / "rates.csv", Path(out_dir) / "rates.md"]
-    table.to_csv(paths[0], index=False)
-    paths[1].write_text(markdown(table[RATE_COLUMNS]))
+    write_text_atomic(paths[0], table.to_csv(index=False))
+    write_text_atomic(paths[1], markdown(table[RATE_COLUMNS]))
     return paths
 
 
@@ -210,10 +210,13 @@ def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> l
 
 
 def _save(fig, out_dir: Path, stem: str, close: bool = True) -> list[Path]:
-    """The figure as out_dir/``stem``.png and .pdf; closed afterwards unless ``close`` is false."""
+    """The figure as out_dir/``stem``.png and .pdf, each through a temporary file
+    (hgbench.analysis.results.atomic: a link in its place is replaced, never written through);
+    closed afterwards unless ``close`` is false."""
     paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        with atomic(path) as tmp:
+            fig.savefig(tmp, dpi=130, bbox_inches="tight", format=path.suffix[1:])
     if close:
         plt.close(fig)
     return paths
@@ -256,9 +259,9 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
     _title(fig, f"Absolute error vs inner error: mean ± std over {n_draws} draws (legend: fitted slope)" if fixed
            else f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws (legend: fitted slope)")  # fmt: skip
     paths = _save(fig, out_dir, stem)
-    fitted.to_csv(Path(out_dir) / "slopes.csv", index=False)
+    write_text_atomic(Path(out_dir) / "slopes.csv", fitted.to_csv(index=False))
     table = slope_table(fitted)
-    (Path(out_dir) / "slopes.md").write_text(table + "\n")
+    write_text_atomic(Path(out_dir) / "slopes.md", table + "\n")
     print("fitted slopes of err_rel vs inner error (≈1 linear, ≈2 quadratic):\n" + table)
     print(f"slopes: {Path(out_dir) / 'slopes.csv'}")
     return paths

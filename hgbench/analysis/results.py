@@ -11,10 +11,12 @@ configurations are never merged, and the figures and tables label each configura
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+import stat
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,18 +51,51 @@ TEXT = ("status", "reason")
 NUMBERS = ("level", "err_abs", "err_rel", "inner_err", "time_s", "q", "kappa", *INTEGERS)
 
 
+TEMPORARY = "hgbench-"  # atomic's temporary files are .NAME.hgbench-PID.tmp (hgbench.running.lock removes dead writers')
+MAX_BYTES = 2**30  # a results file above 1 GiB is refused (nothing hgbench writes comes near it)
+
+
 @contextmanager
 def atomic(path: Path) -> Iterator[Path]:
-    """Yields a temporary path next to ``path``; when the block ends without an error it is
-    renamed over ``path`` (os.replace, atomic on POSIX), so a reader or a killed run only ever
-    sees the old or the new complete file."""
+    """Yields a temporary path next to ``path`` (``.NAME.hgbench-PID.tmp``, emptied of anything
+    already there); when the block ends without an error it is renamed over ``path``
+    (os.replace, atomic on POSIX), so a reader or a killed run only ever sees the old or the new
+    complete file, and a ``path`` that is a symbolic link is replaced, never written through."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{TEMPORARY}{os.getpid()}.tmp")
     try:
+        tmp.unlink(missing_ok=True)  # a link planted under this name must not be written through either
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to path through ``atomic``."""
+    with atomic(path) as tmp:
+        tmp.write_text(text)
+
+
+def read_regular(path: Path, limit: int = MAX_BYTES) -> str:
+    """The text of a results file: a regular file of at most ``limit`` bytes, opened without
+    following a symbolic link and without blocking, so that a link to another file, a FIFO or a
+    device (/dev/zero) is refused at once (ValueError naming it; text that is not UTF-8 raises
+    UnicodeDecodeError, a ValueError); a missing file raises FileNotFoundError."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symbolic link; results are read from regular files only") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{path} is not a regular file (a FIFO, a device or a folder); results are read from regular files only")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes; is it a results file?")
+    return data.decode()
 
 
 def typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +150,8 @@ def read_csv(path: Path, text: str | None = None) -> pd.DataFrame:
     (old) key), ``k`` as Int64, TEXT columns as str. A file that is not a readable CSV, or a
     numeric column holding text, raises ValueError naming the file."""
     try:
-        df = pd.read_csv(io.StringIO(text) if text is not None else path, dtype={column: str for column in IDENTITY})
+        text = read_regular(path) if text is None else text
+        df = pd.read_csv(io.StringIO(text), dtype={column: str for column in IDENTITY})
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"{path} is not a readable CSV ({type(err).__name__}: {' '.join(str(err).split())[:120]})") from err
     for column in IDENTITY:
@@ -150,7 +186,7 @@ def strict_json(value, **kwargs) -> str:
 def is_run_info(path: Path) -> bool:
     """Whether path is a run.json that hgbench wrote: a JSON object with ``run_id`` and ``config``."""
     try:
-        info = json.loads(Path(path).read_text())
+        info = json.loads(read_regular(path))
     except (ValueError, OSError):
         return False
     return isinstance(info, dict) and isinstance(info.get("config"), dict) and "run_id" in info

@@ -32,13 +32,15 @@ before they existed.
 
 from __future__ import annotations
 
+import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from hgbench.analysis.results import panel_rows, panels
+from hgbench.analysis.results import panel_rows, panels, read_regular
 from hgbench.problems.bounds import NAMES as BOUND_NAMES
 
 CEILING = 0.5  # above it, errors are pre-asymptotic (ITD's t·qᵗ rise, the first steps)
@@ -95,7 +97,7 @@ def attach_constants(df: pd.DataFrame, bounds: pd.DataFrame | None) -> pd.DataFr
 def load_constants(folder) -> pd.DataFrame | None:
     """The bounds.csv of a results folder, or None."""
     path = Path(folder) / BOUNDS
-    return pd.read_csv(path, dtype={"setting_id": str}) if path.is_file() else None
+    return pd.read_csv(io.StringIO(read_regular(path)), dtype={"setting_id": str}) if os.path.lexists(path) else None
 
 
 def bounds_of(df: pd.DataFrame) -> pd.DataFrame:

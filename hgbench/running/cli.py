@@ -16,10 +16,12 @@ import argparse
 import json
 import os
 import re
+import shlex
+import signal
 import sys
 
 from hgbench.paths import conf_dir
-from hgbench.running.interrupt import Interrupted
+from hgbench.running.interrupt import Interrupted, signal_of, terminable
 
 USAGE = __doc__.split("\n\n", 1)[1]
 
@@ -32,9 +34,14 @@ def _run(argv: list[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from hgbench.running.app import FAILED_JOBS, task
+    from hgbench.running.app import FAILED_JOBS, release_sweep_lock, task
     from hgbench.running.schema import explain
 
+    rerun = [a for a in argv[1:] if a.split("=", 1)[0] in ("--experimental-rerun", "--experimental_rerun")]
+    if rerun:  # Hydra would unpickle the file it names: code from a results folder
+        print(f"hgbench: error: {rerun[0]} is refused: it unpickles a file (code could run); rerun a run by its "
+              "overrides, which its run.json records", file=sys.stderr)  # fmt: skip
+        return 2
     FAILED_JOBS.clear()
     debug = os.environ.get("HYDRA_FULL_ERROR") == "1"
     if debug:
@@ -43,13 +50,15 @@ def _run(argv: list[str]) -> int:
     # it re-raises them (and every other failure), and each becomes one line here.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        task()
+        with terminable():
+            task()
     except Interrupted as err:
-        print(err.message, file=sys.stderr)
+        print(f"{err.message}; to continue, run: {resume_command(argv, err)}", file=sys.stderr)
         return err.code
-    except KeyboardInterrupt:  # before or after the draws (e.g. while Hydra composes the config)
-        print("hgbench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # before or after the draws (e.g. while Hydra composes the config)
+        signum = signal_of(err)
+        print(f"hgbench: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     except (HydraException, OmegaConfBaseException) as err:  # composing the configuration failed
         if debug:
             raise
@@ -65,10 +74,20 @@ def _run(argv: list[str]) -> int:
             raise
         return one_line(err)
     finally:
+        release_sweep_lock()  # a sweep that ended early (a signal, an error) leaves no lock
         if not debug:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         os.environ.pop("HGBENCH_TRACEBACK", None)
     return 1 if FAILED_JOBS else 0
+
+
+def resume_command(argv: list[str], err: Interrupted) -> str:
+    """The command that continues an interrupted ``hgbench run ARGS``: the same arguments with
+    resume=true and the folder written (hydra.sweep.dir of a sweep, else hydra.run.dir), so that
+    it composes the same configuration (a resume of another one is refused)."""
+    folder = ("hydra.sweep.dir", err.sweep_dir) if err.sweep_dir is not None else ("hydra.run.dir", err.out_dir)
+    kept = [a for a in argv[1:] if a.split("=", 1)[0].lstrip("+~") not in ("resume", folder[0])]
+    return shlex.join(["hgbench", "run", *kept, "resume=true", *([f"{folder[0]}={folder[1]}"] if folder[1] is not None else [])])
 
 
 def one_line(err: Exception) -> int:
@@ -163,10 +182,15 @@ def _reproduce(args: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="let --quick replace a preset's full results in OUT")
     ns = parser.parse_args(args)
     try:
-        failed = reproduce(ns.names, ns.out, ns.quick, ns.threads or None, ns.force, ns.jobs)
+        with terminable():
+            failed = reproduce(ns.names, ns.out, ns.quick, ns.threads or None, ns.force, ns.jobs)
     except ValueError as err:
-        print(f"hgbench reproduce: error: {err}", file=sys.stderr)
+        print(f"hgbench reproduce: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # its presets are stopped and its lock released on the way out
+        signum = signal_of(err)
+        print(f"hgbench reproduce: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     return 1 if failed else 0
 
 

@@ -73,6 +73,7 @@ from hgbench.core.bound import estimate
 from hgbench.core.cost import Meter, Tally
 from hgbench.core.reference import reference
 from hgbench.problems.base import Problem
+from hgbench.running.interrupt import interruptible
 from hgbench.running.runner import Plan, UserError, _reason as reason, previous_info, progress_bar, run_id, save, unreadable
 
 STATE = "outer_state.pt"
@@ -117,7 +118,16 @@ def _optimizer(opts: dict, lam: torch.Tensor) -> torch.optim.Optimizer:
 
 def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
     """One outer-loop run (or the rest of one, see the module docstring); writes outer.csv,
-    run.json, checkpoints.pt and outer_state.pt into out_dir and returns the rows."""
+    run.json, checkpoints.pt and outer_state.pt into out_dir and returns the rows. Ctrl-C or
+    SIGTERM raises hgbench.running.interrupt.Interrupted with the number of steps logged (the
+    files are rewritten only whole, with both signals held meanwhile)."""
+    logged: list = []
+    with interruptible(lambda: len(logged[0]) if logged else 0, plan.config["outer"]["steps"] + 1, out_dir, "outer step") as critical:
+        return _run(plan, out_dir, progress, critical, logged)
+
+
+def _run(plan: Plan, out_dir: Path, progress: bool, critical, logged: list) -> pd.DataFrame:
+    """``run``'s work; ``critical`` holds the signals during each rewrite, ``logged`` is made the list of rows."""
     opts = plan.config["outer"]
     t, k, steps, every = opts["t"], opts["k"], opts["steps"], opts["checkpoint_every"]
     warm_inner = opts["warm_start"] != "none"
@@ -143,10 +153,15 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
     if state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
     w_prev, v_prev, rows, facts, counts = state["w"], state["v"], state["rows"], state["facts"], list(state["counts"])
+    logged[:] = [rows]  # run's count of the steps logged
     saved_steps, saved = state.get("saved_steps", []), state.get("saved_lams", [])  # absent from states written before checkpoints.pt
     clock, evaluation = Meter(Tally(), plan.device), Meter(Tally(), plan.device)
 
     def checkpoint(step: int, done: bool) -> None:
+        with critical():
+            _checkpoint(step, done)
+
+    def _checkpoint(step: int, done: bool) -> None:
         save_torch({"steps": saved_steps, "lams": torch.stack(saved)}, out_dir / CHECKPOINTS)
         save_torch({"step": step, "lam": lam, "optimizer": optimizer.state_dict(), "w": w_prev, "v": v_prev, "rows": rows,
                     "facts": facts, "saved_steps": saved_steps, "saved_lams": saved, "time_s": state["time_s"] + clock.cost.time_s,
@@ -216,6 +231,7 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         w_prev = est.w.detach()
         v_prev = None if est.v is None else est.v.detach()
         if evaluate:
-            save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
+            with critical():
+                save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
     checkpoint(step, done=True)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -47,7 +47,7 @@ from hgbench.running import schema
 from hgbench.running.grids import grid_pairs
 from hgbench.problems.base import Problem
 from hgbench.core.reference import certify, choose, reference
-from hgbench.analysis.results import COLUMNS, METRICS, RESUME_FREE, RUN_INFO, atomic, frame, strict_json, write_csv_atomic
+from hgbench.analysis.results import COLUMNS, METRICS, RESUME_FREE, RUN_INFO, atomic, frame, read_regular, strict_json, write_csv_atomic
 from hgbench.running.interrupt import interruptible
 from hgbench.running.journal import Journal, read_previous
 from hgbench.running.levels import Levels, brackets, estimates as level_estimates
@@ -319,7 +319,7 @@ def previous_info(plan: Plan, out_dir: Path, csv: str) -> dict | None:
     if not (plan.resume and (out_dir / csv).is_file() and info_path.is_file()):
         return None
     try:
-        info = json.loads(info_path.read_text())
+        info = json.loads(read_regular(info_path))
     except (ValueError, OSError) as err:
         raise unreadable(out_dir, err) from err
     if not (isinstance(info, dict) and isinstance(info.get("config"), dict) and isinstance(info.get("references", []), list)):
@@ -386,16 +386,18 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
     todo = [i for i in range(len(plan.lams)) if i not in facts]
     work = plan.problem.to(plan.dtype, plan.device)
     lams = plan.lams.to(plan.dtype).to(plan.device)
-    has_k = _warm_up(plan, work, lams) if todo else True  # before anything is written
     journal = Journal(out_dir, METRICS, COLUMNS, functools.partial(run_info, plan))
-    try:
-        journal.start([row for i in sorted(rows) for row in rows[i]], [facts[i] for i in sorted(facts)])
-    except OSError as err:
-        raise UserError(f"cannot write the results in {out_dir} ({_reason(err)})") from err
     with interruptible(lambda: sum(i in facts for i in range(len(plan.lams))), len(plan.lams), out_dir) as critical:
+        has_k = _warm_up(plan, work, lams) if todo else True  # before anything is written
+        try:
+            with critical():
+                journal.start([row for i in sorted(rows) for row in rows[i]], [facts[i] for i in sorted(facts)])
+        except OSError as err:
+            raise UserError(f"cannot write the results in {out_dir} ({_reason(err)})") from err
         _compute(plan, work, lams, todo, has_k, progress, lambda draw, fact: _append(journal, critical, rows, facts, draw, fact))
-    ordered = [facts[i] for i in sorted(facts)]
-    journal.finish(ordered)
+        ordered = [facts[i] for i in sorted(facts)]
+        with critical():
+            journal.finish(ordered)
     return frame([row for i in sorted(rows) for row in rows[i]], COLUMNS), ordered
 
 

@@ -521,6 +521,11 @@ def validate(cfg: DictConfig) -> None:
     _validate(cfg, "")
 
 
+def validate_node(node: DictConfig, prefix: str) -> None:
+    """``validate`` for one group's node (its keys named ``prefix``KEY in the refusal)."""
+    _validate(node, prefix)
+
+
 def _validate(node: DictConfig, prefix: str) -> None:
     schema = _schema_of(node)
     if schema is None:
