@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hgbench.analysis.results import panel_rows, panels
+from hgbench.analysis.results import panel_rows, panels, read_csv
 from hgbench.problems.bounds import NAMES as BOUND_NAMES
 
 CEILING = 0.5  # above it, errors are pre-asymptotic (ITD's t·qᵗ rise, the first steps)
@@ -93,9 +93,20 @@ def attach_constants(df: pd.DataFrame, bounds: pd.DataFrame | None) -> pd.DataFr
 
 
 def load_constants(folder) -> pd.DataFrame | None:
-    """The bounds.csv of a results folder, or None."""
+    """The bounds.csv of a results folder, or None. One that is not a readable CSV with the
+    columns problem, setting_id, lam_id and every constant, all numeric but the first two,
+    raises ValueError naming the file."""
     path = Path(folder) / BOUNDS
-    return pd.read_csv(path, dtype={"setting_id": str}) if path.is_file() else None
+    if not path.is_file():
+        return None
+    bounds = read_csv(path)
+    missing = [c for c in ("problem", "lam_id", *BOUND_NAMES) if c not in bounds]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing}; is it a bounds.csv of `hgbench reproduce`?")
+    for column in BOUND_NAMES:
+        if not pd.api.types.is_numeric_dtype(bounds[column]):
+            raise ValueError(f"{path}: column {column} holds a non-number; is it a bounds.csv of `hgbench reproduce`?")
+    return bounds
 
 
 def bounds_of(df: pd.DataFrame) -> pd.DataFrame:

@@ -129,7 +129,7 @@ def _aggregate(args: list[str]) -> int:
     found = False
     for mode in MODES.values():
         try:
-            combined = combine(ns.dir, mode.csv)
+            combined = combine(ns.dir, mode.csv, mode.key)
         except (ValueError, OSError) as err:  # missing, a file, an unreadable job CSV
             print(f"hgbench aggregate: error: {' '.join(str(err).split())}", file=sys.stderr)
             return 2

@@ -239,6 +239,12 @@ def _norm(x: torch.Tensor) -> float:
     return torch.linalg.vector_norm(x).item()
 
 
+def relative(err: float, scale: float) -> float:
+    """err / scale, the relative error of a row; NaN where scale = 0 (e.g. ∇f = 0 or w* = 0 at
+    the draw: a relative error is undefined there, and the row's absolute error says it all)."""
+    return err / scale if scale != 0 else math.nan
+
+
 def _reason(err: BaseException) -> str:
     """The short one-line reason of an ``error`` row."""
     text = " ".join(f"{type(err).__name__}: {err}".split())
@@ -282,8 +288,8 @@ def _estimate_row(plan: Plan, lam_id: int, est, ref, level: float | None = None)
         reason = ""
     inner = _norm(w - ref.w_star) if level is None else level
     return {
-        **_key(plan, lam_id, est.t, est.k, level), "err_abs": err, "err_rel": err / _norm(ref.grad),
-        "inner_err": inner / _norm(ref.w_star), **asdict(est.cost), "q": ref.q, "kappa": ref.kappa,
+        **_key(plan, lam_id, est.t, est.k, level), "err_abs": err, "err_rel": relative(err, _norm(ref.grad)),
+        "inner_err": relative(inner, _norm(ref.w_star)), **asdict(est.cost), "q": ref.q, "kappa": ref.kappa,
         "status": "diverged" if reason else "ok", "reason": reason,
     }  # fmt: skip
 
@@ -454,7 +460,8 @@ def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has
                 warned = True
                 tqdm.write(  # above the progress bar, not through it
                     f"hgbench: warning: Φ of {plan.problem.name} is not a contraction at λ draw {lam_id}: "
-                    f"q = ‖∂₁Φ(w*, λ)‖₂ = {q:.6g} >= 1; iterations may diverge (rows kept with status diverged)",
+                    f"q = ‖∂₁Φ(w*, λ)‖₂ = {q:.6g} >= 1; iterations may diverge (a row whose estimate is NaN or inf gets "
+                    "status diverged; the others stay ok)",
                     file=sys.stderr,
                 )  # fmt: skip
             if not fact["certificate"]["certified"]:
