@@ -27,6 +27,7 @@ def _run(argv: list[str]) -> int:
     sys.argv = argv
     if "COMP_LINE" in os.environ:
         os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
+    import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -52,6 +53,11 @@ def _run(argv: list[str]) -> int:
         if debug:
             raise
         print(f"hgbench: error: {explain(err)}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as err:  # a config file (e.g. one of --config-dir) that is not YAML
+        if debug:
+            raise
+        print(f"hgbench: error: a config file is not valid YAML: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except ValueError as err:  # Hydra's own refusal of its flags, e.g. --cfg together with -m
         if debug:
