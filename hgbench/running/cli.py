@@ -20,6 +20,7 @@ from hgbench.paths import conf_dir
 from hgbench.running.interrupt import Interrupted
 
 USAGE = __doc__.split("\n\n", 1)[1]
+HYDRA_SPECIAL = ",=[]{}()'\"\\$*?"  # characters of Hydra's override grammar (lists, sweeps, quotes, interpolation, globs)
 
 
 def _run(argv: list[str]) -> int:
@@ -166,6 +167,18 @@ def _reproduce(args: list[str]) -> int:
                         "divided by --threads, at least 1; 1 with --threads 0)")
     parser.add_argument("--force", action="store_true", help="let --quick replace a preset's full results in OUT")
     ns = parser.parse_args(args)
+    # Checked before any preset starts: each preset's command line carries hydra.sweep.dir=OUT/…
+    # and threads=N, which Hydra's override grammar parses.
+    special = sorted(set(ns.out) & set(HYDRA_SPECIAL))
+    refusal = (
+        f"--threads {ns.threads}: give 0 (torch's default) or a positive count" if ns.threads < 0 else
+        f"--out {ns.out!r} exists and is not a directory" if os.path.exists(ns.out) and not os.path.isdir(ns.out) else
+        f"--out {ns.out!r} holds {' '.join(special)}, which Hydra's overrides would parse; choose a path without {HYDRA_SPECIAL}"
+        if special else None
+    )  # fmt: skip
+    if refusal:
+        print(f"hgbench reproduce: error: {refusal}", file=sys.stderr)
+        return 2
     try:
         failed = reproduce(ns.names, ns.out, ns.quick, ns.threads or None, ns.force, ns.jobs)
     except ValueError as err:

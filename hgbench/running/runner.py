@@ -216,6 +216,9 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
             raise UserError(str(err)) from err
     if grid.get("kind") == "diag" and grid.get("k") is not None:
         print(f"hgbench: note: grid.kind=diag computes k = t; grid.k={grid['k']} is ignored (grid=full runs every (t, k) pair)")
+    problem_class = target_class(cfg.problem.get("_target_"), "problem", Problem)
+    settings = {key: value for key, value in OmegaConf.to_container(cfg.problem, resolve=True).items() if key != "_target_"}
+    guard.precheck(cfg, problem_class, settings)  # the problem's own sizes, before it allocates anything
     problem = _instantiate(cfg.problem, "problem")
     estimator = _instantiate(cfg.estimator, "estimator")
     try:
