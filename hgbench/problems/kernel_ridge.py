@@ -77,8 +77,9 @@ class KernelRidge(GradientStepProblem):
         if settings.get("data", "diabetes") != "synthetic":
             return None
         n, d = settings["n_samples"], settings["n_features"]
+        n_val = max(2, min(n - 2, round(settings.get("val_fraction", 0.5) * n)))  # as the constructor splits
         p = 1 + (d if settings.get("per_feature_bandwidth") else 1)
-        return Planned(n, p, 8.0 * 2 * n * n * d, 6.0 * n * n * d)
+        return Planned(n - n_val, p, 8.0 * 2 * n * n * d, 6.0 * n * n * d)
 
     @property
     def lam_dim(self) -> int:
