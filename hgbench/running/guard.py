@@ -193,7 +193,8 @@ def precheck(cfg: DictConfig, cls: type, settings: dict) -> None:
     """Before the problem of class ``cls`` is built from ``settings``: refuse (UserError) one
     whose declared sizes (``Problem.planned``) need more memory than is available for its data,
     the λ draws and a dense reference, or whose construction alone is estimated to take more than
-    MAX_S. Nothing when ``cfg.guard`` is false or the class declares no sizes."""
+    MAX_S; warn about a construction estimated over LONG_S. Nothing when ``cfg.guard`` is false
+    or the class declares no sizes."""
     from hgbench.core.reference import MATRIX_FREE_ABOVE
     from hgbench.running.runner import UserError
 
@@ -226,6 +227,9 @@ def precheck(cfg: DictConfig, cls: type, settings: dict) -> None:
             f"building the problem {settings.get('name')!r} would take roughly {_duration(seconds)} (dim w = {d}, dim λ = {p}); "
             "lower its sizes (guard=false builds it anyway)"
         )  # fmt: skip
+    if seconds > LONG_S:
+        print(f"hgbench: warning: building the problem {settings.get('name')!r} will take roughly {_duration(seconds)} "
+              f"(dim w = {d}, dim λ = {p}); guard=false skips this estimate", file=sys.stderr)  # fmt: skip
 
 
 def check(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int, int]], device: torch.device) -> None:
