@@ -46,10 +46,10 @@ def _nothing_left(folder):
         (["grid=levels", "grid.n=100000000"], "(mostly rows:"),
         (["grid.t=[0,1000000000000000]"], "this run would take roughly"),
         (["mode=outer", "outer.steps=1000000000000000"], "estimated peak memory 1e+03 PB (mostly rows"),
-        (["grid.t=[0,100000000000000000000]"], "grid.t=100000000000000000000 is too large"),
-        (["problem=hyper_rep", "problem.rep_dim=100000000000000000000"], "problem.rep_dim=100000000000000000000 is too large"),
-        (["problem.n_train=1000000000000000000000000000000"], "problem.n_train=1000000000000000000000000000000 is too large"),
-        (["mode=outer", "outer.steps=100000000000000000000"], "outer.steps=100000000000000000000 is too large"),
+        (["grid.t=[0,100000000000000000000]"], "grid.t=100000000000000000000 is too large for a 64-bit integer"),
+        (["problem=hyper_rep", "problem.rep_dim=100000000000000000000"], "problem.rep_dim=100000000000000000000 is too large for a 64-bit integer"),
+        (["problem.n_train=1000000000000000000000000000000"], "problem.n_train=1000000000000000000000000000000 is too large for a 64-bit integer"),
+        (["mode=outer", "outer.steps=100000000000000000000"], "outer.steps=100000000000000000000 is too large for a 64-bit integer"),
         (["device=cuda:100000000000000000000"], "device='cuda:100000000000000000000' must be cpu, cuda or cuda:N"),
     ],
 )
@@ -76,8 +76,8 @@ def test_broken_yaml_of_a_config_dir_is_one_line(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize(
     "problem, message",
     [
-        (("hyper_rep", {"rep_dim": 10**20}), "problem.rep_dim=100000000000000000000 is too large"),
-        (("ridge", {"n_train": 10**30}), "problem.n_train=1000000000000000000000000000000 is too large"),
+        (("hyper_rep", {"rep_dim": 10**20}), "problem.rep_dim=100000000000000000000 is too large for a 64-bit integer"),
+        (("ridge", {"n_train": 10**30}), "problem.n_train=1000000000000000000000000000000 is too large for a 64-bit integer"),
         (("ridge", {"n_train": 1e30}), "problem.n_train=1e+30 must be an integer >= 1"),
     ],
 )

@@ -71,7 +71,7 @@ def _too_big(key: str, value, allowed: str) -> str | None:
     as 100000000000000000000), None for any other value."""
     values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
     big = next((v for v in values if _is_int(v) and abs(v) >= INT64), None)
-    return None if big is None else f"{key}={big} is too large: it must be {allowed}, below 2**63"
+    return None if big is None else f"{key}={big} is too large for a 64-bit integer (below 2**63); it must be {allowed}"
 
 
 @dataclass(frozen=True)
