@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import pandas as pd
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -192,4 +193,6 @@ def _compose(overrides: list[str], search: list[str], own: dict | None) -> DictC
                 cfg.problem = node
     except (HydraException, OmegaConfBaseException) as err:
         raise UserError(schema.explain(err)) from err
+    except yaml.YAMLError as err:  # a file of config_dir that is not YAML
+        raise UserError(f"a config file is not valid YAML: {' '.join(str(err).split())}") from err
     return cfg

@@ -24,6 +24,7 @@ from hgbench.paths import conf_dir
 from hgbench.running.interrupt import Interrupted, signal_of, terminable
 
 USAGE = __doc__.split("\n\n", 1)[1]
+HYDRA_SPECIAL = ",=[]{}()'\"\\$*?"  # characters of Hydra's override grammar (lists, sweeps, quotes, interpolation, globs)
 
 
 def _run(argv: list[str]) -> int:
@@ -31,6 +32,7 @@ def _run(argv: list[str]) -> int:
     sys.argv = argv
     if "COMP_LINE" in os.environ:
         os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
+    import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -63,6 +65,11 @@ def _run(argv: list[str]) -> int:
         if debug:
             raise
         print(f"hgbench: error: {explain(err)}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as err:  # a config file (e.g. one of --config-dir) that is not YAML
+        if debug:
+            raise
+        print(f"hgbench: error: a config file is not valid YAML: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except ValueError as err:  # Hydra's own refusal of its flags, e.g. --cfg together with -m
         if debug:
@@ -150,7 +157,7 @@ def _aggregate(args: list[str]) -> int:
     found = False
     for mode in MODES.values():
         try:
-            combined = combine(ns.dir, mode.csv)
+            combined = combine(ns.dir, mode.csv, mode.key)
         except (ValueError, OSError) as err:  # missing, a file, an unreadable job CSV
             print(f"hgbench aggregate: error: {' '.join(str(err).split())}", file=sys.stderr)
             return 2
@@ -181,6 +188,18 @@ def _reproduce(args: list[str]) -> int:
                         "divided by --threads, at least 1; 1 with --threads 0)")
     parser.add_argument("--force", action="store_true", help="let --quick replace a preset's full results in OUT")
     ns = parser.parse_args(args)
+    # Checked before any preset starts: each preset's command line carries hydra.sweep.dir=OUT/…
+    # and threads=N, which Hydra's override grammar parses.
+    special = sorted(set(ns.out) & set(HYDRA_SPECIAL))
+    refusal = (
+        f"--threads {ns.threads}: give 0 (torch's default) or a positive count" if ns.threads < 0 else
+        f"--out {ns.out!r} exists and is not a directory" if os.path.exists(ns.out) and not os.path.isdir(ns.out) else
+        f"--out {ns.out!r} holds {' '.join(special)}, which Hydra's overrides would parse; choose a path without {HYDRA_SPECIAL}"
+        if special else None
+    )  # fmt: skip
+    if refusal:
+        print(f"hgbench reproduce: error: {refusal}", file=sys.stderr)
+        return 2
     try:
         with terminable():
             failed = reproduce(ns.names, ns.out, ns.quick, ns.threads or None, ns.force, ns.jobs)

@@ -60,8 +60,19 @@ class Check:
         return f"{key}={value!r} must be {self.allowed}"
 
 
+INT64 = 2**63  # every integer setting ends up in a 64-bit integer (torch sizes, numpy seeds)
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _too_big(key: str, value, allowed: str) -> str | None:
+    """The refusal of an integer that no 64-bit integer holds (e.g. problem.rep_dim=1e20 typed
+    as 100000000000000000000), None for any other value."""
+    values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
+    big = next((v for v in values if _is_int(v) and abs(v) >= INT64), None)
+    return None if big is None else f"{key}={big} is too large for a 64-bit integer (below 2**63); it must be {allowed}"
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,10 @@ class Integer(Check):
     def ok(self, value) -> bool:
         if value is None:
             return self.null is not None
-        return _is_int(value) and value >= self.low and (self.below is None or value < self.below)
+        return _is_int(value) and value >= self.low and value < (INT64 if self.below is None else self.below)
+
+    def refusal(self, key: str, value) -> str:
+        return (self.below is None and _too_big(key, value, self.allowed)) or super().refusal(key, value)
 
     @property
     def allowed(self) -> str:
@@ -194,10 +208,11 @@ class Path(Check):
 
 @dataclass(frozen=True)
 class Device(Check):
-    allowed = "cpu, cuda or cuda:N"
+    allowed = "cpu, cuda or cuda:N (N a device index below 2**31)"
 
     def ok(self, value) -> bool:
-        return isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d+)?", value) is not None
+        found = re.fullmatch(r"cpu|cuda(:(\d+))?", value) if isinstance(value, str) else None
+        return found is not None and (found[2] is None or int(found[2]) < 2**31)
 
 
 @dataclass(frozen=True)
@@ -210,7 +225,7 @@ class Counts(Check):
         if value is None:
             return self.null is not None
         values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
-        return bool(values) and all(_is_int(v) and v >= 0 for v in values)
+        return bool(values) and all(_is_int(v) and 0 <= v < INT64 for v in values)
 
     @property
     def allowed(self) -> str:
@@ -218,7 +233,7 @@ class Counts(Check):
 
     def refusal(self, key: str, value) -> str:
         shown = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
-        return f"{key}={shown!r} must be {self.allowed}"
+        return _too_big(key, value, self.allowed) or f"{key}={shown!r} must be {self.allowed}"
 
 
 def option(check: Check, doc: str):
