@@ -61,6 +61,7 @@ of the model with test_t = t (presets deq_*).
 from __future__ import annotations
 
 import pickle
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -71,7 +72,8 @@ from hgbench.analysis.outer import COLUMNS, METRICS, OUTER_CSV
 from hgbench.analysis.results import atomic
 from hgbench.core.bound import estimate
 from hgbench.core.cost import Meter, Tally
-from hgbench.core.reference import reference
+from hgbench.core.optimum import MAX_EVALS, TOL_REL, certified_optimum, stationarity
+from hgbench.core.reference import certify, reference
 from hgbench.problems.base import Problem
 from hgbench.running.runner import Plan, UserError, _reason as reason, previous_info, progress_bar, run_id, save, unreadable
 
@@ -109,6 +111,44 @@ def resumed_state(plan: Plan, out_dir: Path) -> dict | None:
         raise unreadable(out_dir, err) from err
 
 
+def feasible_map(problem: Problem, opts: dict, dtype: torch.dtype, device: torch.device):
+    """Π: λ ↦ the problem's ``project`` (``outer.project``), then the clamp onto its box
+    (``outer.clamp``), on tensors of ``dtype`` on ``device``: the feasible set of the run."""
+    box = problem.box() if opts["clamp"] else None
+    box = None if box is None else tuple(b.to(dtype).to(device) for b in box)
+
+    def feasible(lam: torch.Tensor) -> torch.Tensor:
+        lam = problem.project(lam) if opts["project"] else lam
+        return lam if box is None else torch.clamp(lam, *box)
+
+    return feasible
+
+
+# The certified optima computed in this process, by outer problem: the jobs of a sweep (Hydra's
+# default launcher runs them in one process) that minimize the same f from the same λ₀ share one solve.
+_OPTIMA: dict[tuple, dict] = {}
+
+
+def optimum(plan: Plan, problem_id: str, lam0: torch.Tensor, project) -> dict:
+    """hgbench.core.optimum.certified_optimum of the run's outer problem (configuration and
+    seed: ``problem_id``; the reference method; the feasible set) from λ₀ (float64), computed
+    once per process and printed in one line."""
+    opts = plan.config["outer"]
+    tol, evals = opts.get("optimum_tol", TOL_REL), opts.get("optimum_evals", MAX_EVALS)
+    key = (problem_id, plan.reference, opts["project"], opts["clamp"], tol, evals, tuple(lam0.tolist()))
+    if key not in _OPTIMA:
+        clock = time.perf_counter()
+        found = certified_optimum(plan.problem, lam0, project, plan.reference, tol, evals)
+        _OPTIMA[key] = {**found, "time_s": time.perf_counter() - clock}
+        found = _OPTIMA[key]
+        if found["certified"]:
+            print(f"hgbench: certified optimum of {plan.problem.name}: f* = {found['f_star']:.10g}, stationarity "
+                  f"{found['stationarity']:.3g} ≤ {found['tol']:.3g} ({tol:g} × λ₀'s), {found['evals']} references, {found['time_s']:.1f} s")  # fmt: skip
+        else:
+            print(f"hgbench: {plan.problem.name}: {found['reason']}; no ε-claim against f*")
+    return _OPTIMA[key]
+
+
 def _optimizer(opts: dict, lam: torch.Tensor) -> torch.optim.Optimizer:
     if opts["optimizer"] == "sgd":
         return torch.optim.SGD([lam], lr=opts["lr"], momentum=opts["momentum"])
@@ -125,13 +165,8 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
     if opts["warm_start"] == "inner+solver" and not warm_solver:
         print(f"hgbench: note: {plan.estimator.name} has no linear solver to warm-start; outer.warm_start=inner+solver runs as inner")
     work = plan.problem.to(plan.dtype, plan.device)
-    box = plan.problem.box() if opts["clamp"] else None
-    box = None if box is None else tuple(b.to(plan.dtype).to(plan.device) for b in box)
-
-    def feasible(lam: torch.Tensor) -> torch.Tensor:
-        lam = work.project(lam) if opts["project"] else lam
-        return lam if box is None else torch.clamp(lam, *box)
-
+    feasible = feasible_map(work, opts, plan.dtype, plan.device)
+    feasible64 = feasible_map(plan.problem, opts, torch.float64, torch.device("cpu"))  # the reference's Π
     state = resumed_state(plan, out_dir)
     resumed_at = None if state is None else state["step"]
     if state is None:
@@ -150,16 +185,22 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         save_torch({"steps": saved_steps, "lams": torch.stack(saved)}, out_dir / CHECKPOINTS)
         save_torch({"step": step, "lam": lam, "optimizer": optimizer.state_dict(), "w": w_prev, "v": v_prev, "rows": rows,
                     "facts": facts, "saved_steps": saved_steps, "saved_lams": saved, "time_s": state["time_s"] + clock.cost.time_s,
-                    "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s, "counts": counts, "done": done}, out_dir / STATE)  # fmt: skip
+                    "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s, "counts": counts, "done": done,
+                    "optimum": best}, out_dir / STATE)  # fmt: skip
         save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
 
     if state["done"]:
         return save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
+    problem_id = run_id({"problem": plan.config["problem"]})
+    if state.get("optimum") is None:  # absent from states written before the certified optimum
+        state["optimum"] = optimum(plan, problem_id, plan.lams[0].to(torch.float64), feasible64)
+    best = state["optimum"]
     base = {
         "problem": plan.problem.name, "estimator": plan.estimator.name, "role": plan.estimator.role, "seed": plan.seed,
         "warm_start": opts["warm_start"], "optimizer": opts["optimizer"], "lr": opts["lr"], "momentum": opts["momentum"],
         "t": t, "k": k, "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
-        "problem_id": run_id({"problem": plan.config["problem"]}), **plan.identity,
+        "f_star": best["f_star"], "f_star_stationarity": best["stationarity"], "f_star_tol": best["tol"],
+        "f_star_evals": best["evals"], "f_star_reason": best["reason"], "problem_id": problem_id, **plan.identity,
     }  # fmt: skip
     # One untimed estimate: one-time framework setup must not land in the first step's time.
     list(estimate(plan.estimator, work, lam, [(1, 1)]))
@@ -172,17 +213,26 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
                "time_s": state["time_s"] + clock.cost.time_s, "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s,
                **dict(zip(COUNTS, counts)), "vjp_eq": sum(counts)}  # fmt: skip
         evaluate = step % opts["eval_every"] == 0 or step == steps
+        certified = False
         try:
             row["q_bound"] = work.contraction_bound(lam)
             if evaluate:
                 with evaluation:
                     lam64 = lam.detach().to("cpu", torch.float64)
                     ref = reference(plan.problem, lam64, plan.reference)
-                    row.update(f=plan.problem.outer(ref.w_star, lam64).item(), q=ref.q)
+                    certificate = certify(ref)
+                    certified = certificate["certified"] and finite(ref.grad, ref.w_star)
+                    if certified:  # else f, ∇f and the errors are not known: a flagged row, as in error mode
+                        row.update(f=plan.problem.outer(ref.w_star, lam64).item(), q=ref.q,
+                                   grad_norm=torch.linalg.vector_norm(ref.grad).item(),
+                                   stationarity=stationarity(lam64, ref.grad, feasible64))  # fmt: skip
+                    else:
+                        row.update(status="error", q=ref.q,
+                                   reason=certificate.get("reason", "reference not certified: the float64 reference is NaN or inf"))  # fmt: skip
                     if plan.problem.trainable:
                         scores = work.evaluate(lam, opts["test_t"])
                         row.update({key: scores[key] for key in METRICS})
-                facts.append({"step": step, **ref.summary()})
+                facts.append({"step": step, **ref.summary(), "certificate": certificate})
             if step == steps:
                 rows.append(row)
                 break
@@ -204,7 +254,7 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
             break
         counts = [c + getattr(est.cost, name) for c, name in zip(counts, COUNTS)]
         row["outer_value"] = value.item()
-        if evaluate:
+        if certified:
             grad = est.grad.detach().to("cpu", torch.float64)
             err = torch.linalg.vector_norm(grad - ref.grad).item()
             row.update(err_abs=err, err_rel=err / torch.linalg.vector_norm(ref.grad).item())
