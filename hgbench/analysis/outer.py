@@ -81,7 +81,7 @@ def optima(df: pd.DataFrame) -> pd.DataFrame:
             df[column] = np.nan if column != "f_star_reason" else "no certified optimum: rows from before it was computed"
     columns = ["problem", "seed", "problem_id", "f_star", "f_star_stationarity", "f_star_tol", "f_star_evals", "f_star_reason"]
     table = df[columns].drop_duplicates(["problem_id", "f_star", "f_star_reason"]).sort_values(["problem", "seed"])
-    return table.assign(f_star_reason=table["f_star_reason"].fillna("")).reset_index(drop=True)
+    return table.assign(f_star_reason=table["f_star_reason"].astype(object).fillna("")).reset_index(drop=True)
 
 
 def summary(df: pd.DataFrame, eps: float = EPS) -> pd.DataFrame:

@@ -36,8 +36,16 @@ those estimates (hgbench.core.cost), and ``vjp_eq`` = n_vjp + n_jvp + n_phi, the
 VJP-equivalents: each Φ evaluation, VJP and JVP through Φ counted as one (a VJP or JVP costs a
 small constant times a Φ evaluation; E and its gradient, once per estimate for every estimator,
 are not counted). ``problem_id`` (a hash of the problem's configuration, seed included) marks
-the runs that minimize the same f: the summary (hgbench.analysis.outer) measures suboptimality
-against the best f any of them reached.
+the runs that minimize the same f. At the evaluated steps also ‖∇f(λ_s)‖ and the stationarity
+π(λ_s) = ‖Π(λ_s − ∇f(λ_s)) − λ_s‖ (Π the projection and clamp). Every row carries the certified
+optimum of its outer problem (``f_star`` and its facts; hgbench.core.optimum, computed before the
+first step from the same λ₀ in float64, once per process and outer problem), against which the
+summary (hgbench.analysis.outer) measures suboptimality; without one (``outer.optimum_evals``
+exhausted, a reference not certified) it makes no ε-claim.
+
+Every reference is certified (hgbench.core.reference.certify); a step whose reference is not
+gets an ``error`` row with the certificate's reason and no f, stationarity or error (as in error
+mode), and the run goes on: the algorithm does not use the reference.
 
 A non-finite hypergradient, outer value or λ, or a λ at which Φ or the reference cannot be
 computed, ends the run with a ``diverged`` row (a flagged row, not a crash).
