@@ -70,10 +70,10 @@ def certified_optimum(problem: "Problem", lam0: torch.Tensor, project: Callable[
     lam = project(lam0.to(torch.float64))
     evals, iterations = 0, 0
 
-    def fail(reason: str, **extra) -> dict:
+    def fail(reason: str) -> dict:
         return {"f_star": math.nan, "stationarity": math.nan, "grad_norm": math.nan, "tol": math.nan, "pi0": math.nan,
                 "evals": evals, "iterations": iterations, "lam_star": None, "certified": False,
-                "reason": f"no certified optimum: {reason}", **extra}  # fmt: skip
+                "reason": f"no certified optimum: {reason}"}  # fmt: skip
 
     if max_evals < 1:
         return fail("not computed (a budget of 0 references)")
@@ -84,6 +84,8 @@ def certified_optimum(problem: "Problem", lam0: torch.Tensor, project: Callable[
     evals = 1
     if not cert["certified"]:
         return fail(f"at λ₀, {cert['reason']}")
+    if not (math.isfinite(value) and bool(torch.isfinite(grad).all())):
+        return fail("f or ∇f is not finite at λ₀")
     pi = pi0 = stationarity(lam, grad, project)
     tol = tol_rel * pi0
     history = [value]
@@ -95,18 +97,19 @@ def certified_optimum(problem: "Problem", lam0: torch.Tensor, project: Callable[
             break
         d = project(lam - alpha * grad) - lam
         slope = grad.dot(d).item()
-        step, reference_value, reason_fail = 1.0, max(history[-MEMORY:]), "a non-finite f"
+        step, reference_value, reason_fail = 1.0, max(history[-MEMORY:]), "a non-finite f or ∇f"
         while True:
             trial = lam + step * d
             try:
                 new_value, new_grad, cert = evaluate(problem, trial, method)
             except (RuntimeError, ValueError, ArithmeticError) as err:
-                new_value, cert = math.inf, {"certified": True}  # outside the domain: shorten the step
+                new_value, new_grad, cert = math.inf, None, {"certified": True}  # outside the domain: shorten the step
                 reason_fail = f"{type(err).__name__}: {err}"
             evals += 1
             if not cert["certified"]:
                 return fail(f"at iteration {iterations}, {cert['reason']}")
-            if math.isfinite(new_value) and new_value <= reference_value + SUFFICIENT * step * slope:
+            finite = math.isfinite(new_value) and new_grad is not None and bool(torch.isfinite(new_grad).all())
+            if finite and new_value <= reference_value + SUFFICIENT * step * slope:
                 break
             step /= 2
             if step < MIN_STEP or evals >= max_evals:
@@ -114,7 +117,7 @@ def certified_optimum(problem: "Problem", lam0: torch.Tensor, project: Callable[
                 break
         if new_grad is None:
             why = "no decrease along the projected-gradient direction" if step < MIN_STEP else f"{evals} references used"
-            if not math.isfinite(new_value) and step < MIN_STEP:
+            if not finite and step < MIN_STEP:
                 why += f" (last trial: {reason_fail})"
             reason = f"π = {pi:.3g} > tol = {tol:.3g}: {why}"
             break
