@@ -466,6 +466,9 @@ class Outer:
     eval_every: int = option(Integer(1), "f(λ), hypergradient error and the problem's metrics every N steps (and at the last)")
     test_t: int = option(Integer(0), "problems with metrics: Φ steps from 0 for the states of the evaluated model")
     checkpoint_every: int = option(Integer(0), "λ to checkpoints.pt and the resumable state every N steps (0: first and last only)")
+    optimum_tol: float = option(Number(0, 1, low_open=True, high_open=True),
+                                "the certified optimum f*: stationarity ‖Π(λ − ∇f) − λ‖ ≤ optimum_tol × its value at λ₀")
+    optimum_evals: int = option(Integer(0), "float64 references the certified optimum may use (0: no f*, no ε-claim)")
 
 
 # (ConfigStore group, name) -> schema; conf/GROUP/*.yaml name theirs in their defaults list.
