@@ -45,7 +45,7 @@ class Reference:
         return out
 
 
-def reference(problem: "Problem", lam: torch.Tensor, method: str = "dense") -> Reference:
+def reference(problem: "Problem", lam: torch.Tensor, method: str = "dense", bound: bool = True) -> Reference:
     """∇f(λ) = ∇₂E(w*, λ) + ∂₂Φ(w*, λ)ᵀ v,  (I − Jᵀ) v = ∇₁E(w*, λ),  J = ∂₁Φ(w*, λ).
 
     ``method``: dense (below) or matrix_free (``matrix_free_reference``; ``choose`` picks one).
@@ -54,12 +54,14 @@ def reference(problem: "Problem", lam: torch.Tensor, method: str = "dense") -> R
     Newton) and v from ``problem.adjoint_system`` (by default LU on the dense J formed by
     reverse-mode autodiff; a large problem solves it its own exact way, e.g. block by block), so
     the only errors are round-off. Both residuals are recorded, the linear one measured by one VJP,
-    and the norms the error bound needs (``sensitivities``: dense matrices and their 2-norms
-    where the problem uses the default dense solve, power iteration otherwise). Computing them
-    does not touch w*, v or ∇f.
+    and, with ``bound``, the norms the error bound needs (``sensitivities``: dense matrices and
+    their 2-norms where the problem uses the default dense solve, power iteration otherwise; on
+    the equilibrium model about as long again as the reference itself). Computing them does not
+    touch w*, v or ∇f; without them (``bound=False``: a caller that only reads ∇f or w*)
+    ``certify`` does not certify.
     """
     if method == "matrix_free":
-        return matrix_free_reference(problem, lam)
+        return matrix_free_reference(problem, lam, bound=bound)
     if lam.dtype != torch.float64:
         raise TypeError(f"the reference is computed in float64, got λ of dtype {lam.dtype}")
     from hgbench.problems.base import Problem
@@ -74,8 +76,10 @@ def reference(problem: "Problem", lam: torch.Tensor, method: str = "dense") -> R
     dense = type(problem).adjoint_system is Problem.adjoint_system  # J affordable as a dense matrix
     # ‖(I − J)⁻¹‖₂: 1/σ_min from the dense matrix; else 1/(1 − q) ≥ it (σ_min(I − J) ≥ 1 − ‖J‖₂)
     inverse = None if dense else (1 / (1 - q) if q < 1 else math.inf)
-    norms = sensitivities(problem, lam, w_star, v, inverse)
-    norms.update(phi_w_star=_norm(phi_w_star), jtv=_norm(jtv), grad_lam=_norm(grad_lam), phi_t_v=_norm(phi_t_v), jacobian=q)
+    norms = None
+    if bound:
+        norms = sensitivities(problem, lam, w_star, v, inverse)
+        norms.update(phi_w_star=_norm(phi_w_star), jtv=_norm(jtv), grad_lam=_norm(grad_lam), phi_t_v=_norm(phi_t_v), jacobian=q)
     return Reference(
         w_star=w_star,
         grad=grad,
@@ -208,7 +212,8 @@ def certify(ref: Reference) -> dict:
     failed check and its numbers)."""
     fixed = _relative(ref.fixed_point_residual, torch.linalg.vector_norm(ref.w_star).item())
     linear = _relative(ref.linear_residual, ref.rhs_norm)
-    terms = error_bound(ref)
+    measured = ref.norms is not None
+    terms = error_bound(ref) if measured else {"grad_error_bound": math.nan}
     grad = _norm(ref.grad)
     bound = _relative(terms["grad_error_bound"], grad)
     out = {
@@ -220,6 +225,8 @@ def certify(ref: Reference) -> dict:
                   f"(relative {fixed:.2g} > {FIXED_POINT_TOL:g})")
     elif not linear <= LINEAR_TOL:
         reason = f"linear residual {ref.linear_residual:.2g} vs ‖∇₁E‖ {ref.rhs_norm:.2g} (relative {linear:.2g} > {LINEAR_TOL:g})"
+    elif not measured:
+        reason = "no error bound: the reference was computed without its norms (bound=False)"
     elif not math.isfinite(terms["grad_error_bound"]):
         reason = f"‖(I − J)⁻¹‖ is not bounded (q = {ref.q:.17g}, κ = {ref.kappa:.2g}): no bound on the reference's error"
     elif not bound <= BOUND_TOL:
@@ -354,7 +361,7 @@ def norm_estimate(jvp, vjp, w: torch.Tensor, generator: torch.Generator, steps: 
     return value
 
 
-def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int = 50) -> Reference:
+def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int = 50, bound: bool = True) -> Reference:
     """The reference of ``reference`` without any dense matrix: products with J by VJP/JVP only.
 
     Inner solution: the problem's own ``solve_inner`` where it overrides the default (dense)
@@ -423,8 +430,10 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
     q_used, source = (bound, "contraction_bound (an upper bound)") if math.isfinite(bound) else (q_est, f"power iteration, {POWER_STEPS} steps (an estimate from below)")
     fixed_residual = norm(residual)
     inverse = 1 / (1 - q_used) if q_used < 1 else math.inf
-    norms = sensitivities(problem, lam, w, v, inverse)
-    norms.update(phi_w_star=norm(w - residual), jtv=norm(jtv), grad_lam=norm(grad_lam), phi_t_v=norm(phi_t_v), jacobian=max(q_est, q_used))
+    norms = None
+    if bound:
+        norms = sensitivities(problem, lam, w, v, inverse)
+        norms.update(phi_w_star=norm(w - residual), jtv=norm(jtv), grad_lam=norm(grad_lam), phi_t_v=norm(phi_t_v), jacobian=max(q_est, q_used))
     facts = {
         "method": "matrix_free", "newton_steps": newton, "newton_products": products, "adjoint_products": used,
         "solver": "cg" if symmetric else f"gmres({RESTART})", "q_used": q_used, "q_source": source,
@@ -433,6 +442,7 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
         w_star=w, grad=grad_lam + phi_t_v, q=q_est, kappa=math.nan, fixed_point_residual=fixed_residual,
         linear_residual=linear_residual, rhs_norm=norm(grad_w), matrix_free=facts, norms=norms,
     )  # fmt: skip
-    errors = error_bound(ref)
-    facts.update(w_error_bound=errors["w_error"], v_error_bound=errors["v_error"])
+    if bound:
+        errors = error_bound(ref)
+        facts.update(w_error_bound=errors["w_error"], v_error_bound=errors["v_error"])
     return ref
