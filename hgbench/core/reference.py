@@ -134,7 +134,7 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
     phi_lam = norm_estimate(lambda u: torch.func.jvp(lambda l: phi(w, l), (lam,), (u,))[1],
                             lambda z: torch.func.vjp(lambda l: phi(w, l), lam)[1](z)[0], lam, seed())  # fmt: skip
     hvp = lambda u: torch.func.jvp(lambda x: gradients(x)[0], (w,), (u,))[1]  # noqa: E731  (symmetric)
-    hess_ww = norm_estimate(hvp, hvp, w, seed())
+    hess_ww = norm_estimate(hvp, None, w, seed())
     hess_lw = norm_estimate(lambda u: torch.func.jvp(lam_part, (w,), (u,))[1],
                             lambda z: torch.func.vjp(lam_part, w)[1](z)[0], w, seed())  # fmt: skip
     return {**out, "phi_lam": phi_lam, "hess_ww": hess_ww, "hess_lw": hess_lw, "inverse": inverse,
@@ -346,14 +346,15 @@ def refine(apply, b: torch.Tensor, symmetric: bool, tol: float = TARGET, rounds:
 def norm_estimate(jvp, vjp, w: torch.Tensor, generator: torch.Generator, steps: int = POWER_STEPS) -> float:
     """An estimate of ‖J‖₂ from below: √ of the Rayleigh quotient of JᵀJ after ``steps``
     power-iteration steps u ← JᵀJu/‖JᵀJu‖ from a seeded random u of w's shape (one JVP and one
-    VJP each; ``jvp`` u ↦ Ju, ``vjp`` z ↦ Jᵀz)."""
+    VJP each; ``jvp`` u ↦ Ju, ``vjp`` z ↦ Jᵀz). ``vjp`` None: J is symmetric, and the steps are
+    u ← Ju/‖Ju‖ (one product each), the estimate ‖Ju‖ for the last unit u."""
     u = torch.randn(w.shape, generator=generator, dtype=torch.float64).to(w.device)
     u = u / torch.linalg.vector_norm(u)
     value = 0.0
     for _ in range(steps):
         ju = jvp(u)
         value = torch.linalg.vector_norm(ju).item()
-        nxt = vjp(ju)
+        nxt = ju if vjp is None else vjp(ju)
         size = torch.linalg.vector_norm(nxt)
         if size == 0:
             return 0.0
