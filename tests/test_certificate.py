@@ -261,3 +261,32 @@ def test_round_off_allowance_covers_the_measured_residuals_own_error():
             grad = _mat(problem.gram) * w - _mat(problem.xty) + mpmath.matrix([exp[j] * w[j] for j in range(len(exp))])
             true = _norm(_vec(grad * mpmath.mpf(alpha)))
             assert abs(true - ref.fixed_point_residual) <= error_bound(ref)["fixed_point_allowance"]
+
+
+def test_sensitivities_match_closed_forms_on_ridge():
+    """Ridge with the validation outer: A = ∂₂Φ = −α diag(e^λ ⊙ w), M = X_vᵀX_v/n_v (Φ is affine
+    in w), N = −α diag(e^λ ⊙ v), I − J = αH, so Z = −H⁻¹diag(e^λ ⊙ w) and
+    (N + ZᵀM)(I − J)⁻¹ = (N + ZᵀM)H⁻¹/α. The dense norms equal these to 1e-10; the power-iteration
+    ones (matrix-free path) are estimates from below, within 1 % here."""
+    problem = CASES["ridge_well"]()
+    lam = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+    ref = reference(problem, lam)
+    alpha = problem.consts(lam)["alpha"]
+    w, exp = ref.w_star, torch.exp(lam)
+    hessian = problem.hessian(lam)
+    grad_w = problem.x_val.T @ (problem.x_val @ w - problem.y_val) / problem.x_val.shape[0]
+    v = torch.linalg.solve(alpha * hessian, grad_w)
+    m = problem.x_val.T @ problem.x_val / problem.x_val.shape[0]
+    n = -alpha * torch.diag(exp * v)
+    z = -torch.linalg.solve(hessian, torch.diag(exp * w))
+    expected = {
+        "phi_lam": torch.linalg.matrix_norm(alpha * torch.diag(exp * w), ord=2), "hess_ww": torch.linalg.matrix_norm(m, ord=2),
+        "hess_lw": torch.linalg.matrix_norm(n, ord=2), "from_v": torch.linalg.matrix_norm(z, ord=2),
+        "from_w": torch.linalg.matrix_norm((n + z.T @ m) @ torch.linalg.inv(hessian) / alpha, ord=2),
+        "inverse": 1 / torch.linalg.eigvalsh(alpha * hessian)[0],
+    }  # fmt: skip
+    for key, value in expected.items():
+        assert ref.norms[key] == pytest.approx(value.item(), rel=1e-10), key
+    free = reference(problem, lam, "matrix_free").norms
+    for key in ("phi_lam", "hess_ww", "hess_lw"):
+        assert 0.99 * expected[key].item() <= free[key] <= expected[key].item() * (1 + 1e-12), key
