@@ -110,7 +110,7 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
     singular values). Else ``inverse`` is the caller's bound (1/(1 − q)); phi_lam, hess_ww and
     hess_lw come from POWER_STEPS steps of power iteration with JVPs and VJPs (``norm_estimate``:
     estimates from below), and from_v = inverse·phi_lam, from_w = inverse·(hess_lw +
-    inverse·hess_ww·phi_lam) bound the composite norms by products. ``norms`` says which.
+    inverse·hess_ww·phi_lam) bound the composite norms by products. ``source`` says which.
     Also the vector norms ‖w‖ and ‖v‖."""
     phi = problem.bound_phi(lam)
     lagrangian = lambda x, l: problem.outer(x, l) + v @ phi(x, l)  # noqa: E731
@@ -124,11 +124,11 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
         smallest = torch.linalg.svdvals(system)[-1].item()
         if not smallest > 0:
             return {**out, "phi_lam": two(jac_lam), "hess_ww": two(hess_ww), "hess_lw": two(hess_lw),
-                    "inverse": math.inf, "from_v": math.inf, "from_w": math.inf, "norms": "dense"}  # fmt: skip
+                    "inverse": math.inf, "from_v": math.inf, "from_w": math.inf, "source": "dense"}  # fmt: skip
         z = torch.linalg.solve(system, jac_lam)
         to_grad = torch.linalg.solve(system.T, (hess_lw + z.T @ hess_ww).T).T  # (N + ZᵀM)(I − J)⁻¹
         return {**out, "phi_lam": two(jac_lam), "hess_ww": two(hess_ww), "hess_lw": two(hess_lw), "inverse": 1 / smallest,
-                "from_v": two(z), "from_w": two(to_grad), "norms": "dense"}  # fmt: skip
+                "from_v": two(z), "from_w": two(to_grad), "source": "dense"}  # fmt: skip
     seed = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     lam_part = lambda x: gradients(x)[1]  # noqa: E731
     phi_lam = norm_estimate(lambda u: torch.func.jvp(lambda l: phi(w, l), (lam,), (u,))[1],
@@ -139,7 +139,7 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
                             lambda z: torch.func.vjp(lam_part, w)[1](z)[0], w, seed())  # fmt: skip
     return {**out, "phi_lam": phi_lam, "hess_ww": hess_ww, "hess_lw": hess_lw, "inverse": inverse,
             "from_v": inverse * phi_lam, "from_w": inverse * (hess_lw + inverse * hess_ww * phi_lam),
-            "norms": f"power iteration, {POWER_STEPS} steps (estimates from below)"}  # fmt: skip
+            "source": f"power iteration, {POWER_STEPS} steps (estimates from below)"}  # fmt: skip
 
 
 # The round-off model of ``error_bound``: a float64 evaluation of Φ, ∇E or a VJP is taken to be
