@@ -82,12 +82,15 @@ def test_certify_checks_each_condition(ridge):
     assert certify(zero)["certified"]  # w* = 0: the residual is taken as absolute
     bad_fixed = certify(Reference(**{**vars(ref), "fixed_point_residual": 1e-6}))
     assert not bad_fixed["certified"] and bad_fixed["reason"].startswith("reference not certified: fixed-point residual 1e-06")
-    infinite = certify(Reference(**{**vars(ref), "kappa": float("inf")}))
+    singular = {**ref.norms, "inverse": float("inf"), "from_w": float("inf"), "from_v": float("inf")}  # I − J singular
+    infinite = certify(Reference(**{**vars(ref), "norms": singular}))
     assert not infinite["certified"] and "no bound on the reference's error" in infinite["reason"]
-    loose = certify(Reference(**{**vars(ref), "kappa": 1e9, "linear_residual": 1e-11 * ref.rhs_norm}))
-    assert not loose["certified"] and "error bound" in loose["reason"]
-    unknown = certify(Reference(**{**vars(ref), "kappa": float("nan"), "q": 0.5}))  # κ ≤ (1 + q)/(1 − q) = 3
-    assert unknown["certified"] and unknown["kappa_used"] == pytest.approx(3.0)
+    sensitive = {**ref.norms, "from_v": 1e9 * ref.norms["from_v"]}  # ∇f very sensitive to the adjoint residual
+    loose = certify(Reference(**{**vars(ref), "norms": sensitive, "linear_residual": 1e-11 * ref.rhs_norm}))
+    assert not loose["certified"] and loose["reason"].startswith("reference not certified: error bound")
+    assert loose["error_bound"] > 1e-6 and loose["grad_error_bound"] == pytest.approx(loose["error_bound"] * torch.linalg.vector_norm(ref.grad).item())
+    unmeasured = certify(reference(ridge, draws(ridge, 1)[0], bound=False))
+    assert not unmeasured["certified"] and "no error bound" in unmeasured["reason"]
 
 
 # --- 2. folders that cannot lose data ----------------------------------------------------------
