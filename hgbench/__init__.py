@@ -9,10 +9,14 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """The Python API (hgbench.running.api: ``evaluate``, ``plot``, ``load``), imported on first
-    use, so that ``import hgbench`` stays cheap."""
+    """The Python API (hgbench.running.api: ``evaluate``, ``plot``, ``load``; hgbench.running.check:
+    ``check``), imported on first use, so that ``import hgbench`` stays cheap."""
     if name in ("evaluate", "plot", "load"):
         from hgbench.running import api
 
         return getattr(api, name)
+    if name == "check":
+        from hgbench.running.check import check
+
+        return check
     raise AttributeError(f"module 'hgbench' has no attribute {name!r}")

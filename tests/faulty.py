@@ -6,12 +6,17 @@ FaultyMap   NaN injected into Φ for chosen λ draws (config ``nan_above``); and
             HGBENCH_TEST_FAIL_ABOVE=x   the inner solve (of the reference) raises for λ₀ > x
             HGBENCH_TEST_PAUSE=N:PATH   at the reference of the (N+1)-th λ draw, create PATH and
                                         sleep (the SIGKILL test kills the run there, mid-way)
+            HGBENCH_TEST_PAUSE_PHI=N:PATH   the same at the (N+1)-th evaluation of Φ (N = 0: the
+                                        untimed warm-up estimate, before any draw)
+            HGBENCH_TEST_EXIT=init|draw sys.exit(0) in the constructor, or at the second λ draw's
+                                        reference (an own problem's code that ends the process)
 DataFileMap the target c read from a text file, like a problem built from a data set file.
 PausingMNIST the equilibrium model whose ``evaluate`` pauses like FaultyMap's reference
             (HGBENCH_TEST_PAUSE=N:PATH, at the (N+1)-th evaluation), to kill a training run mid-way.
 """
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -21,9 +26,9 @@ from toy import LinearMap
 from hgbench.problems.equilibrium import EquilibriumMNIST
 
 
-def pause_at(count: int) -> None:
-    """With HGBENCH_TEST_PAUSE=N:PATH, when ``count`` is N: create PATH and sleep (to be killed)."""
-    pause = os.environ.get("HGBENCH_TEST_PAUSE")
+def pause_at(count: int, variable: str = "HGBENCH_TEST_PAUSE") -> None:
+    """With ``variable``=N:PATH, when ``count`` is N: create PATH and sleep (to be killed)."""
+    pause = os.environ.get(variable)
     if pause:
         after, path = pause.split(":", 1)
         if count == int(after):
@@ -43,9 +48,13 @@ class FaultyMap(LinearMap):
     def __init__(self, name, seed, dim, q, lam_low, lam_high, nan_above=None):
         super().__init__(name, seed, dim, q, lam_low, lam_high)
         self.nan_above = nan_above
-        self.solves = 0
+        self.solves = self.phis = 0
+        if os.environ.get("HGBENCH_TEST_EXIT") == "init":
+            sys.exit(0)
 
     def phi(self, w, lam, consts):
+        pause_at(self.phis, "HGBENCH_TEST_PAUSE_PHI")
+        self.phis += 1
         out = super().phi(w, lam, consts)
         if self.nan_above is None:
             return out
@@ -57,6 +66,8 @@ class FaultyMap(LinearMap):
         if fail_above is not None and lam[0] > float(fail_above):
             raise RuntimeError(f"injected failure at λ₀ = {lam[0].item():.3f}")
         pause_at(self.solves)
+        if self.solves == 1 and os.environ.get("HGBENCH_TEST_EXIT") == "draw":
+            sys.exit(0)
         self.solves += 1
         return super().solve_inner(lam)
 

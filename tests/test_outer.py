@@ -9,6 +9,8 @@ import torch
 from conftest import TESTS, run_cli, signal_when_paused
 
 from hgbench.core.bound import bind, estimate
+from hgbench.analysis.outer import summary, with_gaps
+from hgbench.core.optimum import certified_optimum, stationarity
 from hgbench.core.reference import reference
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.estimators.cg_normal import NormalCG
@@ -156,7 +158,8 @@ def test_equilibrium_model_outer_loop_with_warm_adjoint_and_a_sweep_figure(tmp_p
 
 KILLED = ["mode=outer", "problem=faulty_map", f"hydra.searchpath=[file://{TESTS / 'conf'}]", "estimator=fp", "outer.t=5",
           "outer.k=3", "outer.steps=12", "outer.lr=0.3", "outer.momentum=0.5", "outer.warm_start=inner+solver",
-          "outer.eval_every=3", "outer.checkpoint_every=4", "resume=true", "plot=false"]  # fmt: skip
+          "outer.eval_every=3", "outer.checkpoint_every=4", "outer.optimum_evals=0", "resume=true", "plot=false"]  # fmt: skip
+# (outer.optimum_evals=0: the pause counts FaultyMap's inner solves, which the certified optimum's solve would also make)
 
 
 def test_killed_outer_run_resumes_to_the_uninterrupted_rows(tmp_path, monkeypatch):
@@ -186,3 +189,117 @@ def test_adam_takes_its_first_step_of_size_lr_on_every_coordinate(tmp_path, monk
     lam0 = ridge_problem().sample_lambdas(1, torch.Generator().manual_seed(0))[0]
     moved = (torch.load(out / STATE, weights_only=True)["lam"] - lam0).abs()
     assert ((moved > 0.0099) & (moved <= 0.01)).all()
+
+
+# --- the certified optimum f* and the summary against it --------------------------------------
+
+
+def ridge_f(problem, lam):
+    """f(λ) of ridge in float64 from the closed form alone (``closed_form``), not the reference."""
+    return closed_form(problem, lam)[0]
+
+
+def test_certified_optimum_is_stationary_by_central_differences():
+    """f* of ridge on its box [−4, 0]⁸: the projected-gradient stationarity π at λ* measured
+    independently, with ∇f by central differences of the closed-form f in float64, is within the
+    solve's tolerance (plus the differences' own error, measured as the change from h to h/2);
+    λ₀ itself was far from stationary, and the same λ₀ gives the same f*."""
+    problem = ridge_problem()
+    low, high = problem.box()
+    box = lambda lam: torch.clamp(lam, low, high)  # noqa: E731
+    lam0 = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+    found = certified_optimum(problem, lam0, box)
+    assert found["certified"] and found["stationarity"] <= found["tol"] == pytest.approx(1e-6 * found["pi0"])
+    lam = torch.tensor(found["lam_star"], dtype=torch.float64)
+
+    def differences(h):
+        eye = torch.eye(len(lam), dtype=torch.float64)
+        return torch.tensor([(ridge_f(problem, lam + h * e) - ridge_f(problem, lam - h * e)) / (2 * h) for e in eye])
+
+    coarse, fine = differences(1e-4), differences(5e-5)
+    fd_error = torch.linalg.vector_norm(coarse - fine).item()
+    pi_fd = stationarity(lam, fine, box)
+    assert fd_error < 0.1 * found["tol"]  # the check can see a violation of the tolerance
+    assert pi_fd <= found["tol"] + fd_error
+    assert abs(found["f_star"] - ridge_f(problem, lam)) <= 1e-12 * found["f_star"]
+    pi0_fd = stationarity(lam0, closed_form(problem, lam0)[1], box)
+    assert pi0_fd > 1e5 * found["tol"] and found["f_star"] < ridge_f(problem, lam0)
+    again = certified_optimum(problem, lam0, box)
+    assert again["f_star"] == found["f_star"] and again["lam_star"] == found["lam_star"]
+
+
+def test_an_optimum_not_reached_in_budget_is_not_certified():
+    problem = ridge_problem()
+    lam0 = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+    found = certified_optimum(problem, lam0, lambda lam: lam, max_evals=3)
+    assert not found["certified"] and found["reason"].startswith("no certified optimum: π = ") and found["f_star"] != found["f_star"]
+    assert not certified_optimum(problem, lam0, lambda lam: lam, max_evals=0)["certified"]
+
+
+def synthetic(f_star=0.0, reason=""):
+    """Two configurations on one outer problem, one seed: a falls from f = 1 to 0.2 by step 4,
+    b from 1 to 0.01 (its last value the lowest of any run)."""
+    rows = []
+    for name, values in (("a", [1.0, 0.6, 0.4, 0.3, 0.2]), ("b", [1.0, 0.3, 0.1, 0.03, 0.01])):
+        for step, f in enumerate(values):
+            rows.append({"problem": "p", "estimator": name, "warm_start": "none", "seed": 0, "step": step, "f": f,
+                         "stationarity": f, "time_s": float(step), "vjp_eq": 10 * step, "test_acc": float("nan"),
+                         "status": "ok", "problem_id": "x", "run_id": name, "overrides": f"estimator={name}",
+                         "f_star": f_star, "f_star_stationarity": 1e-9, "f_star_tol": 1e-8, "f_star_evals": 5,
+                         "f_star_reason": reason})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_summary_measures_gaps_against_the_certified_optimum_only():
+    """The best run's last value is not 'gap 0': against f* = 0, b ends at relative gap 0.01
+    and reaches ε = 0.05 (at step 3, f = 0.03) but not ε = 1e-3, whatever the other runs did;
+    a run reaches gap ≤ 0 only where f ≤ f*; without a certified f* there is no ε-claim."""
+    table = summary(synthetic(), eps=1e-3).set_index("run")
+    assert table.loc["b, warm=none", "final_rel_gap"] == pytest.approx(0.01) and table.loc["b, warm=none", "reached"] == 0
+    assert (table["certified"] == 1).all() and table["time_to_eps_s"].isna().all()
+    table = summary(synthetic(), eps=0.05).set_index("run")
+    assert table.loc["b, warm=none", "reached"] == 1 and table.loc["b, warm=none", "step_to_eps"] == 3
+    assert table.loc["a, warm=none", "reached"] == 0 and table.loc["b, warm=none", "vjp_eq_to_eps"] == 30
+    gaps = with_gaps(synthetic(f_star=0.1))
+    assert ((gaps["rel_gap"] <= 0) == (gaps["f"] <= 0.1)).all()
+    none = summary(synthetic(f_star=float("nan"), reason="no certified optimum: π = 1 > tol = 0"), eps=0.5)
+    assert (none["certified"] == 0).all() and none["reached"].isna().all() and none["final_rel_gap"].isna().all()
+    assert none["final_f"].tolist() == [0.2, 0.01] and none["final_pi_rel"].tolist() == [0.2, 0.01]
+    old = summary(synthetic().drop(columns=["f_star"]), eps=0.5)  # rows from before f* was certified: no claim
+    assert old["reached"].isna().all()
+
+
+def test_outer_rows_carry_the_certified_optimum_and_stationarity(tmp_path, monkeypatch):
+    """A clamped ridge run: every row carries f* (the same as a direct solve from λ₀), each
+    evaluated step the exact stationarity π(λ_s) and ‖∇f(λ_s)‖, and no step lies below f*."""
+    out = tmp_path / "run"
+    assert run_cli(monkeypatch, "run", *RIDGE, "estimator=cg", "outer.k=8", "outer.t=200", "outer.steps=10", "outer.lr=20",
+                   "outer.clamp=true", f"hydra.run.dir={out}") == 0  # fmt: skip
+    rows = pd.read_csv(out / "outer.csv")
+    problem = ridge_problem()
+    low, high = problem.box()
+    lam0 = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+    direct = certified_optimum(problem, lam0, lambda lam: torch.clamp(lam, low, high))
+    assert (rows["f_star"] == direct["f_star"]).all() and rows["f_star_reason"].isna().all()
+    assert (rows["f"] >= rows["f_star"]).all() and rows["stationarity"].notna().all()
+    lam = torch.clamp(lam0, low, high)
+    f0, g0 = closed_form(problem, lam)
+    assert rows["f"].iloc[0] == pytest.approx(f0, rel=1e-10)
+    assert rows["grad_norm"].iloc[0] == pytest.approx(torch.linalg.vector_norm(g0).item(), rel=1e-8)
+    assert rows["stationarity"].iloc[0] == pytest.approx(stationarity(lam, g0, lambda x: torch.clamp(x, low, high)), rel=1e-8)
+
+
+def test_outer_mode_flags_rows_whose_reference_is_not_certified(tmp_path, monkeypatch, capsys):
+    """meta_learning with γ = 1e-12: q = 1 − O(γ), the reference's certificate fails (as in
+    error mode): the evaluated rows are ``error`` with the certificate's reason and carry no f or
+    error; f* is not certified either, and the summary makes no ε-claim."""
+    out = tmp_path / "run"
+    assert run_cli(monkeypatch, "run", "mode=outer", "problem=meta_learning", "problem.gamma=1e-12", "problem.n_tasks=4",
+                   "estimator=cg", "outer.t=5", "outer.k=5", "outer.steps=2", "outer.eval_every=1",
+                   f"hydra.run.dir={out}") == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    rows = pd.read_csv(out / "outer.csv")
+    assert (rows["status"] == "error").all() and rows["reason"].str.startswith("reference not certified").all()
+    assert rows[["f", "err_rel", "stationarity"]].isna().all().all() and rows["outer_value"].iloc[:2].notna().all()
+    assert rows["f_star"].isna().all() and rows["f_star_reason"].str.contains("reference not certified").all()
+    assert "no ε-claim" in printed

@@ -3,6 +3,7 @@ cannot lose data, the cost guard, one line for every failure, files others can r
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -81,12 +82,15 @@ def test_certify_checks_each_condition(ridge):
     assert certify(zero)["certified"]  # w* = 0: the residual is taken as absolute
     bad_fixed = certify(Reference(**{**vars(ref), "fixed_point_residual": 1e-6}))
     assert not bad_fixed["certified"] and bad_fixed["reason"].startswith("reference not certified: fixed-point residual 1e-06")
-    infinite = certify(Reference(**{**vars(ref), "kappa": float("inf")}))
+    singular = {**ref.norms, "inverse": float("inf"), "from_w": float("inf"), "from_v": float("inf")}  # I − J singular
+    infinite = certify(Reference(**{**vars(ref), "norms": singular}))
     assert not infinite["certified"] and "no bound on the reference's error" in infinite["reason"]
-    loose = certify(Reference(**{**vars(ref), "kappa": 1e9, "linear_residual": 1e-11 * ref.rhs_norm}))
-    assert not loose["certified"] and "error bound" in loose["reason"]
-    unknown = certify(Reference(**{**vars(ref), "kappa": float("nan"), "q": 0.5}))  # κ ≤ (1 + q)/(1 − q) = 3
-    assert unknown["certified"] and unknown["kappa_used"] == pytest.approx(3.0)
+    sensitive = {**ref.norms, "from_v": 1e9 * ref.norms["from_v"]}  # ∇f very sensitive to the adjoint residual
+    loose = certify(Reference(**{**vars(ref), "norms": sensitive, "linear_residual": 1e-11 * ref.rhs_norm}))
+    assert not loose["certified"] and loose["reason"].startswith("reference not certified: error bound")
+    assert loose["error_bound"] > 1e-6 and loose["grad_error_bound"] == pytest.approx(loose["error_bound"] * torch.linalg.vector_norm(ref.grad).item())
+    unmeasured = certify(reference(ridge, draws(ridge, 1)[0], bound=False))
+    assert not unmeasured["certified"] and "no error bound" in unmeasured["reason"]
 
 
 # --- 2. folders that cannot lose data ----------------------------------------------------------
@@ -106,7 +110,7 @@ def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path, monkey
     dead = subprocess.Popen(["true"])
     dead.wait()
     _lock(out, dead.pid)  # a holder that no longer runs
-    (out / f".metrics.csv.{dead.pid}.tmp").write_text("half a file")
+    (out / f".metrics.csv.hgbench-{dead.pid}.tmp").write_text("half a file")
     assert run_cli(monkeypatch, "run", *SMALL, f"hydra.run.dir={out}") == 0
     assert len(read_csv(out / "metrics.csv")) == 4
     assert not (out / LOCK).exists() and not list(out.glob(".*.tmp"))  # released; the dead writer's temporary file deleted
@@ -304,17 +308,21 @@ def test_plot_of_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_ends_the_run_in_one_line_with_complete_draws(tmp_path, signum, code):
+def test_a_signal_ends_the_run_in_one_line_with_complete_draws(tmp_path, monkeypatch, signum, code):
+    """One line naming the signal, the complete draws and the command that continues, which does."""
     out = tmp_path / "run"
     returncode, err = signal_when_paused(tmp_path, 2, *FAULTY, "n_lambdas=4", f"hydra.run.dir={out}", signum=signum)
     assert returncode == code
     last = err.strip().splitlines()[-1]
     name = signal.Signals(signum).name
-    assert last == f"hgbench: interrupted ({name}) after draw 2 of 4; rerun with resume=true hydra.run.dir={out} to continue"
+    continued = shlex.join(["hgbench", "run", *FAULTY, "n_lambdas=4", "resume=true", f"hydra.run.dir={out}"])
+    assert last == f"hgbench: interrupted ({name}) after draw 2 of 4 in {out}; to continue, run: {continued}"
     assert "Traceback" not in err
     partial = read_csv(out / "metrics.csv")
     assert sorted(partial["lam_id"].unique()) == [0, 1] and len(partial) == 2 * 3
     assert not list(out.glob(".*.tmp")) and not (out / LOCK).exists()
+    assert run_cli(monkeypatch, *shlex.split(continued)[1:]) == 0  # the advice is taken: the same configuration
+    assert sorted(read_csv(out / "metrics.csv")["lam_id"].unique()) == [0, 1, 2, 3]
 
 
 def test_a_signal_during_a_write_waits_for_it_and_leaves_no_temporary_file(tmp_path):

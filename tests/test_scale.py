@@ -10,7 +10,7 @@ from conftest import draws
 from test_problems import NAMES, build
 
 from hgbench.core.bound import check_applies, estimate
-from hgbench.core.reference import certify, choose, matrix_free_reference, reference
+from hgbench.core.reference import certify, choose, error_bound, matrix_free_reference, reference
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.gmres import GMRES
@@ -118,7 +118,7 @@ def test_matrix_free_reference_agrees_with_dense_on_ridge_logistic_equilibrium(r
 
 
 def test_matrix_free_reference_on_hyper_cleaning(cleaning):
-    """Residuals at the target, rigorous bounds (q from the contraction bound), and the
+    """Residuals at the target, bounds with q from the contraction bound, and the
     hypergradient against central differences of f(λ) = E(w*(λ), λ) along a random direction."""
     lam = draws(cleaning, 1)[0]
     ref = matrix_free_reference(cleaning, lam)
@@ -127,7 +127,7 @@ def test_matrix_free_reference_on_hyper_cleaning(cleaning):
     assert ref.linear_residual <= 1e-13 * ref.rhs_norm
     assert facts["q_used"] == cleaning.contraction_bound(lam) and facts["q_source"].startswith("contraction_bound")
     assert ref.q <= facts["q_used"] < 1
-    assert facts["w_error_bound"] == pytest.approx(ref.fixed_point_residual / (1 - facts["q_used"]))
+    assert facts["w_error_bound"] == error_bound(ref)["w_error"] > ref.fixed_point_residual / (1 - facts["q_used"])  # + round-off allowance
     assert certify(ref)["certified"]
     direction = torch.randn(cleaning.lam_dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     f = lambda l: cleaning.outer(matrix_free_reference(cleaning, l).w_star, l).item()  # noqa: E731

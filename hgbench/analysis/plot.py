@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from hgbench.analysis.results import labels, load, markdown, panel_rows, panels  # noqa: E402
+from hgbench.analysis.results import atomic, labels, load, markdown, panel_rows, panels, write_text_atomic  # noqa: E402
 from hgbench.analysis.outer import load_outer, plot_outer, plot_training  # noqa: E402
 from hgbench.analysis.style import PREDICTED, estimator_style, palette  # noqa: E402,F401 (public: every figure's palette)
 from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, floor_for, load_constants, overlay, rate_table  # noqa: E402
@@ -217,8 +217,8 @@ def _rate_tables(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     table = rate_table(df)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     paths = [Path(out_dir) / "rates.csv", Path(out_dir) / "rates.md"]
-    table.to_csv(paths[0], index=False)
-    paths[1].write_text(markdown(table[RATE_COLUMNS]))
+    write_text_atomic(paths[0], table.to_csv(index=False))
+    write_text_atomic(paths[1], markdown(table[RATE_COLUMNS]))
     return paths
 
 
@@ -291,11 +291,13 @@ _KEPT: list | None = None  # while ``figure`` draws: the figures saved, left ope
 
 
 def _save(fig, out_dir: Path, stem: str, close: bool = True) -> list[Path]:
-    """The figure as out_dir/``stem``.png and .pdf; closed afterwards unless ``close`` is false
-    (or ``figure`` is collecting it)."""
+    """The figure as out_dir/``stem``.png and .pdf, each through a temporary file
+    (hgbench.analysis.results.atomic: a link in its place is replaced, never written through);
+    closed afterwards unless ``close`` is false (or ``figure`` is collecting it)."""
     paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        with atomic(path) as tmp:
+            fig.savefig(tmp, dpi=130, bbox_inches="tight", format=path.suffix[1:])
     if _KEPT is not None:
         _KEPT.append(fig)
     elif close:
@@ -366,9 +368,9 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
            f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws;\nslopes fitted right of the dotted line, "
            f"above the shaded round-off")  # fmt: skip
     paths = _save(fig, out_dir, stem)
-    fitted.to_csv(Path(out_dir) / "slopes.csv", index=False)
+    write_text_atomic(Path(out_dir) / "slopes.csv", fitted.to_csv(index=False))
     table = slope_table(fitted)
-    (Path(out_dir) / "slopes.md").write_text(table + "\n")
+    write_text_atomic(Path(out_dir) / "slopes.md", table + "\n")
     print("fitted slopes of err_rel vs inner error (≈1 linear, ≈2 quadratic):\n" + table)
     print(f"slopes: {Path(out_dir) / 'slopes.csv'}")
     return paths

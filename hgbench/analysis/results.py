@@ -11,10 +11,12 @@ configurations are never merged, and the figures and tables label each configura
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+import stat
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +26,15 @@ import numpy as np
 import pandas as pd
 
 IDENTITY = ["run_id", "setting_id", "overrides"]  # in every row of every mode
+# Hex ids read as text: "032e16426749" would otherwise parse as a float (inf), and ids merge
+# (outer.csv's problem_id: the runs of one outer problem share its f*).
+ID_TEXT = {column: str for column in (*IDENTITY, "problem_id")}
 COLUMNS = [
     "problem", "estimator", "role", "min_min", "grid", "seed", "lam_id", "t", "k", "level",
     "err_abs", "err_rel", "inner_err", "time_s", "time_kind", "n_phi", "n_vjp", "n_jvp", "saved_bytes", "peak_bytes",
     "q", "kappa", "dtype", "device", "status", "reason", *IDENTITY,
 ]  # fmt: skip
+NAMED = ("problem", "estimator")  # never empty: load refuses a row without them
 KEY = ["run_id", "problem", "estimator", "grid", "seed", "lam_id", "t", "k", "level", "dtype", "device"]
 # Columns added after results were first written: a file without one reads it as empty.
 LATER = ("level",)  # grid=levels: the absolute inner error a row's estimate is interpolated to
@@ -49,18 +55,51 @@ TEXT = ("status", "reason")
 NUMBERS = ("level", "err_abs", "err_rel", "inner_err", "time_s", "q", "kappa", *INTEGERS)
 
 
+TEMPORARY = "hgbench-"  # atomic's temporary files are .NAME.hgbench-PID.tmp (hgbench.running.lock removes dead writers')
+MAX_BYTES = 2**30  # a results file above 1 GiB is refused (nothing hgbench writes comes near it)
+
+
 @contextmanager
 def atomic(path: Path) -> Iterator[Path]:
-    """Yields a temporary path next to ``path``; when the block ends without an error it is
-    renamed over ``path`` (os.replace, atomic on POSIX), so a reader or a killed run only ever
-    sees the old or the new complete file."""
+    """Yields a temporary path next to ``path`` (``.NAME.hgbench-PID.tmp``, emptied of anything
+    already there); when the block ends without an error it is renamed over ``path``
+    (os.replace, atomic on POSIX), so a reader or a killed run only ever sees the old or the new
+    complete file, and a ``path`` that is a symbolic link is replaced, never written through."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{TEMPORARY}{os.getpid()}.tmp")
     try:
+        tmp.unlink(missing_ok=True)  # a link planted under this name must not be written through either
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to path through ``atomic``."""
+    with atomic(path) as tmp:
+        tmp.write_text(text)
+
+
+def read_regular(path: Path, limit: int = MAX_BYTES) -> str:
+    """The text of a results file: a regular file of at most ``limit`` bytes, opened without
+    following a symbolic link and without blocking, so that a link to another file, a FIFO or a
+    device (/dev/zero) is refused at once (ValueError naming it; text that is not UTF-8 raises
+    UnicodeDecodeError, a ValueError); a missing file raises FileNotFoundError."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symbolic link; results are read from regular files only") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{path} is not a regular file (a FIFO, a device or a folder); results are read from regular files only")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes; is it a results file?")
+    return data.decode()
 
 
 def typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -144,7 +183,8 @@ def read_csv(path: Path, text: str | None = None) -> pd.DataFrame:
     (old) key), ``k`` as Int64, TEXT columns as str. A file that is not a readable CSV, or a
     numeric column holding text, raises ValueError naming the file."""
     try:
-        df = pd.read_csv(io.StringIO(text) if text is not None else path, dtype={column: str for column in IDENTITY})
+        text = read_regular(path) if text is None else text
+        df = pd.read_csv(io.StringIO(text), dtype=ID_TEXT)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"{path} is not a readable CSV ({type(err).__name__}: {' '.join(str(err).split())[:120]})") from err
     for column in IDENTITY:
@@ -154,6 +194,10 @@ def read_csv(path: Path, text: str | None = None) -> pd.DataFrame:
         bad = df[column][values.isna() & df[column].notna()]
         if len(bad):
             raise ValueError(f"{path}: column {column} holds a non-number ({bad.iloc[0]!r}); is it an hgbench CSV?")
+        if column in INTEGERS:  # counts and ids: whole numbers that fit Int64 (k = 1.5, 1e23 or inf is refused)
+            whole = values.isna() | (np.isfinite(values) & (values.abs() < 2.0**63) & (values == values.round()))
+            if not whole.all():
+                raise ValueError(f"{path}: column {column} holds {values[~whole].iloc[0]}, not an integer; is it an hgbench CSV?")
         df[column] = values.astype("Int64") if column == "k" else values
     for column in (c for c in TEXT if c in df):
         df[column] = df[column].astype(object).where(df[column].notna(), "").astype(str)
@@ -179,7 +223,7 @@ def strict_json(value, **kwargs) -> str:
 def is_run_info(path: Path) -> bool:
     """Whether path is a run.json that hgbench wrote: a JSON object with ``run_id`` and ``config``."""
     try:
-        info = json.loads(Path(path).read_text())
+        info = json.loads(read_regular(path))
     except (ValueError, OSError):
         return False
     return isinstance(info, dict) and isinstance(info.get("config"), dict) and "run_id" in info
@@ -204,22 +248,38 @@ def load(path: Path, name: str = METRICS, key: list[str] = KEY) -> pd.DataFrame:
     files = find_csvs(path, name)
     if not files:
         raise FileNotFoundError(f"no {name} under {path}")
-    df = pd.concat([read_parquet(f) if f.suffix == ".parquet" else read_csv(f) for f in files], ignore_index=True)
+    df = checked(pd.concat([read_parquet(f) if f.suffix == ".parquet" else read_csv(f) for f in files], ignore_index=True), files, name, key)
+    return df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
+
+
+def checked(df: pd.DataFrame, files: list[Path], name: str, key: list[str]) -> pd.DataFrame:
+    """The rows read from ``files`` (results CSVs called ``name``), refused (ValueError, one
+    line naming the file) unless they have every ``key`` column (a LATER one is added empty), at
+    least one row (a run killed before its first row leaves the header only) and a non-empty
+    problem and estimator in every row."""
     for column in (c for c in LATER if c in key and c not in df):
         df[column] = np.nan
     missing = [c for c in key if c not in df.columns]
     if missing:
         raise ValueError(f"{files[0]} lacks the columns {missing}; is it an hgbench {name}?")
-    return df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
+    if df.empty:
+        raise ValueError(f"no rows in {' '.join(map(str, files[:3]))}{' …' if len(files) > 3 else ''}: nothing to show")
+    for column in NAMED:
+        empty = df[column].isna() | (df[column].astype(str).str.strip() == "")
+        if empty.any():
+            where = files[0] if len(files) == 1 else f"the {name} files below {files[0].parent.parent}"
+            raise ValueError(f"{where}: column {column} is empty in {int(empty.sum())} row(s); is it an hgbench {name}?")
+    return df
 
 
-def combine(sweep_dir: Path, name: str = METRICS) -> Path | None:
+def combine(sweep_dir: Path, name: str = METRICS, key: list[str] | None = None) -> Path | None:
     """Write the rows of every job's file ``name`` below sweep_dir into sweep_dir/``name``
     (rebuilt from the jobs' files each time: safe to call again, e.g. by ``hgbench aggregate``).
     Only hgbench's own job files count: a file ``name`` in a folder with a run.json that hgbench
     wrote (``is_run_info``); others (e.g. a nested sweep's combined file) are skipped with a
     warning. A sweep_dir that is a file, or a job file that is not a readable results CSV,
-    raises ValueError naming it."""
+    raises ValueError naming it; with ``key``, so do rows ``checked`` refuses, before anything
+    is written."""
     sweep_dir = Path(sweep_dir)
     if sweep_dir.is_file():
         raise ValueError(f"{sweep_dir} is a file; give the sweep directory that holds the jobs' folders")
@@ -234,6 +294,8 @@ def combine(sweep_dir: Path, name: str = METRICS) -> Path | None:
     if not jobs:
         return None
     df = pd.concat([read_csv(f) for f in jobs], ignore_index=True)
+    if key is not None:
+        checked(df.copy(), jobs, name, key)
     target = sweep_dir / name
     write_csv_atomic(df, target)
     return target

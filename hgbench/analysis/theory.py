@@ -33,12 +33,13 @@ before they existed.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from hgbench.analysis.results import panel_rows, panels
+from hgbench.analysis.results import panel_rows, panels, read_csv
 from hgbench.analysis.style import PREDICTED
 from hgbench.problems.bounds import NAMES as BOUND_NAMES
 
@@ -94,9 +95,20 @@ def attach_constants(df: pd.DataFrame, bounds: pd.DataFrame | None) -> pd.DataFr
 
 
 def load_constants(folder) -> pd.DataFrame | None:
-    """The bounds.csv of a results folder, or None."""
+    """The bounds.csv of a results folder, or None. One that is not a readable CSV with the
+    columns problem, setting_id, lam_id and every constant, all numeric but the first two,
+    raises ValueError naming the file."""
     path = Path(folder) / BOUNDS
-    return pd.read_csv(path, dtype={"setting_id": str}) if path.is_file() else None
+    if not os.path.lexists(path):  # a link is refused by read_csv, not taken for a missing file
+        return None
+    bounds = read_csv(path)
+    missing = [c for c in ("problem", "lam_id", *BOUND_NAMES) if c not in bounds]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing}; is it a bounds.csv of `hgbench reproduce`?")
+    for column in BOUND_NAMES:
+        if not pd.api.types.is_numeric_dtype(bounds[column]):
+            raise ValueError(f"{path}: column {column} holds a non-number; is it a bounds.csv of `hgbench reproduce`?")
+    return bounds
 
 
 def bounds_of(df: pd.DataFrame) -> pd.DataFrame:

@@ -132,7 +132,9 @@ def bind(problem: Problem, lam: torch.Tensor, functional: bool = False, w0: torc
 
 
 def check_applies(estimator: "Estimator", problem: Problem) -> None:
-    """Raise ValueError, in one format, if ``problem`` lacks something ``estimator`` needs."""
+    """Raise ValueError, in one format, if ``problem`` lacks something ``estimator`` needs (and,
+    first, if the estimator itself lacks an optional library it drives: ``Estimator.check_ready``)."""
+    estimator.check_ready()
     for need, advice in estimator.needs.items():
         if need not in problem.provides():
             raise ValueError(f"estimator {estimator.name!r} needs {NEEDS[need]}, which problem {problem.name!r} does not provide; {advice}")

@@ -50,5 +50,9 @@ class Estimator:
     def __init__(self, name: str):
         self.name = name
 
+    def check_ready(self) -> None:
+        """Raise ValueError (one line, with how to install it) when something the estimator needs
+        outside hgbench is missing, e.g. the library an adapter drives; nothing by default."""
+
     def estimate(self, bound: BoundProblem, pairs: list[tuple[int, int]]) -> Iterator[Estimate]:
         raise NotImplementedError

@@ -24,9 +24,22 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A problem's sizes before it is built (``Problem.planned``): dim w, dim λ, the bytes its
+    constructor allocates (data and the matrices derived from them) and the float operations it
+    performs (e.g. a QR of a d × d matrix: (4/3)·d³)."""
+
+    w_dim: int
+    lam_dim: int
+    data_bytes: float
+    setup_flops: float
 
 
 class Problem:
@@ -172,6 +185,14 @@ class Problem:
         singular = torch.linalg.svdvals(system)
         q = torch.linalg.matrix_norm(jac, ord=2).item()
         return torch.linalg.solve(system, b), q, (singular[0] / singular[-1]).item()
+
+    @classmethod
+    def planned(cls, settings: dict) -> "Planned | None":
+        """The sizes a problem built from ``settings`` (its config's constructor arguments) will
+        have, computed without building it (hgbench.running.guard.precheck refuses a problem whose
+        construction cannot fit before it allocates anything); None where they are unknown (the
+        default: a problem defined elsewhere, or one whose data set bounds its sizes)."""
+        return None
 
     def reference_bytes(self) -> int:
         """Roughly the peak memory of one reference (hgbench.running.guard): by default the dense

@@ -151,19 +151,37 @@ class EquilibriumMNIST(Problem):
         return torch.stack([self.project(lam) for lam in lams])
 
     def project(self, lam: torch.Tensor) -> torch.Tensor:
-        """λ with A replaced by its projection onto {‖A‖₂ ≤ ρ} (singular values clipped at ρ, the
-        Frobenius-nearest such matrix); λ itself when radius is null."""
+        """λ with A replaced by its projection onto {‖A‖₂ ≤ ρ}, kept in λ's dtype: the singular
+        values clipped at ρ (the Frobenius-nearest such matrix); then, while the product U·S·Vᵀ
+        as stored in the dtype has ``a_norm`` > ρ' = ρ(1 − d·eps₆₄) (float32: by ~1e-6 after the
+        clip), A scaled by (ρ'/‖A‖₂)(1 − (√d + 2)·eps). Why these factors: rounding c·A to the
+        dtype changes each entry by at most u = eps/2 of itself (and c by u), a perturbation E
+        with ‖E‖₂ ≤ ‖E‖_F ≤ u·‖c·A‖_F ≤ u·√d·‖c·A‖₂, so the stored matrix has
+        ‖A‖₂ ≤ ρ'(1 − (√d + 2)·eps)(1 + u)(1 + √d·u) < ρ'; and ``a_norm``, a float64 SVD, is
+        the exact σ_max of a matrix within p(d)·eps₆₄·‖A‖₂ of A (LAPACK's bound, p(d) a modest
+        function of d, taken as d), so a_norm ≤ ρ' gives ‖A‖₂ ≤ ρ. Promise: the stored A has
+        ‖A‖₂ ≤ ρ, and ``a_norm`` (mode=outer's ``q_bound``) ≤ ρ. λ itself when radius is null."""
         if self.radius is None:
             return lam
         a = self.parts(lam)["A"]
         u, s, vh = torch.linalg.svd(a)
         out = lam.clone()
-        self.parts(out)["A"].copy_((u * s.clamp(max=self.radius)) @ vh)
-        return out
+        part = self.parts(out)["A"]
+        part.copy_((u * s.clamp(max=self.radius)) @ vh)
+        target = self.radius * (1 - self.d * torch.finfo(torch.float64).eps)
+        margin = (self.d**0.5 + 2) * torch.finfo(lam.dtype).eps
+        for _ in range(8):  # each pass shrinks ‖A‖₂ by about the margin: one or two suffice
+            norm = self.a_norm(out)
+            if norm <= target:
+                return out
+            part.mul_(target / norm * (1 - margin))
+        raise FloatingPointError(f"the projection of A onto ‖A‖₂ <= {self.radius} did not reach it (‖A‖₂ = {norm})")
 
     def a_norm(self, lam: torch.Tensor) -> float:
-        """‖A‖₂, an upper bound on the contraction constant of every block."""
-        return torch.linalg.matrix_norm(self.parts(lam)["A"], ord=2).item()
+        """‖A‖₂ of the stored A, computed in float64 (exact to ~d·1e-16 relative for a float32 A,
+        whose own float32 SVD would be off by ~d·6e-8): an upper bound on the contraction
+        constant of every block."""
+        return torch.linalg.matrix_norm(self.parts(lam)["A"].to(torch.float64), ord=2).item()
 
     # --- exact solves (float64 reference) -------------------------------------------------------
     def solve_inner(self, lam, max_fp: int = 3000, tol: float = 1e-13):

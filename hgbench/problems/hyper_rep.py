@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hgbench.data import datasets
-from hgbench.problems.base import GradientStepProblem
+from hgbench.problems.base import GradientStepProblem, Planned
 
 HEADS = ("logistic", "ridge")
 REPRESENTATIONS = ("linear", "tanh")
@@ -72,6 +72,14 @@ class HyperRep(GradientStepProblem):
         self.x_train, self.x_val = x[torch.stack(train)], x[torch.stack(val)]  # (T, n, p), (T, n_v, p)
         self.y_train = eye.repeat_interleave(shots, 0).expand(n_tasks, -1, -1).contiguous()  # (T, n, ways)
         self.y_val = eye.repeat_interleave(val_shots, 0).expand(n_tasks, -1, -1).contiguous()
+
+    @classmethod
+    def planned(cls, settings: dict) -> Planned:
+        """T tasks of ways·(shots + val_shots) images of p = (8/pool)² features and their one-hot
+        labels; a Python loop over the tasks (counted as 1e5 operations per task)."""
+        t, ways, r = settings["n_tasks"], settings["ways"], settings["rep_dim"]
+        p, n = (8 // settings["pool"]) ** 2, ways * (settings["shots"] + settings["val_shots"])
+        return Planned(t * ways * r, r * p, 8.0 * t * n * (p + ways), 1e5 * t)
 
     @property
     def n_tasks(self) -> int:

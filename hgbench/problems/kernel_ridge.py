@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hgbench.data import datasets
-from hgbench.problems.base import GradientStepProblem
+from hgbench.problems.base import GradientStepProblem, Planned
 
 
 class KernelRidge(GradientStepProblem):
@@ -69,6 +69,17 @@ class KernelRidge(GradientStepProblem):
         if not self.per_feature:
             self.sq_train = self.sq_train.sum(-1, keepdim=True)
             self.sq_val = self.sq_val.sum(-1, keepdim=True)
+
+    @classmethod
+    def planned(cls, settings: dict) -> Planned | None:
+        """Synthetic data: the squared differences of every pair of rows, n × n × d before they
+        are summed (per-feature bandwidths keep them), for the train and validation rows."""
+        if settings.get("data", "diabetes") != "synthetic":
+            return None
+        n, d = settings["n_samples"], settings["n_features"]
+        n_val = max(2, min(n - 2, round(settings.get("val_fraction", 0.5) * n)))  # as the constructor splits
+        p = 1 + (d if settings.get("per_feature_bandwidth") else 1)
+        return Planned(n - n_val, p, 8.0 * 2 * n * n * d, 6.0 * n * n * d)
 
     @property
     def lam_dim(self) -> int:

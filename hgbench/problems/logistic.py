@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from hgbench.data import datasets
-from hgbench.problems.base import PerFeatureProblem
+from hgbench.problems.base import PerFeatureProblem, Planned
 from hgbench.problems.outer import OuterChoice
 
 
@@ -42,6 +42,14 @@ class Logistic(OuterChoice, PerFeatureProblem):
             raise ValueError(f"problem.data={data!r} is not one of synthetic, breast_cancer")
         self.smooth_data = torch.linalg.matrix_norm(self.x_train, ord=2) ** 2 / (4 * self.x_train.shape[0])
         self.choose_outer(outer)
+
+    @classmethod
+    def planned(cls, settings: dict) -> Planned | None:
+        """Synthetic data: n × d inputs; the spectral norm of the training half (an SVD)."""
+        if settings.get("data", "synthetic") != "synthetic":
+            return None
+        n, d = settings["n_samples"], settings["n_features"]
+        return Planned(d, d, 8.0 * 3 * n * d, 4.0 * n * d * min(n, d))
 
     def _synthetic(self, n_samples, n_features, label_noise):
         gen = torch.Generator().manual_seed(self.seed)

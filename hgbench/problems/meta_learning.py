@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from hgbench.problems.base import GradientStepProblem
+from hgbench.problems.base import GradientStepProblem, Planned
 
 
 class MetaLearning(GradientStepProblem):
@@ -55,6 +55,12 @@ class MetaLearning(GradientStepProblem):
         self.grams = self.x_train.transpose(1, 2) @ self.x_train / n_train  # (T, d, d)
         self.xty = torch.einsum("tnd,tn->td", self.x_train, self.y_train) / n_train  # (T, d)
         self.gram_eigs = torch.linalg.eigvalsh(self.grams)  # (T, d): λ does not change G_i
+
+    @classmethod
+    def planned(cls, settings: dict) -> Planned:
+        """T tasks of (n_train + n_val) × d inputs, T Gram matrices d × d and their eigenvalues."""
+        t, d, n = settings["n_tasks"], settings["n_features"], settings["n_train"] + settings["n_val"]
+        return Planned(t * d, d + bool(settings.get("learn_gamma")), 8.0 * t * (n * d + 3 * d * d), t * (2.0 * n * d * d + 10.0 * d**3))
 
     @property
     def n_tasks(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hgbench.data import datasets
-from hgbench.problems.base import PerFeatureProblem
+from hgbench.problems.base import PerFeatureProblem, Planned
 from hgbench.problems.outer import OuterChoice
 
 
@@ -41,6 +41,15 @@ class Ridge(OuterChoice, PerFeatureProblem):
         self.gram = self.x_train.T @ self.x_train / n_train
         self.xty = self.x_train.T @ self.y_train / n_train
         self.choose_outer(outer)
+
+    @classmethod
+    def planned(cls, settings: dict) -> Planned | None:
+        """Synthetic data: the d × d basis (a QR), its scaled copy and the Gram matrix; the two
+        samples (n × d) and their products with the d × d mixing matrix."""
+        if settings.get("data", "synthetic") != "synthetic":
+            return None
+        n, d = settings["n_train"] + settings["n_val"], settings["n_features"]
+        return Planned(d, d, 8.0 * (4 * d * d + 2 * n * d), 3.0 * d**3 + 2.0 * n * d * d)
 
     def _synthetic(self, n_train, n_val, n_features, cond, noise):
         gen = torch.Generator().manual_seed(self.seed)

@@ -55,6 +55,9 @@ class YeProblem(PerFeatureProblem):
             raise ValueError(f"problem.outer={outer!r} is not one of {', '.join(self.OUTERS)}")
         if not far >= 0:
             raise ValueError(f"problem.far={far} must be >= 0")
+        if test is not None and (outer != "logistic" or data in libsvm.SHIPPED):  # refused, never ignored
+            why = f"data={data!r} brings its own" if outer == "logistic" else f"only outer=logistic reads it, not outer={outer!r}"
+            raise ValueError(f"problem.test={test!r} would be ignored: {why}; drop problem.test")
         self.x_train, self.b_train, self.x_test, self.b_test = libsvm.load(data, test, binary=self.BINARY)
         if outer == "logistic" and self.x_test is None:
             raise ValueError(f"problem.outer=logistic needs a held-out file: data={data!r} brings none; give problem.test=PATH")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import pandas as pd
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -59,13 +60,18 @@ def evaluate(problem: Spec | type = "ridge", estimators: Spec | list = "cg", gri
     ``hgbench run --config-dir`` does (examples/own_problem/README.md).
     out_dir: where the runs go (one folder per estimator, ``<i>_<problem>_<estimator>_<grid>``,
     and the combined CSV, as a sweep leaves them); None: a temporary folder, removed.
-    options: any other key, top-level or dotted (``dtype="float32"``, ``**{"grid.t": [0, 10]}``).
+    options: any other key, top-level or dotted (``dtype="float32"``, ``**{"grid.t": [0, 10]}``);
+    not Hydra's own (``hydra.run.dir``: use out_dir).
 
     Returns the rows as read back from the CSVs written (the dtypes of ``load``). A bad name or
     value raises hgbench.running.runner.UserError (a ValueError) with one line, before any work;
     so does an estimator refused by the problem (e.g. cg where ∂₁Φ is not symmetric), when its
     turn comes."""
     names = estimators if isinstance(estimators, list) else [estimators]
+    placed = [key for key in options if key.lstrip("+~").split(".", 1)[0] == "hydra"]
+    if placed:  # Hydra's own keys do nothing in a composed configuration: refused, not ignored
+        raise UserError(f"{placed[0]}={options[placed[0]]!r}: hydra.* options do not apply to evaluate; "
+                        "give out_dir= for where the runs go")  # fmt: skip
     if not names:
         raise UserError("estimators=[] names no estimator; give a name such as 'cg' or a list of them")
     own = None
@@ -200,4 +206,6 @@ def _compose(overrides: list[str], search: list[str], own: dict | None) -> DictC
                 cfg.problem = node
     except (HydraException, OmegaConfBaseException) as err:
         raise UserError(schema.explain(err)) from err
+    except yaml.YAMLError as err:  # a file of config_dir that is not YAML
+        raise UserError(f"a config file is not valid YAML: {' '.join(str(err).split())}") from err
     return cfg

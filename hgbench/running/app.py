@@ -15,12 +15,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hgbench.running import lock, modes, runner
-from hgbench.analysis.results import combine
+from hgbench.analysis.results import RUN_INFO, atomic, combine, read_regular
+from hgbench.running.interrupt import Interrupted, interruptible
 from hgbench.running.modes import Mode
 from hgbench.paths import conf_dir
 from hgbench.running.runner import UserError, prepare
 
 FAILED_JOBS: list[str] = []
+SWEEP_LOCK: list[Path] = []  # the lock a sweep holds on its folder (released at its end, or by hgbench.running.cli)
 ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceback
 
 
@@ -41,12 +43,19 @@ def _draw(path: Path, mode: Mode) -> None:
 def run_job(cfg: DictConfig, out_dir: Path, overrides: list[str], progress: bool = True) -> tuple[Mode, pd.DataFrame]:
     """One run of a composed configuration, as ``hgbench run`` and hgbench.running.api.evaluate
     both do it: validate and plan (hgbench.running.runner.prepare), then run in the
-    configuration's mode into out_dir, holding its lock. ``overrides``: the run's overrides as
-    typed (its rows' identity). Returns the mode and the rows."""
-    mode = modes.get(cfg.mode)
-    plan = prepare(cfg, mode, " ".join(overrides))
-    with lock.held(out_dir):
-        return mode, mode.run(plan, out_dir, progress)
+    configuration's mode into out_dir, holding its lock, with SIGINT and SIGTERM turned into
+    hgbench.running.interrupt.Interrupted while it is held (so that the lock is released).
+    ``overrides``: the run's overrides as typed (its rows' identity). Returns the mode and the
+    rows. Code that calls sys.exit (an own problem's, say) ends the run with a RuntimeError: a
+    run never ends quietly without its rows."""
+    try:
+        mode = modes.get(cfg.mode)
+        plan = prepare(cfg, mode, " ".join(overrides))
+        with lock.held(out_dir), interruptible(None, 0, out_dir):
+            return mode, mode.run(plan, out_dir, progress)
+    except SystemExit as err:
+        raise RuntimeError(f"the run's code called sys.exit({err.code!r}); the run in {out_dir} stopped there "
+                           "(its complete draws, if any, are kept: resume=true continues)") from None  # fmt: skip
 
 
 def run_one(cfg: DictConfig, out_dir: Path, overrides: list[str], table: bool = True) -> Mode:
@@ -90,10 +99,14 @@ def task(cfg: DictConfig) -> None:
     runner.SWEEP_JOB = f"job {hydra_cfg.job.num}"  # one progress bar at a time, no line per job
     try:
         run_one(cfg, out_dir, overrides, table=bool(cfg.verbose))
+    except Interrupted as err:  # the advice to continue names the sweep (hgbench.running.cli)
+        err.sweep_dir = Path(hydra_cfg.sweep.dir)
+        raise
     except Exception as err:  # noqa: BLE001 — any failure of one job is reported, not raised
         reason = " ".join(str(err).split())
         message = f"job {hydra_cfg.job.num} ({' '.join(overrides)}): {type(err).__name__}: {reason}"
-        (out_dir / ERROR_FILE).write_text(message + "\n\n" + traceback.format_exc())
+        with atomic(out_dir / ERROR_FILE) as tmp:
+            tmp.write_text(message + "\n\n" + traceback.format_exc())
         print(f"hgbench: {message}", file=sys.stderr)
     mode = modes.find(cfg.mode)
     if mode is not None:
@@ -101,19 +114,55 @@ def task(cfg: DictConfig) -> None:
 
 
 class SweepReport(Callback):
-    """At the end of a sweep: the jobs' rows combined at the sweep root (the mode's CSV), their
-    summary and figure, and the failed jobs' messages."""
+    """At the start of a sweep: its folder locked (hgbench.running.lock), and refused when it
+    holds a single run's results (the combined CSV would replace that run's rows). At the end:
+    the failed jobs' messages (which make ``hgbench run -m`` exit 1), the jobs' rows combined at
+    the sweep root (the mode's CSV), their summary and figure, and the lock released.
+
+    Hydra turns an exception of a callback into a warning and goes on; so a refusal here is one
+    line and SystemExit(2), and the end's report cannot hide the failed jobs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            if (sweep_dir / RUN_INFO).exists():
+                raise UserError(f"hydra.sweep.dir={sweep_dir} holds a single run's results ({sweep_dir / RUN_INFO}); "
+                                "a sweep would replace them: choose another directory")  # fmt: skip
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            SWEEP_LOCK.append(lock.acquire(sweep_dir))
+        except (UserError, OSError) as err:
+            print("hgbench: error: " + " ".join(str(err).split()), file=sys.stderr)
+            sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        mode = modes.find(config.mode)
-        if mode is not None:  # else every job failed with the one-line refusal of the mode
-            _report(sweep_dir, mode, config.plot)
-        FAILED_JOBS[:] = [path.read_text().split("\n", 1)[0] for path in sorted(sweep_dir.rglob(ERROR_FILE))]
-        if FAILED_JOBS:
-            print(f"hgbench: {len(FAILED_JOBS)} job(s) failed; see {ERROR_FILE} in their folders:", file=sys.stderr)
-            for message in FAILED_JOBS:
-                print(f"  {message}", file=sys.stderr)
+        try:
+            FAILED_JOBS[:] = [_first_line(path) for path in sorted(sweep_dir.rglob(ERROR_FILE))]
+            mode = modes.find(config.mode)
+            if mode is not None:  # else every job failed with the one-line refusal of the mode
+                try:
+                    _report(sweep_dir, mode, config.plot)
+                except Exception as err:  # noqa: BLE001 — the rows stay in the jobs' folders; the failures still print
+                    print(f"hgbench: warning: no sweep summary: {type(err).__name__}: {' '.join(str(err).split())}", file=sys.stderr)
+            if FAILED_JOBS:
+                print(f"hgbench: {len(FAILED_JOBS)} job(s) failed; see {ERROR_FILE} in their folders:", file=sys.stderr)
+                for message in FAILED_JOBS:
+                    print(f"  {message}", file=sys.stderr)
+        finally:
+            release_sweep_lock()
+
+
+def release_sweep_lock() -> None:
+    """Release the lock a sweep took (SweepReport), if it holds one."""
+    while SWEEP_LOCK:
+        SWEEP_LOCK.pop().unlink(missing_ok=True)
+
+
+def _first_line(path: Path) -> str:
+    try:
+        return read_regular(path).split("\n", 1)[0]
+    except (ValueError, OSError) as err:
+        return f"{path.parent.name}: (its {ERROR_FILE} cannot be read: {' '.join(str(err).split())})"
 
 
 def sweep_target(overrides: list[str]) -> tuple[Path, str] | None:

@@ -8,6 +8,8 @@
     hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
     hgbench report DIR...            write DIR/report.html: figures, tables, verdicts, jobs, to open in a browser
     hgbench --version                the installed version
+    hgbench check MODULE:FUNCTION [--problem P]
+                                     check your hypergradient against the certified reference (docs/check.md)
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import argparse
 import json
 import os
 import re
+import shlex
+import signal
 import sys
 
 from hgbench.paths import conf_dir
-from hgbench.running.interrupt import Interrupted
+from hgbench.running.interrupt import Interrupted, signal_of, terminable
 
 USAGE = __doc__.split("\n\n", 1)[1]
+HYDRA_SPECIAL = ",=[]{}()'\"\\$*?"  # characters of Hydra's override grammar (lists, sweeps, quotes, interpolation, globs)
 
 
 def _run(argv: list[str]) -> int:
@@ -29,13 +34,19 @@ def _run(argv: list[str]) -> int:
     sys.argv = argv
     if "COMP_LINE" in os.environ:
         os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
+    import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from hgbench.running.app import FAILED_JOBS, refuse_curated, sweep_target, task
+    from hgbench.running.app import FAILED_JOBS, refuse_curated, release_sweep_lock, sweep_target, task
     from hgbench.running.runner import UserError
     from hgbench.running.schema import explain
 
+    rerun = [a for a in argv[1:] if a.split("=", 1)[0] in ("--experimental-rerun", "--experimental_rerun")]
+    if rerun:  # Hydra would unpickle the file it names: code from a results folder
+        print(f"hgbench: error: {rerun[0]} is refused: it unpickles a file (code could run); rerun a run by its "
+              "overrides, which its run.json records", file=sys.stderr)  # fmt: skip
+        return 2
     target = sweep_target(argv[1:]) if {"-m", "--multirun"} & set(argv[1:]) else None
     if target is not None:
         try:
@@ -43,7 +54,6 @@ def _run(argv: list[str]) -> int:
         except UserError as err:
             print(f"hgbench: error: {err}", file=sys.stderr)
             return 2
-
     FAILED_JOBS.clear()
     debug = os.environ.get("HYDRA_FULL_ERROR") == "1"
     if debug:
@@ -52,17 +62,24 @@ def _run(argv: list[str]) -> int:
     # it re-raises them (and every other failure), and each becomes one line here.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        task()
+        with terminable():
+            task()
     except Interrupted as err:
-        print(err.message, file=sys.stderr)
+        print(f"{err.message}; to continue, run: {resume_command(argv, err)}", file=sys.stderr)
         return err.code
-    except KeyboardInterrupt:  # before or after the draws (e.g. while Hydra composes the config)
-        print("hgbench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # before or after the draws (e.g. while Hydra composes the config)
+        signum = signal_of(err)
+        print(f"hgbench: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     except (HydraException, OmegaConfBaseException) as err:  # composing the configuration failed
         if debug:
             raise
         print(f"hgbench: error: {explain(err)}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as err:  # a config file (e.g. one of --config-dir) that is not YAML
+        if debug:
+            raise
+        print(f"hgbench: error: a config file is not valid YAML: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except ValueError as err:  # Hydra's own refusal of its flags, e.g. --cfg together with -m
         if debug:
@@ -74,10 +91,20 @@ def _run(argv: list[str]) -> int:
             raise
         return one_line(err)
     finally:
+        release_sweep_lock()  # a sweep that ended early (a signal, an error) leaves no lock
         if not debug:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         os.environ.pop("HGBENCH_TRACEBACK", None)
     return 1 if FAILED_JOBS else 0
+
+
+def resume_command(argv: list[str], err: Interrupted) -> str:
+    """The command that continues an interrupted ``hgbench run ARGS``: the same arguments with
+    resume=true and the folder written (hydra.sweep.dir of a sweep, else hydra.run.dir), so that
+    it composes the same configuration (a resume of another one is refused)."""
+    folder = ("hydra.sweep.dir", err.sweep_dir) if err.sweep_dir is not None else ("hydra.run.dir", err.out_dir)
+    kept = [a for a in argv[1:] if a.split("=", 1)[0].lstrip("+~") not in ("resume", folder[0])]
+    return shlex.join(["hgbench", "run", *kept, "resume=true", *([f"{folder[0]}={folder[1]}"] if folder[1] is not None else [])])
 
 
 def one_line(err: Exception) -> int:
@@ -157,7 +184,7 @@ def _aggregate(args: list[str]) -> int:
     found = False
     for mode in MODES.values():
         try:
-            combined = combine(ns.dir, mode.csv)
+            combined = combine(ns.dir, mode.csv, mode.key)
         except (ValueError, OSError) as err:  # missing, a file, an unreadable job CSV
             print(f"hgbench aggregate: error: {' '.join(str(err).split())}", file=sys.stderr)
             return 2
@@ -188,11 +215,28 @@ def _reproduce(args: list[str]) -> int:
                         "divided by --threads, at least 1; 1 with --threads 0)")
     parser.add_argument("--force", action="store_true", help="let --quick replace a preset's full results in OUT")
     ns = parser.parse_args(args)
-    try:
-        failed = reproduce(ns.names, ns.out, ns.quick, ns.threads or None, ns.force, ns.jobs)
-    except ValueError as err:
-        print(f"hgbench reproduce: error: {err}", file=sys.stderr)
+    # Checked before any preset starts: each preset's command line carries hydra.sweep.dir=OUT/…
+    # and threads=N, which Hydra's override grammar parses.
+    special = sorted(set(ns.out) & set(HYDRA_SPECIAL))
+    refusal = (
+        f"--threads {ns.threads}: give 0 (torch's default) or a positive count" if ns.threads < 0 else
+        f"--out {ns.out!r} exists and is not a directory" if os.path.exists(ns.out) and not os.path.isdir(ns.out) else
+        f"--out {ns.out!r} holds {' '.join(special)}, which Hydra's overrides would parse; choose a path without {HYDRA_SPECIAL}"
+        if special else None
+    )  # fmt: skip
+    if refusal:
+        print(f"hgbench reproduce: error: {refusal}", file=sys.stderr)
         return 2
+    try:
+        with terminable():
+            failed = reproduce(ns.names, ns.out, ns.quick, ns.threads or None, ns.force, ns.jobs)
+    except ValueError as err:
+        print(f"hgbench reproduce: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # its presets are stopped and its lock released on the way out
+        signum = signal_of(err)
+        print(f"hgbench reproduce: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     return 1 if failed else 0
 
 
@@ -295,6 +339,10 @@ def _main() -> None:
         sys.exit(_list(argv[2:]))
     if command == "reproduce":
         sys.exit(_reproduce(argv[2:]))
+    if command == "check":
+        from hgbench.running.check import main as check
+
+        sys.exit(check(argv[2:]))
     if command in ("-V", "--version"):
         from hgbench import __version__
 
@@ -303,5 +351,5 @@ def _main() -> None:
     if command in ("-h", "--help", None):
         print(f"usage: hgbench COMMAND ...\n\n{USAGE}")
         sys.exit(0 if command else 2)
-    print(f"hgbench: error: unknown command {command!r}; use run, plot, aggregate, report, reproduce or list\n\n{USAGE}", file=sys.stderr)
+    print(f"hgbench: error: unknown command {command!r}; use run, plot, aggregate, report, reproduce, check or list\n\n{USAGE}", file=sys.stderr)
     sys.exit(2)

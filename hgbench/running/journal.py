@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hgbench.analysis.results import RUN_INFO, atomic, csv_text, frame, read_csv, strict_json, write_csv_atomic
+from hgbench.analysis.results import RUN_INFO, atomic, csv_text, frame, read_csv, read_regular, strict_json, write_csv_atomic
 
 FACTS = "references.jsonl"
 
@@ -31,7 +31,7 @@ FACTS = "references.jsonl"
 def _append(path: Path, text: str) -> None:
     """Append text with one write(2) (looping only on a short write), then fsync."""
     data = text.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never through a link
     try:
         while data:
             data = data[os.write(fd, data):]
@@ -44,14 +44,14 @@ def read_previous(out_dir: Path, csv: str, info: dict) -> tuple[pd.DataFrame, di
     """The rows of out_dir/``csv`` (a final line without its newline dropped) and the facts of
     every draw by lam_id: run.json's ``references`` (``info``), then references.jsonl's lines
     (later lines win). Raises ValueError on malformed content."""
-    text = (out_dir / csv).read_text()
+    text = read_regular(out_dir / csv)
     if not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     rows = read_csv(out_dir / csv, text)
     facts = list(info.get("references", []))
     journal = out_dir / FACTS
-    if journal.is_file():
-        lines = journal.read_text().split("\n")
+    if os.path.lexists(journal):
+        lines = read_regular(journal).split("\n")
         facts += [json.loads(line) for line in lines[:-1] if line]  # the last piece lacks its newline
     by_id = {}
     for fact in facts:

@@ -6,7 +6,9 @@ is refused with one line naming the holder. A lock whose holder is on this host 
 runs (a run killed with SIGKILL, or a crashed machine's reboot) is stale: it is taken over. A
 lock of another host is never taken over (its pid cannot be checked from here); the message says
 which file to delete once that run is known to be dead. On taking the folder, the temporary files
-that dead writers left (``.NAME.PID.tmp``, hgbench.analysis.results.atomic) are deleted.
+that dead writers left (``.NAME.hgbench-PID.tmp``, hgbench.analysis.results.atomic) are deleted:
+only those (a user's ``.notes.123.tmp`` stays), and a name whose PID cannot be one (too many
+digits) is left alone, never a failure that would leave the lock behind.
 """
 
 from __future__ import annotations
@@ -20,16 +22,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from hgbench.analysis.results import TEMPORARY as MARK, read_regular
 from hgbench.running.runner import UserError
 
 LOCK = ".hgbench.lock"
-TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # hgbench.analysis.results.atomic's names
+TEMPORARY = re.compile(rf"^\..+\.{MARK}(\d{{1,9}})\.tmp$")  # hgbench.analysis.results.atomic's names; PIDs < 2**30
 
 
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:  # exists, owned by another user
         return True
@@ -40,7 +43,7 @@ def _holder(path: Path) -> dict | None:
     """The lock's content, or None when it is unreadable or half-written (a writer killed between
     creating and filling it): such a lock is stale too."""
     try:
-        holder = json.loads(path.read_text())
+        holder = json.loads(read_regular(path))  # not a regular file (a FIFO planted there): stale, never a hang
     except (ValueError, OSError):
         return None
     return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
@@ -80,9 +83,13 @@ def acquire(out_dir: Path) -> Path:
             continue
         except OSError as err:
             raise UserError(f"cannot write in the output directory {out_dir} ({err.strerror}: {err.filename})") from err
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(me))
-        clean_temporaries(out_dir)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me))
+            clean_temporaries(out_dir)
+        except BaseException:  # a full disk, a signal: the lock is not left behind
+            path.unlink(missing_ok=True)
+            raise
         return path
     raise UserError(f"cannot lock {out_dir}: its lock {path} keeps being re-created; is another run starting there?")
 

@@ -36,8 +36,16 @@ those estimates (hgbench.core.cost), and ``vjp_eq`` = n_vjp + n_jvp + n_phi, the
 VJP-equivalents: each Φ evaluation, VJP and JVP through Φ counted as one (a VJP or JVP costs a
 small constant times a Φ evaluation; E and its gradient, once per estimate for every estimator,
 are not counted). ``problem_id`` (a hash of the problem's configuration, seed included) marks
-the runs that minimize the same f: the summary (hgbench.analysis.outer) measures suboptimality
-against the best f any of them reached.
+the runs that minimize the same f. At the evaluated steps also ‖∇f(λ_s)‖ and the stationarity
+π(λ_s) = ‖Π(λ_s − ∇f(λ_s)) − λ_s‖ (Π the projection and clamp). Every row carries the certified
+optimum of its outer problem (``f_star`` and its facts; hgbench.core.optimum, computed before the
+first step from the same λ₀ in float64, once per process and outer problem), against which the
+summary (hgbench.analysis.outer) measures suboptimality; without one (``outer.optimum_evals``
+exhausted, a reference not certified) it makes no ε-claim.
+
+Every reference is certified (hgbench.core.reference.certify); a step whose reference is not
+gets an ``error`` row with the certificate's reason and no f, stationarity or error (as in error
+mode), and the run goes on: the algorithm does not use the reference.
 
 A non-finite hypergradient, outer value or λ, or a λ at which Φ or the reference cannot be
 computed, ends the run with a ``diverged`` row (a flagged row, not a crash).
@@ -61,6 +69,7 @@ of the model with test_t = t (presets deq_*).
 from __future__ import annotations
 
 import pickle
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -71,9 +80,11 @@ from hgbench.analysis.outer import COLUMNS, METRICS, OUTER_CSV
 from hgbench.analysis.results import atomic
 from hgbench.core.bound import estimate
 from hgbench.core.cost import Meter, Tally
-from hgbench.core.reference import reference
+from hgbench.core.optimum import MAX_EVALS, TOL_REL, certified_optimum, stationarity
+from hgbench.core.reference import certify, reference
 from hgbench.problems.base import Problem
-from hgbench.running.runner import Plan, UserError, _reason as reason, previous_info, progress_bar, run_id, save, unreadable
+from hgbench.running.interrupt import interruptible
+from hgbench.running.runner import Plan, UserError, _reason as reason, previous_info, progress_bar, relative, run_id, save, unreadable
 
 STATE = "outer_state.pt"
 CHECKPOINTS = "checkpoints.pt"
@@ -109,6 +120,44 @@ def resumed_state(plan: Plan, out_dir: Path) -> dict | None:
         raise unreadable(out_dir, err) from err
 
 
+def feasible_map(problem: Problem, opts: dict, dtype: torch.dtype, device: torch.device):
+    """Π: λ ↦ the problem's ``project`` (``outer.project``), then the clamp onto its box
+    (``outer.clamp``), on tensors of ``dtype`` on ``device``: the feasible set of the run."""
+    box = problem.box() if opts["clamp"] else None
+    box = None if box is None else tuple(b.to(dtype).to(device) for b in box)
+
+    def feasible(lam: torch.Tensor) -> torch.Tensor:
+        lam = problem.project(lam) if opts["project"] else lam
+        return lam if box is None else torch.clamp(lam, *box)
+
+    return feasible
+
+
+# The certified optima computed in this process, by outer problem: the jobs of a sweep (Hydra's
+# default launcher runs them in one process) that minimize the same f from the same λ₀ share one solve.
+_OPTIMA: dict[tuple, dict] = {}
+
+
+def optimum(plan: Plan, problem_id: str, lam0: torch.Tensor, project) -> dict:
+    """hgbench.core.optimum.certified_optimum of the run's outer problem (configuration and
+    seed: ``problem_id``; the reference method; the feasible set) from λ₀ (float64), computed
+    once per process and printed in one line."""
+    opts = plan.config["outer"]
+    tol, evals = opts.get("optimum_tol", TOL_REL), opts.get("optimum_evals", MAX_EVALS)
+    key = (problem_id, plan.reference, opts["project"], opts["clamp"], tol, evals, tuple(lam0.tolist()))
+    if key not in _OPTIMA:
+        clock = time.perf_counter()
+        found = certified_optimum(plan.problem, lam0, project, plan.reference, tol, evals)
+        _OPTIMA[key] = {**found, "time_s": time.perf_counter() - clock}
+        found = _OPTIMA[key]
+        if found["certified"]:
+            print(f"hgbench: certified optimum of {plan.problem.name}: f* = {found['f_star']:.10g}, stationarity "
+                  f"{found['stationarity']:.3g} ≤ {found['tol']:.3g} ({tol:g} × λ₀'s), {found['evals']} references, {found['time_s']:.1f} s")  # fmt: skip
+        else:
+            print(f"hgbench: {plan.problem.name}: {found['reason']}; no ε-claim against f*")
+    return _OPTIMA[key]
+
+
 def _optimizer(opts: dict, lam: torch.Tensor) -> torch.optim.Optimizer:
     if opts["optimizer"] == "sgd":
         return torch.optim.SGD([lam], lr=opts["lr"], momentum=opts["momentum"])
@@ -117,7 +166,16 @@ def _optimizer(opts: dict, lam: torch.Tensor) -> torch.optim.Optimizer:
 
 def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
     """One outer-loop run (or the rest of one, see the module docstring); writes outer.csv,
-    run.json, checkpoints.pt and outer_state.pt into out_dir and returns the rows."""
+    run.json, checkpoints.pt and outer_state.pt into out_dir and returns the rows. Ctrl-C or
+    SIGTERM raises hgbench.running.interrupt.Interrupted with the number of steps logged (the
+    files are rewritten only whole, with both signals held meanwhile)."""
+    logged: list = []
+    with interruptible(lambda: len(logged[0]) if logged else 0, plan.config["outer"]["steps"] + 1, out_dir, "outer step") as critical:
+        return _run(plan, out_dir, progress, critical, logged)
+
+
+def _run(plan: Plan, out_dir: Path, progress: bool, critical, logged: list) -> pd.DataFrame:
+    """``run``'s work; ``critical`` holds the signals during each rewrite, ``logged`` is made the list of rows."""
     opts = plan.config["outer"]
     t, k, steps, every = opts["t"], opts["k"], opts["steps"], opts["checkpoint_every"]
     warm_inner = opts["warm_start"] != "none"
@@ -125,13 +183,8 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
     if opts["warm_start"] == "inner+solver" and not warm_solver:
         print(f"hgbench: note: {plan.estimator.name} has no linear solver to warm-start; outer.warm_start=inner+solver runs as inner")
     work = plan.problem.to(plan.dtype, plan.device)
-    box = plan.problem.box() if opts["clamp"] else None
-    box = None if box is None else tuple(b.to(plan.dtype).to(plan.device) for b in box)
-
-    def feasible(lam: torch.Tensor) -> torch.Tensor:
-        lam = work.project(lam) if opts["project"] else lam
-        return lam if box is None else torch.clamp(lam, *box)
-
+    feasible = feasible_map(work, opts, plan.dtype, plan.device)
+    feasible64 = feasible_map(plan.problem, opts, torch.float64, torch.device("cpu"))  # the reference's Π
     state = resumed_state(plan, out_dir)
     resumed_at = None if state is None else state["step"]
     if state is None:
@@ -143,23 +196,34 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
     if state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
     w_prev, v_prev, rows, facts, counts = state["w"], state["v"], state["rows"], state["facts"], list(state["counts"])
+    logged[:] = [rows]  # run's count of the steps logged
     saved_steps, saved = state.get("saved_steps", []), state.get("saved_lams", [])  # absent from states written before checkpoints.pt
     clock, evaluation = Meter(Tally(), plan.device), Meter(Tally(), plan.device)
 
     def checkpoint(step: int, done: bool) -> None:
+        with critical():
+            _checkpoint(step, done)
+
+    def _checkpoint(step: int, done: bool) -> None:
         save_torch({"steps": saved_steps, "lams": torch.stack(saved)}, out_dir / CHECKPOINTS)
         save_torch({"step": step, "lam": lam, "optimizer": optimizer.state_dict(), "w": w_prev, "v": v_prev, "rows": rows,
                     "facts": facts, "saved_steps": saved_steps, "saved_lams": saved, "time_s": state["time_s"] + clock.cost.time_s,
-                    "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s, "counts": counts, "done": done}, out_dir / STATE)  # fmt: skip
+                    "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s, "counts": counts, "done": done,
+                    "optimum": best}, out_dir / STATE)  # fmt: skip
         save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
 
     if state["done"]:
         return save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
+    problem_id = run_id({"problem": plan.config["problem"]})
+    if state.get("optimum") is None:  # absent from states written before the certified optimum
+        state["optimum"] = optimum(plan, problem_id, plan.lams[0].to(torch.float64), feasible64)
+    best = state["optimum"]
     base = {
         "problem": plan.problem.name, "estimator": plan.estimator.name, "role": plan.estimator.role, "seed": plan.seed,
         "warm_start": opts["warm_start"], "optimizer": opts["optimizer"], "lr": opts["lr"], "momentum": opts["momentum"],
         "t": t, "k": k, "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
-        "problem_id": run_id({"problem": plan.config["problem"]}), **plan.identity,
+        "f_star": best["f_star"], "f_star_stationarity": best["stationarity"], "f_star_tol": best["tol"],
+        "f_star_evals": best["evals"], "f_star_reason": best["reason"], "problem_id": problem_id, **plan.identity,
     }  # fmt: skip
     # One untimed estimate: one-time framework setup must not land in the first step's time.
     list(estimate(plan.estimator, work, lam, [(1, 1)]))
@@ -172,17 +236,26 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
                "time_s": state["time_s"] + clock.cost.time_s, "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s,
                **dict(zip(COUNTS, counts)), "vjp_eq": sum(counts)}  # fmt: skip
         evaluate = step % opts["eval_every"] == 0 or step == steps
+        certified = False
         try:
             row["q_bound"] = work.contraction_bound(lam)
             if evaluate:
                 with evaluation:
                     lam64 = lam.detach().to("cpu", torch.float64)
                     ref = reference(plan.problem, lam64, plan.reference)
-                    row.update(f=plan.problem.outer(ref.w_star, lam64).item(), q=ref.q)
+                    certificate = certify(ref)
+                    certified = certificate["certified"] and finite(ref.grad, ref.w_star)
+                    if certified:  # else f, ∇f and the errors are not known: a flagged row, as in error mode
+                        row.update(f=plan.problem.outer(ref.w_star, lam64).item(), q=ref.q,
+                                   grad_norm=torch.linalg.vector_norm(ref.grad).item(),
+                                   stationarity=stationarity(lam64, ref.grad, feasible64))  # fmt: skip
+                    else:
+                        row.update(status="error", q=ref.q,
+                                   reason=certificate.get("reason", "reference not certified: the float64 reference is NaN or inf"))  # fmt: skip
                     if plan.problem.trainable:
                         scores = work.evaluate(lam, opts["test_t"])
                         row.update({key: scores[key] for key in METRICS})
-                facts.append({"step": step, **ref.summary()})
+                facts.append({"step": step, **ref.summary(), "certificate": certificate})
             if step == steps:
                 rows.append(row)
                 break
@@ -204,10 +277,10 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
             break
         counts = [c + getattr(est.cost, name) for c, name in zip(counts, COUNTS)]
         row["outer_value"] = value.item()
-        if evaluate:
+        if certified:
             grad = est.grad.detach().to("cpu", torch.float64)
             err = torch.linalg.vector_norm(grad - ref.grad).item()
-            row.update(err_abs=err, err_rel=err / torch.linalg.vector_norm(ref.grad).item())
+            row.update(err_abs=err, err_rel=relative(err, torch.linalg.vector_norm(ref.grad).item()))
         rows.append(row)
         if not ok:
             row.update(status="diverged", reason="non-finite hypergradient, outer value or λ")
@@ -216,6 +289,7 @@ def run(plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         w_prev = est.w.detach()
         v_prev = None if est.v is None else est.v.detach()
         if evaluate:
-            save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
+            with critical():
+                save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
     checkpoint(step, done=True)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -36,16 +36,17 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
 from hgbench.analysis.claims import evaluate
 from hgbench.analysis.claims.observations import OBSERVATIONS
 from hgbench.analysis.report import write_report
-from hgbench.analysis.results import markdown, write_csv_atomic
+from hgbench.analysis.results import markdown, read_regular, write_csv_atomic, write_text_atomic
 from hgbench.analysis.theory import BOUNDS, attach_constants, bounds_of, load_constants
 from hgbench.problems.bounds import QUADRATIC, constants
+from hgbench.running import lock, schema
 from hgbench.running.runner import run_id
 from hgbench.running.modes import MODES
 from hgbench.paths import conf_dir
@@ -63,13 +64,22 @@ def presets() -> dict[str, dict]:
     return out
 
 
+def _last(out: Path, name: str) -> dict:
+    """OUT/NAME/reproduce.json as a dict; {} when it is absent or not a JSON object (a results
+    file is data: whatever it holds is read, never trusted)."""
+    try:
+        info = json.loads(read_regular(out / name / "reproduce.json"))
+    except (ValueError, OSError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 def _estimate_s(name: str, block: dict, out: Path, quick: bool) -> float:
     """The last measured time of this preset under out (same quick-ness), else the preset's own."""
-    info = out / name / "reproduce.json"
-    if info.is_file():
-        last = json.loads(info.read_text())
-        if last.get("quick") == quick:
-            return float(last["seconds"])
+    last = _last(out, name)
+    seconds = last.get("seconds")
+    if last.get("quick") is quick and isinstance(seconds, (int, float)) and 0 < seconds < float("inf"):
+        return float(seconds)
     return 60.0 * float(block["quick_minutes" if quick else "minutes"])
 
 
@@ -98,33 +108,75 @@ def _tidy(folder: Path) -> None:
         pdf.unlink()
 
 
+def closed_form_problems() -> dict[str, tuple[type, type]]:
+    """``_target_`` -> (class, schema) of hgbench's own problems with closed-form constants
+    (hgbench.problems.bounds.QUADRATIC), from their conf/problem/NAME.yaml and its schema
+    (hgbench.running.schema): the only problems ``write_bounds`` rebuilds."""
+    classes = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in QUADRATIC}
+    out = {}
+    for path in sorted((conf_dir() / "problem").glob("*.yaml")):
+        target = OmegaConf.load(path).get("_target_")
+        if target in classes and ("schema/problem", path.stem) in schema.SCHEMAS:
+            out[target] = (classes[target], schema.SCHEMAS["schema/problem", path.stem])
+    return out
+
+
+def rebuild(problem) -> object | None:
+    """The problem a job's run.json describes, when it is one of ``closed_form_problems`` with
+    settings its schema accepts (types, ranges, no other key; plain values only), built by its
+    class's constructor; None for any other problem. Nothing a results file names is imported or
+    instantiated: a run.json is data. Raises ValueError (one line) on refused settings."""
+    allowed = closed_form_problems()
+    if not isinstance(problem, dict) or problem.get("_target_") not in allowed:
+        return None
+    cls, kind = allowed[problem["_target_"]]
+    plain = (str, int, float, bool, type(None))
+    bad = [k for k, v in problem.items() if not isinstance(v, plain) or (isinstance(v, str) and "${" in v)]
+    if bad:
+        raise ValueError(f"problem.{bad[0]}={problem[bad[0]]!r} is not a plain value")
+    try:
+        node = OmegaConf.merge(schema.structured(kind), problem)
+        schema.validate_node(node, "problem.")
+    except (OmegaConfBaseException, schema.ConfigError) as err:
+        raise ValueError(schema.explain(err) if isinstance(err, OmegaConfBaseException) else str(err)) from None
+    settings = OmegaConf.to_container(node)
+    settings.pop("_target_")
+    return cls(**settings)
+
+
 def write_bounds(folder: Path) -> pd.DataFrame | None:
     """folder/bounds.csv: per (problem, setting_id, λ draw) of the error-mode jobs under folder
     whose problem has closed-form constants, the constants of Grazzi et al.'s bounds
-    (hgbench.problems.bounds.constants, at the λ of the job's run.json); None (and no file)
-    when no job has them. Each setting is computed once; a bounds.csv newer than the folder's
-    metrics.csv is kept as it is (the constants depend only on the jobs' problems and λ draws)."""
+    (hgbench.problems.bounds.constants, at the λ of the job's run.json; the problem rebuilt by
+    ``rebuild``); None (and no file) when no job has them. A run.json that cannot be used is
+    skipped with a one-line warning. Each setting is computed once; a bounds.csv newer than the
+    folder's metrics.csv is kept as it is (the constants depend only on the jobs' problems and
+    λ draws)."""
     path, metrics = Path(folder) / BOUNDS, Path(folder) / MODES["error"].csv
     if path.is_file() and metrics.is_file() and path.stat().st_mtime >= metrics.stat().st_mtime:
         return load_constants(folder)
     rows, seen, built, known = [], set(), {}, {}
     for info in sorted(Path(folder).glob("*/run.json")):
-        run = json.loads(info.read_text())
-        config = run.get("config", {})
-        problem = config.get("problem", {})
-        if config.get("mode", "error") != "error" or not issubclass(get_class(problem.get("_target_", "builtins.object")), QUADRATIC):
-            continue
-        setting = run_id(config, "estimator")
-        if setting in seen:
-            continue
-        seen.add(setting)
-        key = json.dumps(problem, sort_keys=True)  # settings that differ only in the grid share the constants
-        built.setdefault(key, None) or built.update({key: instantiate(problem)})
-        for ref in run["references"]:
-            at = (key, tuple(ref["lam"]))
-            if at not in known:
-                known[at] = constants(built[key], torch.tensor(ref["lam"], dtype=torch.float64))
-            rows.append({"problem": built[key].name, "setting_id": setting, "lam_id": ref["lam_id"], **known[at]})
+        try:
+            run = json.loads(read_regular(info))
+            config = run["config"]
+            if config.get("mode", "error") != "error":
+                continue
+            setting = run_id(config, "estimator")
+            key = json.dumps(config["problem"], sort_keys=True)  # settings that differ only in the grid share the constants
+            if key not in built:
+                built[key] = rebuild(config["problem"])
+            if setting in seen or built[key] is None:
+                continue
+            seen.add(setting)
+            for ref in run["references"]:
+                at = (key, tuple(ref["lam"]))
+                if at not in known:
+                    known[at] = constants(built[key], torch.tensor(ref["lam"], dtype=torch.float64))
+                rows.append({"problem": built[key].name, "setting_id": setting, "lam_id": int(ref["lam_id"]), **known[at]})
+        except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, OSError) as err:
+            tqdm.write(f"hgbench reproduce: warning: {info} skipped for the bounds ({type(err).__name__}: {' '.join(str(err).split())[:160]})",
+                       file=sys.stderr)  # fmt: skip
     if not rows:
         return None
     table = pd.DataFrame(rows)
@@ -153,7 +205,7 @@ def claims_table(out: Path) -> Path:
     results = dict(sorted(results.items()))
     claims, observations = evaluate(results), evaluate(results, OBSERVATIONS)
     path = Path(out) / "claims.md"
-    path.write_text(
+    write_text_atomic(path, 
         "# Claims of the papers, decided by the data\n\n"
         f"Regenerated by `hgbench reproduce` from {', '.join(f'`{n}/`' for n in results) or 'no results'}. "
         "Each claim quotes its source; the criterion states the statistic, its threshold and when the rows "
@@ -198,22 +250,14 @@ def _write_verdicts(readme: Path, claims: pd.DataFrame, observations: pd.DataFra
         return
     table = markdown(verdicts(claims, observations))
     head, rest = text.split(VERDICTS[0], 1)
-    readme.write_text(head + VERDICTS[0] + "\n" + table + VERDICTS[1] + rest.split(VERDICTS[1], 1)[1])
+    write_text_atomic(readme, head + VERDICTS[0] + "\n" + table + VERDICTS[1] + rest.split(VERDICTS[1], 1)[1])
 
 
 def _full_results(out: Path, names) -> list[str]:
-    """The presets among ``names`` with results under out that are not known to be --quick ones
-    (a folder without a readable reproduce.json counts as full)."""
-    full = []
-    for name in names:
-        info = out / name / "reproduce.json"
-        try:
-            quick = json.loads(info.read_text()).get("quick") if info.is_file() else False
-        except (ValueError, OSError, AttributeError):
-            quick = False  # unreadable: treat as results worth keeping
-        if (out / name).exists() and not quick:
-            full.append(name)
-    return full
+    """The presets among ``names`` with results under out that are not known to be --quick ones:
+    only ``"quick": true`` in its reproduce.json marks a quick one (a folder without a readable
+    reproduce.json, or with any other value, counts as full)."""
+    return [name for name in names if (out / name).exists() and _last(out, name).get("quick") is not True]
 
 
 def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | None = None, force: bool = False,
@@ -235,7 +279,16 @@ def reproduce(names: list[str], out: Path, quick: bool = False, threads: int | N
     if kept:
         raise ValueError(f"--quick would replace the full results of {', '.join(kept)} in {out}; "
                          "use --out DIR for quick results elsewhere, or --force to replace them")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot make the folder ({err.strerror})") from None
+    with lock.held(out):  # one reproduction per folder: a second would delete the first's running presets
+        return _reproduce(chosen, out, quick, threads, jobs)
+
+
+def _reproduce(chosen: dict, out: Path, quick: bool, threads: int | None, jobs: int | None) -> int:
+    """``reproduce``'s work, its folder locked."""
     jobs = jobs or (max(1, usable_cores() // threads) if threads else 1)  # torch's default threads use every core
     estimates = {n: _estimate_s(n, b, out, quick) for n, b in chosen.items()}
     print(f"hgbench reproduce: {len(chosen)} preset(s){' (--quick)' if quick else ''}, {jobs} at a time, "
@@ -293,7 +346,7 @@ def _finish(name: str, block: dict, out: Path, code: int, seconds: float, cmd: l
             plot(produced[0], kind, **({"theory": True} if kind == "error" else {}))
     _tidy(target)
     shown = ["hgbench", *cmd[3:]]
-    (target / "reproduce.json").write_text(json.dumps(
+    write_text_atomic(target / "reproduce.json", json.dumps(
         {"command": " ".join(shown).replace(str(target), str(out / name)), "seconds": round(seconds, 1),
          "quick": quick, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))  # fmt: skip
     shutil.rmtree(out / name, ignore_errors=True)

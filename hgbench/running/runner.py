@@ -47,7 +47,7 @@ from hgbench.running import schema
 from hgbench.running.grids import grid_pairs
 from hgbench.problems.base import Problem
 from hgbench.core.reference import certify, choose, reference
-from hgbench.analysis.results import COLUMNS, METRICS, RESUME_FREE, RUN_INFO, atomic, frame, strict_json, write_csv_atomic
+from hgbench.analysis.results import COLUMNS, METRICS, RESUME_FREE, RUN_INFO, atomic, frame, read_regular, strict_json, write_csv_atomic
 from hgbench.running.interrupt import interruptible
 from hgbench.running.journal import Journal, read_previous
 from hgbench.running.levels import Levels, brackets, estimates as level_estimates
@@ -151,6 +151,8 @@ def _device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device={name!r} asked for, but this machine has no CUDA device; use device=cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
@@ -214,6 +216,9 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
             raise UserError(str(err)) from err
     if grid.get("kind") == "diag" and grid.get("k") is not None:
         print(f"hgbench: note: grid.kind=diag computes k = t; grid.k={grid['k']} is ignored (grid=full runs every (t, k) pair)")
+    problem_class = target_class(cfg.problem.get("_target_"), "problem", Problem)
+    settings = {key: value for key, value in OmegaConf.to_container(cfg.problem, resolve=True).items() if key != "_target_"}
+    guard.precheck(cfg, problem_class, settings)  # the problem's own sizes, before it allocates anything
     problem = _instantiate(cfg.problem, "problem")
     estimator = _instantiate(cfg.estimator, "estimator")
     try:
@@ -237,6 +242,12 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
 
 def _norm(x: torch.Tensor) -> float:
     return torch.linalg.vector_norm(x).item()
+
+
+def relative(err: float, scale: float) -> float:
+    """err / scale, the relative error of a row; NaN where scale = 0 (e.g. ∇f = 0 or w* = 0 at
+    the draw: a relative error is undefined there, and the row's absolute error says it all)."""
+    return err / scale if scale != 0 else math.nan
 
 
 def _reason(err: BaseException) -> str:
@@ -282,8 +293,8 @@ def _estimate_row(plan: Plan, lam_id: int, est, ref, level: float | None = None)
         reason = ""
     inner = _norm(w - ref.w_star) if level is None else level
     return {
-        **_key(plan, lam_id, est.t, est.k, level), "err_abs": err, "err_rel": err / _norm(ref.grad),
-        "inner_err": inner / _norm(ref.w_star), **asdict(est.cost), "q": ref.q, "kappa": ref.kappa,
+        **_key(plan, lam_id, est.t, est.k, level), "err_abs": err, "err_rel": relative(err, _norm(ref.grad)),
+        "inner_err": relative(inner, _norm(ref.w_star)), **asdict(est.cost), "q": ref.q, "kappa": ref.kappa,
         "status": "diverged" if reason else "ok", "reason": reason,
     }  # fmt: skip
 
@@ -319,7 +330,7 @@ def previous_info(plan: Plan, out_dir: Path, csv: str) -> dict | None:
     if not (plan.resume and (out_dir / csv).is_file() and info_path.is_file()):
         return None
     try:
-        info = json.loads(info_path.read_text())
+        info = json.loads(read_regular(info_path))
     except (ValueError, OSError) as err:
         raise unreadable(out_dir, err) from err
     if not (isinstance(info, dict) and isinstance(info.get("config"), dict) and isinstance(info.get("references", []), list)):
@@ -392,16 +403,18 @@ def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFr
     todo = [i for i in range(len(plan.lams)) if i not in facts]
     work = plan.problem.to(plan.dtype, plan.device)
     lams = plan.lams.to(plan.dtype).to(plan.device)
-    has_k = _warm_up(plan, work, lams) if todo else True  # before anything is written
     journal = Journal(out_dir, METRICS, COLUMNS, functools.partial(run_info, plan))
-    try:
-        journal.start([row for i in sorted(rows) for row in rows[i]], [facts[i] for i in sorted(facts)])
-    except OSError as err:
-        raise UserError(f"cannot write the results in {out_dir} ({_reason(err)})") from err
     with interruptible(lambda: sum(i in facts for i in range(len(plan.lams))), len(plan.lams), out_dir) as critical:
+        has_k = _warm_up(plan, work, lams) if todo else True  # before anything is written
+        try:
+            with critical():
+                journal.start([row for i in sorted(rows) for row in rows[i]], [facts[i] for i in sorted(facts)])
+        except OSError as err:
+            raise UserError(f"cannot write the results in {out_dir} ({_reason(err)})") from err
         _compute(plan, work, lams, todo, has_k, progress, lambda draw, fact: _append(journal, critical, rows, facts, draw, fact))
-    ordered = [facts[i] for i in sorted(facts)]
-    journal.finish(ordered)
+        ordered = [facts[i] for i in sorted(facts)]
+        with critical():
+            journal.finish(ordered)
     return frame([row for i in sorted(rows) for row in rows[i]], COLUMNS), ordered
 
 
@@ -460,7 +473,8 @@ def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has
                 warned = True
                 tqdm.write(  # above the progress bar, not through it
                     f"hgbench: warning: Φ of {plan.problem.name} is not a contraction at λ draw {lam_id}: "
-                    f"q = ‖∂₁Φ(w*, λ)‖₂ = {q:.6g} >= 1; iterations may diverge (rows kept with status diverged)",
+                    f"q = ‖∂₁Φ(w*, λ)‖₂ = {q:.6g} >= 1; iterations may diverge (a row whose estimate is NaN or inf gets "
+                    "status diverged; the others stay ok)",
                     file=sys.stderr,
                 )  # fmt: skip
             if not fact["certificate"]["certified"]:

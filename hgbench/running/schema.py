@@ -32,6 +32,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from hgbench.core.reference import REFERENCES
 from hgbench.estimators.precond import KINDS, SOLVES
 from hgbench.estimators.reparam import MAPS
+from hgbench.estimators.torchopt_implicit import SOLVERS as TORCHOPT_SOLVERS
 from hgbench.paths import conf_dir
 from hgbench.problems.hyper_rep import HEADS, REPRESENTATIONS
 from hgbench.problems.outer import OUTERS
@@ -59,8 +60,19 @@ class Check:
         return f"{key}={value!r} must be {self.allowed}"
 
 
+INT64 = 2**63  # every integer setting ends up in a 64-bit integer (torch sizes, numpy seeds)
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _too_big(key: str, value, allowed: str) -> str | None:
+    """The refusal of an integer that no 64-bit integer holds (e.g. problem.rep_dim=1e20 typed
+    as 100000000000000000000), None for any other value."""
+    values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
+    big = next((v for v in values if _is_int(v) and abs(v) >= INT64), None)
+    return None if big is None else f"{key}={big} is too large for a 64-bit integer (below 2**63); it must be {allowed}"
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,10 @@ class Integer(Check):
     def ok(self, value) -> bool:
         if value is None:
             return self.null is not None
-        return _is_int(value) and value >= self.low and (self.below is None or value < self.below)
+        return _is_int(value) and value >= self.low and value < (INT64 if self.below is None else self.below)
+
+    def refusal(self, key: str, value) -> str:
+        return (self.below is None and _too_big(key, value, self.allowed)) or super().refusal(key, value)
 
     @property
     def allowed(self) -> str:
@@ -193,10 +208,11 @@ class Path(Check):
 
 @dataclass(frozen=True)
 class Device(Check):
-    allowed = "cpu, cuda or cuda:N"
+    allowed = "cpu, cuda or cuda:N (N a device index below 2**31)"
 
     def ok(self, value) -> bool:
-        return isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d+)?", value) is not None
+        found = re.fullmatch(r"cpu|cuda(:(\d+))?", value) if isinstance(value, str) else None
+        return found is not None and (found[2] is None or int(found[2]) < 2**31)
 
 
 @dataclass(frozen=True)
@@ -209,7 +225,7 @@ class Counts(Check):
         if value is None:
             return self.null is not None
         values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
-        return bool(values) and all(_is_int(v) and v >= 0 for v in values)
+        return bool(values) and all(_is_int(v) and 0 <= v < INT64 for v in values)
 
     @property
     def allowed(self) -> str:
@@ -217,7 +233,7 @@ class Counts(Check):
 
     def refusal(self, key: str, value) -> str:
         shown = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
-        return f"{key}={shown!r} must be {self.allowed}"
+        return _too_big(key, value, self.allowed) or f"{key}={shown!r} must be {self.allowed}"
 
 
 def option(check: Check, doc: str):
@@ -418,6 +434,12 @@ class Reparam(Estimator):
 
 
 @dataclass
+class TorchoptImplicit(Estimator):
+    solver: str = option(Choice(TORCHOPT_SOLVERS), "torchopt's linear solve: cg (solve_cg) or neumann (solve_inv with ns=True), k iterations at most")
+    rtol: float = option(Number(0), "cg only: torchopt's early stop ‖r‖ ≤ rtol·‖b‖ (its default 1e-5; 0: exactly k iterations)")
+
+
+@dataclass
 class Grid:
     kind: str = option(Choice(GRID_KINDS), "how t and k combine (diag: k = t; full: every pair; …)")
     t: Any = option(Counts(), "inner steps")
@@ -445,6 +467,9 @@ class Outer:
     eval_every: int = option(Integer(1), "f(λ), hypergradient error and the problem's metrics every N steps (and at the last)")
     test_t: int = option(Integer(0), "problems with metrics: Φ steps from 0 for the states of the evaluated model")
     checkpoint_every: int = option(Integer(0), "λ to checkpoints.pt and the resumable state every N steps (0: first and last only)")
+    optimum_tol: float = option(Number(0, 1, low_open=True, high_open=True),
+                                "the certified optimum f*: stationarity ‖Π(λ − ∇f) − λ‖ ≤ optimum_tol × its value at λ₀")
+    optimum_evals: int = option(Integer(0), "float64 references the certified optimum may use (0: no f*, no ε-claim)")
 
 
 # (ConfigStore group, name) -> schema; conf/GROUP/*.yaml name theirs in their defaults list.
@@ -463,6 +488,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema/estimator", "estimator"): Estimator,
     ("schema/estimator", "precond"): Precond,
     ("schema/estimator", "reparam"): Reparam,
+    ("schema/estimator", "torchopt_implicit"): TorchoptImplicit,
     ("schema/grid", "grid"): Grid,
     ("schema/grid", "levels"): Levels,
     ("schema/outer", "outer"): Outer,
@@ -512,6 +538,11 @@ def validate(cfg: DictConfig) -> None:
     """Check every key of the configuration that has a schema; raise ConfigError with one line
     for the first refused value (interpolations resolved; OmegaConf errors propagate)."""
     _validate(cfg, "")
+
+
+def validate_node(node: DictConfig, prefix: str) -> None:
+    """``validate`` for one group's node (its keys named ``prefix``KEY in the refusal)."""
+    _validate(node, prefix)
 
 
 def _validate(node: DictConfig, prefix: str) -> None:

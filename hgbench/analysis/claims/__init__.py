@@ -14,6 +14,11 @@ one estimator's rows in one configuration, and a claim comparing two roles compa
 configuration, every pair of curves with those roles. A claim holds when it holds for every
 configuration (or pair) of the preset that has the curves it needs.
 
+A claim that contrasts two presets (Ye et al.'s Fig. 1a against 1b, 3a against 3b) names them
+joined by "+" (``ye2024_fig1a+ye2024_fig1b``): its check reads the rows of both, each frame's
+rows marked with their preset's name in a column ``preset`` (every check's rows carry it), and the
+table has that row only when every named preset has results.
+
 One module per source: grazzi.py, ye.py, equilibrium.py (each with its CLAIMS); common.py holds
 the Claim record and the shared statistics.
 """
@@ -30,14 +35,24 @@ CLAIMS: list[Claim] = [*grazzi.CLAIMS, *ye.CLAIMS, *equilibrium.CLAIMS]
 __all__ = ["CLAIMS", "Claim", "evaluate", "paired"]
 
 
+def _rows_of(results: dict[str, pd.DataFrame], preset: str) -> pd.DataFrame | None:
+    """The rows of ``preset`` (or of every preset that "a+b" joins), each marked with its preset's
+    name in the column ``preset``; None when one of them has no results."""
+    names = preset.split("+")
+    if not all(name in results for name in names):
+        return None
+    return pd.concat([results[name].assign(preset=name) for name in names], ignore_index=True)
+
+
 def evaluate(results: dict[str, pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:
     """One row per (claim, preset) whose preset is in ``results`` (preset name -> its rows)."""
     rows = []
     for claim in claims:
         for preset in claim.presets:
-            if preset not in results:
+            df = _rows_of(results, preset)
+            if df is None:
                 continue
-            measured, holds = claim.check(results[preset])
+            measured, holds = claim.check(df)
             verdict = {True: "holds", False: "does not hold", None: "undecided"}[holds]
             rows.append({"id": claim.id, "source": claim.source, "claim": claim.statement, "preset": preset,
                          "criterion": claim.criterion, "measured": measured, "verdict": verdict})  # fmt: skip

@@ -14,6 +14,23 @@ from hgbench.analysis.theory import CONFIG, declared
 Verdict = tuple[str, Optional[bool]]
 PAIR = [*CONFIG, "estimator_a", "estimator_b"]
 
+# Two errors of DIFFERENT estimators (medians or means over a few λ draws or seeds) within a factor
+# TIE of each other are a tie: neither is "lower". 1.25 is about the spread of such a median over
+# the 5–10 draws of a preset (e.g. the draws' factors 0.9–1.1 around it in this project's tests).
+TIE = 1.25
+# Two numbers that are equal by construction (two bounds with c₂ = 0, an estimator's error against
+# itself) come out of float64 arithmetic within a few ulps of each other: ratios within ROUNDOFF of
+# 1 are equal. (Relative 1e-9 is far above float64's 2.2e-16 and far below any material factor.)
+ROUNDOFF = 1e-9
+
+
+def decide(parts: list[Optional[bool]]) -> Optional[bool]:
+    """A claim's verdict from its parts' (configurations', curves', presets'): False when one does
+    not hold, True when every one holds, None (undecided) otherwise or when there are none."""
+    if False in parts:
+        return False
+    return True if parts and all(p is True for p in parts) else None
+
 
 @dataclass(frozen=True)
 class Claim:
