@@ -185,8 +185,8 @@ def refuse_curated(sweep_dir: Path, mode_name: str) -> None:
     as ``hgbench reproduce`` refuses to replace full results. A folder a sweep left (its jobs'
     files beside the combined one, e.g. results/demo) may be swept again."""
     mode = modes.find(mode_name)
-    if mode is None or not (sweep_dir / mode.csv).is_file():
-        return
+    if mode is None or not (sweep_dir / mode.csv).is_file() or os.path.lexists(sweep_dir / RUN_INFO):
+        return  # a single run's folder: SweepReport refuses it with its own message
     if any(path.parent != sweep_dir for path in sweep_dir.glob(f"*/{mode.csv}")):
         return
     raise UserError(f"{sweep_dir} holds results ({mode.csv}) without their job folders, e.g. committed ones: a sweep "
