@@ -10,13 +10,14 @@ from conftest import TESTS, run_cli, signal_when_paused
 
 from hgbench.core.bound import bind, estimate
 from hgbench.analysis.outer import summary, with_gaps
-from hgbench.core.optimum import certified_optimum, stationarity
+from hgbench.core.optimum import certified_optimum, stationarity, stationarity_uncertified
 from hgbench.core.reference import reference
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.estimators.cg_normal import NormalCG
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.gmres import GMRES
 from hgbench.estimators.neumann import Neumann
+from hgbench.problems.meta_learning import MetaLearning
 from hgbench.problems.ridge import Ridge
 from hgbench.running.outer import STATE
 
@@ -234,6 +235,23 @@ def test_an_optimum_not_reached_in_budget_is_not_certified():
     found = certified_optimum(problem, lam0, lambda lam: lam, max_evals=3)
     assert not found["certified"] and found["reason"].startswith("no certified optimum: π = ") and found["f_star"] != found["f_star"]
     assert not certified_optimum(problem, lam0, lambda lam: lam, max_evals=0)["certified"]
+
+
+def test_stationarity_is_certified_by_the_absolute_bound_not_the_relative_gate():
+    """At λ* the gradient is small, so certify's relative gate (bound/‖ĝ‖ ≤ 1e-6) fails for an
+    accurate reference; π(λ*) is certified when the residuals pass and π + bound ≤ tol (π is
+    1-Lipschitz in ∇f), and not when the bound could hide a violation or a residual fails."""
+    cert = {"fixed_point_rel": 1e-16, "linear_rel": 1e-16, "grad_error_bound": 1e-12, "certified": False,
+            "tolerances": {"fixed_point_rel": 1e-10, "linear_rel": 1e-10}, "reason": "reference not certified: relative 1e-05"}
+    assert stationarity_uncertified(cert, 1e-7, 1e-6) == ""
+    assert "π + the reference's error bound" in stationarity_uncertified(cert, 1e-6, 1e-6)
+    assert stationarity_uncertified({**cert, "grad_error_bound": float("inf")}, 1e-7, 1e-6)
+    assert stationarity_uncertified({**cert, "linear_rel": 1e-8}, 1e-7, 1e-6).startswith("reference not certified")
+    problem = MetaLearning("meta_learning", 0, 20, 10, 5, 15, 0.5, 0.1, 0.2, -1.0, 1.0)  # the defaults; ‖∇f(λ*)‖ ≈ 1e-7 at the optimum
+    lam0 = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+    found = certified_optimum(problem, lam0, lambda lam: lam)
+    assert found["certified"], found["reason"]
+    assert found["stationarity"] <= found["tol"] and found["grad_norm"] < 1e-3 * stationarity(lam0, reference(problem, lam0).grad, lambda lam: lam)
 
 
 def synthetic(f_star=0.0, reason=""):
