@@ -438,7 +438,8 @@ CLAIMS = [
           f"lower bound has the lower mean err_abs over the draws (errors within {TIE}× or both at round-off: a tie, not counted); per configuration "
           f"≥ {AGREE_HOLDS:.0%} of the decided comparisons agree holds, < {AGREE_FAILS:.0%} does not; else, or with < {MIN_POINTS} decided comparisons, "
           "or without constants (logistic, hyper_rep), undecided", bound_order),
-    Claim("G5", f"{THEOREMS} (ITD's bound (c₁ + c₂t/q + c₃)qᵗ)", "ITD's error follows its bound (c₁ + c₂t/q + c₃)qᵗ: it can rise before it falls linearly",
+    Claim("G5", f"{THEOREMS}: a prediction read from ITD's bound (c₁ + c₂t/q + c₃)qᵗ, not a sentence of the paper",
+          "ITD's error follows its bound (c₁ + c₂t/q + c₃)qᵗ: it can rise before it falls linearly",
           ("ridge_illcond_cold",), "ITD's median error peaks at some t > 0 above its t = 0 value, then falls below 1% of the peak",
           itd_bound_shape),
     Claim("G6", f"{SOURCE}, abstract", "“a hierarchy in terms of computational efficiency … with approximate implicit "
@@ -452,7 +453,7 @@ CLAIMS = [
           ("grazzi2020", "ridge_illcond_cold", "ridge_illcond"),
           "every itd/fp/cg row above round-off: err_abs ≤ its bound with that draw's constants; undecided where the constants "
           "are not computable", error_within_bound),
-    Claim("G8", f"{SOURCE}, the methods' costs (reverse-mode ITD stores the trajectory; AID does not)",
+    Claim("G8", f"{SOURCE}, the methods' costs (reverse-mode ITD stores the trajectory; AID does not): a paraphrase, not a quotation",
           "ITD's memory grows as O(t·d), AID's is O(d), independent of t and k",
           ("grazzi2020", "ridge_illcond_cold"),
           f"saved_bytes (median over draws) per curve: ITD's line a + b·t over t ≥ {PAST} with b > 0 and R² ≥ 0.99 and AID's bytes constant over "
