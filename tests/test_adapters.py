@@ -99,7 +99,8 @@ def test_torchopt_rows_are_rows_like_hgbench_s_own():
                           n_lambdas=1, progress=False, plot=False, **{"grid.t": [0, 5, 50]})  # fmt: skip
     ours, theirs = (df[df["estimator"] == name].set_index(["t", "k"]) for name in ("cg", "torchopt_cg"))
     assert (theirs["role"] == "cg").all() and (theirs["status"] == "ok").all() and theirs["n_vjp"].isna().all()
-    assert (theirs["time_s"] > 0).all() and (theirs["n_phi"] >= ours["n_phi"]).all()
+    assert theirs["time_s"].gt(0).all()  # each row was timed (a value, compared with nothing)
+    assert (theirs["n_phi"] >= ours["n_phi"]).all()
     assert list(theirs.index) == list(ours.index)
     assert ((theirs["err_abs"] - ours["err_abs"]).abs() <= 1e-6 * ours["err_abs"] + 1e-15).all()  # 6 dims: CG ends before torchopt's rtol stops it
 
