@@ -23,6 +23,7 @@ demo: $(READY)
 	$(BIN)/hgbench run -m +experiment=demo
 
 test: $(READY)
+	$(BIN)/ruff check --quiet hgbench tests scripts examples
 	$(BIN)/python -m pytest -q
 
 illcond: $(READY)

@@ -20,7 +20,6 @@ fails, at 0 most cases do.
 
 from __future__ import annotations
 
-import math
 
 import mpmath
 import pytest

@@ -2,7 +2,6 @@
 the figure, and never one curve from rows of different configurations."""
 
 import pandas as pd
-import pytest
 
 import hgbench.analysis.plot as plot_module
 

@@ -78,10 +78,13 @@ def test_wheel_ships_every_module_and_config(wheel):
 
 
 def test_installed_wheel_reads_its_data_files(installed):
-    """The LIBSVM files load from the installed package, their checksums verified."""
+    """The LIBSVM files and the MNIST subset load from the installed package, their checksums
+    verified, and the MNIST file is the one installed (not the checkout's)."""
     bin_dir, env, outside = installed
-    code = "from hgbench.data import libsvm; print(libsvm.load('mpg')[0].shape[0], libsvm.load('liver', binary=True)[2].shape[0])"
-    assert _check([bin_dir / "python", "-c", code], outside, env).stdout.split() == ["297", "200"]
+    code = ("from hgbench.data import libsvm, mnist, shipped; print(libsvm.load('mpg')[0].shape[0], "
+            "libsvm.load('liver', binary=True)[2].shape[0], mnist._load_subset()[0].shape[0], "
+            "shipped.shipped_path('mnist_files/mnist_5k.csv.gz').is_relative_to(shipped.__file__.rsplit('/', 1)[0]))")
+    assert _check([bin_dir / "python", "-c", code], outside, env).stdout.split() == ["297", "200", "5000", "True"]
 
 
 def test_installed_joblib_sweep(installed, tmp_path):
