@@ -1,13 +1,14 @@
 """`hgbench check` / hgbench.check: a correct hypergradient passes, a wrong one is flagged, an
 uncertified or contradicted reference never gives ok, and the command's exit codes."""
 
+import importlib.util
 import json
 import os
 
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import TESTS, run_cli
 from hgbench.core.bound import estimate
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.running import check as check_module
@@ -154,11 +155,17 @@ def test_the_plain_form_with_a_map_phi():
     assert check(lambda lam: closed(lam) * (1 + 1e-3), **plain).verdict == "wrong"
 
 
-def scalar_problem():
-    """w and λ scalars (0-dim tensors): ℓ(w, λ) = w² − λw, so w* = λ/2; E = ½(w − 1)², so
-    ∇f(λ) = (λ/2 − 1)/2 (the sums only make E and ℓ scalars for w of shape (1,) too)."""
-    return {"inner_loss": lambda w, lam: (w.square() - lam * w).sum(), "outer": lambda w, lam: 0.5 * (w - 1).square().sum(),
-            "w0": torch.tensor(0.0, dtype=torch.float64), "lam": torch.tensor(0.5, dtype=torch.float64)}  # fmt: skip
+def _example():
+    """examples/check/mine.py, the worked example docs/check.md runs: its scalar problem and its
+    torchopt call are the ones tested here."""
+    spec = importlib.util.spec_from_file_location("check_example", TESTS.parent / "examples" / "check" / "mine.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXAMPLE = _example()
+scalar_problem = EXAMPLE.scalar_problem  # w and λ 0-dim tensors: w* = λ/2, ∇f(λ) = (λ/2 − 1)/2
 
 
 def implicit_with_cg(lam, maxiter_rule):
@@ -193,20 +200,10 @@ def test_torchopt_scalar_cg_is_flagged():
     """The real torchopt: implicit differentiation (custom_root with its CG solve) of the scalar
     problem returns ∇f = 0 (issue 222); with λ of shape (1,) the same code is right."""
     if os.environ.get("CI"):  # CI installs the extra (Makefile): a missing torchopt fails there, never skips
-        import torchopt
+        import torchopt  # noqa: F401
     else:
-        torchopt = pytest.importorskip("torchopt", reason="needs the torchopt extra: pip install 'hgbench[torchopt]'")
-
-    def hypergradient(lam):
-        @torchopt.diff.implicit.custom_root(lambda w, l: 2 * w - l, argnums=1, solve=torchopt.linear_solve.solve_cg())
-        def solve(w, l):
-            return (l / 2).detach()  # the inner solution, found without autograd
-
-        leaf = lam.detach().clone().requires_grad_(True)
-        w = solve(torch.zeros_like(leaf), leaf)
-        (grad,) = torch.autograd.grad(0.5 * (w - 1).square().sum(), leaf)
-        return grad
-
+        pytest.importorskip("torchopt", reason="needs the torchopt extra: pip install 'hgbench[torchopt]'")
+    hypergradient = EXAMPLE.torchopt_scalar  # examples/check/mine.py: custom_root with its CG solve
     report = check(hypergradient, **scalar_problem())
     assert report.verdict == "wrong" and report.err_rel == pytest.approx(1.0), str(report)
     vector = {**scalar_problem(), "w0": torch.zeros(1, dtype=torch.float64), "lam": torch.tensor([0.5], dtype=torch.float64)}
