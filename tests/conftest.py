@@ -71,3 +71,21 @@ def signal_when_paused(tmp_path, pause: int, *args, signum=signal.SIGKILL) -> tu
         proc.kill()
         proc.wait()
     return proc.returncode, err
+
+
+def refusal(*overrides: str) -> str | None:
+    """The one line the configuration's checks (hgbench.running.schema.validate: every option's
+    check and the relations its Options states) give for ``hgbench run OVERRIDES``; None when
+    accepted. The options are declared by the components (hgbench.options), not their constructors."""
+    from hydra import compose, initialize_config_dir
+
+    from hgbench.paths import conf_dir
+    from hgbench.running import schema
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        cfg = compose("config", overrides=list(overrides))
+    try:
+        schema.validate(cfg)
+    except schema.ConfigError as err:
+        return str(err)
+    return None

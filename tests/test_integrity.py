@@ -257,9 +257,9 @@ def test_a_sweep_with_failed_outer_jobs_exits_1_and_lists_them(tmp_path, monkeyp
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["problem=ye_logistic", "problem.test=/nonexistent.svm"], "problem.test='/nonexistent.svm' would be ignored: data='liver' brings its own"),
-        (["problem=ye_logistic", "problem.outer=linear", "problem.test=/nonexistent.svm"], "only outer=logistic reads it"),
-        (["problem=ye_ridge", "problem.test=/nonexistent.svm"], "only outer=logistic reads it, not outer="),
+        (["problem=ye_logistic", "problem.test=/nonexistent.svm"], "problem.test='/nonexistent.svm' would be ignored: problem.data='liver' brings its own"),
+        (["problem=ye_logistic", "problem.outer=linear", "problem.test=/nonexistent.svm"], "only problem.outer=logistic reads it"),
+        (["problem=ye_ridge", "problem.test=/nonexistent.svm"], "only problem.outer=logistic reads it, not problem.outer="),
     ],
 )
 def test_an_option_the_problem_cannot_honour_is_refused(tmp_path, monkeypatch, capsys, overrides, message):

@@ -8,7 +8,7 @@ import hgbench
 
 PACKAGE = Path(hgbench.__file__).parent
 # each layer may import from the layers listed after it
-ORDER = ["running", "analysis", "estimators", "core", "problems", "data", "paths"]
+ORDER = ["running", "analysis", "estimators", "core", "problems", "data", "paths", "options"]
 
 
 def _layer(module: str) -> str | None:

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from conftest import draws, run_cli
+from conftest import draws, refusal, run_cli
 from test_numerics import finite_difference_grad, rel
 
 from hgbench.core.bound import bind, estimate
@@ -181,20 +181,18 @@ def test_split_is_seeded_and_standardized_on_train(name, n_rows, n_features):
 
 
 def test_bad_data_options_are_refused():
-    with pytest.raises(ValueError, match=r"data='mnist' is not one of synthetic, diabetes"):
-        Ridge("ridge", 0, 1, 1, 1, 1.0, 0.0, -3.0, 0.0, data="mnist")
-    with pytest.raises(ValueError, match=r"data='diabetes' is not one of synthetic, breast_cancer"):
-        Logistic("logistic", 0, 2, 1, 0.1, -3.0, -1.0, data="diabetes")
+    assert refusal("problem.data=mnist") == "problem.data='mnist' is not one of synthetic, diabetes"
+    assert refusal("problem=logistic", "problem.data=diabetes") == "problem.data='diabetes' is not one of synthetic, breast_cancer"
     with pytest.raises(ValueError, match=r"val_fraction=1.5"):
         datasets.split("diabetes", 0, 1.5)
     with pytest.raises(ValueError, match=r"pool=3"):
         datasets.digits(3)
-    with pytest.raises(ValueError, match=r"head='svm' is not one of logistic, ridge"):
-        HyperRep("hyper_rep", 0, 2, 3, 2, 2, 2, 4, 0.1, 0.5, 1.5, head="svm")
+    assert refusal("problem=hyper_rep", "problem.head=svm") == "problem.head='svm' is not one of logistic, ridge"
     with pytest.raises(ValueError, match=r"shots \+ val_shots = 400"):
         HyperRep("hyper_rep", 0, 2, 3, 200, 200, 2, 4, 0.1, 0.5, 1.5)
-    with pytest.raises(ValueError, match=r"log_bandwidth_low=1.0 must be <="):
-        KernelRidge("kernel_ridge", 0, 0.0, 1.0, 1.0, 0.0)
+    assert refusal("problem=kernel_ridge", "problem.log_bandwidth_low=1", "problem.log_bandwidth_high=0") == (
+        "problem.log_bandwidth_low=1.0 must be <= problem.log_bandwidth_high=0.0")
+    assert refusal("problem.lam_low=1", "problem.lam_high=0") == "problem.lam_low=1.0 must be <= problem.lam_high=0.0"
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 refused before any work in one line naming the key, the value and what is allowed; nothing wrong
 is accepted; help and refusals show resolved names."""
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -88,7 +89,15 @@ def test_every_key_refuses_wrong_values_in_one_line(composed, entry, value):
         accepted = OmegaConf.select(cfg, key)
         assert check.ok(accepted) and _sane(check, accepted), (key, value, accepted)
         return
-    assert message.startswith(f"{key}=") and "\n" not in message and check.allowed in message, message
+    if message.startswith(f"{key}=") and "\n" not in message and check.allowed in message:
+        return
+    # else the value passed its own check and a relation between keys (e.g. lam_low <= lam_high) refused it
+    group = key.rsplit(".", 1)[0] if "." in key else ""
+    node = OmegaConf.select(cfg, group) if group else cfg
+    assert check.ok(node[key.rsplit(".", 1)[-1]]), message
+    kind = OmegaConf.get_type(node)
+    values = {f.name: node[f.name] for f in dataclasses.fields(kind)}
+    assert message == kind.relations(values, lambda k: f"{group}.{k}") and f"{key}=" in message, message
 
 
 def _render(value) -> str:
@@ -202,3 +211,22 @@ def test_every_preset_passes_its_schemas():
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
         for name in presets:
             schema.validate(compose("config", overrides=[f"+experiment={name}"]))
+
+
+def test_each_component_declares_its_options_once_in_its_own_file():
+    """Every preset's class declares ``Options`` in its own module (not inherited from a module of
+    the running layer), and its fields are exactly the constructor's parameters: an option added
+    to one and not the other fails here."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    for group in ("problem", "estimator"):
+        for path in sorted((conf_dir() / group).glob("*.yaml")):
+            cls = get_class(OmegaConf.load(path)["_target_"])
+            options = cls.Options
+            assert not options.__module__.startswith("hgbench.running"), (path.stem, options)
+            fields = {f.name for f in dataclasses.fields(options)} - {"_target_"}
+            parameters = set(inspect.signature(cls.__init__).parameters) - {"self"}
+            assert fields == parameters, (path.stem, fields ^ parameters)
+            assert schema.SCHEMAS[(f"schema/{group}", path.stem)] is options

@@ -132,3 +132,12 @@ def taped(tally: Tally):
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         yield mark
+
+
+def bytes_text(n: float) -> str:
+    """A byte count in words: 1.5e6 → '1.5 MB' (powers of 1000, three significant digits)."""
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return ""

@@ -20,7 +20,8 @@ from typing import Iterator, Optional
 import torch
 
 from hgbench.core.bound import BoundProblem
-from hgbench.core.cost import Cost
+from hgbench.core.cost import Cost, bytes_text
+from hgbench.options import EstimatorOptions
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Estimator:
     # Starts its linear solver from the bound problem's ``v0`` (AID); False: it has no solver
     # start, and a solver warm start does not apply (hgbench.running.outer).
     solver_start: bool = False
+    Options = EstimatorOptions  # the options a subclass's constructor takes (hgbench.options), declared in its file
 
     def __init__(self, name: str):
         self.name = name
@@ -56,3 +58,44 @@ class Estimator:
 
     def estimate(self, bound: BoundProblem, pairs: list[tuple[int, int]]) -> Iterator[Estimate]:
         raise NotImplementedError
+
+    def planned_cost(self, d: int, p: int, pairs: list[tuple[int, int]], step_bytes: int, itemsize: int) -> tuple[float, float, str]:
+        """What the cost guard (hgbench.running.guard) asks before a run: (bytes, Φ-step units
+        per λ draw, what dominates the bytes, in words) of computing every grid point of
+        ``pairs`` for dim w = d, dim λ = p, given the bytes one taped Φ step saves (S =
+        ``step_bytes``) and the dtype's ``itemsize`` (B). Rough by design (a factor of a few);
+        a VJP or JVP counts 2 units. This default is a Krylov-free AID (or any estimator of a
+        few vectors and one VJP graph): 4·d·B + S bytes; T Φ steps and, per t, 2·(max k at t) + 2
+        units (the solver's VJPs and the final ∂₂Φᵀv)."""
+        grid = GridShape.of(pairs)
+        units = grid.big_t + sum(2 * grid.k_at[t] + 2 for t in grid.ts)
+        return 4 * d * itemsize + step_bytes, units, f"4 vectors of {d} and one VJP graph"
+
+
+@dataclass(frozen=True)
+class GridShape:
+    """What a cost estimate reads of the (t, k) pairs: the distinct t (sorted), the largest t
+    and k, and the largest k at each t (k = None, no solver, counts 0)."""
+
+    ts: list[int]
+    big_t: int
+    big_k: int
+    k_at: dict[int, int]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[int, int]]) -> "GridShape":
+        ts = sorted({t for t, _ in pairs})
+        k_at = {t: max((k for tt, k in pairs if tt == t and k is not None), default=0) for t in ts}
+        return cls(ts, max(ts), max((k for _, k in pairs if k is not None), default=0), k_at)
+
+
+def dense_cost(units_per_d: float, d: int, pairs: list[tuple[int, int]], itemsize: int) -> tuple[float, float, str]:
+    """``planned_cost`` of an estimator that forms dense d × d matrices once per t: 4·d²·B bytes;
+    T Φ steps and ``units_per_d``·d units per point (measured: exact 2, precond 4, reparam 25 on
+    hyper_rep)."""
+    grid = GridShape.of(pairs)
+    return 4 * d * d * itemsize, grid.big_t + len(grid.ts) * units_per_d * d, f"dense {d} × {d} matrices"
+
+
+def tape_text(steps: int, step_bytes: int) -> str:
+    return f"{steps} steps × {bytes_text(step_bytes)}"

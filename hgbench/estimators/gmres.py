@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from hgbench.estimators.aid import AID
+from hgbench.estimators.base import GridShape
 
 
 def gmres(matvec, b):
@@ -61,6 +62,12 @@ class GMRES(AID):
     role = "gmres"
 
     batchable = False
+
+    def planned_cost(self, d, p, pairs, step_bytes, itemsize):
+        """AID's cost, with the Krylov basis of max k + 4 vectors in place of 4."""
+        bytes_, units, _ = super().planned_cost(d, p, pairs, step_bytes, itemsize)
+        basis = GridShape.of(pairs).big_k + 4
+        return bytes_ + (basis - 4) * d * itemsize, units, f"{basis} vectors of {d} and one VJP graph"
 
     def solver(self, lin, b):
         return gmres(lambda v: v - lin.jt(v), b)

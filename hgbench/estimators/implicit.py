@@ -19,7 +19,7 @@ import torch
 
 from hgbench.core.bound import BoundProblem
 from hgbench.core.linearization import Linearization
-from hgbench.estimators.base import Estimate, Estimator
+from hgbench.estimators.base import Estimate, Estimator, dense_cost
 
 Solve = Callable[[Linearization, torch.Tensor], torch.Tensor]
 
@@ -75,6 +75,9 @@ class Exact(PointEstimator):
 
     role = "exact"
     needs = {"dense": "use a matrix-free estimator (cg, gmres, fp, neumann, itd)"}
+
+    def planned_cost(self, d, p, pairs, step_bytes, itemsize):
+        return dense_cost(2, d, pairs, itemsize)
 
     def at(self, bound, w):
         return implicit_at(bound, w, solve_direct)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from hgbench.core.cost import taped
-from hgbench.estimators.base import Estimate, Estimator
+from hgbench.estimators.base import Estimate, Estimator, GridShape, tape_text
 
 
 class ITDReverse(Estimator):
@@ -24,6 +24,11 @@ class ITDReverse(Estimator):
     role = "itd"
 
     batchable = False
+
+    def planned_cost(self, d, p, pairs, step_bytes, itemsize):
+        """The tape of the longest trajectory, T·S bytes; T steps and 2t units per t's sweep."""
+        grid = GridShape.of(pairs)
+        return grid.big_t * step_bytes, grid.big_t + sum(2 * t for t in grid.ts), f"itd's tape: {tape_text(grid.big_t, step_bytes)}"
 
     def estimate(self, bound, pairs):
         lam_var = bound.lam.detach().requires_grad_(True)
@@ -63,6 +68,12 @@ class ITDTruncated(Estimator):
 
     batchable = False
 
+    def planned_cost(self, d, p, pairs, step_bytes, itemsize):
+        """The tape of min(max k, T) steps; per (t, k): t steps and 2·min(k, t) units."""
+        grid = GridShape.of(pairs)
+        depth = min(grid.big_k, grid.big_t)
+        return depth * step_bytes, sum(t + 2 * min(k, t) for t, k in pairs), f"the tape of {tape_text(depth, step_bytes)}"
+
     def estimate(self, bound, pairs):
         start_of = {(t, k): max(t - k, 0) for t, k in pairs}
         starts = {s: (w, cost) for s, w, cost in bound.iterates(set(start_of.values()))}
@@ -88,6 +99,10 @@ class ITDForward(Estimator):
 
     role = "itd"
     needs = {"dense": "its dim w × dim λ Jacobian dw/dλ costs dim λ JVPs per step; use estimator=itd (reverse mode)"}
+
+    def planned_cost(self, d, p, pairs, step_bytes, itemsize):
+        """dw/dλ, its update and the tangent basis, (3·d·p + p²)·B bytes; T·(1 + p) units."""
+        return (3 * d * p + p * p) * itemsize, GridShape.of(pairs).big_t * (1 + p), f"dw/dλ: {d} × {p} entries, pushed along"
 
     def estimate(self, bound, pairs):
         lam = bound.lam

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from hgbench.estimators.aid import AID
 from hgbench.estimators.cg import conjugate_gradient
+from hgbench.estimators.base import dense_cost
 from hgbench.estimators.implicit import implicit_at, point_estimates, solve_direct, solve_or_nan
+from hgbench.options import Choice, EstimatorOptions, Integer, option
 
-KINDS = ("newton", "jacobi")
-SOLVES = ("direct", "cg")
+
+@dataclass
+class PrecondOptions(EstimatorOptions):
+    kind: str = option(Choice(("newton", "jacobi")), "P = the inner Hessian (newton) or its diagonal (jacobi)")
+    solve: str = option(Choice(("direct", "cg")), "direct (LU; no k) or cg (k CG steps from the grid)")
+    precond_steps: int = option(Integer(0), "CG steps for P⁻¹ when solve=cg (Newton only)")
 
 
 class Preconditioned(AID):
@@ -37,12 +45,10 @@ class Preconditioned(AID):
     2 Φ evaluations, precond_steps (Newton) or d (Jacobi) VJPs, k + 1 VJPs.
     """
 
+    Options = PrecondOptions
+
     def __init__(self, name, kind="newton", solve="direct", precond_steps=20):
         super().__init__(name)
-        if kind not in KINDS:
-            raise ValueError(f"estimator.kind={kind!r} is not one of {', '.join(KINDS)}")
-        if solve not in SOLVES:
-            raise ValueError(f"estimator.solve={solve!r} is not one of {', '.join(SOLVES)}")
         self.kind, self.solve, self.precond_steps = kind, solve, precond_steps
         self.role = f"precond_{kind}"
         self.solver_start = solve == "cg"  # solve=direct has no solver to start
@@ -51,6 +57,10 @@ class Preconditioned(AID):
             self.needs["symmetric"] = "solve=cg runs CG; use estimator.solve=direct"
         if solve == "direct" or kind == "jacobi":  # LU on I − J, or the diagonal of the dense Jᵀ
             self.needs["dense"] = "use estimator.solve=cg with kind=newton, or a matrix-free estimator (cg, gmres, fp)"
+
+    def planned_cost(self, d, p, pairs, step_bytes, itemsize):
+        """Dense matrices with solve=direct (4 units per d per point); AID's cost with solve=cg."""
+        return super().planned_cost(d, p, pairs, step_bytes, itemsize) if self.solve == "cg" else dense_cost(4, d, pairs, itemsize)
 
     def point(self, bound, w):
         """x̂ = w − P⁻¹∇₁ℓ(w), in the Φ form above."""

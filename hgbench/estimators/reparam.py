@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from hgbench.core.linearization import jacobian, vjp
-from hgbench.estimators.base import Estimator
+from hgbench.estimators.base import Estimator, dense_cost
 from hgbench.estimators.implicit import point_estimates, solve_or_nan
+from hgbench.options import Choice, EstimatorOptions, option
 
-MAPS = ("diag", "exp", "opt")
+
+@dataclass
+class ReparamOptions(EstimatorOptions):
+    map: str = option(Choice(("diag", "exp", "opt")),
+                      "x = P(λ)⁻¹z with P the Hessian's diagonal (diag), x = sign(w_t)·exp(z) (exp), or x = H(w_t, λ)⁻¹∇ℓ(z, λ_c) + w_t (opt)")
 
 
 class Reparameterized(Estimator):
@@ -44,14 +51,17 @@ class Reparameterized(Estimator):
     where they are performed.
     """
 
+    Options = ReparamOptions
+
     def __init__(self, name, map="diag"):
         super().__init__(name)
-        if map not in MAPS:
-            raise ValueError(f"estimator.map={map!r} is not one of {', '.join(MAPS)}")
         self.map = map
         self.role = f"reparam_{map}"
 
     needs = {"inner_loss": "use estimator=exact or precond", "dense": "use a matrix-free estimator (cg, gmres, fp, neumann, itd)"}
+
+    def planned_cost(self, d, p, pairs, step_bytes, itemsize):
+        return dense_cost(25, d, pairs, itemsize)
 
     def reparameterization(self, bound, x_c):
         """(φ, z_c): the map z ↦ x as a function of (z, λ), and z at the current iterate."""

@@ -19,13 +19,18 @@ inside torchopt (functorch.vjp) where they cannot be counted, so ``n_vjp`` is le
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
 from hgbench.estimators.base import Estimate, Estimator
+from hgbench.options import Choice, EstimatorOptions, Number, option
 
-SOLVERS = ("cg", "neumann")
+
+@dataclass
+class TorchoptImplicitOptions(EstimatorOptions):
+    solver: str = option(Choice(("cg", "neumann")), "torchopt's linear solve: cg (solve_cg) or neumann (solve_inv with ns=True), k iterations at most")
+    rtol: float = option(Number(0), "cg only: torchopt's early stop ‖r‖ ≤ rtol·‖b‖ (its default 1e-5; 0: exactly k iterations)")
 
 
 def load_torchopt():
@@ -40,12 +45,12 @@ def load_torchopt():
 class TorchoptImplicit(Estimator):
     """torchopt's implicit differentiation (custom_root) with its CG or Neumann solve, k iterations at most."""
 
+    Options = TorchoptImplicitOptions
+
     batchable = False  # torchopt's custom_root is an autograd.Function on the tape
 
     def __init__(self, name: str, solver: str = "cg", rtol: float = 1e-5):
         super().__init__(name)
-        if solver not in SOLVERS:
-            raise ValueError(f"solver={solver!r} is not one of {', '.join(SOLVERS)}")
         self.solver, self.rtol = solver, float(rtol)
         self.role = solver  # the papers' method it computes: AID-CG, or the Neumann series
         self.needs = {"symmetric": "torchopt's CG needs I − ∂₁Φ symmetric; use solver=neumann"} if solver == "cg" else {}

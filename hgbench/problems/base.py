@@ -29,6 +29,8 @@ from typing import Callable
 
 import torch
 
+from hgbench.options import UniformOptions
+
 
 @dataclass(frozen=True)
 class Planned:
@@ -50,10 +52,9 @@ class Problem:
     dense_jacobian: bool = True  # dense dim w × dim w matrices are affordable (False: only matrix-free estimators apply)
     min_min: bool = False  # E is the inner loss ℓ (Ye et al. 2024's min–min case); the CSV's ``min_min`` column
     batchable: bool = True  # Φ, E and consts vectorize over λ with torch.func.vmap
+    Options = UniformOptions  # the options a subclass's constructor takes (hgbench.options), declared in its file
 
     def __init__(self, name: str, seed: int, lam_low: float, lam_high: float):
-        if not lam_low <= lam_high:
-            raise ValueError(f"problem.lam_low={lam_low} must be <= problem.lam_high={lam_high}")
         self.name = name
         self.seed = int(seed)
         self.lam_low = float(lam_low)

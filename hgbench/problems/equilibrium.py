@@ -31,9 +31,13 @@ import math
 from contextlib import contextmanager
 from pathlib import Path
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 
 from hgbench.data.mnist import load_mnist
+from hgbench.options import SIZE, Number, Path as PathCheck, ProblemOptions, option
 from hgbench.problems.base import Problem
 
 N_PIXELS = 784
@@ -54,8 +58,24 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
+
+@dataclass
+class EquilibriumOptions(ProblemOptions):
+    state_dim: int = option(SIZE, "d: one state of size d per image")
+    n_train: int = option(SIZE, "training images (seeded shuffle of the data)")
+    n_val: int = option(SIZE, "validation images")
+    n_test: int = option(SIZE, "test images")
+    radius: Optional[float] = option(Number(0, low_open=True, null="no projection"), "training projects A onto ‖A‖₂ <= radius")
+    init_scale: float = option(Number(0, low_open=True), "A, B, c, W ~ init_scale·N(0, 1)")
+    init_a_norm: Optional[float] = option(Number(0, low_open=True, null="A as drawn"), "rescale the initial A to this spectral norm")
+    data_root: Optional[str] = option(PathCheck("the 5k MNIST subset"), "folder of the MNIST IDX files")
+    checkpoint: Optional[str] = option(PathCheck("λ drawn at initialization"), "a checkpoints.pt of a training run: its λ become the draws")
+
+
 class EquilibriumMNIST(Problem):
     """w = tanh(w A + x B + c) per image, linear readout, cross-entropy; λ = (A, B, c, W, b)."""
+
+    Options = EquilibriumOptions
 
     trainable = True
 

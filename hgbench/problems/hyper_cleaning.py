@@ -27,27 +27,39 @@ estimators that form dense d × d or d × p matrices are refused (``dense_jacobi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
 from hgbench.data.mnist import load_mnist
+from hgbench.options import SIZE, Number, Path, UniformOptions, option
 from hgbench.problems.structured import StructuredProblem
 
 N_CLASSES = 10
 
 
+
+@dataclass
+class HyperCleaningOptions(UniformOptions):
+    n_train: int = option(SIZE, "training images = dim(λ), one weight σ(λᵢ) each; dim(w) = 7,850")
+    n_val: int = option(SIZE, "validation images (clean labels; E)")
+    flip: float = option(Number(0, 1), "share of training labels replaced by another class (seeded)")
+    reg: float = option(Number(0, low_open=True), "L2 weight μ of the classifier (makes Φ a contraction)")
+    data_root: Optional[str] = option(Path("the 5k MNIST subset"), "folder of the MNIST IDX files")
+
+
 class HyperCleaning(StructuredProblem):
     """Per-example weights σ(λᵢ) of a linear softmax classifier on noisy MNIST labels."""
+
+    Options = HyperCleaningOptions
 
     symmetric_jacobian = True
     dense_jacobian = False
 
     def __init__(self, name, seed, n_train=2500, n_val=1000, flip=0.5, reg=0.1, lam_low=-1.0, lam_high=1.0, data_root=None):
         super().__init__(name, seed, lam_low, lam_high)
-        if not 0 <= flip <= 1:
-            raise ValueError(f"problem.flip={flip} must be in [0, 1] (the share of training labels corrupted)")
-        if not reg > 0:
-            raise ValueError(f"problem.reg={reg} must be > 0 (the L2 weight that makes Φ a contraction)")
         splits = load_mnist(n_train, n_val, 0, self.seed, data_root)
         self.x, clean = splits["train"].images, splits["train"].labels
         self.x_val, self.y_val = splits["val"].images, splits["val"].labels

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from hgbench.data import datasets
+from hgbench.options import SIZE, Choice, Integer, Number, UniformOptions, option
 from hgbench.problems.base import GradientStepProblem, Planned
 
 HEADS = ("logistic", "ridge")
 REPRESENTATIONS = ("linear", "tanh")
+
+
+@dataclass
+class HyperRepOptions(UniformOptions):
+    n_tasks: int = option(SIZE, "few-shot tasks from scikit-learn's digits")
+    ways: int = option(Integer(2, 11), "classes per task")
+    shots: int = option(SIZE, "training images per class (inner loss)")
+    val_shots: int = option(SIZE, "validation images per class (E)")
+    pool: int = option(Choice((1, 2, 4, 8)), "8×8 digits average-pooled pool×pool")
+    rep_dim: int = option(SIZE, "r: λ = P ∈ ℝ^{r×p}")
+    representation: str = option(Choice(REPRESENTATIONS), "features x Pᵀ (linear) or tanh(x Pᵀ)")
+    head: str = option(Choice(HEADS), "multinomial cross-entropy (logistic) or squared loss on one-hot labels (ridge)")
+    beta: float = option(Number(0, low_open=True), "L2 weight ½β‖Hᵢ‖² of the heads")
+    lam_low: float = option(Number(0, low_open=True), "P = s·G/√p with the scale s ~ U[lam_low, lam_high]")
 
 
 class HyperRep(GradientStepProblem):
@@ -45,15 +62,13 @@ class HyperRep(GradientStepProblem):
     whose scale s sets how ill-conditioned the heads' problem is).
     """
 
+    Options = HyperRepOptions
+
     def __init__(
         self, name, seed, n_tasks, ways, shots, val_shots, rep_dim, pool, beta, lam_low, lam_high,
         head="logistic", representation="linear",
     ):  # fmt: skip
         super().__init__(name, seed, lam_low, lam_high)
-        if head not in HEADS:
-            raise ValueError(f"problem.head={head!r} is not one of {', '.join(HEADS)}")
-        if representation not in REPRESENTATIONS:
-            raise ValueError(f"problem.representation={representation!r} is not one of {', '.join(REPRESENTATIONS)}")
         x, labels = datasets.digits(pool)
         per_class = min(int((labels == c).sum()) for c in range(10))
         if shots + val_shots > per_class:

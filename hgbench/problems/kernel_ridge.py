@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from hgbench.data import datasets
+from hgbench.options import SHARE, SIZE, Choice, Flag, Integer, Number, UniformOptions, option
 from hgbench.problems.base import GradientStepProblem, Planned
+
+
+@dataclass
+class KernelRidgeOptions(UniformOptions):
+    log_bandwidth_low: float = option(Number(), "log σ ~ U[low, high], σ in units of √(n_features)")
+    log_bandwidth_high: float = option(Number(), "upper end of the log σ draws (>= log_bandwidth_low)")
+    per_feature_bandwidth: Any = option(Flag(), "one log σ per feature: dim(λ) = 1 + n_features")
+    data: str = option(Choice(("diabetes", "synthetic")), "scikit-learn's diabetes set, or synthetic")
+    val_fraction: float = option(SHARE, "share held out for validation")
+    n_samples: int = option(Integer(4), "rows (synthetic data)")
+    n_features: int = option(SIZE, "features (synthetic data)")
+    noise: float = option(Number(0), "label noise standard deviation (synthetic data)")
+
+    @classmethod
+    def relations(cls, values, key):
+        low, high = values.get("log_bandwidth_low"), values.get("log_bandwidth_high")
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low > high:
+            return f"{key('log_bandwidth_low')}={low} must be <= {key('log_bandwidth_high')}={high}"
+        return super().relations(values, key)
 
 
 class KernelRidge(GradientStepProblem):
@@ -37,28 +60,24 @@ class KernelRidge(GradientStepProblem):
     rows maps to the same kernel values whatever d is.
     """
 
+    Options = KernelRidgeOptions
+
     def __init__(
         self, name, seed, lam_low, lam_high, log_bandwidth_low, log_bandwidth_high,
         per_feature_bandwidth=False, data="diabetes", val_fraction=0.5, n_samples=200, n_features=5, noise=0.1,
     ):  # fmt: skip
         super().__init__(name, seed, lam_low, lam_high)
-        if not log_bandwidth_low <= log_bandwidth_high:
-            raise ValueError(
-                f"problem.log_bandwidth_low={log_bandwidth_low} must be <= problem.log_bandwidth_high={log_bandwidth_high}"
-            )
         self.bandwidth_range = (float(log_bandwidth_low), float(log_bandwidth_high))
         self.per_feature = bool(per_feature_bandwidth)
         if data == "diabetes":
             self.x_train, self.y_train, self.x_val, self.y_val = datasets.split(data, self.seed, val_fraction)
-        elif data == "synthetic":
+        else:
             gen = torch.Generator().manual_seed(self.seed)
             x = torch.randn(n_samples, n_features, generator=gen, dtype=torch.float64)
             w_true = torch.randn(n_features, generator=gen, dtype=torch.float64) / n_features**0.5
             y = torch.sin(x @ w_true) + noise * torch.randn(n_samples, generator=gen, dtype=torch.float64)
             n_val = max(2, min(n_samples - 2, round(val_fraction * n_samples)))
             self.x_train, self.y_train, self.x_val, self.y_val = x[n_val:], y[n_val:], x[:n_val], y[:n_val]
-        else:
-            raise ValueError(f"problem.data={data!r} is not one of diabetes, synthetic")
         # squared coordinate differences, (n, n, d) and (n_v, n, d): the kernels are then a
         # weighted sum over the last axis, differentiable in every bandwidth. With one shared
         # bandwidth they are summed over features once here: Φ, evaluated at every step, then

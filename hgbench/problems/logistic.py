@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from hgbench.data import datasets
+from hgbench.options import SHARE, SIZE, Choice, Integer, Number, UniformOptions, option
 from hgbench.problems.base import PerFeatureProblem, Planned
-from hgbench.problems.outer import OuterChoice
+from hgbench.problems.outer import OUTERS, OuterChoice
+
+
+@dataclass
+class LogisticOptions(UniformOptions):
+    n_samples: int = option(Integer(2), "rows, split half/half into train and validation (synthetic data)")
+    n_features: int = option(SIZE, "features = dim(w) = dim(λ) (synthetic data)")
+    label_noise: float = option(Number(0), "standard deviation of the noise added to the logit before the sign")
+    data: str = option(Choice(("synthetic", "breast_cancer")), "synthetic, or scikit-learn's breast-cancer set")
+    val_fraction: float = option(SHARE, "share of a real data set held out for validation")
+    outer: str = option(Choice(OUTERS), "the outer objective E (inner: E = ℓ, the min–min case)")
 
 
 class Logistic(OuterChoice, PerFeatureProblem):
@@ -32,14 +45,14 @@ class Logistic(OuterChoice, PerFeatureProblem):
     then unused.
     """
 
+    Options = LogisticOptions
+
     def __init__(self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high, data="synthetic", val_fraction=0.5, outer="validation"):
         super().__init__(name, seed, lam_low, lam_high)
         if data == "synthetic":
             self.x_train, self.b_train, self.x_val, self.b_val = self._synthetic(n_samples, n_features, label_noise)
-        elif data == "breast_cancer":
-            self.x_train, self.b_train, self.x_val, self.b_val = datasets.split(data, self.seed, val_fraction)
         else:
-            raise ValueError(f"problem.data={data!r} is not one of synthetic, breast_cancer")
+            self.x_train, self.b_train, self.x_val, self.b_val = datasets.split(data, self.seed, val_fraction)
         self.smooth_data = torch.linalg.matrix_norm(self.x_train, ord=2) ** 2 / (4 * self.x_train.shape[0])
         self.choose_outer(outer)
 

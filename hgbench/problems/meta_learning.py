@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import math
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
+from hgbench.options import SIZE, Flag, Number, UniformOptions, option
 from hgbench.problems.base import GradientStepProblem, Planned
+
+
+@dataclass
+class MetaLearningOptions(UniformOptions):
+    n_tasks: int = option(SIZE, "tasks T; dim(w) = n_tasks · n_features")
+    n_features: int = option(SIZE, "d = dim(h) = dim(λ) (+1 with learn_gamma)")
+    n_train: int = option(SIZE, "training examples per task (inner loss)")
+    n_val: int = option(SIZE, "validation examples per task (E)")
+    task_spread: float = option(Number(0), "task weights = common mean + task_spread · N(0, I)")
+    noise: float = option(Number(0), "label noise standard deviation")
+    gamma: float = option(Number(0, low_open=True), "strength γ of the bias ½γ‖wᵢ − h‖²")
+    learn_gamma: Any = option(Flag(), "λ = (h, log γ), log γ ~ U[log gamma − 1, log gamma + 1]")
 
 
 class MetaLearning(GradientStepProblem):
@@ -32,6 +48,8 @@ class MetaLearning(GradientStepProblem):
     x ~ N(0, I_d), y = x·w̄_i + noise·ε. λ draws: each h_j ~ U[lam_low, lam_high]; with
     ``learn_gamma``, log γ ~ U[log gamma − 1, log gamma + 1] (otherwise γ = ``gamma``).
     """
+
+    Options = MetaLearningOptions
 
     def __init__(
         self, name, seed, n_tasks, n_features, n_train, n_val, task_spread, noise, gamma, lam_low, lam_high,

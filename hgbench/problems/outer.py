@@ -25,8 +25,6 @@ class OuterChoice:
     its data (hence ``w_dim``) exist."""
 
     def choose_outer(self, kind: str) -> None:
-        if kind not in OUTERS:
-            raise ValueError(f"problem.outer={kind!r} is not one of {', '.join(OUTERS)}")
         self.outer_kind = kind
         self.min_min = kind == "inner"
         d = self.w_dim

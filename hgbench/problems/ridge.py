@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from hgbench.data import datasets
+from hgbench.options import SHARE, SIZE, Choice, Number, UniformOptions, option
 from hgbench.problems.base import PerFeatureProblem, Planned
-from hgbench.problems.outer import OuterChoice
+from hgbench.problems.outer import OUTERS, OuterChoice
+
+
+@dataclass
+class RidgeOptions(UniformOptions):
+    n_train: int = option(SIZE, "training rows (synthetic data)")
+    n_val: int = option(SIZE, "validation rows (synthetic data)")
+    n_features: int = option(SIZE, "features = dim(w) = dim(λ) (synthetic data)")
+    cond: float = option(Number(1), "condition number of the feature covariance (synthetic data)")
+    noise: float = option(Number(0), "label noise standard deviation (synthetic data)")
+    data: str = option(Choice(("synthetic", "diabetes")), "synthetic, or scikit-learn's diabetes set")
+    val_fraction: float = option(SHARE, "share of a real data set held out for validation")
+    outer: str = option(Choice(OUTERS), "the outer objective E (inner: E = ℓ, the min–min case)")
 
 
 class Ridge(OuterChoice, PerFeatureProblem):
@@ -29,14 +44,14 @@ class Ridge(OuterChoice, PerFeatureProblem):
     and standardized (hgbench.data.datasets.split); the synthetic-data arguments are then unused.
     """
 
+    Options = RidgeOptions
+
     def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high, data="synthetic", val_fraction=0.5, outer="validation"):
         super().__init__(name, seed, lam_low, lam_high)
         if data == "synthetic":
             self.x_train, self.y_train, self.x_val, self.y_val = self._synthetic(n_train, n_val, n_features, cond, noise)
-        elif data == "diabetes":
-            self.x_train, self.y_train, self.x_val, self.y_val = datasets.split(data, self.seed, val_fraction)
         else:
-            raise ValueError(f"problem.data={data!r} is not one of synthetic, diabetes")
+            self.x_train, self.y_train, self.x_val, self.y_val = datasets.split(data, self.seed, val_fraction)
         n_train = self.x_train.shape[0]
         self.gram = self.x_train.T @ self.x_train / n_train
         self.xty = self.x_train.T @ self.y_train / n_train

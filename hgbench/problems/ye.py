@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from hgbench.data import libsvm
+from hgbench.options import Choice, Number, Path, Text, UniformOptions, option
 from hgbench.problems.base import PerFeatureProblem
 
 _DRAWS = 10_000  # draws per seed before two seeds' streams would meet
@@ -41,23 +44,39 @@ RIDGE_STEP = 1.8  # their ridge step, in units of 1/λ_max(H)
 LOGISTIC_STEP = 1.0  # their first logistic step, halved while the energy rises
 
 
+
+@dataclass
+class YeRidgeOptions(UniformOptions):
+    data: str = option(Text(), "mpg (Auto MPG, shipped) or the path of a LIBSVM file (regression)")
+    test: Optional[str] = option(Path("none (a shipped set brings its own)"), "a held-out LIBSVM file")
+    outer: str = option(Choice(("linear", "quadratic", "inner")), "linear bᵀx + ‖y‖², quadratic ½‖Ax − b‖², or inner (E = G)")
+    far: float = option(Number(0), "start w₀ = x_init + far·(x_init − x*)")
+
+    @classmethod
+    def relations(cls, values, key):
+        test, outer, data = values.get("test"), values.get("outer"), values.get("data")
+        if test is not None and (outer != "logistic" or data in libsvm.SHIPPED):  # refused, never ignored
+            why = f"{key('data')}={data!r} brings its own" if outer == "logistic" else f"only {key('outer')}=logistic reads it, not {key('outer')}={outer!r}"
+            return f"{key('test')}={test!r} would be ignored: {why}; drop {key('test')}"
+        return super().relations(values, key)
+
+
+@dataclass
+class YeLogisticOptions(YeRidgeOptions):
+    data: str = option(Text(), "liver (BUPA Liver Disorders, shipped, with its test file) or the path of a LIBSVM file (labels 0/1 or ±1)")
+    outer: str = option(Choice(("logistic", "linear", "quadratic", "inner")), "logistic (test-file loss), linear, quadratic, or inner (E = G)")
+
+
 class YeProblem(PerFeatureProblem):
     """What both of Ye et al.'s problems share: LIBSVM data, outers, draws, far start. Subclasses
-    give the energy (``inner_loss``, ``inner_grad``, ``curvature_bounds``) and ``OUTERS``."""
+    give the energy (``inner_loss``, ``inner_grad``, ``curvature_bounds``) and their outers
+    (their ``Options``' choices)."""
 
-    OUTERS: tuple[str, ...] = ()
     BINARY = False
     batchable = False  # each draw has its own outer terms and start (``draw``)
 
     def __init__(self, name, seed, data, outer, lam_low, lam_high, test=None, far=10**1.5):
         super().__init__(name, seed, lam_low, lam_high)
-        if outer not in self.OUTERS:
-            raise ValueError(f"problem.outer={outer!r} is not one of {', '.join(self.OUTERS)}")
-        if not far >= 0:
-            raise ValueError(f"problem.far={far} must be >= 0")
-        if test is not None and (outer != "logistic" or data in libsvm.SHIPPED):  # refused, never ignored
-            why = f"data={data!r} brings its own" if outer == "logistic" else f"only outer=logistic reads it, not outer={outer!r}"
-            raise ValueError(f"problem.test={test!r} would be ignored: {why}; drop problem.test")
         self.x_train, self.b_train, self.x_test, self.b_test = libsvm.load(data, test, binary=self.BINARY)
         if outer == "logistic" and self.x_test is None:
             raise ValueError(f"problem.outer=logistic needs a held-out file: data={data!r} brings none; give problem.test=PATH")
@@ -122,7 +141,7 @@ class YeRidge(YeProblem):
     G = 1/(2n)‖Ax − b‖² + 1/(2d)Σ exp(yⱼ)xⱼ², H = AᵀA/n + diag(exp y)/d, x* = H⁻¹Aᵀb/n;
     Φ = x − (1.8/λ_max(H))∇G, their gradient descent (module docstring)."""
 
-    OUTERS = ("linear", "quadratic", "inner")
+    Options = YeRidgeOptions
 
     def __init__(self, name, seed, outer, lam_low, lam_high, data="mpg", test=None, far=10**1.5):
         super().__init__(name, seed, data, outer, lam_low, lam_high, test, far)
@@ -158,7 +177,7 @@ class YeLogistic(YeProblem):
     α = 2/(L + μ), L = ‖A‖₂²/(4n) + max exp(y)/d, μ = min exp(y)/d (a contraction; the
     estimators' formulas do not depend on α)."""
 
-    OUTERS = ("logistic", "linear", "quadratic", "inner")
+    Options = YeLogisticOptions
     BINARY = True
 
     def __init__(self, name, seed, outer, lam_low, lam_high, data="liver", test=None, far=10**1.5):

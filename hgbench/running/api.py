@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hgbench.analysis.plot import KINDS, _save, error_figure, figure
 from hgbench.analysis.results import combine, load
+from hgbench.options import Name, OwnProblemOptions
 from hgbench.paths import conf_dir
 from hgbench.problems.base import Problem
 from hgbench.running import schema
@@ -167,7 +168,7 @@ def _canonical(overrides: list[str]) -> list[str]:
 def _choice(group: str, spec: Spec) -> list[str]:
     """The overrides choosing the config file ``spec`` of ``group`` and its settings."""
     name, settings = spec if isinstance(spec, tuple) and len(spec) == 2 else (spec, {})
-    if not (isinstance(name, str) and schema.Name().ok(name)):
+    if not (isinstance(name, str) and Name().ok(name)):
         raise UserError(f"{group}={spec!r} must be a config name (see `hgbench list`) or (name, settings)")
     return [f"{group}={name}", *_settings(group, settings)]
 
@@ -201,7 +202,7 @@ def _compose(overrides: list[str], search: list[str], own: dict | None) -> DictC
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             cfg = compose("config", overrides=[*search, *overrides])
         if own is not None:
-            node = OmegaConf.merge(schema.structured(schema.OwnProblem), own)  # its schema, as its YAML file would name
+            node = OmegaConf.merge(schema.structured(OwnProblemOptions), own)  # its schema, as its YAML file would name
             with open_dict(cfg):
                 cfg.problem = node
     except (HydraException, OmegaConfBaseException) as err:

@@ -56,6 +56,7 @@ import torch
 import yaml
 
 from hgbench.analysis.results import strict_json
+from hgbench.core.cost import bytes_text
 from hgbench.core.reference import certify, choose, matrix_free_reference, reference
 from hgbench.problems.base import Problem
 from hgbench.problems.plain import PlainProblem
@@ -141,7 +142,7 @@ class Report:
         lines.append(f"  your error  ‖ĝ − ∇f‖ = {self.err_abs:.3g}, relative {self.err_rel:.3g}; tolerance {self.rtol:.3g} relative ({self.rtol_rule})")
         for name, block in self.blocks.items():
             lines.append(f"              block {name}: abs {block['err_abs']:.3g}, rel {block['err_rel']:.3g} (‖∇f_block‖ = {block['norm']:.3g})")
-        memory = ", ".join(f"{kind} {_size(size)}" for kind, size in self.peak_bytes.items())
+        memory = ", ".join(f"{kind} {bytes_text(size)}" for kind, size in self.peak_bytes.items())
         lines.append(f"  cost        {self.time_s * 1e3:.3g} ms per call (median; first call {self.first_call_s * 1e3:.3g} ms); peak memory: {memory}")
         lines.append(f"  verdict     {self.verdict.upper()}: {self.reason}")
         return "\n".join(lines)
@@ -149,14 +150,6 @@ class Report:
     def to_dict(self) -> dict:
         """The report's fields and its exit code (``--json``; non-finite numbers become null there)."""
         return {**vars(self), "exit_code": self.exit_code}
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
-        n /= 1024
-    return str(n)
 
 
 # --- the problem ------------------------------------------------------------------------------

@@ -9,19 +9,15 @@ time of one Φ step (τ):
     λ draws          n · p · 8                       (float64, all drawn up front)
     reference        problem.reference_bytes()       (dense: 4·d²·8; block solves where overridden;
                      matrix-free, hgbench.core.reference: its Krylov basis, (m + 20)·d·8)
-    itd              T · S                           (the tape of the longest trajectory)
-    itd_trunc        min(max k, T) · S
-    itd_forward      3 · d · p · B + p² · B          (dw/dλ, its update, the tangent basis)
-    gmres            (max k + 4) · d · B + S         (the Krylov basis)
-    other AID, jfb   4 · d · B + S                   (one VJP graph, a few vectors)
-    exact, precond (solve=direct), reparam   4 · d² · B   (dense d × d matrices)
+    estimator        estimator.planned_cost(...)     (each estimator states its own, e.g.
+                     itd: T · S, its tape; gmres: (max k + 4) · d · B + S; AID: 4 · d · B + S;
+                     exact, precond, reparam: 4 · d² · B, dense d × d matrices)
 
 with B the bytes of the run's dtype, multiplied by n for batch_lambdas=true (all draws at once);
 the peak is taken as the sum of the draws, the reference and the estimator's part. Time per
-draw, in Φ-step units (a VJP or JVP counted as 2): the estimator's own passes (e.g. ITD: T steps
-and Σ_t 2t for the backward sweeps; AID: T steps and Σ_t 2·(max k at t); itd_forward: T·(1 + p);
-dense estimators per point 2·d (exact), 4·d (precond) or 25·d (reparam, measured on hyper_rep)),
-plus 2·d for a dense reference (MATRIX_FREE_UNITS for a matrix-free one: a few hundred products,
+draw, in Φ-step units (a VJP or JVP counted as 2): the estimator's own passes, again as it
+states them (e.g. ITD: T steps and Σ_t 2t for the backward sweeps; AID: T steps and
+Σ_t 2·(max k at t)), plus 2·d for a dense reference (MATRIX_FREE_UNITS for a matrix-free one: a few hundred products,
 as measured on hyper_cleaning). Outer runs count outer.steps estimates at (outer.t, outer.k).
 
 Each grid point (each level of grid=levels) also costs POINT_S of bookkeeping and ROW_BYTES of
@@ -54,13 +50,8 @@ import time
 import torch
 from omegaconf import DictConfig
 
-from hgbench.core.cost import Tally, taped
+from hgbench.core.cost import Tally, bytes_text, taped
 from hgbench.core.reference import choose, matrix_free_bytes
-from hgbench.estimators.gmres import GMRES
-from hgbench.estimators.implicit import Exact
-from hgbench.estimators.itd import ITDForward, ITDReverse, ITDTruncated
-from hgbench.estimators.precond import Preconditioned
-from hgbench.estimators.reparam import Reparameterized
 from hgbench.problems.base import Problem
 
 LONG_S = 120.0  # a run estimated to take longer gets a warning
@@ -69,16 +60,7 @@ ROW_BYTES = 1000  # a row held in memory (a dict of ~30 values, then a frame's),
 POINT_S = 1.5e-4  # bookkeeping per grid point and draw: ridge, 100,000 draws × 17 points took 5 min (issue 24)
 DENSE_SVDS = 3  # a dense reference: svdvals(I − Jᵀ), ‖J‖₂ (another SVD), the LU solve
 FLOPS = 1e9  # float operations per second of a problem's construction (one core, conservative)
-DENSE_UNITS = {Exact: 2, Preconditioned: 4, Reparameterized: 25}  # Φ-step units per d, per point
 MATRIX_FREE_UNITS = 1000  # a matrix-free reference: ~250 VJPs/JVPs (hyper_cleaning: 182 + 41 + 100), 2 units each, doubled
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if n < 1000 or unit == "PB":
-            return f"{n:.3g} {unit}"
-        n /= 1000
-    return ""
 
 
 def _duration(s: float) -> str:
@@ -138,25 +120,6 @@ def svd_seconds_per_cube() -> float:
     return sorted(times)[1] / 256**3
 
 
-def estimator_part(estimator, d: int, p: int, pairs: list[tuple[int, int]], step_bytes: int, itemsize: int) -> tuple[int, float, str]:
-    """(bytes, Φ-step units per draw, what dominates the bytes) of the estimator's work."""
-    ts = sorted({t for t, _ in pairs})
-    big_t, big_k = max(ts), max((k for _, k in pairs if k is not None), default=0)
-    k_at = {t: max((k for tt, k in pairs if tt == t and k is not None), default=0) for t in ts}
-    if isinstance(estimator, ITDReverse):
-        return big_t * step_bytes, big_t + sum(2 * t for t in ts), f"itd's tape: {big_t} steps × {_size(step_bytes)}"
-    if isinstance(estimator, ITDTruncated):
-        depth = min(big_k, big_t)
-        return depth * step_bytes, sum(t + 2 * min(k, t) for t, k in pairs), f"the tape of {depth} steps × {_size(step_bytes)}"
-    if isinstance(estimator, ITDForward):
-        return (3 * d * p + p * p) * itemsize, big_t * (1 + p), f"dw/dλ: {d} × {p} entries, pushed along"
-    dense = next((units for kind, units in DENSE_UNITS.items() if isinstance(estimator, kind)), None)
-    if dense is not None and not (isinstance(estimator, Preconditioned) and estimator.solve == "cg"):
-        return 4 * d * d * itemsize, big_t + len(ts) * dense * d, f"dense {d} × {d} matrices"
-    basis = big_k + 4 if isinstance(estimator, GMRES) else 4
-    return basis * d * itemsize + step_bytes, big_t + sum(2 * k_at[t] + 2 for t in ts), f"{basis} vectors of {d} and one VJP graph"
-
-
 def estimate(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int, int]]) -> dict | None:
     """The run's estimate: peak bytes (and their parts), seconds, and the words for them; None
     when the one-step measurement fails."""
@@ -170,7 +133,7 @@ def estimate(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int
     pairs = [(cfg.outer.t, cfg.outer.k)] if stepwise else pairs
     itemsize = 4 if cfg.dtype == "float32" else 8
     d, p = problem.w_dim, problem.lam_dim
-    est_bytes, units, what = estimator_part(estimator, d, p, pairs, step_bytes * itemsize // 8, itemsize)
+    est_bytes, units, what = estimator.planned_cost(d, p, pairs, step_bytes * itemsize // 8, itemsize)
     points = len(pairs)
     if not stepwise and cfg.grid.get("kind") == "levels":  # one estimate per level, each at most the grid's cost
         points = cfg.grid.n
@@ -218,8 +181,8 @@ def precheck(cfg: DictConfig, cls: type, settings: dict) -> None:
     if total > host:
         biggest = max(parts, key=parts.get)
         raise UserError(
-            f"the problem {settings.get('name')!r} would need about {_size(total)} (mostly {biggest}: {_size(parts[biggest])}; "
-            f"dim w = {d}, dim λ = {p}), more than the {_size(host)} available; lower its sizes (guard=false builds it anyway)"
+            f"the problem {settings.get('name')!r} would need about {bytes_text(total)} (mostly {biggest}: {bytes_text(parts[biggest])}; "
+            f"dim w = {d}, dim λ = {p}), more than the {bytes_text(host)} available; lower its sizes (guard=false builds it anyway)"
         )  # fmt: skip
     seconds = planned.setup_flops / FLOPS
     if seconds > MAX_S:
@@ -246,14 +209,14 @@ def check(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int, i
     on_device = available_bytes(device) if device.type == "cuda" else None
     biggest = max(found["parts"], key=found["parts"].get)
     if found["bytes"] > host or (on_device is not None and found["estimator_bytes"] > on_device):
-        limit = f"{_size(on_device)} free on {device}" if on_device is not None and found["estimator_bytes"] > on_device else f"{_size(host)} available"
+        limit = f"{bytes_text(on_device)} free on {device}" if on_device is not None and found["estimator_bytes"] > on_device else f"{bytes_text(host)} available"
         raise UserError(
-            f"estimated peak memory {_size(found['bytes'])} (mostly {biggest}: {_size(found['parts'][biggest])}) exceeds the "
+            f"estimated peak memory {bytes_text(found['bytes'])} (mostly {biggest}: {bytes_text(found['parts'][biggest])}) exceeds the "
             f"{limit}; lower n_lambdas or the grid, or choose another estimator (guard=false runs it anyway)"
         )
     what = "outer steps" if cfg.mode == "outer" else "λ draws"
     how = (f"{found['runs']} {what} × {_duration(found['per_run'])} each: {found['units']:.3g} Φ-step units × "
-           f"{found['tau'] * 1e3:.2g} ms measured, and bookkeeping; peak memory about {_size(found['bytes'])}")  # fmt: skip
+           f"{found['tau'] * 1e3:.2g} ms measured, and bookkeeping; peak memory about {bytes_text(found['bytes'])}")  # fmt: skip
     if found["seconds"] > MAX_S:
         raise UserError(
             f"this run would take roughly {_duration(found['seconds'])} ({how}), more than the {_duration(MAX_S)} hgbench "

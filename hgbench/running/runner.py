@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 import hgbench
 from hgbench.core.bound import check_applies, estimate
 from hgbench.estimators.base import Estimator
+from hgbench.options import TARGET_FILE, Target
 from hgbench.running import guard
 from hgbench.running.batch import estimate_batched
 from hgbench.running import schema
@@ -95,7 +96,7 @@ def target_class(target, what: str, base: type) -> type:
     file (a relative path from the working directory), once per file and process, as a module
     named after the file. It must be a subclass of ``base``; else one UserError line."""
     text = f"{what}._target_={target!r}"
-    found = schema.TARGET_FILE.fullmatch(target) if isinstance(target, str) else None
+    found = TARGET_FILE.fullmatch(target) if isinstance(target, str) else None
     try:
         if found:
             cls = getattr(_module_of_file(Path(found["file"])), found["name"])
@@ -103,7 +104,7 @@ def target_class(target, what: str, base: type) -> type:
             cls = _locate(target)  # what hydra.utils.get_class does, without logging the failure too
     except Exception as err:  # noqa: BLE001 — any failure to import the user's code is one line
         cause = err.__cause__ or err
-        raise UserError(f"{text} cannot be loaded ({_reason(cause)}); it must be {schema.Target.allowed}") from err
+        raise UserError(f"{text} cannot be loaded ({_reason(cause)}); it must be {Target.allowed}") from err
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise UserError(f"{text} is not a subclass of {base.__module__}.{base.__qualname__}")
     return cls

@@ -1,245 +1,52 @@
-"""The configuration's schema: one Hydra structured config (a dataclass in Hydra's ConfigStore)
-per config file, used as the schema of its YAML file (``defaults: [/schema/GROUP/NAME@_here_,
-_self_]``, Hydra 1.3's "Structured Configs as schema for YAML files").
+"""The configuration's schema: one Hydra structured config (an options dataclass in Hydra's
+ConfigStore) per config file, used as the schema of its YAML file (``defaults:
+[/schema/GROUP/NAME@_here_, _self_]``, Hydra 1.3's "Structured Configs as schema for YAML files").
+
+A problem or an estimator declares its options once, in its own file (``Options``, in the
+vocabulary of hgbench.options); ``component_schemas`` stores them under the name of each preset
+that uses the class (conf/problem/ridge.yaml → ``/schema/problem/ridge``), so that adding a
+component is its file and its YAML preset. The run's own options (``Config``, ``Grid``,
+``Outer``) are declared here.
 
 Each field says, in its metadata, what it accepts (a ``Check``) and what it means (``doc``);
 the YAML files give the values. OmegaConf enforces the field types while Hydra composes the
 configuration (``problem.n_train=2.5`` is refused before the run starts; ``explain`` turns that
 refusal into this module's one line), and ``validate`` checks, once and before any work, what
 types alone cannot say: ranges, finiteness, choices, strict booleans (OmegaConf would read
-``yes`` or ``1`` as true), non-empty names, and that no key was added (``+problem.bogus=1``).
-Every refusal is one line naming the key, the bad value and what is allowed. Checks that
-depend on data (sizes against a data set) or on several keys stay with the code that needs them.
+``yes`` or ``1`` as true), non-empty names, that no key was added (``+problem.bogus=1``), and
+the relations between keys an ``Options`` class states (``relations``, e.g. lam_low <= lam_high).
+Every refusal is one line naming the key as the user typed it (the group's prefix added here),
+the bad value and what is allowed. Checks that depend on data (sizes against a data set) stay
+with the code that needs them.
 
-A problem defined outside hgbench names the open schema ``/schema/problem/own`` (``OwnProblem``):
-its ``_target_``, ``name`` and ``seed`` are checked here, and every other key is an argument of
-its class's constructor, which refuses what it cannot use (one line, hgbench.running.runner).
-A group option without a registered schema (e.g. a problem of a test's searchpath) is not
-checked here either.
+A problem defined outside hgbench names the open schema ``/schema/problem/own``
+(``OwnProblemOptions``): its ``_target_``, ``name`` and ``seed`` are checked here, and every
+other key is an argument of its class's constructor, which refuses what it cannot use (one
+line, hgbench.running.runner). A group option without a registered schema (e.g. a problem of a
+test's searchpath) is not checked here either.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
 
 from hgbench.core.reference import REFERENCES
-from hgbench.estimators.precond import KINDS, SOLVES
-from hgbench.estimators.reparam import MAPS
-from hgbench.estimators.torchopt_implicit import SOLVERS as TORCHOPT_SOLVERS
+from hgbench.options import (  # noqa: F401  (ConfigError and Check are this module's public names too)
+    SEED, Check, Choice, ConfigError, Counts, Device, EstimatorOptions, Flag, Integer, Number, Options, OwnProblemOptions,
+    Path, checked_fields, option,
+)
 from hgbench.paths import conf_dir
-from hgbench.problems.hyper_rep import HEADS, REPRESENTATIONS
-from hgbench.problems.outer import OUTERS
-from hgbench.problems.ye import YeLogistic as YeLogisticProblem, YeRidge as YeRidgeProblem
 from hgbench.running.grids import GRID_KINDS
 
 DTYPES = ("float64", "float32")
 HELP_RESOLVER = "hgbench_help"
-
-
-class ConfigError(ValueError):
-    """A configuration value the schema refuses; its message is one line."""
-
-
-# --- what a key accepts -----------------------------------------------------------------------
-class Check:
-    """What a key accepts: ``ok(value)`` and ``allowed``, the same in words."""
-
-    allowed: str
-
-    def ok(self, value) -> bool:
-        raise NotImplementedError
-
-    def refusal(self, key: str, value) -> str:
-        return f"{key}={value!r} must be {self.allowed}"
-
-
-INT64 = 2**63  # every integer setting ends up in a 64-bit integer (torch sizes, numpy seeds)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _too_big(key: str, value, allowed: str) -> str | None:
-    """The refusal of an integer that no 64-bit integer holds (e.g. problem.rep_dim=1e20 typed
-    as 100000000000000000000), None for any other value."""
-    values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
-    big = next((v for v in values if _is_int(v) and abs(v) >= INT64), None)
-    return None if big is None else f"{key}={big} is too large for a 64-bit integer (below 2**63); it must be {allowed}"
-
-
-@dataclass(frozen=True)
-class Integer(Check):
-    """An integer >= low (and < below, written ``below_text``); ``null``: what null means, when allowed."""
-
-    low: int
-    below: int | None = None
-    below_text: str | None = None
-    null: str | None = None
-
-    def ok(self, value) -> bool:
-        if value is None:
-            return self.null is not None
-        return _is_int(value) and value >= self.low and value < (INT64 if self.below is None else self.below)
-
-    def refusal(self, key: str, value) -> str:
-        return (self.below is None and _too_big(key, value, self.allowed)) or super().refusal(key, value)
-
-    @property
-    def allowed(self) -> str:
-        if self.below is None:
-            text = f"an integer >= {self.low}"
-        else:
-            text = f"an integer in [{self.low}, {self.below_text or self.below})"
-        return text + (f", or null ({self.null})" if self.null else "")
-
-
-@dataclass(frozen=True)
-class Number(Check):
-    """A finite number, optionally bounded (``low``/``high``, open or closed); ``null`` as for Integer."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    null: str | None = None
-
-    def ok(self, value) -> bool:
-        if value is None:
-            return self.null is not None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return False
-        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        return above and below
-
-    @property
-    def allowed(self) -> str:
-        if self.low is not None and self.high is not None:
-            bounds = f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-        elif self.low is not None:
-            bounds = f" {'>' if self.low_open else '>='} {self.low:g}"
-        elif self.high is not None:
-            bounds = f" {'<' if self.high_open else '<='} {self.high:g}"
-        else:
-            bounds = ""
-        return f"a finite number{bounds}" + (f", or null ({self.null})" if self.null else "")
-
-
-@dataclass(frozen=True)
-class Choice(Check):
-    """One of ``values`` (a tuple, or a function giving it: a registry read when checking)."""
-
-    values: tuple | Callable[[], tuple]
-
-    @property
-    def choices(self) -> tuple:
-        return self.values() if callable(self.values) else self.values
-
-    def ok(self, value) -> bool:
-        return any(type(value) is type(choice) and value == choice for choice in self.choices)
-
-    @property
-    def allowed(self) -> str:
-        return "one of " + ", ".join(map(str, self.choices))
-
-    def refusal(self, key: str, value) -> str:
-        return f"{key}={value!r} is not {self.allowed}"
-
-
-@dataclass(frozen=True)
-class Flag(Check):
-    allowed = "true or false"
-
-    def ok(self, value) -> bool:
-        return isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class Name(Check):
-    """A name that goes into CSV columns and folder names."""
-
-    allowed = "a non-empty name of letters, digits and _ . + -"
-
-    def ok(self, value) -> bool:
-        return isinstance(value, str) and re.fullmatch(r"[\w.+-]+", value) is not None
-
-
-@dataclass(frozen=True)
-class Text(Check):
-    allowed = "a string"
-
-    def ok(self, value) -> bool:
-        return isinstance(value, str)
-
-
-TARGET_FILE = re.compile(r"(?P<file>.+\.py):(?P<name>[A-Za-z_]\w*)")  # path/to/file.py:Class
-TARGET_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")  # pkg.module.Class
-
-
-@dataclass(frozen=True)
-class Target(Check):
-    """The class a ``_target_`` names: importable from sys.path, or defined in a Python file."""
-
-    allowed = "a class path pkg.module.Class (its module on sys.path) or a file path/to/file.py:Class"
-
-    def ok(self, value) -> bool:
-        return isinstance(value, str) and (TARGET_PATH.fullmatch(value) or TARGET_FILE.fullmatch(value)) is not None
-
-
-@dataclass(frozen=True)
-class Path(Check):
-    null: str
-
-    def ok(self, value) -> bool:
-        return value is None or (isinstance(value, str) and value.strip() != "")
-
-    @property
-    def allowed(self) -> str:
-        return f"a path, or null ({self.null})"
-
-
-@dataclass(frozen=True)
-class Device(Check):
-    allowed = "cpu, cuda or cuda:N (N a device index below 2**31)"
-
-    def ok(self, value) -> bool:
-        found = re.fullmatch(r"cpu|cuda(:(\d+))?", value) if isinstance(value, str) else None
-        return found is not None and (found[2] is None or int(found[2]) < 2**31)
-
-
-@dataclass(frozen=True)
-class Counts(Check):
-    """Iteration counts: an integer >= 0 or a non-empty list of them; ``null`` as for Integer."""
-
-    null: str | None = None
-
-    def ok(self, value) -> bool:
-        if value is None:
-            return self.null is not None
-        values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
-        return bool(values) and all(_is_int(v) and 0 <= v < INT64 for v in values)
-
-    @property
-    def allowed(self) -> str:
-        return "an integer >= 0 or a non-empty list of them" + (f", or null ({self.null})" if self.null else "")
-
-    def refusal(self, key: str, value) -> str:
-        shown = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
-        return _too_big(key, value, self.allowed) or f"{key}={shown!r} must be {self.allowed}"
-
-
-def option(check: Check, doc: str):
-    """A schema field: its value comes from the YAML file (MISSING here), ``check`` says what it
-    accepts and ``doc`` what it means (``hgbench run --help``)."""
-    return field(default=MISSING, metadata={"check": check, "doc": doc})
 
 
 def _modes() -> tuple:
@@ -260,17 +67,14 @@ def _outer(name: str) -> Callable[[], tuple]:
     return values
 
 
-# --- the schemas ----------------------------------------------------------------------------
-SEED = Integer(0, 2**63, "2**63")  # torch's and numpy's generators take 64-bit seeds
-
-
+# --- the run's own options (the components' are declared in their files) -----------------------
 @dataclass
-class Data:
+class Data(Options):
     root: Optional[str] = option(Path("the 5k MNIST subset shipped with hgbench"), "folder of the MNIST IDX files")
 
 
 @dataclass
-class Config:
+class Config(Options):
     """hgbench run: the top-level options."""
 
     seed: int = option(SEED, "seeds the synthetic data and the λ draws")
@@ -294,153 +98,7 @@ class Config:
 
 
 @dataclass
-class ProblemBase:
-    _target_: str = MISSING
-    name: str = option(Name(), "the problem's name in rows, figures and folder names")
-    seed: int = option(SEED, "seeds the problem's data (default: the top-level seed)")
-
-
-@dataclass
-class UniformProblem(ProblemBase):
-    lam_low: float = option(Number(), "λ draws ~ U[lam_low, lam_high] (per coordinate unless said otherwise)")
-    lam_high: float = option(Number(), "upper end of the λ draws (>= lam_low)")
-
-
-@dataclass
-class OwnProblem(ProblemBase):
-    """A problem defined outside hgbench (examples/own_problem/README.md): its class and name checked here;
-    its other keys are open, the arguments of its constructor."""
-
-    open_keys: ClassVar[bool] = True  # keys beyond these fields go to the constructor unchecked
-    _target_: str = option(Target(), "the problem's class (a subclass of hgbench.problems.base.Problem)")
-
-
-VAL_FRACTION = Number(0, 1, low_open=True, high_open=True)
-SIZE = Integer(1)
-
-
-@dataclass
-class Ridge(UniformProblem):
-    n_train: int = option(SIZE, "training rows (synthetic data)")
-    n_val: int = option(SIZE, "validation rows (synthetic data)")
-    n_features: int = option(SIZE, "features = dim(w) = dim(λ) (synthetic data)")
-    cond: float = option(Number(1), "condition number of the feature covariance (synthetic data)")
-    noise: float = option(Number(0), "label noise standard deviation (synthetic data)")
-    data: str = option(Choice(("synthetic", "diabetes")), "synthetic, or scikit-learn's diabetes set")
-    val_fraction: float = option(VAL_FRACTION, "share of a real data set held out for validation")
-    outer: str = option(Choice(OUTERS), "the outer objective E (inner: E = ℓ, the min–min case)")
-
-
-@dataclass
-class Logistic(UniformProblem):
-    n_samples: int = option(Integer(2), "rows, split half/half into train and validation (synthetic data)")
-    n_features: int = option(SIZE, "features = dim(w) = dim(λ) (synthetic data)")
-    label_noise: float = option(Number(0), "standard deviation of the noise added to the logit before the sign")
-    data: str = option(Choice(("synthetic", "breast_cancer")), "synthetic, or scikit-learn's breast-cancer set")
-    val_fraction: float = option(VAL_FRACTION, "share of a real data set held out for validation")
-    outer: str = option(Choice(OUTERS), "the outer objective E (inner: E = ℓ, the min–min case)")
-
-
-@dataclass
-class YeRidge(UniformProblem):
-    data: str = option(Text(), "mpg (Auto MPG, shipped) or the path of a LIBSVM file (regression)")
-    test: Optional[str] = option(Path("none (a shipped set brings its own)"), "a held-out LIBSVM file")
-    outer: str = option(Choice(YeRidgeProblem.OUTERS), "linear bᵀx + ‖y‖², quadratic ½‖Ax − b‖², or inner (E = G)")
-    far: float = option(Number(0), "start w₀ = x_init + far·(x_init − x*)")
-
-
-@dataclass
-class YeLogistic(YeRidge):
-    data: str = option(Text(), "liver (BUPA Liver Disorders, shipped, with its test file) or the path of a LIBSVM file (labels 0/1 or ±1)")
-    outer: str = option(Choice(YeLogisticProblem.OUTERS), "logistic (test-file loss), linear, quadratic, or inner (E = G)")
-
-
-@dataclass
-class KernelRidge(UniformProblem):
-    log_bandwidth_low: float = option(Number(), "log σ ~ U[low, high], σ in units of √(n_features)")
-    log_bandwidth_high: float = option(Number(), "upper end of the log σ draws (>= log_bandwidth_low)")
-    per_feature_bandwidth: Any = option(Flag(), "one log σ per feature: dim(λ) = 1 + n_features")
-    data: str = option(Choice(("diabetes", "synthetic")), "scikit-learn's diabetes set, or synthetic")
-    val_fraction: float = option(VAL_FRACTION, "share held out for validation")
-    n_samples: int = option(Integer(4), "rows (synthetic data)")
-    n_features: int = option(SIZE, "features (synthetic data)")
-    noise: float = option(Number(0), "label noise standard deviation (synthetic data)")
-
-
-@dataclass
-class MetaLearning(UniformProblem):
-    n_tasks: int = option(SIZE, "tasks T; dim(w) = n_tasks · n_features")
-    n_features: int = option(SIZE, "d = dim(h) = dim(λ) (+1 with learn_gamma)")
-    n_train: int = option(SIZE, "training examples per task (inner loss)")
-    n_val: int = option(SIZE, "validation examples per task (E)")
-    task_spread: float = option(Number(0), "task weights = common mean + task_spread · N(0, I)")
-    noise: float = option(Number(0), "label noise standard deviation")
-    gamma: float = option(Number(0, low_open=True), "strength γ of the bias ½γ‖wᵢ − h‖²")
-    learn_gamma: Any = option(Flag(), "λ = (h, log γ), log γ ~ U[log gamma − 1, log gamma + 1]")
-
-
-@dataclass
-class HyperRep(UniformProblem):
-    n_tasks: int = option(SIZE, "few-shot tasks from scikit-learn's digits")
-    ways: int = option(Integer(2, 11), "classes per task")
-    shots: int = option(SIZE, "training images per class (inner loss)")
-    val_shots: int = option(SIZE, "validation images per class (E)")
-    pool: int = option(Choice((1, 2, 4, 8)), "8×8 digits average-pooled pool×pool")
-    rep_dim: int = option(SIZE, "r: λ = P ∈ ℝ^{r×p}")
-    representation: str = option(Choice(REPRESENTATIONS), "features x Pᵀ (linear) or tanh(x Pᵀ)")
-    head: str = option(Choice(HEADS), "multinomial cross-entropy (logistic) or squared loss on one-hot labels (ridge)")
-    beta: float = option(Number(0, low_open=True), "L2 weight ½β‖Hᵢ‖² of the heads")
-    lam_low: float = option(Number(0, low_open=True), "P = s·G/√p with the scale s ~ U[lam_low, lam_high]")
-
-
-@dataclass
-class Equilibrium(ProblemBase):
-    state_dim: int = option(SIZE, "d: one state of size d per image")
-    n_train: int = option(SIZE, "training images (seeded shuffle of the data)")
-    n_val: int = option(SIZE, "validation images")
-    n_test: int = option(SIZE, "test images")
-    radius: Optional[float] = option(Number(0, low_open=True, null="no projection"), "training projects A onto ‖A‖₂ <= radius")
-    init_scale: float = option(Number(0, low_open=True), "A, B, c, W ~ init_scale·N(0, 1)")
-    init_a_norm: Optional[float] = option(Number(0, low_open=True, null="A as drawn"), "rescale the initial A to this spectral norm")
-    data_root: Optional[str] = option(Path("the 5k MNIST subset"), "folder of the MNIST IDX files")
-    checkpoint: Optional[str] = option(Path("λ drawn at initialization"), "a checkpoints.pt of a training run: its λ become the draws")
-
-
-@dataclass
-class HyperCleaning(UniformProblem):
-    n_train: int = option(SIZE, "training images = dim(λ), one weight σ(λᵢ) each; dim(w) = 7,850")
-    n_val: int = option(SIZE, "validation images (clean labels; E)")
-    flip: float = option(Number(0, 1), "share of training labels replaced by another class (seeded)")
-    reg: float = option(Number(0, low_open=True), "L2 weight μ of the classifier (makes Φ a contraction)")
-    data_root: Optional[str] = option(Path("the 5k MNIST subset"), "folder of the MNIST IDX files")
-
-
-@dataclass
-class Estimator:
-    _target_: str = MISSING
-    name: str = option(Name(), "the estimator's name in rows, figures and folder names")
-
-
-@dataclass
-class Precond(Estimator):
-    kind: str = option(Choice(KINDS), "P = the inner Hessian (newton) or its diagonal (jacobi)")
-    solve: str = option(Choice(SOLVES), "direct (LU; no k) or cg (k CG steps from the grid)")
-    precond_steps: int = option(Integer(0), "CG steps for P⁻¹ when solve=cg (Newton only)")
-
-
-@dataclass
-class Reparam(Estimator):
-    map: str = option(Choice(MAPS), "x = P(λ)⁻¹z with P the Hessian's diagonal (diag), x = sign(w_t)·exp(z) (exp), or x = H(w_t, λ)⁻¹∇ℓ(z, λ_c) + w_t (opt)")
-
-
-@dataclass
-class TorchoptImplicit(Estimator):
-    solver: str = option(Choice(TORCHOPT_SOLVERS), "torchopt's linear solve: cg (solve_cg) or neumann (solve_inv with ns=True), k iterations at most")
-    rtol: float = option(Number(0), "cg only: torchopt's early stop ‖r‖ ≤ rtol·‖b‖ (its default 1e-5; 0: exactly k iterations)")
-
-
-@dataclass
-class Grid:
+class Grid(Options):
     kind: str = option(Choice(GRID_KINDS), "how t and k combine (diag: k = t; full: every pair; …)")
     t: Any = option(Counts(), "inner steps")
     k: Any = option(Counts(null="diag: k = t"), "linear-solver steps (ignored by diag, where k = t)")
@@ -454,7 +112,7 @@ class Levels(Grid):
 
 
 @dataclass
-class Outer:
+class Outer(Options):
     t: int = option(Integer(0), "inner steps per hypergradient")
     k: int = option(Integer(0), "linear-solver steps (ignored by estimators without a solver)")
     steps: int = option(Integer(1), "outer steps")
@@ -472,27 +130,29 @@ class Outer:
     optimum_evals: int = option(Integer(0), "float64 references the certified optimum may use (0: no f*, no ε-claim)")
 
 
-# (ConfigStore group, name) -> schema; conf/GROUP/*.yaml name theirs in their defaults list.
-SCHEMAS: dict[tuple[str, str], type] = {
+# (ConfigStore group, name) -> schema, for the run's own options; conf/GROUP/*.yaml name theirs in their defaults list.
+RUN_SCHEMAS: dict[tuple[str, str], type] = {
     ("schema", "config"): Config,
-    ("schema/problem", "ridge"): Ridge,
-    ("schema/problem", "logistic"): Logistic,
-    ("schema/problem", "kernel_ridge"): KernelRidge,
-    ("schema/problem", "ye_ridge"): YeRidge,
-    ("schema/problem", "ye_logistic"): YeLogistic,
-    ("schema/problem", "meta_learning"): MetaLearning,
-    ("schema/problem", "hyper_rep"): HyperRep,
-    ("schema/problem", "equilibrium_mnist"): Equilibrium,
-    ("schema/problem", "own"): OwnProblem,
-    ("schema/problem", "hyper_cleaning"): HyperCleaning,
-    ("schema/estimator", "estimator"): Estimator,
-    ("schema/estimator", "precond"): Precond,
-    ("schema/estimator", "reparam"): Reparam,
-    ("schema/estimator", "torchopt_implicit"): TorchoptImplicit,
     ("schema/grid", "grid"): Grid,
     ("schema/grid", "levels"): Levels,
     ("schema/outer", "outer"): Outer,
 }
+COMPONENT_GROUPS = ("problem", "estimator")
+
+
+def component_schemas() -> dict[tuple[str, str], type]:
+    """Per component preset conf/GROUP/NAME.yaml, the ``Options`` its ``_target_`` class declares,
+    stored as ``schema/GROUP/NAME`` (the schema its defaults list names); plus the open schema of
+    a user's own problem and the plain schema of an estimator without options of its own. The
+    classes are found from the presets' ``_target_``, never named here."""
+    found: dict[tuple[str, str], type] = {("schema/problem", "own"): OwnProblemOptions, ("schema/estimator", "estimator"): EstimatorOptions}
+    for group in COMPONENT_GROUPS:
+        for path in sorted((conf_dir() / group).glob("*.yaml")):
+            found[(f"schema/{group}", path.stem)] = get_class(OmegaConf.load(path)["_target_"]).Options
+    return found
+
+
+SCHEMAS: dict[tuple[str, str], type] = {**RUN_SCHEMAS, **component_schemas()}
 
 
 def register() -> None:
@@ -512,14 +172,9 @@ def structured(schema: type) -> DictConfig:
 
 
 # --- checking -----------------------------------------------------------------------------------
-def checked_fields(schema: type) -> list[dataclasses.Field]:
-    """The fields of a schema that carry a check, in order."""
-    return [f for f in dataclasses.fields(schema) if "check" in f.metadata]
-
-
 def _is_schema(kind) -> bool:
-    """Whether ``kind`` is one of this module's schemas (including nested ones such as Data)."""
-    return isinstance(kind, type) and dataclasses.is_dataclass(kind) and kind.__module__ == __name__
+    """Whether ``kind`` is an options dataclass (a component's, the run's, or a nested one such as Data)."""
+    return isinstance(kind, type) and dataclasses.is_dataclass(kind) and issubclass(kind, Options)
 
 
 def _schema_of(node) -> type | None:
@@ -562,6 +217,10 @@ def _validate(node: DictConfig, prefix: str) -> None:
             raise ConfigError(check.refusal(f"{prefix}{f.name}", value))
         if isinstance(value, DictConfig):
             _validate(value, f"{prefix}{f.name}.")
+    values = {f.name: node[f.name] for f in dataclasses.fields(schema)}
+    refusal = schema.relations(values, lambda key: f"{prefix}{key}")
+    if refusal is not None:
+        raise ConfigError(refusal)
 
 
 def explain(err: BaseException) -> str:
@@ -625,7 +284,7 @@ def help_text() -> str:
         for schema, users in schema_users(group).items():
             out += ["", f"{group}={', '.join(users)}:"] + _lines(schema, f"{group}.")
     out += ["", "problem=your own (its YAML file names /schema/problem/own; --config-dir DIR finds it; examples/own_problem/README.md):"]
-    out += _lines(OwnProblem, "problem.") + [f"  {'problem.*':<32} the other keys: arguments of its class's constructor"]
+    out += _lines(OwnProblemOptions, "problem.") + [f"  {'problem.*':<32} the other keys: arguments of its class's constructor"]
     out += ["", "Flags:", "$FLAGS_HELP"]
     return "\n".join(line.replace("$", "$$") if line != "$FLAGS_HELP" else line for line in out)
 
