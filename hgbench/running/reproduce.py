@@ -109,16 +109,9 @@ def _tidy(folder: Path) -> None:
 
 
 def closed_form_problems() -> dict[str, tuple[type, type]]:
-    """``_target_`` -> (class, schema) of hgbench's own problems with closed-form constants
-    (hgbench.problems.bounds.QUADRATIC), from their conf/problem/NAME.yaml and its schema
-    (hgbench.running.schema): the only problems ``write_bounds`` rebuilds."""
-    classes = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in QUADRATIC}
-    out = {}
-    for path in sorted((conf_dir() / "problem").glob("*.yaml")):
-        target = OmegaConf.load(path).get("_target_")
-        if target in classes and ("schema/problem", path.stem) in schema.SCHEMAS:
-            out[target] = (classes[target], schema.SCHEMAS["schema/problem", path.stem])
-    return out
+    """``_target_`` -> (class, its Options) of hgbench's own problems with closed-form constants
+    (hgbench.problems.bounds.QUADRATIC): the only problems ``write_bounds`` rebuilds."""
+    return {f"{cls.__module__}.{cls.__qualname__}": (cls, cls.Options) for cls in QUADRATIC}
 
 
 def rebuild(problem) -> object | None:
