@@ -2,6 +2,7 @@
 
 import math
 import re
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -131,11 +132,29 @@ def test_interrupted_reproduce_stops_its_running_presets(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rep, "presets", lambda: {"a": {"minutes": 1, "quick_minutes": 1}, "b": {"minutes": 1, "quick_minutes": 1}})
     procs = []
-    real_popen = rep.subprocess.Popen
-    monkeypatch.setattr(rep.subprocess, "Popen", lambda *a, **k: procs.append(real_popen(*a, **k)) or procs[-1])
+    real_start = rep.Launcher.start
+    monkeypatch.setattr(rep.Launcher, "start", lambda self, *a: procs.append(real_start(self, *a)) or procs[-1])
     monkeypatch.setattr(rep, "command", lambda name, block, target, quick: [sys.executable, "-c", "import time; time.sleep(60)"])
     monkeypatch.setattr(rep.time, "sleep", lambda s: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         rep.reproduce([], tmp_path, jobs=2)
     assert len(procs) == 2 and all(p.poll() == -signal.SIGTERM for p in procs)  # stopped, not run to their end
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.partial", "b.partial"] and not (tmp_path / "claims.md").exists()
+
+
+def test_launcher_runs_a_command_as_python_dash_c_would(tmp_path):
+    """A preset's command forked from the preloaded server behaves as `python -c CODE ARGS`:
+    the same argv, output in the log, the exit status of its SystemExit (and of an exception)."""
+    import sys
+
+    from hgbench.running.reproduce import Launcher
+
+    launcher = Launcher()
+    code = "import sys; print(sys.argv, __name__); print('err', file=sys.stderr); sys.exit(int(sys.argv[1]))"
+    runs = {status: launcher.start([sys.executable, "-c", code, str(status), "x y"], tmp_path / f"{status}.txt") for status in (0, 3)}
+    crash = launcher.start([sys.executable, "-c", "raise RuntimeError('boom')"], tmp_path / "crash.txt")
+    assert {s: h.wait() for s, h in runs.items()} == {0: 0, 3: 3} and crash.wait() == 1
+    for status in (0, 3):
+        direct = subprocess.run([sys.executable, "-c", code, str(status), "x y"], capture_output=True, text=True)
+        assert sorted((tmp_path / f"{status}.txt").read_text().splitlines()) == sorted([*direct.stdout.splitlines(), *direct.stderr.splitlines()])
+    assert "RuntimeError: boom" in (tmp_path / "crash.txt").read_text()

@@ -11,7 +11,10 @@ A preset is a file conf/experiment/NAME.yaml with a ``reproduce`` block:
 
 Each preset runs as its own ``hgbench run -m +experiment=NAME`` process (as many at once as
 ``jobs``: by default one per usable core, each with one torch thread; a preset's problems are
-too small for a thread team to pay off) into OUT/NAME.partial/, which replaces OUT/NAME/ only
+too small for a thread team to pay off), forked from a server that imported torch, Hydra and
+hgbench once (``Launcher``: no interpreter start-up and imports per preset, and still a fresh
+process each, with its own Hydra and torch state, so that the outputs are those of a separate
+``hgbench run``), into OUT/NAME.partial/, which replaces OUT/NAME/ only
 when the preset finished: a killed reproduction never leaves a half-written results folder. Then its figures are drawn, the jobs' duplicate
 files are dropped (the combined metrics.csv, or outer.csv for outer-loop presets, keeps every
 row), its time and command are written to reproduce.json, and OUT/claims.md is rebuilt from
@@ -87,6 +90,65 @@ def command(name: str, block: dict, target: Path, quick: bool) -> list[str]:
     overrides = list(block.get("quick", [])) if quick else []
     return [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", "-m", f"+experiment={name}",
             f"hydra.sweep.dir={target}", "plot=false", *overrides]  # fmt: skip
+
+
+class Launcher:
+    """Starts ``[python, "-c", CODE, *ARGS]`` commands as processes that behave as that command
+    does (``sys.argv`` = ["-c", *ARGS], CODE run as ``__main__``, stdout and stderr to a log file,
+    the exit status of its SystemExit), forked from a multiprocessing forkserver that imported
+    ``PRELOAD`` once: the interpreter's start-up and the imports (about a third of the CPU of a
+    --quick reproduction) are paid once, not per preset. Where the platform has no forkserver
+    (Windows), a plain subprocess. ``start`` returns a handle with ``poll()`` (None while
+    running, else the exit status; -N when killed by signal N), ``terminate()`` and ``wait()``."""
+
+    PRELOAD = ["torch", "pandas", "hgbench.running.cli", "hgbench.running.app", "hgbench.running.reproduce"]
+
+    def __init__(self):
+        import multiprocessing
+
+        self.context = None
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            self.context = multiprocessing.get_context("forkserver")
+            self.context.set_forkserver_preload(self.PRELOAD)
+
+    def start(self, cmd: list[str], log: Path):
+        if self.context is None or cmd[:2] != [sys.executable, "-c"]:
+            with open(log, "w") as sink:
+                return subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
+        process = self.context.Process(target=_as_command, args=(cmd[2], cmd[3:], str(log)), daemon=False)
+        process.start()
+        return _Handle(process)
+
+
+class _Handle:
+    """A forked command, with subprocess.Popen's poll / terminate / wait."""
+
+    def __init__(self, process):
+        self.process = process
+
+    def poll(self) -> int | None:
+        return self.process.exitcode
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+    def wait(self) -> int:
+        self.process.join()
+        return self.process.exitcode
+
+
+def _as_command(code: str, args: list[str], log: str) -> None:
+    """In a forked process: run ``code`` as ``python -c code *args`` would, output to ``log``."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.argv = ["-c", *args]
+    try:
+        exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def usable_cores() -> int:
@@ -288,7 +350,8 @@ def _reproduce(chosen: dict, out: Path, quick: bool, threads: int | None, jobs: 
           f"about {sum(estimates.values()) / 60 / min(jobs, len(chosen)):.1f} min in all: "
           + ", ".join(f"{n} ~{s / 60:.1f} min" for n, s in estimates.items()))  # fmt: skip
     waiting = sorted(chosen, key=lambda n: -estimates[n])  # longest first: the last to start are short
-    running: dict[str, tuple[subprocess.Popen, float, list[str]]] = {}
+    running: dict[str, tuple[object, float, list[str]]] = {}  # name -> (its process handle, start, command)
+    launcher = Launcher()
     done_s, failed = 0.0, 0
     bar = tqdm(total=sum(estimates.values()), unit="s", desc="reproduce", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s est.{postfix}")
     try:
@@ -299,13 +362,12 @@ def _reproduce(chosen: dict, out: Path, quick: bool, threads: int | None, jobs: 
                 shutil.rmtree(target, ignore_errors=True)
                 target.mkdir(parents=True)
                 cmd = command(name, chosen[name], target, quick) + ([f"threads={threads}"] if threads else [])
-                with open(target / "log.txt", "w") as sink:
-                    running[name] = (subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT), time.perf_counter(), cmd)
+                running[name] = (launcher.start(cmd, target / "log.txt"), time.perf_counter(), cmd)
             time.sleep(0.5)
             now = time.perf_counter()
             for name in [n for n, (proc, _, _) in running.items() if proc.poll() is not None]:
                 proc, began, cmd = running.pop(name)
-                failed += not _finish(name, chosen[name], out, proc.returncode, now - began, cmd, quick)
+                failed += not _finish(name, chosen[name], out, proc.poll(), now - began, cmd, quick)
                 done_s += estimates[name]
             bar.n = done_s + sum(min(now - began, estimates[n]) for n, (_, began, _) in running.items())
             bar.set_postfix_str("running " + ", ".join(running) if running else "")
