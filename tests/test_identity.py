@@ -10,7 +10,7 @@ from conftest import run_cli
 
 import hgbench.analysis.plot as plot_module
 from hgbench.analysis.results import COLUMNS, combine, configurations, labels, load, summary_table
-from hgbench.running.runner import run_id
+from hgbench.running.identity import run_id
 
 TINY = ["problem=ridge", "problem.n_features=8", "problem.n_train=40", "n_lambdas=2", "plot=false"]
 SWEEPS = {
