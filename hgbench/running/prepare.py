@@ -101,7 +101,6 @@ def _device(name: str) -> torch.device:
     return device
 
 
-
 def prepare(cfg: DictConfig, mode: Mode, overrides: str = "") -> Plan:
     """Everything that can be checked before heavy work, for either mode (``mode.check`` before
     the problem is built, ``mode.check_problem`` once it is); raises UserError with one clear

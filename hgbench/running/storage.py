@@ -32,7 +32,6 @@ def relative(err: float, scale: float) -> float:
     return err / scale if scale != 0 else math.nan
 
 
-
 def _differences(old, new, prefix: str = "") -> list[str]:
     """The dotted keys whose values differ between two resolved configurations (RESUME_FREE
     keys excepted)."""
@@ -76,7 +75,6 @@ def previous_info(plan: Plan, out_dir: Path, csv: str) -> dict | None:
             "rerun with resume=false to overwrite them, or choose another output directory"
         )
     return info
-
 
 
 def save(plan: Plan, rows: list[dict], columns: list[str], csv: str, facts: list[dict], out_dir: Path) -> pd.DataFrame:
