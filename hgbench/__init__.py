@@ -5,7 +5,7 @@ The bilevel problem is  min_λ f(λ) = E(w(λ), λ)  with  w(λ) = Φ(w(λ), λ)
 Computation", ICML 2020).
 """
 
-__version__ = "0.1.0"
+from hgbench.version import __version__ as __version__  # the public hgbench.__version__
 
 
 def __getattr__(name: str):

@@ -109,13 +109,15 @@ def hg_cli(*overrides: str) -> list[str]:
 # command's modules, compose the configuration, build the problem and the estimator, estimate.
 STARTUP = """
 import sys, time
-from hgbench.running import app, runner  # what `hgbench run` imports
+from hgbench.running import app  # what `hgbench run` imports (the whole running layer)
 from hgbench.core.bound import estimate
+import torch
+from hydra.utils import instantiate
 sys.path.insert(0, sys.argv[2])
 from bench import compose
 cfg = compose("problem=logistic", "estimator=" + sys.argv[3])
-problem, est = runner.instantiate(cfg.problem), runner.instantiate(cfg.estimator)
-lam = problem.sample_lambdas(1, runner.torch.Generator().manual_seed(0))[0]
+problem, est = instantiate(cfg.problem), instantiate(cfg.estimator)
+lam = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
 list(estimate(est, problem, lam, [(10, 10)]))
 print(time.time() - float(sys.argv[1]))
 """

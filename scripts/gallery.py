@@ -14,7 +14,8 @@ from pathlib import Path
 
 import hgbench
 from hgbench.analysis.outer import load_outer
-from hgbench.analysis.plot import load_with_constants, plt
+from hgbench.analysis.canvas import plt
+from hgbench.analysis.plot import load_with_constants
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "figures"

@@ -27,13 +27,13 @@ def logistic():
 @pytest.fixture
 def figures(monkeypatch):
     """The figures the plot functions draw, instead of saving them."""
-    import hgbench.analysis.plot as plot_module
+    from hgbench.analysis import canvas
 
     drawn = []
-    monkeypatch.setattr(plot_module, "_save", lambda fig, out_dir, stem: drawn.append(fig) or [])
+    monkeypatch.setattr(canvas, "save", lambda fig, out_dir, stem: drawn.append(fig) or [])
     yield drawn
     for fig in drawn:
-        plot_module.plt.close(fig)
+        canvas.plt.close(fig)
 
 
 def draws(problem, n=2, seed=0):

@@ -17,7 +17,8 @@ import hgbench
 from hgbench.analysis.results import COLUMNS, read_csv
 from hgbench.problems.base import Problem
 from hgbench.problems.ridge import Ridge
-from hgbench.running.runner import UserError, target_class
+from hgbench.running.errors import UserError
+from hgbench.running.prepare import target_class
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own_problem"

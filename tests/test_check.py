@@ -13,7 +13,7 @@ from hgbench.core.bound import estimate
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.running import check as check_module
 from hgbench.running.check import check
-from hgbench.running.runner import UserError
+from hgbench.running.errors import UserError
 from hgbench.testing import assert_hypergradient
 
 RIDGE = ("ridge", {"n_train": 60, "n_val": 40, "n_features": 8, "cond": 30})

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import hgbench.analysis.plot as plot_module
+from hgbench.analysis import canvas
 from hgbench.analysis.style import ROLES, estimator_style, palette
 
 ESTIMATORS = {"itd": "itd", "itd_forward": "itd", "fp": "fp", "cg": "cg"}  # estimator -> role
@@ -149,14 +150,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_hgbench_plot_draws_every_kind(tmp_path, monkeypatch):
     """hgbench.plot(df, out, kind=K) returns figure K for every kind, from synthetic rows or
-    committed results (drawn, not written: saving is ``_save``'s, exercised by the error kind)."""
+    committed results (drawn, not written: saving is ``canvas.save``'s, exercised by the error kind)."""
     import hgbench
     from hgbench.analysis.outer import load_outer
 
     fig = hgbench.plot(_rows(), tmp_path, kind="error")
     assert (tmp_path / "error_vs_iterations.png").is_file()
-    plot_module.plt.close(fig)
-    monkeypatch.setattr(plot_module, "_save", lambda fig, out_dir, stem, close=True: plot_module._KEPT.append(fig) or [])
+    canvas.plt.close(fig)
+    monkeypatch.setattr(canvas, "save", lambda fig, out_dir, stem, close=True: canvas._KEPT.append(fig) or [])
     rows = {
         "cost": _rows(), "inner": _inner_rows(),
         "bound": plot_module.load_with_constants(ROOT / "results" / "ridge_illcond_cold"),
@@ -166,7 +167,7 @@ def test_hgbench_plot_draws_every_kind(tmp_path, monkeypatch):
     for kind, df in rows.items():
         fig = hgbench.plot(df, tmp_path / kind, kind=kind)
         assert fig.axes and fig.axes[0].has_data(), kind
-        plot_module.plt.close(fig)
+        canvas.plt.close(fig)
     with pytest.raises(Exception, match="kind='nope' is not one of error"):
         hgbench.plot(rows["cost"], kind="nope")
 

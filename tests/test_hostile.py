@@ -17,7 +17,7 @@ import hgbench
 from hgbench.problems.base import Problem
 from hgbench.running import guard
 from hgbench.running.lock import LOCK
-from hgbench.running.runner import UserError
+from hgbench.running.errors import UserError
 
 RESULTS = TESTS.parent / "results"
 TOYS = f"hydra.searchpath=[file://{TESTS / 'conf'}]"

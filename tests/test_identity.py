@@ -9,8 +9,9 @@ import pytest
 from conftest import run_cli
 
 import hgbench.analysis.plot as plot_module
+from hgbench.analysis import canvas
 from hgbench.analysis.results import COLUMNS, combine, configurations, labels, load, summary_table
-from hgbench.running.runner import run_id
+from hgbench.running.identity import run_id
 
 TINY = ["problem=ridge", "problem.n_features=8", "problem.n_train=40", "n_lambdas=2", "plot=false"]
 SWEEPS = {
@@ -59,12 +60,12 @@ def test_figure_has_a_legend_entry_per_configuration(tmp_path, monkeypatch):
     out = tmp_path / "sweep"
     assert run_cli(monkeypatch, "run", "-m", *TINY, *SWEEPS["problem option"], f"hydra.sweep.dir={out}") == 0
     figures = []
-    monkeypatch.setattr(plot_module, "_save", lambda fig, out_dir, stem: figures.append(fig) or [])
+    monkeypatch.setattr(canvas, "save", lambda fig, out_dir, stem: figures.append(fig) or [])
     plot_module.plot(out)
     (fig,) = figures
     entries = {text.get_text() for legend in fig.legends for text in legend.get_texts()} - {plot_module.ROUNDOFF_LABEL.format(floor=1e-12)}
     assert entries == {"fp, problem.cond=2", "fp, problem.cond=300"}
-    plot_module.plt.close(fig)
+    canvas.plt.close(fig)
 
 
 def _rows(run, overrides, estimator="fp", problem="ridge", grid="diag", n=2):

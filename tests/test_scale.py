@@ -165,7 +165,7 @@ def test_structured_problem_batches_over_lambda_draws(cleaning):
 
 def test_reference_auto_keeps_run_ids():
     """reference=auto (the default) is what every run did before the option: left out of the id."""
-    from hgbench.running.runner import run_id
+    from hgbench.running.identity import run_id
 
     config = {"seed": 0, "problem": {"name": "ridge"}, "estimator": {"name": "cg"}}
     assert run_id({**config, "reference": "auto"}) == run_id(config)

@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from hgbench.paths import conf_dir
-from hgbench.running import runner, schema
-from hgbench.running.runner import UserError
+from hgbench.running import prepare, schema
+from hgbench.running.errors import UserError
 
 GROUPS = ("problem", "estimator", "grid", "outer")
 
@@ -126,7 +126,7 @@ def test_cli_refusals_are_one_line_without_traceback(tmp_path, monkeypatch, caps
     def stop(node, what):
         raise UserError("stopped before building the problem (test)")
 
-    monkeypatch.setattr(runner, "_instantiate", stop)
+    monkeypatch.setattr(prepare, "build", stop)
     threads = torch.get_num_threads()
     try:
         code = run_cli(monkeypatch, "run", *([choice] if choice else []), f"{key}={_render(value)}", f"hydra.run.dir={tmp_path}")

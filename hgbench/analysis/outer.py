@@ -149,16 +149,17 @@ def plot_outer(df: pd.DataFrame, out_dir: Path, stem: str = "outer", eps: float 
     smallest to the largest seed (against time: the median time of each step). Writes the
     time-to-ε summary (module docstring) and the optima next to the figure as outer_summary.csv /
     .md and outer_optima.csv, and prints them."""
-    from hgbench.analysis.plot import _save, _styles, plt
+    from hgbench.analysis import canvas
     from hgbench.analysis.results import markdown, write_text_atomic
+    from hgbench.analysis.style import palette
 
     df = with_gaps(df)
     evaluated = df[df["f"].notna()]
     if evaluated.empty:
         raise ValueError("no evaluated outer steps to plot (rows with f)")
     problems = sorted(evaluated["problem"].unique())
-    styles = _styles(evaluated["run"].unique())
-    fig, axes = plt.subplots(len(problems), 4, figsize=(20, 3.8 * len(problems)), squeeze=False)
+    styles = palette(evaluated["run"].unique())
+    fig, axes = canvas.plt.subplots(len(problems), 4, figsize=(20, 3.8 * len(problems)), squeeze=False)
     for row, problem in enumerate(problems):
         part = evaluated[evaluated["problem"] == problem]
         has_star = bool(part["gap0"].notna().any())
@@ -193,7 +194,7 @@ def plot_outer(df: pd.DataFrame, out_dir: Path, stem: str = "outer", eps: float 
     fig.suptitle(f"Outer loop: suboptimality against the certified f*, stationarity and hypergradient error, median over "
                  f"{n_seeds} seed(s), band = min–max (dotted: ε = {eps:g}; f*'s own stationarity)", fontsize=11)  # fmt: skip
     fig.tight_layout()
-    paths = _save(fig, out_dir, stem)
+    paths = canvas.save(fig, out_dir, stem)
     table = summary(df, eps)
     print(summary_text(df, eps))
     csv, md, best = Path(out_dir) / "outer_summary.csv", Path(out_dir) / "outer_summary.md", Path(out_dir) / "outer_optima.csv"
@@ -211,15 +212,16 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
     error; one curve per configuration (estimator × warm start and the overrides that tell runs
     apart, as in ``with_gaps``), the median over seeds with a min–max band; a cross at the last
     logged value of each seed that diverged."""
-    from hgbench.analysis.plot import _figure, _legend, _save, _styles, _title
+    from hgbench.analysis import canvas
+    from hgbench.analysis.style import palette
 
     df = with_gaps(df)
     if df["test_acc"].isna().all():
         raise ValueError("no training metrics to plot (rows with test_acc: problems with a test split)")
     measures = {"outer_value": ("training loss E(w_t, λ_s)", True), "test_acc": ("test accuracy", False),
                 "q_bound": ("bound on q (‖A‖₂)", True), "err_rel": ("‖ĝ − ∇f‖ / ‖∇f‖", True)}  # fmt: skip
-    styles = _styles(df["run"].unique())
-    fig, axes = _figure(2, 2, 5, 3.3)
+    styles = palette(df["run"].unique())
+    fig, axes = canvas.subplots(2, 2, 5, 3.3)
     for name, rows in df.groupby("run", sort=True):
         style = {**styles[name], "marker": None}
         for ax, (measure, (title, log)) in zip(axes.flat, measures.items()):
@@ -237,8 +239,8 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
             ax.grid(True, alpha=0.3)
             if log:
                 ax.set_yscale("log")
-    _legend(fig)
+    canvas.legend(fig)
     n_seeds = df.groupby("run")["seed"].nunique().max()
-    _title(fig, f"Training with each estimator ({', '.join(sorted(df['problem'].unique()))}): median over {n_seeds} seed(s), "
-                "band = min–max; × = a seed that diverged")  # fmt: skip
-    return _save(fig, out_dir, stem)
+    canvas.title(fig, f"Training with each estimator ({', '.join(sorted(df['problem'].unique()))}): median over {n_seeds} seed(s), "
+                      "band = min–max; × = a seed that diverged")  # fmt: skip
+    return canvas.save(fig, out_dir, stem)

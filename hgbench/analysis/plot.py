@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from hgbench.analysis.results import atomic, labels, load, markdown, panel_rows, panels, write_text_atomic  # noqa: E402
-from hgbench.analysis.outer import load_outer, plot_outer, plot_training  # noqa: E402
-from hgbench.analysis.style import PREDICTED, estimator_style, palette  # noqa: E402,F401 (public: every figure's palette)
-from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, floor_for, load_constants, overlay, rate_table  # noqa: E402
-from hgbench.problems.bounds import bound  # noqa: E402
+from hgbench.analysis import canvas
+from hgbench.analysis.canvas import FONT, PREDICTED_LABEL
+from hgbench.analysis.results import labels, load, markdown, panel_rows, panels, write_text_atomic
+from hgbench.analysis.outer import load_outer, plot_outer, plot_training
+from hgbench.analysis.style import estimator_style, palette  # noqa: F401 (public: every figure's palette)
+from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, floor_for, load_constants, overlay, rate_table
+from hgbench.problems.bounds import bound
 
 BAND = (0.25, 0.75)
 FLOOR = 1e-18  # errors of exactly 0 still show on a log axis
-FONT = 9  # legend and panel titles: readable when the figure is printed at a column's width
 CUT = 0.7  # an x axis is cut where every curve has reached round-off, when that is before this share of it
 
 
@@ -36,17 +31,11 @@ def _finish(ax, xlabel: str, ylabel: str | None = "relative error ‖ĝ − ∇f
         ax.set_title(title, fontsize=FONT + 1, loc="left")
 
 
-def _figure(rows: int, cols: int, width: float, height: float):
-    """A figure of rows × cols panels with constrained layout, which keeps the title, the axis
-    labels and a legend outside the axes inside the figure."""
-    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
-
-
 def _grid(n: int, cols: int, width: float, height: float):
     """A figure of ``n`` panels in rows of ``cols`` (fewer when n is smaller): the figure and the n
     axes in reading order; the unused places of the last row are removed."""
     cols = max(1, min(cols, n))
-    fig, axes = _figure(-(-n // cols), cols, width, height)
+    fig, axes = canvas.subplots(-(-n // cols), cols, width, height)
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.remove()
@@ -66,37 +55,7 @@ def _columns(n_problems: int, per_problem: int) -> int:
     return per_problem * (2 if n_problems > 2 and per_problem <= 2 else 1)
 
 
-def _title(fig, text: str) -> None:
-    """The figure's title, aligned left over the panels, clear of the legend on the right: called
-    before ``_legend`` widens the figure, it is wrapped to the panels' width."""
-    chars = max(30, int(fig.get_size_inches()[0] * 72 / (0.55 * (FONT + 2))))  # about 0.55 em per character
-    fig.suptitle("\n".join(textwrap.fill(line, chars) for line in text.split("\n")), x=0.01, ha="left", fontsize=FONT + 2)
-
-
-LEGEND_ROW = 0.22  # inches per legend entry at font size FONT
-LEGEND_CHAR = 0.07  # inches per character of a label, about
 ROUNDOFF_LABEL = "round-off (below {floor:g}, not fitted)"  # the shaded band of the error figure
-PREDICTED_LABEL = r"predicted rate: $q^t$ (ITD: $t\,q^t$), $q^k$ or $p^k$"
-
-
-def _legend(fig) -> None:
-    """One legend for the whole figure, outside the axes on the right: every label once, in the
-    order first drawn, in as many columns as keep it no taller than the panels; the figure is
-    widened by the legend's width so that the panels keep theirs. The predicted-rate lines, one per
-    estimator in its colour, share one entry drawn in grey."""
-    entries = {}
-    for ax in fig.axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            entries.setdefault(label, handle)
-    if not entries:
-        return
-    if PREDICTED_LABEL in entries:
-        entries[PREDICTED_LABEL] = Line2D([], [], color="0.3", **PREDICTED)
-    width, height = fig.get_size_inches()
-    rows = max(3, int((height - 1.2) / LEGEND_ROW))
-    ncols = -(-len(entries) // rows)
-    fig.set_size_inches(width + ncols * (1.0 + LEGEND_CHAR * max(map(len, entries))), height)
-    fig.legend(entries.values(), entries.keys(), loc="outside right upper", fontsize=FONT, ncols=ncols, handlelength=3.2)
 
 
 def _roundoff(ax, floor: float, label: str) -> None:
@@ -137,7 +96,7 @@ def plot_errors(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_iteration
     have no iteration axis: their figure is ``plot_inner``'s."""
     if "grid" in df and len(df) and df["grid"].eq("levels").all():
         return plot_inner(df, out_dir)
-    paths = _save(error_figure(df, theory), out_dir, stem)
+    paths = canvas.save(error_figure(df, theory), out_dir, stem)
     if theory:
         paths += _rate_tables(_error_rows(df), out_dir)
     return paths
@@ -208,8 +167,8 @@ def error_figure(df: pd.DataFrame, theory: bool = False):
         _finish(ax, "inner steps t" if x == "t" else "solver steps k", title=f"{problem}: {title}")
     _inner_labels(axes)
     n_draws = df.groupby("problem")["lam_id"].nunique().max()
-    _title(fig, f"Hypergradient error: median over {n_draws} λ draws, band = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles")
-    _legend(fig)
+    canvas.title(fig, f"Hypergradient error: median over {n_draws} λ draws, band = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles")
+    canvas.legend(fig)
     return fig
 
 
@@ -281,42 +240,20 @@ def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> l
         _roundoff(ax, _floor(df[df["problem"] == problem]), "round-off")
         _finish(ax, label, title=f"{problem}: {'time' if cost == 'time_s' else 'VJP-equivalents'}")
     _inner_labels(axes)
-    _title(fig, "Error vs cost (median over λ draws): each estimator's Pareto front; "
-                "thick band = the best estimator at each budget")  # fmt: skip
-    _legend(fig)
-    return _save(fig, out_dir, stem)
-
-
-_KEPT: list | None = None  # while ``figure`` draws: the figures saved, left open for the caller
-
-
-def _save(fig, out_dir: Path, stem: str, close: bool = True) -> list[Path]:
-    """The figure as out_dir/``stem``.png and .pdf, each through a temporary file
-    (hgbench.analysis.results.atomic: a link in its place is replaced, never written through);
-    closed afterwards unless ``close`` is false (or ``figure`` is collecting it)."""
-    paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
-    for path in paths:
-        with atomic(path) as tmp:
-            fig.savefig(tmp, dpi=130, bbox_inches="tight", format=path.suffix[1:])
-    if _KEPT is not None:
-        _KEPT.append(fig)
-    elif close:
-        plt.close(fig)
-    return paths
+    canvas.title(fig, "Error vs cost (median over λ draws): each estimator's Pareto front; "
+                      "thick band = the best estimator at each budget")  # fmt: skip
+    canvas.legend(fig)
+    return canvas.save(fig, out_dir, stem)
 
 
 def figure(df: pd.DataFrame, kind: str, out_dir: Path, **options):
     """Figure ``kind`` (a key of KINDS) of the rows ``df``, saved in out_dir as ``plot`` saves it;
     returns the matplotlib Figure, left open."""
-    global _KEPT
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
-    _KEPT = []
-    try:
+    with canvas.kept() as saved:
         KINDS[kind][0](df, Path(out_dir), **options)
-        return _KEPT[-1]
-    finally:
-        _KEPT = None
+        return saved[-1]
 
 
 def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_error") -> list[Path]:
@@ -363,11 +300,11 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
         # per panel, below it: the fitted slopes differ between problems
         ax.legend(fontsize=FONT - 0.5, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, handlelength=3)
     n_draws = int(stats["n_draws"].max())
-    _title(fig, f"Absolute error vs inner error: mean ± std over {n_draws} draws;\nslopes fitted right of the dotted line, "
-                f"above the shaded round-off" if fixed else
-           f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws;\nslopes fitted right of the dotted line, "
-           f"above the shaded round-off")  # fmt: skip
-    paths = _save(fig, out_dir, stem)
+    canvas.title(fig, f"Absolute error vs inner error: mean ± std over {n_draws} draws;\nslopes fitted right of the dotted line, "
+                      f"above the shaded round-off" if fixed else
+                 f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws;\nslopes fitted right of the dotted line, "
+                 f"above the shaded round-off")  # fmt: skip
+    paths = canvas.save(fig, out_dir, stem)
     write_text_atomic(Path(out_dir) / "slopes.csv", fitted.to_csv(index=False))
     table = slope_table(fitted)
     write_text_atomic(Path(out_dir) / "slopes.md", table + "\n")
@@ -415,9 +352,9 @@ def plot_bound(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_bound") ->
         ax.set_xlim(*ends)
         ax.set_ylim(*ends)
         _finish(ax, "bound (c₁, c₂, c₃ in closed form, global q)", "absolute error ‖ĝ − ∇f‖", title=problem)
-    _title(fig, "Error against Grazzi et al.'s bound, every λ draw and (t, k)")
-    _legend(fig)
-    return _save(fig, out_dir, stem)
+    canvas.title(fig, "Error against Grazzi et al.'s bound, every λ draw and (t, k)")
+    canvas.legend(fig)
+    return canvas.save(fig, out_dir, stem)
 
 
 def announced(path: Path) -> str:

@@ -2,7 +2,7 @@
 apart, summarizing.
 
 Every row carries the identity of the run that wrote it: ``run_id`` (a hash of the run's
-resolved configuration, hgbench.running.runner.run_id), ``setting_id`` (the same hash less the
+resolved configuration, hgbench.running.identity.run_id), ``setting_id`` (the same hash less the
 estimator's options: shared by the estimators run on one setting, which claims compare) and
 ``overrides`` (the run's Hydra task overrides, space-joined). Rows are deduplicated only within one run_id, so rows of different
 configurations are never merged, and the figures and tables label each configuration.

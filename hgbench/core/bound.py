@@ -3,25 +3,24 @@ one, the inner loss ℓ — never the problem's reference solvers (``solve_inner
 ``adjoint_system``), which only hgbench.core.reference uses.
 
 ``bind(problem, lam)`` gives a ``BoundProblem``; ``estimate(estimator, problem, lam, pairs)``
-binds and runs an estimator. Estimators declare what they need of a problem (``needs``: a
-symmetric ∂₁Φ, the inner loss); ``check_applies`` refuses a problem that lacks it, before any
-work, with one message format.
+binds and runs an estimator (anything with the members of ``Estimating``, which
+hgbench.estimators.base.Estimator has: core knows estimators by what it asks of them, not by
+their class). Estimators declare what they need of a problem (``needs``: a symmetric ∂₁Φ, the
+inner loss); ``check_applies`` refuses a problem that lacks it, before any work, with one
+message format.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
 
 import torch
 
 from hgbench.core.cost import Cost, Meter, Tally
 from hgbench.core.linearization import Linearization
 from hgbench.problems.base import Problem
-
-if TYPE_CHECKING:
-    from hgbench.estimators.base import Estimate, Estimator
 
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -131,7 +130,21 @@ def bind(problem: Problem, lam: torch.Tensor, functional: bool = False, w0: torc
     )  # fmt: skip
 
 
-def check_applies(estimator: "Estimator", problem: Problem) -> None:
+class Estimating(Protocol):
+    """What ``check_applies`` and ``estimate`` ask of an estimator (hgbench.estimators.base.Estimator
+    has it): its name, what it needs of a problem (keys of NEEDS, each with its advice), a check
+    of what it needs outside hgbench, and its estimates on a bound problem over (t, k) pairs
+    (hgbench.estimators.base.Estimate records)."""
+
+    name: str
+    needs: dict[str, str]
+
+    def check_ready(self) -> None: ...
+
+    def estimate(self, bound: BoundProblem, pairs: list[tuple[int, int]]) -> Iterator[Any]: ...
+
+
+def check_applies(estimator: Estimating, problem: Problem) -> None:
     """Raise ValueError, in one format, if ``problem`` lacks something ``estimator`` needs (and,
     first, if the estimator itself lacks an optional library it drives: ``Estimator.check_ready``)."""
     estimator.check_ready()
@@ -140,8 +153,8 @@ def check_applies(estimator: "Estimator", problem: Problem) -> None:
             raise ValueError(f"estimator {estimator.name!r} needs {NEEDS[need]}, which problem {problem.name!r} does not provide; {advice}")
 
 
-def estimate(estimator: "Estimator", problem: Problem, lam: torch.Tensor, pairs, functional: bool = False,
-             w0: torch.Tensor | None = None, v0: torch.Tensor | None = None) -> Iterator["Estimate"]:
+def estimate(estimator: Estimating, problem: Problem, lam: torch.Tensor, pairs, functional: bool = False,
+             w0: torch.Tensor | None = None, v0: torch.Tensor | None = None) -> Iterator[Any]:
     """``estimator``'s estimates at λ over the (t, k) pairs: one per pair, or per distinct t
     for estimators without k; ``w0``, ``v0``: warm starts (``bind``)."""
     return estimator.estimate(bind(problem, lam, functional, w0, v0), pairs)

@@ -27,14 +27,15 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from hgbench.analysis.plot import KINDS, _save, error_figure, figure
+from hgbench.analysis import canvas
+from hgbench.analysis.plot import KINDS, error_figure, figure
 from hgbench.analysis.results import combine, load
 from hgbench.options import Name, OwnProblemOptions
 from hgbench.paths import conf_dir
 from hgbench.problems.base import Problem
 from hgbench.running import schema
 from hgbench.running.app import run_job
-from hgbench.running.runner import UserError
+from hgbench.running.errors import UserError
 
 Settings = Union[dict, str]  # {"n_features": 8} or "n_features=8 cond=30"
 Spec = Union[str, tuple]  # a config name, or (name, settings); a problem also a Problem subclass
@@ -65,7 +66,7 @@ def evaluate(problem: Spec | type = "ridge", estimators: Spec | list = "cg", gri
     not Hydra's own (``hydra.run.dir``: use out_dir).
 
     Returns the rows as read back from the CSVs written (the dtypes of ``load``). A bad name or
-    value raises hgbench.running.runner.UserError (a ValueError) with one line, before any work;
+    value raises hgbench.running.errors.UserError (a ValueError) with one line, before any work;
     so does an estimator refused by the problem (e.g. cg where ∂₁Φ is not symmetric), when its
     turn comes."""
     names = estimators if isinstance(estimators, list) else [estimators]
@@ -121,7 +122,7 @@ def plot(df: pd.DataFrame, out_dir: str | Path | None = None, *, kind: str = "er
         fig = error_figure(df, theory)
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-            _save(fig, Path(out_dir), "error_vs_iterations", close=False)
+            canvas.save(fig, Path(out_dir), "error_vs_iterations", close=False)
         return fig
     with tempfile.TemporaryDirectory(prefix="hgbench-") as scratch:
         target = Path(out_dir) if out_dir is not None else Path(scratch)

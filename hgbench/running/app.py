@@ -1,4 +1,5 @@
-"""``hgbench run``: the Hydra application, and the callback that closes a sweep."""
+"""``hgbench run``: the Hydra application (``launch``, for hgbench.running.cli), one run of a composed
+configuration (``run_job``, also hgbench.running.api's), and the callback that closes a sweep."""
 
 from __future__ import annotations
 
@@ -14,15 +15,20 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from hgbench.running import lock, modes, runner
+from hgbench.running import lock, modes, progress
 from hgbench.analysis.results import RUN_INFO, atomic, combine, read_regular
+from hgbench.running.errors import UserError, one_line
 from hgbench.running.interrupt import Interrupted, interruptible
 from hgbench.running.modes import Mode
 from hgbench.paths import conf_dir
-from hgbench.running.runner import UserError, prepare
+from hgbench.running.prepare import prepare
 
-FAILED_JOBS: list[str] = []
-SWEEP_LOCK: list[Path] = []  # the lock a sweep holds on its folder (released at its end, or by hgbench.running.cli)
+# What ``launch`` shares with Hydra's task and callback, which Hydra calls without arguments of
+# ours: whether a single run's failure raises with its traceback, and the messages of a sweep's
+# failed jobs (SweepReport), which launch returns.
+_tracebacks = False
+_FAILED_JOBS: list[str] = []
+SWEEP_LOCK: list[Path] = []  # the lock a sweep holds on its folder (released at its end, or by ``launch``)
 ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceback
 
 
@@ -42,7 +48,7 @@ def _draw(path: Path, mode: Mode) -> None:
 
 def run_job(cfg: DictConfig, out_dir: Path, overrides: list[str], progress: bool = True) -> tuple[Mode, pd.DataFrame]:
     """One run of a composed configuration, as ``hgbench run`` and hgbench.running.api.evaluate
-    both do it: validate and plan (hgbench.running.runner.prepare), then run in the
+    both do it: validate and plan (hgbench.running.prepare.prepare), then run in the
     configuration's mode into out_dir, holding its lock, with SIGINT and SIGTERM turned into
     hgbench.running.interrupt.Interrupted while it is held (so that the lock is released).
     ``overrides``: the run's overrides as typed (its rows' identity). Returns the mode and the
@@ -84,10 +90,8 @@ def task(cfg: DictConfig) -> None:
             print("hgbench: error: " + " ".join(str(err).split()), file=sys.stderr)
             sys.exit(2)
         except Exception as err:  # noqa: BLE001 — one line here, before Hydra adds its own
-            if os.environ.get("HGBENCH_TRACEBACK") == "1":
+            if _tracebacks:
                 raise
-            from hgbench.running.cli import one_line
-
             sys.exit(one_line(err))
         if cfg.plot:
             _draw(out_dir / mode.csv, mode)
@@ -96,7 +100,7 @@ def task(cfg: DictConfig) -> None:
     # end-of-sweep callback): record the failure in the job's error.txt (parallel launchers run
     # jobs in other processes, so the callback reads the files) and go on.
     (out_dir / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt of this job
-    runner.SWEEP_JOB = f"job {hydra_cfg.job.num}"  # one progress bar at a time, no line per job
+    progress.SWEEP_JOB = f"job {hydra_cfg.job.num}"  # one progress bar at a time, no line per job
     try:
         run_one(cfg, out_dir, overrides, table=bool(cfg.verbose))
     except Interrupted as err:  # the advice to continue names the sweep (hgbench.running.cli)
@@ -137,19 +141,42 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            FAILED_JOBS[:] = [_first_line(path) for path in sorted(sweep_dir.rglob(ERROR_FILE))]
+            _FAILED_JOBS[:] = [_first_line(path) for path in sorted(sweep_dir.rglob(ERROR_FILE))]
             mode = modes.find(config.mode)
             if mode is not None:  # else every job failed with the one-line refusal of the mode
                 try:
                     _report(sweep_dir, mode, config.plot)
                 except Exception as err:  # noqa: BLE001 — the rows stay in the jobs' folders; the failures still print
                     print(f"hgbench: warning: no sweep summary: {type(err).__name__}: {' '.join(str(err).split())}", file=sys.stderr)
-            if FAILED_JOBS:
-                print(f"hgbench: {len(FAILED_JOBS)} job(s) failed; see {ERROR_FILE} in their folders:", file=sys.stderr)
-                for message in FAILED_JOBS:
+            if _FAILED_JOBS:
+                print(f"hgbench: {len(_FAILED_JOBS)} job(s) failed; see {ERROR_FILE} in their folders:", file=sys.stderr)
+                for message in _FAILED_JOBS:
                     print(f"  {message}", file=sys.stderr)
         finally:
             release_sweep_lock()
+
+
+def launch(tracebacks: bool = False) -> list[str]:
+    """Run the Hydra application (``task``) on sys.argv: one run, or a sweep with -m. Returns the
+    messages of a sweep's failed jobs (empty when none failed, or for a single run). Hydra re-raises
+    every failure (HYDRA_FULL_ERROR=1 while it runs: its composition errors, a single run's
+    interruption) for the caller to report in one line; a single run's own failure is printed in
+    one line here (SystemExit), or raised with its traceback when ``tracebacks``. The sweep's
+    lock is released however it ends."""
+    global _tracebacks
+    _tracebacks = tracebacks
+    _FAILED_JOBS.clear()
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        task()
+    finally:
+        release_sweep_lock()  # a sweep that ended early (a signal, an error) leaves no lock
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
+    return list(_FAILED_JOBS)
 
 
 def release_sweep_lock() -> None:

@@ -61,7 +61,8 @@ from hgbench.core.reference import certify, choose, matrix_free_reference, refer
 from hgbench.problems.base import Problem
 from hgbench.problems.plain import PlainProblem
 from hgbench.problems.structured import StructuredProblem
-from hgbench.running.runner import UserError
+from hgbench.running.errors import UserError, reason_of
+from hgbench.running.prepare import build, module_of_file
 
 # The key of certify's bound on ‖∇f_ref − ∇f‖ (absolute, float64): the one place that names it.
 REFERENCE_BOUND = "grad_error_bound"
@@ -160,7 +161,6 @@ def build_problem(problem: Any, seed: int, config_dir: str | Path | None = None,
     the keyword arguments of PlainProblem). λ: the problem's first draw for ``seed`` (as run's
     lam_id 0), or the plain form's own λ."""
     from hgbench.running import api
-    from hgbench.running.runner import _instantiate
 
     if plain:
         if problem is not None:
@@ -180,7 +180,7 @@ def build_problem(problem: Any, seed: int, config_dir: str | Path | None = None,
             chosen = api._choice("problem", problem)
         overrides = [*chosen, f"seed={int(seed)}"]
         cfg = api._compose(overrides[len(chosen):] if own is not None else overrides, api._search_path(config_dir), own)
-        built = _instantiate(cfg.problem, "problem")
+        built = build(cfg.problem, "problem")
         label = " ".join(chosen)
     lam = built.sample_lambdas(1, torch.Generator().manual_seed(int(seed)))[0]
     return built.draw(0), lam, label
@@ -448,21 +448,20 @@ CALLABLE = re.compile(r"(?P<module>[A-Za-z_][\w.]*|.+\.py):(?P<name>[A-Za-z_]\w*
 def load_object(spec: str, what: str):
     """The object ``spec`` names: ``pkg.module:name`` (imported, the working directory on
     sys.path) or ``path/to/file.py:name`` (loaded from the file); one UserError line otherwise."""
-    from hgbench.running.runner import _module_of_file, _reason
 
     found = CALLABLE.fullmatch(spec)
     if not found:
         raise UserError(f"{what} {spec!r} must be module:function or path/to/file.py:function")
     try:
         if found["module"].endswith(".py"):
-            module = _module_of_file(Path(found["module"]))
+            module = module_of_file(Path(found["module"]))
         else:
             if "" not in sys.path and str(Path.cwd()) not in sys.path:
                 sys.path.insert(0, str(Path.cwd()))
             module = importlib.import_module(found["module"])
         return getattr(module, found["name"])
     except Exception as err:  # noqa: BLE001 — any failure to load the user's code is one line
-        raise UserError(f"{what} {spec!r} cannot be loaded ({_reason(err)})") from err
+        raise UserError(f"{what} {spec!r} cannot be loaded ({reason_of(err)})") from err
 
 
 def _problem_spec(spec: str, settings: list[str]):

@@ -38,8 +38,8 @@ def _run(argv: list[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from hgbench.running.app import FAILED_JOBS, refuse_curated, release_sweep_lock, sweep_target, task
-    from hgbench.running.runner import UserError
+    from hgbench.running.app import launch, refuse_curated, sweep_target
+    from hgbench.running.errors import UserError, one_line
     from hgbench.running.schema import explain
 
     rerun = [a for a in argv[1:] if a.split("=", 1)[0] in ("--experimental-rerun", "--experimental_rerun")]
@@ -54,16 +54,13 @@ def _run(argv: list[str]) -> int:
         except UserError as err:
             print(f"hgbench: error: {err}", file=sys.stderr)
             return 2
-    FAILED_JOBS.clear()
+    # Hydra prints its composition errors over several lines and exits 1; launch has it re-raise
+    # them (and every other failure), and each becomes one line here, with its traceback only
+    # when the user set HYDRA_FULL_ERROR=1.
     debug = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    if debug:
-        os.environ["HGBENCH_TRACEBACK"] = "1"
-    # Hydra prints its composition errors over several lines and exits 1; with HYDRA_FULL_ERROR
-    # it re-raises them (and every other failure), and each becomes one line here.
-    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         with terminable():
-            task()
+            failed = launch(tracebacks=debug)
     except Interrupted as err:
         print(f"{err.message}; to continue, run: {resume_command(argv, err)}", file=sys.stderr)
         return err.code
@@ -90,12 +87,7 @@ def _run(argv: list[str]) -> int:
         if debug:
             raise
         return one_line(err)
-    finally:
-        release_sweep_lock()  # a sweep that ended early (a signal, an error) leaves no lock
-        if not debug:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        os.environ.pop("HGBENCH_TRACEBACK", None)
-    return 1 if FAILED_JOBS else 0
+    return 1 if failed else 0
 
 
 def resume_command(argv: list[str], err: Interrupted) -> str:
@@ -105,19 +97,6 @@ def resume_command(argv: list[str], err: Interrupted) -> str:
     folder = ("hydra.sweep.dir", err.sweep_dir) if err.sweep_dir is not None else ("hydra.run.dir", err.out_dir)
     kept = [a for a in argv[1:] if a.split("=", 1)[0].lstrip("+~") not in ("resume", folder[0])]
     return shlex.join(["hgbench", "run", *kept, "resume=true", *([f"{folder[0]}={folder[1]}"] if folder[1] is not None else [])])
-
-
-def one_line(err: Exception) -> int:
-    """Print any other failure of ``hgbench run`` as one line; returns the exit code: 2 for output
-    paths that cannot be written, 1 for anything else (its traceback with HYDRA_FULL_ERROR=1)."""
-    if isinstance(err, BrokenPipeError):  # stdout closed by the reader: main ends quietly
-        raise err
-    text = " ".join(str(err).split())
-    if isinstance(err, OSError):
-        print(f"hgbench: error: cannot write the output directory: {err.strerror}: {err.filename}", file=sys.stderr)
-        return 2
-    print(f"hgbench: error: {type(err).__name__}: {text} (rerun with HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
-    return 1
 
 
 def _plot(args: list[str]) -> int:
@@ -344,7 +323,7 @@ def _main() -> None:
 
         sys.exit(check(argv[2:]))
     if command in ("-V", "--version"):
-        from hgbench import __version__
+        from hgbench.version import __version__
 
         print(f"hgbench {__version__}")
         sys.exit(0)

@@ -53,6 +53,8 @@ from omegaconf import DictConfig
 from hgbench.core.cost import Tally, bytes_text, taped
 from hgbench.core.reference import choose, matrix_free_bytes
 from hgbench.problems.base import Problem
+from hgbench.running import modes
+from hgbench.running.errors import UserError
 
 LONG_S = 120.0  # a run estimated to take longer gets a warning
 MAX_S = 7 * 86400.0  # a run estimated to take longer is refused (guard=false runs it anyway)
@@ -127,18 +129,16 @@ def estimate(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int
     if measured is None:
         return None
     step_bytes, tau = measured
-    stepwise = cfg.mode == "outer"  # one estimate per outer step at (outer.t, outer.k)
-    n = 1 if stepwise else cfg.n_lambdas
-    runs = cfg.outer.steps if stepwise else n
-    pairs = [(cfg.outer.t, cfg.outer.k)] if stepwise else pairs
+    work = modes.get(cfg.mode).workload(cfg, pairs)  # e.g. outer: one estimate per outer step at (outer.t, outer.k)
+    n, runs, pairs = work.draws, work.runs, work.pairs
     itemsize = 4 if cfg.dtype == "float32" else 8
     d, p = problem.w_dim, problem.lam_dim
     est_bytes, units, what = estimator.planned_cost(d, p, pairs, step_bytes * itemsize // 8, itemsize)
     points = len(pairs)
-    if not stepwise and cfg.grid.get("kind") == "levels":  # one estimate per level, each at most the grid's cost
+    if work.on_grid and cfg.grid.get("kind") == "levels":  # one estimate per level, each at most the grid's cost
         points = cfg.grid.n
         units *= points / len(pairs)
-    if cfg.batch_lambdas and not stepwise:
+    if cfg.batch_lambdas and work.on_grid:
         est_bytes, what = est_bytes * n, f"{what}, for {n} draws at once"
     method = choose(problem, cfg.get("reference", "auto"))
     dense_reference = type(problem).adjoint_system is Problem.adjoint_system and method == "dense"
@@ -149,7 +149,7 @@ def estimate(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int
     if dense_reference and d > 500:
         per_run += DENSE_SVDS * svd_seconds_per_cube() * float(d) ** 3
     return {"bytes": sum(parts.values()), "parts": parts, "estimator_bytes": est_bytes, "seconds": runs * per_run,
-            "tau": tau, "units": units, "runs": runs, "per_run": per_run}  # fmt: skip
+            "tau": tau, "units": units, "runs": runs, "unit": work.unit, "per_run": per_run}  # fmt: skip
 
 
 def precheck(cfg: DictConfig, cls: type, settings: dict) -> None:
@@ -159,7 +159,6 @@ def precheck(cfg: DictConfig, cls: type, settings: dict) -> None:
     MAX_S; warn about a construction estimated over LONG_S. Nothing when ``cfg.guard`` is false
     or the class declares no sizes."""
     from hgbench.core.reference import MATRIX_FREE_ABOVE
-    from hgbench.running.runner import UserError
 
     if not cfg.get("guard", True):
         return
@@ -173,7 +172,7 @@ def precheck(cfg: DictConfig, cls: type, settings: dict) -> None:
     option = cfg.get("reference", "auto")
     default_solve = cls.adjoint_system is Problem.adjoint_system
     dense = cls.dense_jacobian and (option == "dense" or (option == "auto" and not (default_solve and d > MATRIX_FREE_ABOVE)))
-    n = 1 if cfg.mode == "outer" else cfg.n_lambdas
+    n = modes.get(cfg.mode).workload(cfg).draws
     parts = {"the problem's data": planned.data_bytes, "λ draws": 8.0 * n * p}
     if dense and default_solve:
         parts[f"a dense reference, 4 × {d} × {d}"] = 32.0 * d * d
@@ -198,8 +197,6 @@ def precheck(cfg: DictConfig, cls: type, settings: dict) -> None:
 def check(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int, int]], device: torch.device) -> None:
     """Refuse (UserError) a run whose estimated peak memory exceeds what is available; warn about
     one estimated to take longer than LONG_S. Nothing when ``cfg.guard`` is false."""
-    from hgbench.running.runner import UserError
-
     if not cfg.get("guard", True):
         return
     found = estimate(cfg, problem, estimator, pairs)
@@ -214,8 +211,7 @@ def check(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int, i
             f"estimated peak memory {bytes_text(found['bytes'])} (mostly {biggest}: {bytes_text(found['parts'][biggest])}) exceeds the "
             f"{limit}; lower n_lambdas or the grid, or choose another estimator (guard=false runs it anyway)"
         )
-    what = "outer steps" if cfg.mode == "outer" else "λ draws"
-    how = (f"{found['runs']} {what} × {_duration(found['per_run'])} each: {found['units']:.3g} Φ-step units × "
+    how = (f"{found['runs']} {found['unit']} × {_duration(found['per_run'])} each: {found['units']:.3g} Φ-step units × "
            f"{found['tau'] * 1e3:.2g} ms measured, and bookkeeping; peak memory about {bytes_text(found['bytes'])}")  # fmt: skip
     if found["seconds"] > MAX_S:
         raise UserError(

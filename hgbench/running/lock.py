@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hgbench.analysis.results import TEMPORARY as MARK, read_regular
-from hgbench.running.runner import UserError
+from hgbench.running.errors import UserError
 
 LOCK = ".hgbench.lock"
 TEMPORARY = re.compile(rf"^\..+\.{MARK}(\d{{1,9}})\.tmp$")  # hgbench.analysis.results.atomic's names; PIDs < 2**30

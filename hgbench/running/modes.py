@@ -4,9 +4,11 @@ A mode says what a run computes and everything that depends on it: the CSV its r
 run folder, and combined at a sweep root), the row columns and the key of a row within one run,
 its own checks (options before the problem is built, the problem's capabilities once built), how
 it runs a prepared plan, how its rows are summarized and which figures (``hgbench plot --kind``)
-are drawn from them, the first after every run. What both modes share lives in
-hgbench.running.runner: validation (``prepare``), the run identity (run_id, overrides), the
-progress bar, crash-safe writing of the rows and run.json, and resume.
+are drawn from them, the first after every run, and what the cost guard counts of a run
+(``workload``). What both modes share lives in modules of its own: validation (hgbench.running.prepare,
+giving a hgbench.running.plan.Plan), the run identity (hgbench.running.identity: run_id), the
+progress bar (hgbench.running.progress), crash-safe writing of the rows and run.json and the
+resume check (hgbench.running.storage), and the refusals (hgbench.running.errors).
 
     error   the estimator's error against the float64 reference over a grid of (t, k), per λ draw
             (hgbench.running.runner.execute): metrics.csv
@@ -18,6 +20,7 @@ progress bar, crash-safe writing of the rows and run.json, and resume.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +29,21 @@ from omegaconf import DictConfig
 from hgbench.analysis import outer as outer_rows, results
 from hgbench.problems.base import Problem
 from hgbench.running import outer, runner
-from hgbench.running.runner import Plan, UserError
+from hgbench.running.errors import UserError
+from hgbench.running.plan import Plan
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the cost guard (hgbench.running.guard) counts of a run: ``runs`` repetitions (each
+    one of ``unit``) of the estimator's work over the (t, k) ``pairs``, holding ``draws`` λ draws;
+    ``on_grid``: the pairs are the run's grid, so that grid=levels and batch_lambdas apply."""
+
+    draws: int
+    runs: int
+    pairs: list[tuple[int, int]]
+    unit: str
+    on_grid: bool
 
 
 class Mode:
@@ -58,6 +75,11 @@ class Mode:
     def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         raise NotImplementedError
 
+    def workload(self, cfg: DictConfig, pairs: list[tuple[int, int]] = ()) -> Workload:
+        """What a run of ``cfg`` repeats, given the grid's (t, k) ``pairs`` (none before the grid is
+        read: ``draws`` needs only ``cfg``)."""
+        raise NotImplementedError
+
     def summarize(self, df: pd.DataFrame) -> str:
         raise NotImplementedError
 
@@ -78,6 +100,10 @@ class ErrorMode(Mode):
     def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         return runner.execute(plan, out_dir, progress)[0]
 
+    def workload(self, cfg: DictConfig, pairs: list[tuple[int, int]] = ()) -> Workload:
+        """Every grid point at every λ draw."""
+        return Workload(cfg.n_lambdas, cfg.n_lambdas, list(pairs), "λ draws", True)
+
     def summarize(self, df: pd.DataFrame) -> str:
         return results.summary_table(df)
 
@@ -92,6 +118,10 @@ class OuterMode(Mode):
 
     def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         return outer.run(plan, out_dir, progress)
+
+    def workload(self, cfg: DictConfig, pairs: list[tuple[int, int]] = ()) -> Workload:
+        """One estimate at (outer.t, outer.k) per outer step, at one λ at a time."""
+        return Workload(1, cfg.outer.steps, [(cfg.outer.t, cfg.outer.k)], "outer steps", False)
 
     def summarize(self, df: pd.DataFrame) -> str:
         return outer_rows.summary_text(df)

@@ -84,7 +84,11 @@ from hgbench.core.optimum import MAX_EVALS, TOL_REL, certified_optimum, stationa
 from hgbench.core.reference import certify, reference
 from hgbench.problems.base import Problem
 from hgbench.running.interrupt import interruptible
-from hgbench.running.runner import Plan, UserError, _reason as reason, previous_info, progress_bar, relative, run_id, save, unreadable
+from hgbench.running.errors import UserError, reason_of
+from hgbench.running.identity import run_id
+from hgbench.running.plan import Plan
+from hgbench.running.progress import progress_bar
+from hgbench.running.storage import previous_info, relative, save, unreadable
 
 STATE = "outer_state.pt"
 CHECKPOINTS = "checkpoints.pt"
@@ -111,7 +115,7 @@ def save_torch(obj, path: Path) -> None:
 
 def resumed_state(plan: Plan, out_dir: Path) -> dict | None:
     """For resume=true: the state that out_dir holds for this configuration (its outer.csv and
-    run.json: runner.previous_info), else None."""
+    run.json: hgbench.running.storage.previous_info), else None."""
     if previous_info(plan, out_dir, OUTER_CSV) is None or not (out_dir / STATE).is_file():
         return None
     try:
@@ -271,7 +275,7 @@ def _run(plan: Plan, out_dir: Path, progress: bool, critical, logged: list) -> p
                     if ok:
                         lam.copy_(feasible(lam))
         except (RuntimeError, ValueError) as err:  # e.g. λ so far out that Φ's step size or w* cannot be computed,
-            row.update(status="diverged", reason=reason(err))  # or a step that overflows the dtype
+            row.update(status="diverged", reason=reason_of(err))  # or a step that overflows the dtype
             rows.append(row)
             print(f"hgbench: {plan.estimator.name} diverged at outer step {step} ({row['reason']})")
             break

@@ -50,7 +50,7 @@ from hgbench.analysis.results import markdown, read_regular, write_csv_atomic, w
 from hgbench.analysis.theory import BOUNDS, attach_constants, bounds_of, load_constants
 from hgbench.problems.bounds import QUADRATIC, constants
 from hgbench.running import lock, schema
-from hgbench.running.runner import run_id
+from hgbench.running.identity import run_id
 from hgbench.running.modes import MODES
 from hgbench.paths import conf_dir
 
