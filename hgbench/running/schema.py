@@ -56,8 +56,8 @@ def _modes() -> tuple:
 
 
 def _outer(name: str) -> Callable[[], tuple]:
-    """A choice list of hgbench.running.outer, read when checking (it imports the runner, which
-    imports this module)."""
+    """A choice list of hgbench.running.outer, read when checking: the mode and its numerics
+    are imported only by a run that needs them, not by `--help` or a refused configuration."""
 
     def values() -> tuple:
         from hgbench.running import outer
