@@ -16,14 +16,32 @@ import hgbench
 
 ROOT = Path(hgbench.__file__).resolve().parent.parent
 GUIDE = ROOT / "CONTRIBUTING.md"
-BLOCK = re.compile(r"^```\w+ file=(?P<path>\S+)\n(?P<body>.*?)^```$", re.M | re.S)
+BLOCK = re.compile(r"^```\w+ (?P<how>file|edit)=(?P<path>\S+)\n(?P<body>.*?)^```$", re.M | re.S)
 
 pytestmark = pytest.mark.skipif(not GUIDE.is_file() or not (ROOT / "conf").is_dir(), reason="needs the checkout (CONTRIBUTING.md, conf/)")
 
 
-def examples() -> dict[str, str]:
-    """path -> text of every ``file=PATH`` block of CONTRIBUTING.md."""
-    return {m["path"]: m["body"] for m in BLOCK.finditer(GUIDE.read_text())}
+def examples(how: str = "file") -> dict[str, str]:
+    """path -> text of every ``file=PATH`` block (a new file) or ``edit=PATH`` block (lines of
+    an existing file: see ``apply``) of CONTRIBUTING.md."""
+    return {m["path"]: m["body"] for m in BLOCK.finditer(GUIDE.read_text()) if m["how"] == how}
+
+
+def apply(text: str, edit: str) -> str:
+    """An ``edit=`` block applied to a file's text: an import line is added after the last
+    top-level import; any other line replaces the one line that starts as it does up to its
+    " =" (e.g. the ``MODES: dict[str, Mode] =`` line)."""
+    lines = text.splitlines()
+    for line in edit.splitlines():
+        if line.startswith(("from ", "import ")):
+            last = max(i for i, old in enumerate(lines) if old.startswith(("from ", "import ")))
+            lines.insert(last + 1, line)
+        else:
+            head = line.split(" =")[0]
+            found = [i for i, old in enumerate(lines) if old.startswith(head + " =")]
+            assert len(found) == 1, f"{head!r} does not name one line"
+            lines[found[0]] = line
+    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +53,8 @@ def tree(tmp_path_factory) -> Path:
     for path, text in examples().items():
         assert not (root / path).exists(), f"{path} would replace a file of the package"
         (root / path).write_text(text)
+    for path, text in examples("edit").items():
+        (root / path).write_text(apply((root / path).read_text(), text))
     return root
 
 
@@ -48,6 +68,8 @@ def test_the_guide_has_one_example_per_kind_of_piece():
     paths = set(examples())
     assert {"hgbench/problems/diagonal.py", "conf/problem/diagonal.yaml"} <= paths
     assert {"hgbench/estimators/relaxed.py", "conf/estimator/relaxed.yaml"} <= paths
+    assert "hgbench/running/reference_mode.py" in paths and "hgbench/analysis/claims/example.py" in paths
+    assert set(examples("edit")) == {"hgbench/running/modes.py", "hgbench/analysis/claims/__init__.py"}
 
 
 def test_the_new_problem_and_estimator_run_and_agree_with_independent_truths(tree, tmp_path):
@@ -91,3 +113,57 @@ print(worst)
 
     listed = hgbench_in(tree, "list")
     assert re.search(r"^  diagonal\s+ℓ\(w, λ\) = ½ Σᵢ", listed.stdout, re.M) and re.search(r"^  relaxed\s+AID with k steps", listed.stdout, re.M)
+
+
+def test_the_new_mode_runs_and_its_reference_is_the_closed_form(tree, tmp_path):
+    """mode=reference on the guide's diagonal problem: every row certified, ‖∇f‖ equal to the
+    closed form's to round-off; a sweep combines its CSV; a wrong mode is refused in one line."""
+    out = tmp_path / "sweep"
+    done = hgbench_in(tree, "run", "-m", "mode=reference", "problem=diagonal", "problem.dim=10,20", "n_lambdas=3",
+                      f"hydra.sweep.dir={out}")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    df = pd.read_csv(out / "references.csv")
+    assert len(df) == 6 and df["certified"].all() and (df["error_bound"] < 1e-6).all()
+    check = """
+import sys, torch
+from hgbench.problems.diagonal import Diagonal
+for dim in (10, 20):
+    problem = Diagonal("diagonal", 0, -2.0, 1.0, dim, 100.0)
+    for l in problem.sample_lambdas(3, torch.Generator().manual_seed(0)):
+        h = problem.a + torch.exp(l)
+        w = problem.b / h
+        print(dim, (-(w - problem.c) * w * torch.exp(l) / h).norm().item())
+"""
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+    exact = subprocess.run([sys.executable, "-c", check], cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+    assert exact.returncode == 0, exact.stderr
+    norms = [float(line.split()[1]) for line in exact.stdout.splitlines()]
+    measured = df.sort_values(["overrides", "lam_id"])["grad_norm"].tolist()  # problem.dim=10 sorts first
+    assert len(norms) == len(measured) and all(abs(m - n) <= 1e-13 * n for m, n in zip(measured, norms)), (measured, norms)
+    refused = hgbench_in(tree, "run", "mode=bogus", f"hydra.run.dir={tmp_path / 'refused'}")
+    assert refused.returncode == 2 and refused.stderr.strip() == "hgbench: error: mode='bogus' is not one of error, outer, reference"
+
+
+def test_the_new_claim_is_decided_by_the_committed_rows_and_can_fail(tree):
+    """The guide's claim holds on the committed grazzi2020 rows (AID-FP's k sweeps fall
+    linearly), and does not hold once each of those curves is turned around (error rising in k)."""
+    rows = ROOT / "results" / "grazzi2020" / "metrics.csv"
+    if not rows.is_file():
+        pytest.skip("needs the checkout's results/grazzi2020")
+    check = f"""
+import numpy as np
+from hgbench.analysis.claims import CLAIMS, evaluate
+from hgbench.analysis.results import load
+df = load({str(rows)!r})
+mine = [c for c in CLAIMS if c.id == "X1"]
+print(evaluate({{"grazzi2020": df}}, mine)["verdict"].iloc[0])
+sweep = (df["role"] == "fp") & (df["grid"] == "k_sweep")
+for _, curve in df[sweep].groupby(["setting_id", "lam_id"]):
+    order = curve.sort_values("k").index
+    df.loc[order, "err_rel"] = df.loc[order[::-1], "err_rel"].to_numpy()  # the same errors, rising in k
+print(evaluate({{"grazzi2020": df}}, mine)["verdict"].iloc[0])
+"""
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", check], cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["holds", "does not hold"]

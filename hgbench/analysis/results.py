@@ -256,7 +256,8 @@ def checked(df: pd.DataFrame, files: list[Path], name: str, key: list[str]) -> p
     """The rows read from ``files`` (results CSVs called ``name``), refused (ValueError, one
     line naming the file) unless they have every ``key`` column (a LATER one is added empty), at
     least one row (a run killed before its first row leaves the header only) and a non-empty
-    problem and estimator in every row."""
+    problem and estimator in every row (those of the two columns the file's rows have: a mode's
+    key says which it must have)."""
     for column in (c for c in LATER if c in key and c not in df):
         df[column] = np.nan
     missing = [c for c in key if c not in df.columns]
@@ -264,7 +265,7 @@ def checked(df: pd.DataFrame, files: list[Path], name: str, key: list[str]) -> p
         raise ValueError(f"{files[0]} lacks the columns {missing}; is it an hgbench {name}?")
     if df.empty:
         raise ValueError(f"no rows in {' '.join(map(str, files[:3]))}{' …' if len(files) > 3 else ''}: nothing to show")
-    for column in NAMED:
+    for column in (c for c in NAMED if c in df.columns):
         empty = df[column].isna() | (df[column].astype(str).str.strip() == "")
         if empty.any():
             where = files[0] if len(files) == 1 else f"the {name} files below {files[0].parent.parent}"

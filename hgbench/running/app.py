@@ -19,7 +19,7 @@ from hgbench.running import lock, modes, progress
 from hgbench.analysis.results import RUN_INFO, atomic, combine, read_regular
 from hgbench.running.errors import UserError, one_line
 from hgbench.running.interrupt import Interrupted, interruptible
-from hgbench.running.modes import Mode
+from hgbench.running.mode import Mode
 from hgbench.paths import conf_dir
 from hgbench.running.prepare import prepare
 
@@ -71,7 +71,7 @@ def run_one(cfg: DictConfig, out_dir: Path, overrides: list[str], table: bool = 
     if table:
         print(mode.summarize(df))
         print(f"results: {out_dir / mode.csv}")
-    for status in ("diverged", "error"):
+    for status in ("diverged", "error") if "status" in df else ():  # a mode whose rows have statuses
         bad = df[df["status"] == status]
         if len(bad):
             print(f"hgbench: warning: {len(bad)} of {len(df)} rows {status} ({bad['reason'].iloc[0]}); kept in {mode.csv}", file=sys.stderr)

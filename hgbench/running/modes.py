@@ -1,6 +1,7 @@
 """The modes of ``hgbench run`` (``mode=NAME``): one registry, ``MODES``.
 
-A mode says what a run computes and everything that depends on it: the CSV its rows go to (in a
+A mode (a subclass of hgbench.running.mode.Mode, in a module of its own when it is new: CONTRIBUTING.md)
+says what a run computes and everything that depends on it: the CSV its rows go to (in a
 run folder, and combined at a sweep root), the row columns and the key of a row within one run,
 its own checks (options before the problem is built, the problem's capabilities once built), how
 it runs a prepared plan, how its rows are summarized and which figures (``hgbench plot --kind``)
@@ -20,7 +21,6 @@ resume check (hgbench.running.storage), and the refusals (hgbench.running.errors
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -30,66 +30,8 @@ from hgbench.analysis import outer as outer_rows, results
 from hgbench.problems.base import Problem
 from hgbench.running import outer, runner
 from hgbench.running.errors import UserError
+from hgbench.running.mode import Mode, Workload
 from hgbench.running.plan import Plan
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What the cost guard (hgbench.running.guard) counts of a run: ``runs`` repetitions (each
-    one of ``unit``) of the estimator's work over the (t, k) ``pairs``, holding ``draws`` λ draws;
-    ``on_grid``: the pairs are the run's grid, so that grid=levels and batch_lambdas apply."""
-
-    draws: int
-    runs: int
-    pairs: list[tuple[int, int]]
-    unit: str
-    on_grid: bool
-
-
-class Mode:
-    """A mode of ``hgbench run``; see the module docstring."""
-
-    name: str
-    csv: str  # the file of its rows
-    columns: list[str]
-    key: list[str]  # a row's identity; starts with run_id, so rows of different runs never merge
-    figures: tuple[str, ...]  # `hgbench plot --kind` values drawn from its rows; the first after every run
-    options: str | None = None  # the config group of its own options (conf/<options>/), if any
-
-    def foreign_groups(self) -> tuple[str, ...]:
-        """The other modes' option groups: they do not change this mode's rows, so they are left
-        out of its run's configuration (run.json, run_id, the resume check)."""
-        return tuple(mode.options for mode in MODES.values() if mode.options and mode is not self)
-
-    batches_lambdas: bool = False  # batch_lambdas=true applies (error mode); the others take one hypergradient per step
-
-    def check(self, cfg: DictConfig) -> None:
-        """What the mode refuses of the options, before the problem is built (each option's own
-        values are checked by the schema, hgbench.running.schema); raises UserError."""
-        if cfg.batch_lambdas and not self.batches_lambdas:
-            raise UserError(f"batch_lambdas=true applies to mode=error; mode={self.name} computes one hypergradient per step: use batch_lambdas=false")
-
-    def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
-        """What the mode needs of the (built) problem; raises UserError."""
-
-    def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
-        raise NotImplementedError
-
-    def workload(self, cfg: DictConfig, pairs: list[tuple[int, int]] = ()) -> Workload:
-        """What a run of ``cfg`` repeats, given the grid's (t, k) ``pairs`` (none before the grid is
-        read: ``draws`` needs only ``cfg``)."""
-        raise NotImplementedError
-
-    def summarize(self, df: pd.DataFrame) -> str:
-        raise NotImplementedError
-
-    def load(self, path: Path) -> pd.DataFrame:
-        """The rows of the CSV at path, or of every such CSV below a directory (hgbench.analysis.results.load)."""
-        return results.load(path, self.csv, self.key)
-
-    def drawn(self, path: Path) -> tuple[str, ...]:
-        """The figures drawn after a run (or a sweep) whose rows are at path: the first by default."""
-        return self.figures[:1]
 
 
 class ErrorMode(Mode):
@@ -132,6 +74,12 @@ class OuterMode(Mode):
 
 
 MODES: dict[str, Mode] = {mode.name: mode for mode in (ErrorMode(), OuterMode())}
+
+
+def foreign_groups(mode: Mode) -> tuple[str, ...]:
+    """The other modes' option groups: they do not change ``mode``'s rows, so they are left out
+    of its run's configuration (run.json, run_id, the resume check)."""
+    return tuple(other.options for other in MODES.values() if other.options and other is not mode)
 
 
 def find(name) -> Mode | None:

@@ -23,14 +23,14 @@ from hgbench.core.reference import choose
 from hgbench.estimators.base import Estimator
 from hgbench.options import TARGET_FILE, Target
 from hgbench.problems.base import Problem
-from hgbench.running import guard, schema
+from hgbench.running import guard, modes, schema
 from hgbench.running.errors import UserError, reason_of
 from hgbench.running.grids import grid_pairs
 from hgbench.running.levels import Levels
 from hgbench.running.plan import Plan
 
 if TYPE_CHECKING:
-    from hgbench.running.modes import Mode
+    from hgbench.running.mode import Mode
 
 DTYPES = {name: getattr(torch, name) for name in schema.DTYPES}
 
@@ -161,7 +161,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         why = "grid=levels finds its grid points per λ draw" if levels is not None else f"{estimator.name} on {problem.name} does not vectorize"
         print(f"hgbench: batch_lambdas=true: {why}; looping over λ draws")
     config = OmegaConf.to_container(cfg, resolve=True)
-    for group in mode.foreign_groups():
+    for group in modes.foreign_groups(mode):
         config.pop(group, None)
     return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, seed, batched, config,
                 cfg.resume, overrides, method, levels)  # fmt: skip
