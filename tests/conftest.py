@@ -12,6 +12,8 @@ from hgbench.problems.logistic import Logistic
 from hgbench.problems.ridge import Ridge
 
 TESTS = Path(__file__).resolve().parent
+# Answers kept by hgbench.running.answers (`run --help`, `list`) go to a store of the test session's own.
+os.environ["XDG_CACHE_HOME"] = str(Path(__import__("tempfile").mkdtemp(prefix="hgbench-tests-cache-")))
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The command line, in process: runs, sweeps, plots, listing, errors, help, completion."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -215,3 +216,43 @@ def test_inner_grid_needs_one_k_and_plot_inner_needs_inner_rows(tmp_path, monkey
     assert run_cli(monkeypatch, "run", "estimator=jfb", "n_lambdas=1", "grid.t=[0,3]", "plot=false", f"hydra.run.dir={out}") == 0
     assert run_cli(monkeypatch, "plot", out, "--kind", "inner") == 2
     assert "no rows of a grid=inner or grid=levels run" in capsys.readouterr().err
+
+
+def test_help_and_list_are_answered_again_without_torch(tmp_path, monkeypatch):
+    """The second `hgbench list` and `hgbench run --help` print the first's output, byte for
+    byte, without importing torch, pandas or Hydra; a changed config file makes them computed
+    afresh, and HGBENCH_NO_CACHE=1 bypasses the store."""
+    import subprocess
+    import sys
+
+    from hgbench.running import answers
+
+    probe = ("import sys\nfrom hgbench.running.cli import main\nsys.argv = ['hgbench', *sys.argv[1:]]\ntry:\n    main()\n"
+             "except SystemExit as done:\n    heavy = [m for m in ('torch', 'pandas', 'hydra') if m in sys.modules]\n"
+             "    print('HEAVY', heavy, done.code, file=sys.stderr)")  # fmt: skip
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    for words in (["list"], ["run", "--help"]):
+        first, again = (subprocess.run([sys.executable, "-c", probe, *words], env=env, capture_output=True, text=True) for _ in range(2))
+        assert first.stdout and first.stdout == again.stdout, words
+        assert "HEAVY ['torch'" in first.stderr and "HEAVY [] 0" in again.stderr, (first.stderr, again.stderr)
+        fresh = subprocess.run([sys.executable, "-c", probe, *words], env={**env, "HGBENCH_NO_CACHE": "1"}, capture_output=True, text=True)
+        assert fresh.stdout == first.stdout and "HEAVY ['torch'" in fresh.stderr
+    calls = []
+    words = ["list"]
+    key = answers.fingerprint()
+    os.environ["XDG_CACHE_HOME"], saved = str(tmp_path / "own"), os.environ["XDG_CACHE_HOME"]
+    try:
+        assert answers.answer(words, lambda: calls.append(1) or print("one") or 0) == 0
+        assert answers.answer(words, lambda: calls.append(1) or print("two") or 0) == 0 and len(calls) == 1
+        assert answers.answer(["failing"], lambda: calls.append(1) or print("x") or 3) == 3
+        assert answers.answer(["failing"], lambda: calls.append(1) or print("x") or 3) == 3 and len(calls) == 3  # failures are not kept
+    finally:
+        os.environ["XDG_CACHE_HOME"] = saved
+    assert answers.fingerprint() == key
+    conf = tmp_path / "conf"
+    (conf / "problem").mkdir(parents=True)
+    (conf / "problem" / "mine.yaml").write_text("name: mine\n")
+    monkeypatch.setattr(answers, "conf_dir", lambda: conf)
+    before = answers.fingerprint()
+    (conf / "problem" / "mine.yaml").write_text("name: mine2\n")
+    assert answers.fingerprint() != before  # a changed config file: another key, a fresh answer

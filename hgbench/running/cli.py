@@ -23,6 +23,7 @@ import signal
 import sys
 
 from hgbench.paths import conf_dir
+from hgbench.running import answers
 from hgbench.running.interrupt import Interrupted, signal_of, terminable
 
 USAGE = __doc__.split("\n\n", 1)[1]
@@ -304,6 +305,8 @@ def main() -> None:
 def _main() -> None:
     argv = list(sys.argv)
     command = argv[1] if len(argv) > 1 else None
+    if command == "run" and argv[2:] in (["--help"], ["-h"]):  # depends on the code and the config tree alone
+        sys.exit(answers.answer(argv[1:], lambda: _run([argv[0]] + argv[2:])))
     if command == "run":
         sys.exit(_run([argv[0]] + argv[2:]))
     if command in ("-sc", "--shell-completion"):  # the completion script calls `hgbench -sc query=bash`
@@ -315,7 +318,7 @@ def _main() -> None:
     if command == "aggregate":
         sys.exit(_aggregate(argv[2:]))
     if command == "list":
-        sys.exit(_list(argv[2:]))
+        sys.exit(answers.answer(argv[1:], lambda: _list(argv[2:])) if argv[2:] == [] else _list(argv[2:]))
     if command == "reproduce":
         sys.exit(_reproduce(argv[2:]))
     if command == "check":
