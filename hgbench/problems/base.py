@@ -29,6 +29,8 @@ from typing import Callable
 
 import torch
 
+from hgbench.problems import autodiff
+
 
 @dataclass(frozen=True)
 class Planned:
@@ -80,7 +82,10 @@ class Problem:
 
     def newton_direction(self, w: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         """∇₁²ℓ(w, λ)⁻¹ g for Newton's method: the dense Hessian by autodiff and LU, unless a
-        problem overrides it with its structure (e.g. a block-diagonal Hessian)."""
+        problem overrides it with its structure (e.g. a block-diagonal Hessian). torch.func's
+        forward-over-reverse Hessian (which imports torch._dynamo on first use): the plain-autograd
+        ones (reverse over reverse, or autograd.functional's forward mode) differ from it by a few
+        ulps (3e-16 measured on logistic), which would move every Newton reference."""
         return torch.linalg.solve(torch.func.hessian(self.inner_loss)(w, lam), g)
 
     def consts(self, lam: torch.Tensor) -> dict:
@@ -157,15 +162,15 @@ class Problem:
         Stops when no step along the Newton direction decreases ‖∇ℓ‖ (round-off reached), or
         after 100 steps.
         """
-        grad = torch.func.grad(lambda w: self.inner_loss(w, lam))
+        grad = lambda w: autodiff.gradient(self.inner_loss, (w, lam))  # noqa: E731
         return damped_newton(grad, lambda w, g: self.newton_direction(w, g, lam), self.w0(lam) if start is None else start)
 
     def adjoint_system(self, lam: torch.Tensor, w_star: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         """(v, q, κ) for the reference: v solves (I − Jᵀ)v = b with J = ∂₁Φ(w*, λ), q = ‖J‖₂ and
-        κ = cond(I − Jᵀ). By default J is formed densely (jacrev) and the system solved by LU;
+        κ = cond(I − Jᵀ). By default J is formed densely (reverse mode, autodiff.jacobian) and the system solved by LU;
         a problem too large for a dense J overrides this with its own exact solve."""
         phi = self.bound_phi(lam)
-        jac = torch.func.jacrev(lambda w: phi(w, lam))(w_star)
+        jac = autodiff.jacobian(lambda w: phi(w, lam), (w_star,))
         system = torch.eye(jac.shape[0], dtype=jac.dtype, device=jac.device) - jac.T
         singular = torch.linalg.svdvals(system)
         q = torch.linalg.matrix_norm(jac, ord=2).item()
