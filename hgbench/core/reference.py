@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
+from hgbench.problems import autodiff
+
 if TYPE_CHECKING:
     from hgbench.problems.base import Problem
 
@@ -68,9 +70,9 @@ def reference(problem: "Problem", lam: torch.Tensor, method: str = "dense", boun
 
     phi = problem.bound_phi(lam)
     w_star = problem.solve_inner(lam)
-    grad_w, grad_lam = torch.func.grad(problem.outer, argnums=(0, 1))(w_star, lam)
+    grad_w, grad_lam = autodiff.gradient(problem.outer, (w_star, lam), argnums=(0, 1))
     v, q, kappa = problem.adjoint_system(lam, w_star, grad_w)
-    phi_w_star, pullback = torch.func.vjp(phi, w_star, lam)
+    phi_w_star, pullback = autodiff.vjp(phi, (w_star, lam))
     jtv, phi_t_v = pullback(v)
     grad = grad_lam + phi_t_v
     dense = type(problem).adjoint_system is Problem.adjoint_system  # J affordable as a dense matrix
@@ -108,7 +110,8 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
         from_v  ≥ ‖Z‖₂,  Z = (I − J)⁻¹A                  (an adjoint residual → ∇f)
         from_w  ≥ ‖(N + ZᵀM)(I − J)⁻¹‖₂                 (a fixed-point residual → ∇f)
 
-    ``inverse`` None: the dense path: J, A, M, N formed by reverse-mode autodiff, Z and the
+    ``inverse`` None: the dense path: J, A, M, N formed by reverse-mode autodiff
+    (hgbench.problems.autodiff: M, N reverse over reverse, as torch.func.jacrev of its grad), Z and the
     product by LU solves, every norm an exact 2-norm (``inverse`` = 1/σ_min(I − J) from the
     singular values). Else ``inverse`` is the caller's bound (1/(1 − q)); phi_lam, hess_ww and
     hess_lw come from POWER_STEPS steps of power iteration with JVPs and VJPs (``norm_estimate``:
@@ -121,8 +124,8 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
     out = {"w": _norm(w), "v": _norm(v)}
     if inverse is None:
         two = lambda m: torch.linalg.matrix_norm(m, ord=2).item() if m.numel() else 0.0  # noqa: E731
-        jac_w, jac_lam = torch.func.jacrev(phi, argnums=(0, 1))(w, lam)
-        hess_ww, hess_lw = torch.func.jacrev(gradients)(w)
+        jac_w, jac_lam = autodiff.jacobian(phi, (w, lam), argnums=(0, 1))
+        hess_ww, hess_lw = autodiff.jacobian(lambda x: autodiff.gradient(lagrangian, (x, lam), argnums=(0, 1), create_graph=True), (w,))
         system = torch.eye(jac_w.shape[0], dtype=jac_w.dtype, device=jac_w.device) - jac_w
         smallest = torch.linalg.svdvals(system)[-1].item()
         if not smallest > 0:
