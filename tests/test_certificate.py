@@ -292,3 +292,14 @@ def test_sensitivities_match_closed_forms_on_ridge():
     free = reference(problem, lam, "matrix_free").norms
     for key in ("phi_lam", "hess_ww", "hess_lw"):
         assert 0.99 * expected[key].item() <= free[key] <= expected[key].item() * (1 + 1e-12), key
+
+
+def test_matrix_free_reference_without_its_bound_measures_no_norms(ridge):
+    """bound=False: the matrix-free reference skips the error bound's norms (the problem's own
+    contraction bound, NaN or a number, must not switch them back on), so certify refuses it."""
+    from hgbench.core.reference import certify, matrix_free_reference
+
+    lam = ridge.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+    with_bound, without = matrix_free_reference(ridge, lam), matrix_free_reference(ridge, lam, bound=False)
+    assert with_bound.norms is not None and without.norms is None and torch.equal(with_bound.grad, without.grad)
+    assert certify(with_bound)["certified"] and not certify(without)["certified"]

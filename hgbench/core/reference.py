@@ -433,8 +433,8 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
     linear_residual = norm(v - jtv - grad_w)
     q_est = norm_estimate(lambda u: torch.func.jvp(fixed, (w,), (u,))[1], lambda u: pull_both(u)[0], w,
                           torch.Generator().manual_seed(0))  # fmt: skip
-    bound = problem.contraction_bound(lam)
-    q_used, source = (bound, "contraction_bound (an upper bound)") if math.isfinite(bound) else (q_est, f"power iteration, {POWER_STEPS} steps (an estimate from below)")
+    q_bound = problem.contraction_bound(lam)
+    q_used, source = (q_bound, "contraction_bound (an upper bound)") if math.isfinite(q_bound) else (q_est, f"power iteration, {POWER_STEPS} steps (an estimate from below)")
     fixed_residual = norm(residual)
     inverse = 1 / (1 - q_used) if q_used < 1 else math.inf
     norms = None
