@@ -33,12 +33,15 @@ ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceb
 
 
 def _draw(path: Path, mode: Mode) -> None:
-    """The figures the mode draws after a run (``Mode.drawn``) from the rows at path."""
+    """The figures the mode draws after a run (``Mode.drawn``) from the rows at path, as PNG
+    (`hgbench plot` redraws them as PNG and PDF)."""
+    from hgbench.analysis import canvas
     from hgbench.analysis.plot import announced, plot
 
     for kind in mode.drawn(path):
         try:
-            figures = plot(path, kind)
+            with canvas.formats("png"):
+                figures = plot(path, kind)
         except ValueError as err:  # e.g. every row diverged: the rows are the result, the figure is skipped
             print(f"hgbench: warning: no figure: {err}", file=sys.stderr)
             continue
