@@ -103,7 +103,7 @@ def test_jaxopt_computes_what_hgbench_s_estimator_of_its_role_computes(ridge, ou
     ref = reference(ridge, lam)
     theirs = JaxoptImplicit(f"jaxopt_{solver}", solver, tol=0.0)
     assert theirs.role == ours.role
-    pairs = [(5, 2), (300, 3), (300, 12)]
+    pairs = [(5, 2), (300, 12)]
     tol = 100 * EPS * (ref.kappa**2 if solver == "normal_cg" else ref.kappa)
     for a, b in zip(estimate(ours, ridge, lam, pairs), estimate(theirs, ridge, lam, pairs), strict=True):
         assert (a.t, a.k) == (b.t, b.k)

@@ -63,6 +63,7 @@ class JaxoptImplicit(Estimator):
         super().__init__(name)
         self.solver, self.tol = solver, float(tol)
         self.role = ROLES[solver]
+        self._jitted = {}  # k → the jitted root_vjp (self.root_vjp)
         self.needs = {"dense": "jaxopt is handed the dense ∂Φ through numpy; use hgbench's own estimator of this role"}
         if solver == "cg":
             self.needs["symmetric"] = "jaxopt's cg needs I − ∂₁Φ symmetric; use solver=normal_cg or gmres"
@@ -75,6 +76,21 @@ class JaxoptImplicit(Estimator):
             return functools.partial(jaxopt.linear_solve.solve_gmres, restart=k, maxiter=1, tol=self.tol)
         solve = jaxopt.linear_solve.solve_cg if self.solver == "cg" else jaxopt.linear_solve.solve_normal_cg
         return functools.partial(solve, maxiter=k, tol=self.tol)
+
+    def root_vjp(self, jax, jaxopt, k: int):
+        """(A, B, w_t, λ, ∇₁E) ↦ root_vjp(F, w_t, (λ,), ∇₁E, solve) for F(w, λ′) = A(w − w_t) − B(λ′ − λ),
+        jitted once per k (jax.jit: JAX compiles once per shape and k, as its users call it; the
+        first call of each includes the compilation, in its row's time)."""
+        if k not in self._jitted:
+
+            def vjp(a, b, w0, lam0, cotangent):
+                def optimality(w, lam):  # F linearized at (w_t, λ): its derivatives there are F's
+                    return a @ (w - w0) - b @ (lam - lam0)
+
+                return jaxopt.implicit_diff.root_vjp(optimality, w0, (lam0,), cotangent, solve=self.linear_solve(jaxopt, k))[0]
+
+            self._jitted[k] = jax.jit(vjp)
+        return self._jitted[k]
 
     def estimate(self, bound, pairs):
         jax, jaxopt = load_jaxopt()
@@ -93,14 +109,10 @@ class JaxoptImplicit(Estimator):
                 b = jnp.asarray(jac_lam.numpy(force=True))
                 w0, lam0 = jnp.asarray(w_t.numpy(force=True)), jnp.asarray(bound.lam.numpy(force=True))
                 cotangent = jnp.asarray(grad_w.numpy(force=True))
-
-                def optimality(w, lam):  # F linearized at (w_t, λ): its derivatives there are F's
-                    return a @ (w - w0) - b @ (lam - lam0)
-
             for k in sorted(ks_at[t]):
                 solve_meter = bound.meter()
                 with solve_meter:
-                    (vjp,) = jaxopt.implicit_diff.root_vjp(optimality, w0, (lam0,), cotangent, solve=self.linear_solve(jaxopt, k))
+                    vjp = self.root_vjp(jax, jaxopt, k)(a, b, w0, lam0, cotangent)
                     grad = grad_lam + torch.tensor(jax.device_get(vjp), dtype=grad_lam.dtype, device=grad_lam.device)  # a copy: JAX's array is read-only
                 cost = inner_cost + meter.cost + solve_meter.cost
                 yield Estimate(t, k, grad, w_t, replace(cost, n_vjp=None, saved_bytes=None))
