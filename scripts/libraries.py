@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+warnings.filterwarnings("ignore", message="We.ve integrated functorch", category=FutureWarning)  # torchopt 0.7.3 calls functorch.vjp
 
 import matplotlib  # noqa: E402
 
