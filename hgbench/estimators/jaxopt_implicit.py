@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from hgbench.estimators.base import Estimate, Estimator
+from hgbench.estimators.base import Estimate, Estimator, dense_cost
 from hgbench.estimators.libraries import load
 from hgbench.options import Choice, EstimatorOptions, Number, option
 
@@ -70,6 +70,11 @@ class JaxoptImplicit(Estimator):
 
     def check_ready(self) -> None:
         load_jaxopt()
+
+    def planned_cost(self, d, p, pairs, step_bytes, itemsize):
+        """As every estimator forming dense d × d matrices once per t (base.dense_cost): jacrev's
+        d VJPs, 2 units each; jaxopt's products are dense matrix-vector products, not Φ units."""
+        return dense_cost(2, d, pairs, itemsize)
 
     def linear_solve(self, jaxopt, k: int):
         if self.solver == "gmres":
