@@ -133,7 +133,7 @@ def test_cfg_help_and_list(monkeypatch, capsys):
     assert any(line.split()[:2] == ["grazzi2020", "*"] and "Grazzi et al. (ICML 2020)" in line for line in lines)
     assert any(line.split()[0] == "cg" and "(needs: symmetric)" in line for line in lines)
     applies = {line.split()[0]: line.split(None, 1)[1] for line in lines[lines.index(next(l for l in lines if l.startswith("which estimators apply"))) + 1 :]}
-    assert applies["equilibrium_mnist"] == "all but cg, reparam, reparam_exp, reparam_opt, torchopt_cg, torchopt_unrolled" and applies["ridge"] == "all"
+    assert applies["equilibrium_mnist"] == "all but cg, higher_unrolled, jaxopt_cg, reparam, reparam_exp, reparam_opt, torchopt_cg, torchopt_unrolled" and applies["ridge"] == "all"
 
 
 def test_shell_completion_sees_run_overrides(monkeypatch, capsys):
