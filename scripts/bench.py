@@ -74,7 +74,7 @@ import hypertorch_style  # noqa: E402  (scripts/hypertorch_style.py: the pattern
 import typical_user  # noqa: E402  (scripts/typical_user.py: plain torch, no hgbench code; also the FP twin of (e), (h))
 
 try:  # the torchopt anchor (scripts/torchopt_user.py) needs torchopt (installed by make setup)
-    import torchopt_user  # noqa: E402
+    import torchopt_user
 except ImportError:
     torchopt_user = None
 

@@ -52,7 +52,7 @@ def test_second_derivatives_equal_jacrev_of_grad(problem):
     w, lam = _point(problem)
     phi = problem.bound_phi(lam)
     v = torch.linspace(0.5, -1.0, problem.w_dim, dtype=torch.float64)
-    lagrangian = lambda x, l: problem.outer(x, l) + v @ phi(x, l)  # noqa: E731
+    lagrangian = lambda x, l: problem.outer(x, l) + v @ phi(x, l)
     ours = autodiff.jacobian(lambda x: autodiff.gradient(lagrangian, (x, lam), argnums=(0, 1), create_graph=True), (w,))
     theirs = torch.func.jacrev(lambda x: torch.func.grad(lagrangian, argnums=(0, 1))(x, lam))(w)
     assert _same(ours, theirs)

@@ -30,7 +30,7 @@ def test_one_eigendecomposition_per_draw_same_numbers(ridge, monkeypatch):
     """A draw's reference (with its error bound) and an estimate bind Φ four times: α(λ) is
     computed once, and the reference and the estimate are those of uncached constants, bit for bit."""
     lam = draws(ridge, 1)[0]
-    fresh = lambda: ridge.consts(lam)["alpha"]  # noqa: E731  (uncached)
+    fresh = lambda: ridge.consts(lam)["alpha"]  # (uncached)
     calls = _counting(_fresh(ridge), monkeypatch)
     ref = reference(ridge, lam)
     (est,) = estimate(ConjugateGradient("cg"), ridge, lam, [(20, 10)])

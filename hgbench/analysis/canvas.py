@@ -13,11 +13,11 @@ from typing import Iterator
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 
-from hgbench.analysis.results import atomic  # noqa: E402
-from hgbench.analysis.style import PREDICTED  # noqa: E402
+from hgbench.analysis.results import atomic
+from hgbench.analysis.style import PREDICTED
 
 FONT = 9  # legend and panel titles: readable when the figure is printed at a column's width
 LEGEND_ROW = 0.22  # inches per legend entry at font size FONT

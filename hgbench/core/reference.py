@@ -119,11 +119,11 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
     inverse·hess_ww·phi_lam) bound the composite norms by products. ``source`` says which.
     Also the vector norms ‖w‖ and ‖v‖."""
     phi = problem.bound_phi(lam)
-    lagrangian = lambda x, l: problem.outer(x, l) + v @ phi(x, l)  # noqa: E731
-    gradients = lambda x: torch.func.grad(lagrangian, argnums=(0, 1))(x, lam)  # noqa: E731  (∇₁𝓛, ∇₂𝓛)
+    lagrangian = lambda x, l: problem.outer(x, l) + v @ phi(x, l)
+    gradients = lambda x: torch.func.grad(lagrangian, argnums=(0, 1))(x, lam)  # (∇₁𝓛, ∇₂𝓛)
     out = {"w": _norm(w), "v": _norm(v)}
     if inverse is None:
-        two = lambda m: torch.linalg.matrix_norm(m, ord=2).item() if m.numel() else 0.0  # noqa: E731
+        two = lambda m: torch.linalg.matrix_norm(m, ord=2).item() if m.numel() else 0.0
         jac_w, jac_lam = autodiff.jacobian(phi, (w, lam), argnums=(0, 1))
         hess_ww, hess_lw = autodiff.jacobian(lambda x: autodiff.gradient(lagrangian, (x, lam), argnums=(0, 1), create_graph=True), (w,))
         system = torch.eye(jac_w.shape[0], dtype=jac_w.dtype, device=jac_w.device) - jac_w
@@ -135,11 +135,11 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
         to_grad = torch.linalg.solve(system.T, (hess_lw + z.T @ hess_ww).T).T  # (N + ZᵀM)(I − J)⁻¹
         return {**out, "phi_lam": two(jac_lam), "hess_ww": two(hess_ww), "hess_lw": two(hess_lw), "inverse": 1 / smallest,
                 "from_v": two(z), "from_w": two(to_grad), "source": "dense"}  # fmt: skip
-    seed = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    lam_part = lambda x: gradients(x)[1]  # noqa: E731
+    seed = lambda: torch.Generator().manual_seed(0)
+    lam_part = lambda x: gradients(x)[1]
     phi_lam = norm_estimate(lambda u: torch.func.jvp(lambda l: phi(w, l), (lam,), (u,))[1],
                             lambda z: torch.func.vjp(lambda l: phi(w, l), lam)[1](z)[0], lam, seed())  # fmt: skip
-    hvp = lambda u: torch.func.jvp(lambda x: gradients(x)[0], (w,), (u,))[1]  # noqa: E731  (symmetric)
+    hvp = lambda u: torch.func.jvp(lambda x: gradients(x)[0], (w,), (u,))[1]  # (symmetric)
     hess_ww = norm_estimate(hvp, None, w, seed())
     hess_lw = norm_estimate(lambda u: torch.func.jvp(lam_part, (w,), (u,))[1],
                             lambda z: torch.func.vjp(lam_part, w)[1](z)[0], w, seed())  # fmt: skip
@@ -394,11 +394,11 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
     if lam.dtype != torch.float64:
         raise TypeError(f"the reference is computed in float64, got λ of dtype {lam.dtype}")
     phi = problem.bound_phi(lam)
-    fixed = lambda x: phi(x, lam)  # noqa: E731
+    fixed = lambda x: phi(x, lam)
     own = type(problem).solve_inner is not Problem.solve_inner
     w = problem.solve_inner(lam) if own else problem.w0(lam)
     symmetric = problem.symmetric_jacobian
-    norm = lambda x: torch.linalg.vector_norm(x).item()  # noqa: E731
+    norm = lambda x: torch.linalg.vector_norm(x).item()
     residual = w - fixed(w)
     first = norm(residual)
     products, newton = 0, 0
@@ -407,9 +407,9 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
             break
         if symmetric:
             pull = torch.func.vjp(fixed, w)[1]
-            apply = lambda s: s - pull(s)[0]  # noqa: E731  (I − J)s = (I − Jᵀ)s
+            apply = lambda s: s - pull(s)[0]  # (I − J)s = (I − Jᵀ)s
         else:
-            apply = lambda s: s - torch.func.jvp(fixed, (w,), (s,))[1]  # noqa: E731
+            apply = lambda s: s - torch.func.jvp(fixed, (w,), (s,))[1]
         forcing = max(TARGET, min(1e-2, norm(residual) / first))  # inexact Newton: looser solves far from w*
         step, _, used = refine(apply, residual, symmetric, tol=forcing, rounds=1)
         products += used
@@ -427,7 +427,7 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
         newton += 1
     grad_w, grad_lam = torch.func.grad(problem.outer, argnums=(0, 1))(w, lam)
     _, pull_both = torch.func.vjp(phi, w, lam)
-    adjoint = lambda v: v - pull_both(v)[0]  # noqa: E731
+    adjoint = lambda v: v - pull_both(v)[0]
     v, _, used = refine(adjoint, grad_w, symmetric)
     jtv, phi_t_v = pull_both(v)
     linear_residual = norm(v - jtv - grad_w)

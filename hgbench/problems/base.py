@@ -189,7 +189,7 @@ class Problem:
         Stops when no step along the Newton direction decreases ‖∇ℓ‖ (round-off reached), or
         after 100 steps.
         """
-        grad = lambda w: autodiff.gradient(self.inner_loss, (w, lam))  # noqa: E731
+        grad = lambda w: autodiff.gradient(self.inner_loss, (w, lam))
         return damped_newton(grad, lambda w, g: self.newton_direction(w, g, lam), self.w0(lam) if start is None else start)
 
     def adjoint_system(self, lam: torch.Tensor, w_star: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float]:

@@ -92,7 +92,7 @@ def task(cfg: DictConfig) -> None:
         except UserError as err:
             print("hgbench: error: " + " ".join(str(err).split()), file=sys.stderr)
             sys.exit(2)
-        except Exception as err:  # noqa: BLE001 — one line here, before Hydra adds its own
+        except Exception as err:  # one line here, before Hydra adds its own
             if _tracebacks:
                 raise
             sys.exit(one_line(err))
