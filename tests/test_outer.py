@@ -9,7 +9,7 @@ import torch
 from conftest import TESTS, run_cli, signal_when_paused
 
 from hgbench.core.bound import bind, estimate
-from hgbench.analysis.outer import summary, with_gaps
+from hgbench.analysis.outer_loop import summary, with_gaps
 from hgbench.core.optimum import certified_optimum, stationarity, stationarity_uncertified
 from hgbench.core.reference import reference
 from hgbench.estimators.cg import ConjugateGradient
@@ -19,7 +19,7 @@ from hgbench.estimators.gmres import GMRES
 from hgbench.estimators.neumann import Neumann
 from hgbench.problems.meta_learning import MetaLearning
 from hgbench.problems.ridge import Ridge
-from hgbench.running.outer import STATE
+from hgbench.running.outer_loop import STATE
 
 RIDGE = ["mode=outer", "problem=ridge", "problem.n_train=60", "problem.n_val=40", "problem.n_features=8", "problem.cond=30",
          "outer.eval_every=1", "plot=false"]  # fmt: skip

@@ -1,4 +1,4 @@
-"""What every figure shares (hgbench.analysis.plot's and hgbench.analysis.outer's): matplotlib
+"""What every figure shares (hgbench.analysis.plot's and hgbench.analysis.outer_loop's): matplotlib
 without a display, panels with constrained layout (``subplots``), the title over the panels
 (``title``), one legend for the figure (``legend``) and crash-safe saving as PNG and PDF
 (``save``, and ``kept`` to collect the saved figures instead of closing them)."""

@@ -232,7 +232,7 @@ class Problem:
                 setattr(other, key, cast.to(device))
         return other
 
-    # --- the outer loop (mode=outer, hgbench.running.outer): declared capabilities --------------
+    # --- the outer loop (mode=outer, hgbench.running.outer_loop): declared capabilities --------------
     trainable: bool = False  # implements ``evaluate``: mode=outer logs its metrics
 
     def evaluate(self, lam: torch.Tensor, t: int) -> dict[str, float]:

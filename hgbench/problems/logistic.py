@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hgbench.data import datasets
 from hgbench.options import SHARE, SIZE, Choice, Integer, Number, UniformOptions, option
 from hgbench.problems.base import PerFeatureProblem, Planned
-from hgbench.problems.outer import OUTERS, OuterChoice
+from hgbench.problems.outer_objective import OUTERS, OuterChoice
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Logistic(OuterChoice, PerFeatureProblem):
 
         ℓ(w, λ) = (1/n) Σᵢ log(1 + exp(−bᵢ xᵢᵀw)) + ½ Σⱼ exp(λⱼ) wⱼ²
         E(w, λ) = (1/n_v) Σᵢ log(1 + exp(−b_{v,i} x_{v,i}ᵀw))     (validation cross-entropy; ``outer=validation``,
-                                                                   others: hgbench.problems.outer)
+                                                                   others: hgbench.problems.outer_objective)
         Φ(w, λ) = w − α(λ) ∇₁ℓ(w, λ),  ∇₁ℓ = −(1/n) Xᵀ(b ⊙ σ(−b ⊙ Xw)) + exp(λ) ⊙ w
 
     The Hessian XᵀDX/n + diag(exp λ), D = diag(σ(1 − σ)) ≤ 1/4, has eigenvalues in
