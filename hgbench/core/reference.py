@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
+from hgbench.core.krylov import solve_cg, solve_gmres
 from hgbench.problems import autodiff
 
 if TYPE_CHECKING:
@@ -275,62 +276,18 @@ def matrix_free_bytes(problem: "Problem") -> int:
     return (RESTART + 20) * problem.w_dim * 8 + 4 * problem.lam_dim * 8
 
 
-def conjugate_gradient(apply, b: torch.Tensor, tol: float, maxiter: int = KRYLOV_MAX) -> tuple[torch.Tensor, int]:
-    """x with A x ≈ b for symmetric positive definite A (Hestenes & Stiefel 1952), from x = 0,
-    until the recursive residual ‖r‖ ≤ tol·‖b‖ or ``maxiter`` products; returns (x, products)."""
-    x, r = torch.zeros_like(b), b.clone()
-    p, rr = r.clone(), r.dot(r)
-    goal = (tol * torch.linalg.vector_norm(b)) ** 2
-    for i in range(maxiter):
-        if rr <= goal:
-            return x, i
-        ap = apply(p)
-        step = rr / p.dot(ap)
-        x, r = x + step * p, r - step * ap
-        rr, previous = r.dot(r), rr
-        p = r + (rr / previous) * p
-    return x, maxiter
-
-
-def gmres(apply, b: torch.Tensor, tol: float, maxiter: int = KRYLOV_MAX, restart: int = RESTART) -> tuple[torch.Tensor, int]:
-    """x with A x ≈ b (Saad & Schultz 1986, GMRES(m) restarted every ``restart`` products;
-    modified Gram–Schmidt Arnoldi, the small least-squares problem solved each step) from
-    x = 0, until the residual ‖b − Ax‖ ≤ tol·‖b‖ or ``maxiter`` products; returns (x, products)."""
-    x, done = torch.zeros_like(b), 0
-    scale = torch.linalg.vector_norm(b)
-    while done < maxiter:
-        r = b - apply(x) if done else b
-        beta = torch.linalg.vector_norm(r)
-        if beta <= tol * scale or beta == 0:
-            break
-        basis = [r / beta]
-        h = torch.zeros(restart + 1, restart, dtype=b.dtype, device=b.device)
-        e1 = torch.zeros(restart + 1, 1, dtype=b.dtype, device=b.device)
-        e1[0] = beta
-        y = None
-        for j in range(min(restart, maxiter - done)):
-            u = apply(basis[j])
-            done += 1
-            for i, q in enumerate(basis):
-                h[i, j] = q.dot(u)
-                u = u - h[i, j] * q
-            h[j + 1, j] = torch.linalg.vector_norm(u)
-            y = torch.linalg.lstsq(h[: j + 2, : j + 1], e1[: j + 2]).solution
-            estimate = torch.linalg.vector_norm(e1[: j + 2] - h[: j + 2, : j + 1] @ y)
-            if estimate <= tol * scale or h[j + 1, j] == 0:
-                break
-            basis.append(u / h[j + 1, j])
-        x = x + torch.stack(basis[: y.shape[0]], dim=1) @ y[:, 0]
-        if estimate <= tol * scale or h[j + 1, j] == 0:
-            break
-    return x, done
-
-
 def refine(apply, b: torch.Tensor, symmetric: bool, tol: float = TARGET, rounds: int = 5) -> tuple[torch.Tensor, float, int]:
-    """Solve A x = b by CG (``symmetric``) or GMRES, then iterative refinement on the true
+    """Solve A x = b by CG (``symmetric``) or GMRES(RESTART) with one Gram–Schmidt pass
+    (hgbench.core.krylov's generators, the estimators' own, driven to the relative residual
+    ``tol`` in at most KRYLOV_MAX products per solve), then iterative refinement on the true
     residual: while ‖b − Ax‖ > tol·‖b‖ and it decreases, solve A δ = b − Ax and add δ (at most
     ``rounds`` solves). Returns (x, ‖b − Ax‖ measured, products)."""
-    solve = conjugate_gradient if symmetric else gmres
+
+    def solve(rhs):
+        if symmetric:
+            return solve_cg(apply, rhs, tol, KRYLOV_MAX)
+        return solve_gmres(apply, rhs, tol, KRYLOV_MAX, RESTART, passes=1)
+
     x, products = torch.zeros_like(b), 0
     residual = b
     best = torch.linalg.vector_norm(b).item()
@@ -338,7 +295,7 @@ def refine(apply, b: torch.Tensor, symmetric: bool, tol: float = TARGET, rounds:
     for _ in range(rounds):
         if best <= goal:
             break
-        delta, used = solve(apply, residual, tol)
+        delta, used = solve(residual)
         candidate = x + delta
         new_residual = b - apply(candidate)
         products += used + 1
