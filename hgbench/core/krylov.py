@@ -80,21 +80,16 @@ def conjugate_gradient(matvec: Matvec, b: torch.Tensor, batched: bool = False) -
         yield v, rr
 
 
-def gmres(matvec: Matvec, b: torch.Tensor, passes: int = 2) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def gmres(matvec: Matvec, b: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """GMRES (Saad & Schultz 1986) on M v = b from v₀ = 0, no restart (``solve_gmres`` restarts).
 
     v_k minimizes ‖b − M v‖ over the Krylov space span{b, M b, …, M^{k−1} b}: Arnoldi with
-    modified Gram–Schmidt builds an orthonormal basis Q_k and the Hessenberg H_k
+    modified Gram–Schmidt, applied twice, builds an orthonormal basis Q_k and the Hessenberg H_k
     (M Q_k = Q_{k+1} H_k), and v_k = Q_k y_k with y_k = argmin ‖β e₁ − H_k y‖ (β = ‖b‖), solved
     anew at each k. Yields (v_k, ρ_k), ρ_k = ‖β e₁ − H_k y_k‖ (= ‖b − M v_k‖ in exact
-    arithmetic). One product with M per iterate; memory k vectors.
-
-    ``passes``: Gram–Schmidt sweeps over the basis per product. 2 (the default; "twice is
-    enough", Giraud, Langou & Rozložník 2005) keeps the basis orthonormal to round-off, so in
-    floating point v_k stays at the solution past k = d as it would in exact arithmetic; the
-    estimators use it. 1 is plain modified Gram–Schmidt, which the matrix-free reference has
-    always run (kept so its numbers stay the same; its stopping tolerance, not orthogonality,
-    decides its accuracy).
+    arithmetic). One product with M per iterate; memory k vectors. In exact arithmetic v_d is
+    the solution for M of size d; in floating point the second Gram–Schmidt pass keeps the basis
+    orthonormal to round-off, so v_k stays there past k = d.
 
     If the Krylov space stops growing (h_{k+1,k} = 0) v_k is the exact solution (for invertible
     M): ρ_k = 0, and later iterates repeat it. b = 0 yields v_k = 0, ρ_k = 0. No other stopping
@@ -114,7 +109,7 @@ def gmres(matvec: Matvec, b: torch.Tensor, passes: int = 2) -> Iterator[tuple[to
             continue
         z = matvec(basis[j])
         h = torch.zeros(j + 2, dtype=b.dtype, device=b.device)
-        for _ in range(passes):
+        for _ in range(2):  # Gram–Schmidt twice: the basis stays orthonormal to round-off
             for i, q in enumerate(basis):
                 overlap = q @ z
                 h[i] += overlap
@@ -149,13 +144,13 @@ def solve_cg(matvec: Matvec, b: torch.Tensor, tol: float, maxiter: int) -> tuple
     return x, used
 
 
-def solve_gmres(matvec: Matvec, b: torch.Tensor, tol: float, maxiter: int, restart: int, passes: int = 2) -> tuple[torch.Tensor, int]:
+def solve_gmres(matvec: Matvec, b: torch.Tensor, tol: float, maxiter: int, restart: int) -> tuple[torch.Tensor, int]:
     """x with M x ≈ b by GMRES(m), m = ``restart`` (Saad & Schultz 1986): cycles of at most m
     ``gmres`` iterates, each cycle on the residual system M δ = b − M x from δ₀ = 0 (one more
     product for the true residual), x ← x + δ at the cycle's end; until the least-squares residual
     ρ_k ≤ tol·‖b‖ (or the Krylov space stops growing, ρ_k = 0), the true residual at a restart
     is ≤ tol·‖b‖, or ``maxiter`` products (the restarts' residual products not counted).
-    ``passes`` as in ``gmres``. Returns (x, products)."""
+    Returns (x, products)."""
     x, done = torch.zeros_like(b), 0
     goal = tol * torch.linalg.vector_norm(b)
     while done < maxiter:
@@ -163,7 +158,7 @@ def solve_gmres(matvec: Matvec, b: torch.Tensor, tol: float, maxiter: int, resta
         beta = torch.linalg.vector_norm(r)
         if beta <= goal or beta == 0:
             break
-        for delta, rho in islice(gmres(matvec, r, passes), min(restart, maxiter - done)):
+        for delta, rho in islice(gmres(matvec, r), min(restart, maxiter - done)):
             done += 1
             if rho <= goal:
                 break

@@ -277,16 +277,16 @@ def matrix_free_bytes(problem: "Problem") -> int:
 
 
 def refine(apply, b: torch.Tensor, symmetric: bool, tol: float = TARGET, rounds: int = 5) -> tuple[torch.Tensor, float, int]:
-    """Solve A x = b by CG (``symmetric``) or GMRES(RESTART) with one Gram–Schmidt pass
-    (hgbench.core.krylov's generators, the estimators' own, driven to the relative residual
-    ``tol`` in at most KRYLOV_MAX products per solve), then iterative refinement on the true
-    residual: while ‖b − Ax‖ > tol·‖b‖ and it decreases, solve A δ = b − Ax and add δ (at most
-    ``rounds`` solves). Returns (x, ‖b − Ax‖ measured, products)."""
+    """Solve A x = b by CG (``symmetric``) or GMRES(RESTART): hgbench.core.krylov's generators,
+    the estimators' own, driven to the relative residual ``tol`` in at most KRYLOV_MAX products
+    per solve (``solve_cg``, ``solve_gmres``); then iterative refinement on the true residual:
+    while ‖b − Ax‖ > tol·‖b‖ and it decreases, solve A δ = b − Ax and add δ (at most ``rounds``
+    solves). Returns (x, ‖b − Ax‖ measured, products)."""
 
     def solve(rhs):
         if symmetric:
             return solve_cg(apply, rhs, tol, KRYLOV_MAX)
-        return solve_gmres(apply, rhs, tol, KRYLOV_MAX, RESTART, passes=1)
+        return solve_gmres(apply, rhs, tol, KRYLOV_MAX, RESTART)
 
     x, products = torch.zeros_like(b), 0
     residual = b

@@ -12,7 +12,7 @@ class GMRES(AID):
 
     Residuals never increase with k; memory O(k·dim w). Python-side branching on the data
     (breakdown, b = 0) keeps it from vectorizing over λ draws. The solver is
-    hgbench.core.krylov.gmres (two Gram–Schmidt passes), the one the matrix-free reference runs.
+    hgbench.core.krylov.gmres, the one the matrix-free reference runs.
     """
 
     role = "gmres"
