@@ -144,12 +144,12 @@ def test_cg_branches_equal_its_elementwise_selection_bit_for_bit(system, dtype):
     bs = torch.randn(3, 6, generator=gen, dtype=torch.float64) * (system != "zero_rhs")
     a, bs = a.to(dtype), bs.to(dtype)
 
-    def iterates(b, batched, n=20):
+    def run(b, batched, n=20):
         steps = iterates(conjugate_gradient(lambda v: a @ v, b, batched=batched))
         return torch.stack([next(steps) for _ in range(n)])
 
-    loop = torch.stack([iterates(b, batched=False) for b in bs])
-    assert torch.equal(loop, torch.stack([iterates(b, batched=True) for b in bs]))
+    loop = torch.stack([run(b, batched=False) for b in bs])
+    assert torch.equal(loop, torch.stack([run(b, batched=True) for b in bs]))
 
 
 @pytest.mark.parametrize("estimator", [FixedPoint("fp"), ConjugateGradient("cg"), ITDReverse("itd"), ITDForward("itd_forward")])
