@@ -102,6 +102,7 @@ def gmres(matvec: Matvec, b: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch
     basis = [b / beta]
     columns: list[torch.Tensor] = []
     zero = torch.zeros((), dtype=b.dtype, device=b.device)
+    v, rho = torch.zeros_like(b), beta  # v₀ and its residual ‖b‖
     while True:
         j = len(columns)
         if len(basis) == j:  # breakdown: the solution lies in the current space
