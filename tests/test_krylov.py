@@ -43,7 +43,7 @@ def test_the_reference_solve_is_the_estimators_iterate(estimator, deterministic_
     on this ill-conditioned system (κ = 10⁴)."""
     symmetric = estimator.role == "cg"
     lin, b = system(symmetric)
-    apply = lambda v: v - lin.jt(v)  # noqa: E731  what AID's solvers multiply by
+    apply = lambda v: v - lin.jt(v)  # what AID's solvers multiply by
     seen = set()
     for tol in (1e-1, 1e-3, 1e-6, 1e-9):
         x, _, products = reference.refine(apply, b, symmetric, tol=tol, rounds=1)
@@ -60,7 +60,7 @@ def test_the_reference_solve_is_the_estimators_iterate(estimator, deterministic_
 def test_the_restarted_gmres_is_gmres_on_the_residual_system(deterministic_lstsq):
     """GMRES(m): after a cycle of m iterates, the next cycle is the same generator on b − M x."""
     lin, b = system(symmetric=False)
-    apply = lambda v: v - lin.jt(v)  # noqa: E731
+    apply = lambda v: v - lin.jt(v)
     m = 4
     x, products = krylov.solve_gmres(apply, b, tol=0.0, maxiter=m + 3, restart=m)
     assert products == m + 3
