@@ -124,7 +124,10 @@ def gmres(matvec: Matvec, b: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch
             hess[: col + 2, col] = values
         rhs = torch.zeros(j + 2, 1, dtype=b.dtype, device=b.device)
         rhs[0] = beta
-        y = torch.linalg.lstsq(hess, rhs).solution
+        # QR (gels): H_k has full column rank. The CPU default (gelsy) was seen to return
+        # different last bits for the same input (161 of 210 repeated calls), which made GMRES rows
+        # irreproducible.
+        y = torch.linalg.lstsq(hess, rhs, driver="gels").solution
         v = torch.stack(basis[: j + 1], dim=1) @ y[:, 0]
         rho = zero if h[j + 1] == 0 else torch.linalg.vector_norm(rhs - hess @ y)
         yield v, rho
