@@ -47,11 +47,11 @@ from hgbench.core.cost import Tally, taped
 Phi = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 PATHS = ("auto", "dense", "products")  # the top-level option ``linearization`` (hgbench.running.schema)
-# auto: dense up to this dim w. Measured (scripts/bench_paths.py, float64, 1 thread): a solver
-# step on the dense J is faster than a VJP at every d up to DENSE_MAX_DIM, and building J (one
-# batched VJP, d² entries) costs less than the steps it saves on a grid with k ≥ 10; the
-# matrix's d²·8 bytes stay ≤ 2 MB.
-DENSE_MAX_DIM = 500
+# auto: dense up to this dim w. Measured (scripts/bench_paths.py (b): cg at t = k = 50 on ridge,
+# float64, 1 thread): dense J ÷ products time 0.51 / 0.64 / 0.56 / 0.76 at d = 20 / 100 / 200 /
+# 300, 1.4 at d = 500 and 1.6 at d = 1000 (building J, d² entries, then outweighs the VJPs it
+# saves); the matrix's d²·8 bytes stay ≤ 720 KB.
+DENSE_MAX_DIM = 300
 
 
 def dense_path(option: str, w_dim: int) -> bool:
@@ -96,15 +96,18 @@ class Linearization:
             self.tally.dense = True
             flat = self.w.reshape(-1)
             eye = torch.eye(flat.numel(), dtype=flat.dtype, device=flat.device).reshape(-1, *self.w.shape)
-            if self.functional:
-                rows = torch.func.vmap(self._pull_w)(eye)[0]
-            elif not self._out.requires_grad:
-                rows = torch.zeros_like(eye)
-            else:
-                (rows,) = torch.autograd.grad(self._out, self._leaves[0], eye, retain_graph=True, is_grads_batched=True,
-                                              allow_unused=True, materialize_grads=True)  # fmt: skip
-            self._j = rows.reshape(flat.numel(), flat.numel())
+            pull = self._pull_w if self.functional else self._functional_pullback()
+            self._j = torch.func.vmap(pull)(eye)[0].reshape(flat.numel(), flat.numel())
         return self._j
+
+    def _functional_pullback(self):
+        """The tape's graph as a torch.func pullback on w, which vmap batches over the basis
+        (the tape's own batched backward, is_grads_batched, measured 7–12× slower at d = 300 to
+        600 on ridge). Its Φ evaluation is the tape's again, not a new one: not counted."""
+        n_phi = self.tally.n_phi
+        pull = torch.func.vjp(lambda x: self.phi(x, self.lam), self.w)[1]
+        self.tally.n_phi = n_phi
+        return pull
 
     def jt(self, v: torch.Tensor) -> torch.Tensor:
         """Jᵀv, one VJP (counted as one on the dense path too)."""

@@ -90,7 +90,7 @@ class Config(Options):
     guard: Any = option(Flag(), "estimate peak memory and time first: refuse a run too large for the machine, warn about a long one")
     mode: str = option(Choice(_modes), "error: estimator vs reference over a grid; outer: bilevel optimization / training (docs/outer.md)")
     reference: str = option(Choice(REFERENCES), "the float64 reference: dense Jacobian and LU, matrix-free Newton–Krylov (docs/reliability.md), or auto (matrix-free for large problems)")
-    linearization: str = option(Choice(PATHS), "error mode: products through Φ by VJPs/JVPs, or by a dense J built once per linearization (same counts; rows' time_kind ends in _dense), or auto (dense for dim w ≤ 500)")
+    linearization: str = option(Choice(PATHS), "error mode: products through Φ by VJPs/JVPs, or by a dense J built once per linearization (same counts; rows' time_kind ends in _dense), or auto (dense for dim w ≤ 300)")
     data: Data = field(default_factory=Data)
     problem: Any = None
     estimator: Any = None
