@@ -124,7 +124,7 @@ def test_the_certificate_needs_no_contraction():
 
 def test_reference_matches_finite_differences(deq, lam, ref):
     """Central differences of f(λ) = E(w*(λ), λ) along random directions (λ has 3,200 entries)."""
-    f = lambda l: deq.outer(deq.solve_inner(l), l).item()  # noqa: E731
+    f = lambda l: deq.outer(deq.solve_inner(l), l).item()
     gen = torch.Generator().manual_seed(1)
     h = 1e-5
     for _ in range(3):

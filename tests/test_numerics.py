@@ -20,7 +20,7 @@ def rel(a, b):
 
 def finite_difference_grad(problem, lam, h=1e-5):
     """Central differences of f(λ) = E(w*(λ), λ), w* from the problem's own exact inner solver."""
-    f = lambda l: problem.outer(problem.solve_inner(l), l).item()  # noqa: E731
+    f = lambda l: problem.outer(problem.solve_inner(l), l).item()
     grad = torch.zeros_like(lam)
     for j in range(lam.numel()):
         e = torch.zeros_like(lam)

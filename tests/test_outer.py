@@ -207,7 +207,7 @@ def test_certified_optimum_is_stationary_by_central_differences():
     λ₀ itself was far from stationary, and the same λ₀ gives the same f*."""
     problem = ridge_problem()
     low, high = problem.box()
-    box = lambda lam: torch.clamp(lam, low, high)  # noqa: E731
+    box = lambda lam: torch.clamp(lam, low, high)
     lam0 = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
     found = certified_optimum(problem, lam0, box)
     assert found["certified"] and found["stationarity"] <= found["tol"] == pytest.approx(1e-6 * found["pi0"])

@@ -19,6 +19,6 @@ class NormalCG(AID):
     role = "cg_normal"
 
     def solver(self, lin, b):
-        m = lambda v: v - lin.jt(v)  # noqa: E731  (I − Jᵀ) v
-        m_t = lambda u: u - lin.j(u)  # noqa: E731  (I − J) u
+        m = lambda v: v - lin.jt(v)  # (I − Jᵀ) v
+        m_t = lambda u: u - lin.j(u)  # (I − J) u
         return conjugate_gradient(lambda v: m_t(m(v)), m_t(b), batched=lin.functional)
