@@ -53,13 +53,13 @@ def test_one_pass_costs_are_from_scratch_costs(ridge, estimator):
         assert counts(alone.cost) == count
 
 
-@pytest.mark.parametrize("estimator, rtol", [("fp", 1e-12), ("itd_forward", 1e-12), ("cg", 1e-8)])
+@pytest.mark.parametrize("estimator, rtol", [("fp", 1e-12), ("itd_forward", 1e-12), ("itd", 1e-12), ("cg", 1e-8)])
 def test_batched_lambdas_give_the_loop_numbers(tmp_path, monkeypatch, estimator, rtol):
     """batch_lambdas=true (torch.func.vmap over the draws) gives the loop's rows. Batched and
     unbatched matrix products round differently in the last bit; CG amplifies that by up to
     κ, hence its looser tolerance. Counts must be identical, except that batched AID builds its
     ∂₂Φᵀ graph apart from its Jᵀ graph (torch.func cannot restrict a pullback to one argument):
-    one more Φ evaluation per point, counted."""
+    one more Φ evaluation per point, counted (itd's batched path has no linearization)."""
     import pandas as pd
     from conftest import run_cli
 
@@ -74,15 +74,15 @@ def test_batched_lambdas_give_the_loop_numbers(tmp_path, monkeypatch, estimator,
     assert len(loop) == len(batched) == 12
     for column in ("lam_id", "t", "k", "n_vjp", "n_jvp", "q"):
         assert loop[column].equals(batched[column]), column
-    assert (batched["n_phi"] - loop["n_phi"] == (0 if estimator == "itd_forward" else 1)).all()
+    assert (batched["n_phi"] - loop["n_phi"] == (0 if estimator in ("itd_forward", "itd") else 1)).all()
     assert ((batched["err_abs"] - loop["err_abs"]).abs() <= rtol * loop["err_abs"].abs().max()).all()
     assert batched["saved_bytes"].isna().all() and loop["saved_bytes"].notna().all()
 
 
-def test_batching_falls_back_to_the_loop_for_taped_itd(tmp_path, monkeypatch, capsys):
+def test_batching_falls_back_to_the_loop_for_taped_itd_trunc(tmp_path, monkeypatch, capsys):
     from conftest import run_cli
 
-    args = ["run", "estimator=itd", "problem=ridge", "problem.n_features=6", "n_lambdas=2", "grid.t=[0,5]",
+    args = ["run", "estimator=itd_trunc", "problem=ridge", "problem.n_features=6", "n_lambdas=2", "grid.t=[0,5]",
             "batch_lambdas=true", "plot=false", f"hydra.run.dir={tmp_path}"]  # fmt: skip
     assert run_cli(monkeypatch, *args) == 0
     assert "does not vectorize; looping over λ draws" in capsys.readouterr().out

@@ -125,11 +125,12 @@ def test_run_id_ignores_only_what_does_not_change_a_row():
 
 
 def test_rows_carry_role_min_min_and_time_kind(tmp_path, monkeypatch):
-    for name, extra in (("loop", []), ("batch", ["batch_lambdas=true", "problem.outer=inner"])):
+    for name, extra in (("loop", ["linearization=products"]), ("batch", ["batch_lambdas=true", "problem.outer=inner"])):
         assert run_cli(monkeypatch, "run", *TINY, "estimator=cg", "grid.t=[0,5]", *extra, f"hydra.run.dir={tmp_path / name}") == 0
     loop, batch = (pd.read_csv(tmp_path / name / "metrics.csv") for name in ("loop", "batch"))
     assert set(loop["role"]) == {"cg"} and set(loop["time_kind"]) == {"per_point"} and not loop["min_min"].any()
-    assert set(batch["time_kind"]) == {"batch_mean"} and batch["min_min"].all()
+    # linearization=auto on d = 8: the products of t = 5 (k = 5) ran on the dense J; t = k = 0 asks for none
+    assert dict(zip(batch["t"], batch["time_kind"])) == {0: "batch_mean", 5: "batch_mean_dense"} and batch["min_min"].all()
     assert set(batch["overrides"]) == {"problem=ridge problem.n_features=8 problem.n_train=40 n_lambdas=2 plot=false estimator=cg grid.t=[0,5] batch_lambdas=true problem.outer=inner"}
 
 

@@ -56,6 +56,7 @@ class BoundProblem:
     functional: bool = False
     v0: Optional[torch.Tensor] = None
     step: Optional[Callable] = None  # the problem's own inner step (Problem.inner_step) if it has one; None: iterate Φ
+    dense: bool = False
 
     def meter(self) -> Meter:
         return Meter(self.tally, self.lam.device)
@@ -77,7 +78,8 @@ class BoundProblem:
     def linearize(self, w: torch.Tensor, wrt_lam: bool = True) -> Linearization:
         """Φ linearized at (w, λ) (hgbench.core.linearization); ``wrt_lam=False`` when no
         ∂₂Φᵀ-product will be asked for."""
-        return Linearization(self.phi, w, self.lam, self.tally, symmetric=self.symmetric, functional=self.functional, wrt_lam=wrt_lam)
+        return Linearization(self.phi, w, self.lam, self.tally, symmetric=self.symmetric, functional=self.functional, wrt_lam=wrt_lam,
+                             dense=self.dense)  # fmt: skip
 
     def iterates(self, ts: Iterable[int], lam: torch.Tensor | None = None, mark: Callable = lambda w: w) -> Iterator[tuple[int, torch.Tensor, Cost]]:
         """Yield (t, w_t, cost of the t steps) for each t in ts, ascending, from ONE trajectory
@@ -110,10 +112,11 @@ class BoundProblem:
 
 
 def bind(problem: Problem, lam: torch.Tensor, functional: bool = False, w0: torch.Tensor | None = None,
-         v0: torch.Tensor | None = None) -> BoundProblem:
+         v0: torch.Tensor | None = None, dense: bool = False) -> BoundProblem:
     """The problem at λ as an estimator sees it, with a fresh tally. ``w0``: the start of the
     inner iteration (default the problem's ``w0(lam)``; a warm start passes the previous outer
-    step's w_t, a constant of λ like every w₀); ``v0``: the AID solver's start (default 0)."""
+    step's w_t, a constant of λ like every w₀); ``v0``: the AID solver's start (default 0);
+    ``dense``: products by a dense J (BoundProblem)."""
     pure = problem.bound_phi(lam)
     tally = Tally()
 
@@ -126,7 +129,7 @@ def bind(problem: Problem, lam: torch.Tensor, functional: bool = False, w0: torc
         phi=phi, outer=problem.outer, lam=lam, w0=problem.w0(lam) if w0 is None else w0,
         inner_loss=problem.inner_loss if problem.has_inner_loss else None,
         symmetric=problem.symmetric_jacobian, tally=tally, functional=functional, v0=v0,
-        step=functools.partial(problem.inner_step, phi) if own_step else None,
+        step=functools.partial(problem.inner_step, phi) if own_step else None, dense=dense,
     )  # fmt: skip
 
 
@@ -154,7 +157,7 @@ def check_applies(estimator: Estimating, problem: Problem) -> None:
 
 
 def estimate(estimator: Estimating, problem: Problem, lam: torch.Tensor, pairs, functional: bool = False,
-             w0: torch.Tensor | None = None, v0: torch.Tensor | None = None) -> Iterator[Any]:
+             w0: torch.Tensor | None = None, v0: torch.Tensor | None = None, dense: bool = False) -> Iterator[Any]:
     """``estimator``'s estimates at λ over the (t, k) pairs: one per pair, or per distinct t
-    for estimators without k; ``w0``, ``v0``: warm starts (``bind``)."""
-    return estimator.estimate(bind(problem, lam, functional, w0, v0), pairs)
+    for estimators without k; ``w0``, ``v0``: warm starts, ``dense``: the products' path (``bind``)."""
+    return estimator.estimate(bind(problem, lam, functional, w0, v0, dense), pairs)

@@ -16,6 +16,8 @@ the operations, into a ``Tally`` they were given (no module-level state).
   reports None (an empty cell), never a 0 it did not measure. On CUDA, ``Meter`` also records
   the peak allocated memory.
 - E and its gradient (once per estimate for every estimator) are not counted.
+- Which path produced the time: ``dense`` when a linearization's products ran on its dense J
+  (hgbench.core.linearization), whose counts are still the matrix-free products'.
 
 A ``Meter`` adds to its ``Cost`` the time spent inside its ``with`` blocks and the tally's growth
 over them; estimators time each grid point as the sum of the meters a from-scratch computation
@@ -37,7 +39,7 @@ COUNTS = ("n_phi", "n_vjp", "n_jvp", "saved_bytes")
 @dataclass
 class Cost:
     """What one estimate cost. saved_bytes: None when not observable (see the module docstring);
-    peak_bytes: CUDA only (None elsewhere)."""
+    peak_bytes: CUDA only (None elsewhere); dense: time_s measures products by a dense J."""
 
     time_s: float = 0.0
     n_phi: int = 0
@@ -45,25 +47,28 @@ class Cost:
     n_jvp: int = 0
     saved_bytes: Optional[int] = 0
     peak_bytes: Optional[int] = None
+    dense: bool = False
 
     def __add__(self, other: "Cost") -> "Cost":
         peaks = [p for p in (self.peak_bytes, other.peak_bytes) if p is not None]
-        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name not in ("saved_bytes", "peak_bytes")}
+        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name not in ("saved_bytes", "peak_bytes", "dense")}
         saved = None if None in (self.saved_bytes, other.saved_bytes) else self.saved_bytes + other.saved_bytes
-        return Cost(**summed, saved_bytes=saved, peak_bytes=max(peaks) if peaks else None)
+        return Cost(**summed, saved_bytes=saved, peak_bytes=max(peaks) if peaks else None, dense=self.dense or other.dense)
 
 
 @dataclass
 class Tally:
     """Running operation counts of one estimate; whoever performs an operation adds to it.
     ``opaque``: set by whoever builds a graph whose saved bytes cannot be observed (torch.func);
-    from then on every Meter block on this tally reports saved_bytes None."""
+    from then on every Meter block on this tally reports saved_bytes None. ``dense``: set by a
+    linearization that built its dense J; from then on every Meter block reports dense."""
 
     n_phi: int = 0
     n_vjp: int = 0
     n_jvp: int = 0
     saved_bytes: int = 0
     opaque: bool = False
+    dense: bool = False
 
     def counts(self) -> tuple[int, ...]:
         return tuple(getattr(self, name) for name in COUNTS)
@@ -101,6 +106,7 @@ class Meter:
                 setattr(self.cost, name, getattr(self.cost, name) + after - before)
         if self.tally.opaque:  # a torch.func graph was built (in this estimate): not observable
             self.cost.saved_bytes = None
+        self.cost.dense = self.cost.dense or self.tally.dense
 
 
 @contextmanager

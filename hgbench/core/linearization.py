@@ -21,6 +21,20 @@ Two backends compute the same numbers:
   does not also pay for ∂₂Φᵀ (the costly half on the equilibrium model, whose λ holds B of
   784 × d), the graph of Jᵀ is built on w alone and, when ``wrt_lam``, a second one on λ alone:
   one more Φ evaluation, counted. Bytes saved under torch.func are not observable (not counted).
+
+Two paths compute the products (``dense``), with the same numbers to round-off and the same
+counts:
+- products (matrix-free): each jt(v) is a VJP through Φ's graph, each j(u) a JVP;
+- dense: on the first product asked for, J is built once, as a matrix, by ONE batched VJP
+  (torch.func.vmap of the pullback over the basis e₁ … e_d; the vectors Jᵀeᵢ are the rows of
+  J), and every later jt(v) = Jᵀv and j(u) = J u is a d × d matrix–vector product.
+  For small d a VJP costs mostly per-operation overhead, so a solver step becomes several times
+  cheaper (observed on logistic, d = 20, whole curve t = k ∈ {10, …, 100}: fp 3.1×, cg 2.7×;
+  scripts/bench_paths.py). The counts stay those of the matrix-free algorithm (one VJP per jt,
+  one JVP and one Φ per j, d VJPs per dense_jt: what a matrix-free user pays, hgbench.core.cost;
+  saved_bytes too: the graph of Φ that the products would use), only time_s differs, and the tally records that
+  the shortcut ran (``Tally.dense``), so that every row says which path its time_s measures.
+  ``dense_path`` picks it: dense for dim w ≤ DENSE_MAX_DIM unless forced.
 """
 
 from __future__ import annotations
@@ -33,16 +47,34 @@ from hgbench.core.cost import Tally, taped
 
 Phi = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+PATHS = ("auto", "dense", "products")  # the top-level option ``linearization`` (hgbench.running.schema)
+# auto: dense up to this dim w. Measured (scripts/bench_paths.py (b): cg at t = k = 50 on ridge,
+# float64, 1 thread): dense J ÷ products time 0.51 / 0.64 / 0.56 / 0.76 at d = 20 / 100 / 200 /
+# 300, 1.4 at d = 500 and 1.6 at d = 1000 (building J, d² entries, then outweighs the VJPs it
+# saves); the matrix's d²·8 bytes stay ≤ 720 KB.
+DENSE_MAX_DIM = 300
+
+
+def dense_path(option: str, w_dim: int) -> bool:
+    """Whether a run's linearizations use the dense J: ``option`` dense | products, or for auto
+    dim w ≤ DENSE_MAX_DIM."""
+    if option not in PATHS:
+        raise ValueError(f"linearization={option!r} is not one of {', '.join(PATHS)}")
+    return option == "dense" or (option == "auto" and w_dim <= DENSE_MAX_DIM)
+
 
 class Linearization:
     """Φ linearized at (w, λ); see the module docstring. ``phi`` is the counted Φ of a bound
-    problem (each call counts one Φ evaluation into ``tally``)."""
+    problem (each call counts one Φ evaluation into ``tally``); ``dense``: the products by the
+    dense J, built on the first one asked for."""
 
     def __init__(self, phi: Phi, w: torch.Tensor, lam: torch.Tensor, tally: Tally, *, symmetric: bool,
-                 functional: bool = False, wrt_lam: bool = True):  # fmt: skip
+                 functional: bool = False, wrt_lam: bool = True, dense: bool = False):  # fmt: skip
         self.phi, self.w, self.lam, self.tally = phi, w, lam, tally
         self.symmetric = symmetric
         self.functional = functional
+        self.dense = dense
+        self._j: torch.Tensor | None = None
         if functional:
             self.value, self._pull_w = torch.func.vjp(lambda x: phi(x, lam), w)
             self._pull_lam = torch.func.vjp(lambda l: phi(w, l), lam)[1] if wrt_lam else None
@@ -58,9 +90,31 @@ class Linearization:
         (grad,) = torch.autograd.grad(self._out, self._leaves[i], v, retain_graph=True, allow_unused=True, materialize_grads=True)
         return grad
 
+    def _matrix(self) -> torch.Tensor:
+        """J (dim w × dim w), built once by one batched VJP over the basis (not counted: the
+        products it stands in for are, where they are asked for)."""
+        if self._j is None:
+            self.tally.dense = True
+            flat = self.w.reshape(-1)
+            eye = torch.eye(flat.numel(), dtype=flat.dtype, device=flat.device).reshape(-1, *self.w.shape)
+            pull = self._pull_w if self.functional else self._functional_pullback()
+            self._j = torch.func.vmap(pull)(eye)[0].reshape(flat.numel(), flat.numel())
+        return self._j
+
+    def _functional_pullback(self):
+        """The tape's graph as a torch.func pullback on w, which vmap batches over the basis
+        (the tape's own batched backward, is_grads_batched, measured 7–12× slower at d = 300 to
+        600 on ridge). Its Φ evaluation is the tape's again, not a new one: not counted."""
+        n_phi = self.tally.n_phi
+        pull = torch.func.vjp(lambda x: self.phi(x, self.lam), self.w)[1]
+        self.tally.n_phi = n_phi
+        return pull
+
     def jt(self, v: torch.Tensor) -> torch.Tensor:
-        """Jᵀv, one VJP."""
+        """Jᵀv, one VJP (counted as one on the dense path too)."""
         self.tally.n_vjp += 1
+        if self.dense:
+            return (v.reshape(-1) @ self._matrix()).reshape(self.w.shape)
         return self._pull_w(v)[0] if self.functional else self._tape_vjp(v, 0)
 
     def lam_t(self, v: torch.Tensor) -> torch.Tensor:
@@ -76,10 +130,16 @@ class Linearization:
         """J u by forward mode (torch.func.jvp, so it composes with vmap): one JVP, and the Φ
         evaluation that forward mode performs alongside it."""
         self.tally.n_jvp += 1
+        if self.dense:  # counted as forward mode would run: one JVP and one Φ
+            self.tally.n_phi += 1
+            return (self._matrix() @ u.reshape(-1)).reshape(self.w.shape)
         return torch.func.jvp(lambda x: self.phi(x, self.lam), (self.w,), (u,))[1]
 
     def dense_jt(self) -> torch.Tensor:
-        """Jᵀ as a d × d matrix, column i = Jᵀeᵢ: d VJPs."""
+        """Jᵀ as a d × d matrix, column i = Jᵀeᵢ: d VJPs (w a vector)."""
+        if self.dense:
+            self.tally.n_vjp += self.w.numel()
+            return self._matrix().T
         eye = torch.eye(self.w.numel(), dtype=self.w.dtype, device=self.w.device)
         return torch.stack([self.jt(e) for e in eye], dim=1)
 

@@ -18,12 +18,16 @@ class ITDReverse(Estimator):
 
     One forward trajectory (taped) serves every t of the grid, but each t needs its own backward
     sweep (its objective E(w_t) differs): t VJPs through Φ for the point t. The tape is plain
-    autograd (its saved bytes are observable), so it does not vectorize over λ draws.
+    autograd (its saved bytes are observable).
+
+    Batched λ draws (``bound.functional``, under torch.func.vmap): the tape does not vectorize,
+    so each t is computed from scratch as torch.func.grad of λ ↦ E(w_t(λ), λ) through its t steps,
+    the same number ∇f_t(λ) with the same counts (t Φ steps, t VJPs; what the tape's point t
+    costs, forward included) and the time of that point alone, amortized over the draws; bytes
+    saved under torch.func are not observable (None).
     """
 
     role = "itd"
-
-    batchable = False
 
     def planned_cost(self, d, p, pairs, step_bytes, itemsize):
         """The tape of the longest trajectory, T·S bytes; T steps and 2t units per t's sweep."""
@@ -31,6 +35,9 @@ class ITDReverse(Estimator):
         return grid.big_t * step_bytes, grid.big_t + sum(2 * t for t in grid.ts), f"itd's tape: {tape_text(grid.big_t, step_bytes)}"
 
     def estimate(self, bound, pairs):
+        if bound.functional:
+            yield from _functional(bound, sorted({t for t, _ in pairs}))
+            return
         lam_var = bound.lam.detach().requires_grad_(True)
         with taped(bound.tally) as mark:
             points = list(bound.iterates({t for t, _ in pairs}, lam=lam_var, mark=mark))
@@ -39,6 +46,23 @@ class ITDReverse(Estimator):
             with backward:
                 grad = _backward(bound, w, lam_var)
             yield Estimate(t, None, grad, w.detach(), forward_cost + backward.cost)
+
+
+def _functional(bound, ts):
+    """ITD's estimates at each t of ``ts``, each from scratch by torch.func.grad through its t
+    steps (vectorizes over λ draws); t VJPs counted per point, as the tape's hooks count them."""
+    for t in ts:
+        point = bound.meter()
+        with point:
+
+            def f_t(lam):
+                ((_, w, _),) = bound.iterates([t], lam=lam)
+                return bound.outer(w, lam), w
+
+            grad, w = torch.func.grad(f_t, has_aux=True)(bound.lam)
+            bound.tally.n_vjp += t
+            bound.tally.opaque = True
+        yield Estimate(t, None, grad, w, point.cost)
 
 
 def _backward(bound, w, lam_var):

@@ -21,12 +21,13 @@ from hgbench.estimators.base import Estimate, Estimator
 from hgbench.problems.base import Problem
 
 
-def estimate_batched(estimator: Estimator, problem: Problem, lams: torch.Tensor, pairs) -> list[list[Estimate]]:
-    """[[Estimate per grid point] per λ draw], as ``estimator.estimate`` would give one by one."""
+def estimate_batched(estimator: Estimator, problem: Problem, lams: torch.Tensor, pairs, dense: bool = False) -> list[list[Estimate]]:
+    """[[Estimate per grid point] per λ draw], as ``estimator.estimate`` would give one by one;
+    ``dense``: the linearizations' path (hgbench.core.linearization)."""
     metas = []
 
     def curve(lam):
-        estimates = list(estimate(estimator, problem, lam, pairs, functional=True))
+        estimates = list(estimate(estimator, problem, lam, pairs, functional=True, dense=dense))
         metas.extend((e.t, e.k, e.cost) for e in estimates)
         return torch.stack([e.grad for e in estimates]), torch.stack([e.w for e in estimates])
 

@@ -19,10 +19,14 @@ def run_id(config: dict, *leave_out: str) -> str:
     quick variant, which a row does not depend on), and the top-level groups in ``leave_out``:
     the rows' ``setting_id`` leaves out ``estimator``, so that the estimators run on one setting share it and are compared within
     it. ``reference`` counts only when set to a method: ``auto`` (its default) resolves to what
-    every run did before the option existed, so their ids stay. Equal configurations give equal
-    ids on every machine and Python version."""
+    every run did before the option existed, so their ids stay. ``linearization`` likewise counts
+    only when forced (dense | products): ``auto`` changes only time_s (the rows' time_kind says
+    which path measured it) and estimates at round-off (hgbench.core.linearization), so the runs
+    written before it existed keep their ids. Equal configurations give equal ids on every
+    machine and Python version."""
     kept = {key: value for key, value in config.items() if key not in ("hydra", "reproduce", *RESUME_FREE, *leave_out)}
-    if kept.get("reference") == "auto":
-        del kept["reference"]
+    for option in ("reference", "linearization"):
+        if kept.get(option) == "auto":
+            del kept[option]
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

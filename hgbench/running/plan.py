@@ -29,6 +29,7 @@ class Plan:
     overrides: str  # the run's Hydra task overrides, space-joined ("" for none)
     reference: str = "dense"  # the reference's method, resolved from cfg.reference (hgbench.core.reference.choose)
     levels: Levels | None = None  # grid=levels: the inner-error levels (hgbench.running.levels)
+    dense: bool = False  # products by a dense J, resolved from cfg.linearization (hgbench.core.linearization.dense_path)
 
     @functools.cached_property
     def identity(self) -> dict:

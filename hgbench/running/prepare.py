@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hgbench.core.bound import check_applies
+from hgbench.core.linearization import dense_path
 from hgbench.core.reference import choose
 from hgbench.estimators.base import Estimator
 from hgbench.options import TARGET_FILE, Target
@@ -151,6 +152,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
     try:
         check_applies(estimator, problem)
         method = choose(problem, cfg.get("reference", "auto"))
+        dense = dense_path(cfg.get("linearization", "auto"), problem.w_dim)
         mode.check_problem(cfg, problem)
         guard.check(cfg, problem, estimator, pairs, device)  # memory and time, before drawing λ
         lams = problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
@@ -164,4 +166,4 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
     for group in modes.foreign_groups(mode):
         config.pop(group, None)
     return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, seed, batched, config,
-                cfg.resume, overrides, method, levels)  # fmt: skip
+                cfg.resume, overrides, method, levels, dense)  # fmt: skip

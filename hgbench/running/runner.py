@@ -47,13 +47,18 @@ def _norm(x: torch.Tensor) -> float:
 
 def _run_facts(plan: Plan) -> dict:
     """The run's facts every error-mode row repeats: its identity, the estimator's ``role`` and
-    the problem's ``min_min`` (claims select rows by them), and ``time_kind``: ``per_point``
-    (time_s of one grid point computed alone) or ``batch_mean`` (batch_lambdas: the batch's time
-    divided by the number of draws)."""
-    return {
-        "role": plan.estimator.role, "min_min": plan.problem.min_min,
-        "time_kind": "batch_mean" if plan.batched else "per_point", **plan.identity,
-    }  # fmt: skip
+    the problem's ``min_min`` (claims select rows by them), and ``time_kind`` (``_time_kind``)
+    of a row whose products ran matrix-free."""
+    return {"role": plan.estimator.role, "min_min": plan.problem.min_min, "time_kind": _time_kind(plan, False), **plan.identity}
+
+
+def _time_kind(plan: Plan, dense: bool) -> str:
+    """What a row's time_s measures: ``per_point`` (one grid point computed alone) or
+    ``batch_mean`` (batch_lambdas: the batch's time divided by the number of draws), with
+    ``_dense`` when the products through Φ ran on a dense J built once per linearization
+    (hgbench.core.linearization; the counts are still the matrix-free products', so the time of
+    a matrix-free user is the plain kind's)."""
+    return ("batch_mean" if plan.batched else "per_point") + ("_dense" if dense else "")
 
 
 def _key(plan: Plan, lam_id: int, t: int | None, k: int | None, level: float | None = None) -> dict:
@@ -81,10 +86,12 @@ def _estimate_row(plan: Plan, lam_id: int, est, ref, level: float | None = None)
     else:
         reason = ""
     inner = _norm(w - ref.w_star) if level is None else level
+    cost = asdict(est.cost)
+    kind = _time_kind(plan, cost.pop("dense"))
     return {
         **_key(plan, lam_id, est.t, est.k, level), "err_abs": err, "err_rel": relative(err, _norm(ref.grad)),
-        "inner_err": relative(inner, _norm(ref.w_star)), **asdict(est.cost), "q": ref.q, "kappa": ref.kappa,
-        "status": "diverged" if reason else "ok", "reason": reason,
+        "inner_err": relative(inner, _norm(ref.w_star)), **cost, "time_kind": kind,
+        "q": ref.q, "kappa": ref.kappa, "status": "diverged" if reason else "ok", "reason": reason,
     }  # fmt: skip
 
 
@@ -93,7 +100,8 @@ def _previous(plan: Plan, out_dir: Path) -> tuple[dict[int, list[dict]], dict[in
     complete and valid (same configuration, same λ value, no ``error`` row; hgbench.running.journal
     reads what a killed run left). Draws beyond this run's n_lambdas are kept too (a smaller
     n_lambdas never deletes finished draws). Kept rows take this run's facts (its overrides may
-    differ in RESUME_FREE keys; an older file may lack columns)."""
+    differ in RESUME_FREE keys; an older file may lack columns), except their own time_kind,
+    which says which path measured their time_s."""
     info = previous_info(plan, out_dir, METRICS)
     if info is None:
         return {}, {}
@@ -109,8 +117,14 @@ def _previous(plan: Plan, out_dir: Path) -> tuple[dict[int, list[dict]], dict[in
         part = old[old["lam_id"] == i]
         valid = 0 <= i < len(lams) and "error" not in fact and fact["lam"] == lams[i].tolist()
         if valid and len(part) and (part["status"] != "error").all():
-            rows[i], facts[i] = [{**row, **_run_facts(plan)} for row in part.to_dict("records")], fact
+            rows[i], facts[i] = [_kept(row, plan) for row in part.to_dict("records")], fact
     return rows, facts
+
+
+def _kept(row: dict, plan: Plan) -> dict:
+    """A row kept by resume, with this run's facts and its own time_kind where it has one."""
+    kind = row.get("time_kind")
+    return {**row, **_run_facts(plan), **({"time_kind": kind} if isinstance(kind, str) and kind else {})}
 
 
 def execute(plan: Plan, out_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, list[dict]]:
@@ -155,9 +169,9 @@ def _warm_up(plan: Plan, work: Problem, lams: torch.Tensor) -> bool:
     once per t), for ``error`` rows."""
     try:
         if plan.batched:
-            warm = estimate_batched(plan.estimator, work, lams[:1], [(1, 1)])[0]
+            warm = estimate_batched(plan.estimator, work, lams[:1], [(1, 1)], plan.dense)[0]
         else:
-            warm = list(estimate(plan.estimator, work, lams[0], [(1, 1)]))
+            warm = list(estimate(plan.estimator, work, lams[0], [(1, 1)], dense=plan.dense))
     except Exception as err:  # nothing can run: refuse in one line, before the draws
         raise UserError(
             f"estimator {plan.estimator.name!r} fails on problem {plan.problem.name!r} at the first λ draw "
@@ -177,7 +191,7 @@ def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has
     batch = {}
     if plan.batched:
         try:
-            batch = dict(zip(todo, estimate_batched(plan.estimator, work, lams[todo], plan.pairs)))
+            batch = dict(zip(todo, estimate_batched(plan.estimator, work, lams[todo], plan.pairs, plan.dense)))
         except Exception as err:  # noqa: BLE001 — becomes every draw's error rows
             batch = dict.fromkeys(todo, err)
     warned = False
@@ -211,7 +225,7 @@ def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has
                     else:
                         draw.append(_estimate_row(plan, lam_id, est, ref, bracket.level))
             else:
-                estimates = batch.get(lam_id) if plan.batched else estimate(plan.estimator, own, lams[lam_id], plan.pairs)
+                estimates = batch.get(lam_id) if plan.batched else estimate(plan.estimator, own, lams[lam_id], plan.pairs, dense=plan.dense)
                 if isinstance(estimates, Exception):
                     raise estimates
                 for est in estimates:

@@ -37,6 +37,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from hgbench.core.linearization import PATHS
 from hgbench.core.reference import REFERENCES
 from hgbench.options import (  # noqa: F401  (ConfigError and Check are this module's public names too)
     SEED, Check, Choice, ConfigError, Counts, Device, EstimatorOptions, Flag, Integer, Number, Options, OwnProblemOptions,
@@ -89,6 +90,7 @@ class Config(Options):
     guard: Any = option(Flag(), "estimate peak memory and time first: refuse a run too large for the machine, warn about a long one")
     mode: str = option(Choice(_modes), "error: estimator vs reference over a grid; outer: bilevel optimization / training (docs/outer.md)")
     reference: str = option(Choice(REFERENCES), "the float64 reference: dense Jacobian and LU, matrix-free Newton–Krylov (docs/reliability.md), or auto (matrix-free for large problems)")
+    linearization: str = option(Choice(PATHS), "error mode: products through Φ by VJPs/JVPs, or by a dense J built once per linearization (same counts; rows' time_kind ends in _dense), or auto (dense for dim w ≤ 300)")
     data: Data = field(default_factory=Data)
     problem: Any = None
     estimator: Any = None
