@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from hgbench.analysis.results import markdown
+from hgbench.analysis.stochastic import COLUMNS, CSV, KEY, summary_text
 from hgbench.core.reference import certify, reference
 from hgbench.core.stochastic import Sampled, Sampling, stream_seed
 from hgbench.estimators.stochastic import StochasticEstimator
@@ -41,12 +41,6 @@ from hgbench.running.plan import Plan
 from hgbench.running.progress import progress_bar
 from hgbench.running.storage import save
 
-CSV = "stochastic.csv"
-STATS = ["mse", "bias2", "variance", "mse_rel", "bias2_rel", "variance_rel"]
-ORACLES = ["n_grad", "n_hvp", "n_jvp", "n_outer", "oracle_calls"]
-COLUMNS = ["run_id", "setting_id", "overrides", "problem", "estimator", "role", "seed", "lam_id", "t", "k", "batch", "outer_batch",
-           "replace", "repeats", "dtype", *STATS, "grad_norm", *ORACLES, "time_s", "status", "reason"]  # fmt: skip
-KEY = ["run_id", "lam_id", "t", "k", "batch"]
 
 
 def bias_variance(grads: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -164,10 +158,5 @@ class StochasticMode(Mode):
         return Workload(cfg.n_lambdas, cfg.n_lambdas * count * cfg.stochastic.repeats, list(pairs), "repetitions", False)
 
     def summarize(self, df: pd.DataFrame) -> str:
-        """Median over λ draws per (estimator, batch, t, k): MSE, bias², variance (relative to ‖∇f‖²) and oracle calls."""
-        ok = df[df["status"] == "ok"]
-        if ok.empty:
-            return "no row is ok"
-        table = ok.groupby(["estimator", "batch", "t", "k"], dropna=False)[["mse_rel", "bias2_rel", "variance_rel", "oracle_calls", "time_s"]].median()
-        return markdown(table.reset_index())
-
+        """Medians over λ draws per (estimator, batch, t, k): MSE, bias², variance (relative to ‖∇f‖²), oracle calls, seconds."""
+        return summary_text(df)
