@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from hgbench.analysis.stochastic import plot_stochastic
 from hgbench.core.bound import estimate
 from hgbench.core.reference import reference
 from hgbench.core.stochastic import Sampled, Sampling, stream_seed
@@ -58,7 +59,7 @@ def test_full_batch_is_the_deterministic_counterpart(which, stochastic, determin
     """At the full batch with the deterministic step α: StocBiO = neumann, SGD on the linear
     system = fp, stochastic ITD = itd, to round-off (the products are summed in another order)."""
     problem = request.getfixturevalue(which)
-    for lam in draws(problem, 2):
+    for lam in draws(problem, 1):
         got = by_key(stochastic.stochastic(full(problem, lam), PAIRS))
         want = by_key(estimate(deterministic, problem, lam, PAIRS))
         assert got.keys() == want.keys()
@@ -97,6 +98,10 @@ def test_bias_variance_decomposition():
     mean = sum(grads) / len(grads)
     assert math.isclose(stats["bias2"], float(((mean - truth) ** 2).sum()), rel_tol=1e3 * EPS)
     assert math.isclose(stats["variance"], float(sum(((g - mean) ** 2).sum() for g in grads) / len(grads)), rel_tol=1e3 * EPS)
+    # debiased bias²: unbiased for ‖Eĝ − ∇f‖²; here, over many samples of 50, near 0.3²·6 (bias 0.3 per coordinate)
+    means = [bias_variance(torch.randn(50, 6, generator=gen, dtype=torch.float64) + 0.3, torch.zeros(6, dtype=torch.float64)) for _ in range(400)]
+    debiased, plug_in = (sum(m[key] for m in means) / len(means) for key in ("bias2_debiased", "bias2"))
+    assert abs(debiased - 0.54) < 0.05 < plug_in - 0.54  # the plug-in is off by σ²/R = 6/50
 
 
 def test_sampling_is_seeded_and_full_without_replacement():
@@ -131,7 +136,7 @@ def test_mode_full_batch_neumann_bias_is_the_deterministic_error(tmp_path):
         assert math.isclose(row.mse, row.bias2 + row.variance, rel_tol=1e-12)
 
 
-def test_mode_variance_shrinks_with_the_batch(tmp_path):
+def test_mode_variance_shrinks_with_the_batch(tmp_path, figures):
     """Sampling with replacement: the variance of StocBiO's estimate at b = 36 is far below that
     at b = 3 (about 1/b for the gradient noise; asserted with a factor 4 of margin, R = 40)."""
     df = _run(tmp_path, "stocbio", [3, 36], 40, [20], [10], **{"stochastic.replace": True})
@@ -139,6 +144,8 @@ def test_mode_variance_shrinks_with_the_batch(tmp_path):
     assert (df["status"] == "ok").all() and var[36] * 4 < var[3]
     assert ((df["mse"] - df["bias2"] - df["variance"]).abs() <= 1e-12 * df["mse"]).all()
     assert list(df["oracle_calls"]) == [b * (20 + 10 + 1) + b for b in df["batch"]]
+    plot_stochastic(df, tmp_path)  # one curve per batch size in each of the three panels
+    assert len(figures) == 1 and [len(ax.lines) for ax in figures[0].axes] == [2, 2, 2]
 
 
 def test_mode_refusals(tmp_path):

@@ -15,7 +15,7 @@ from hgbench.analysis.results import load
 from hgbench.analysis.style import palette
 
 CSV = "stochastic.csv"
-STATS = ["mse", "bias2", "variance", "mse_rel", "bias2_rel", "variance_rel"]
+STATS = ["mse", "bias2", "variance", "bias2_debiased", "mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel"]
 ORACLES = ["n_grad", "n_hvp", "n_jvp", "n_outer", "oracle_calls"]
 COLUMNS = ["run_id", "setting_id", "overrides", "problem", "estimator", "role", "seed", "lam_id", "t", "k", "batch", "outer_batch",
            "replace", "repeats", "dtype", *STATS, "grad_norm", *ORACLES, "time_s", "status", "reason"]  # fmt: skip
@@ -34,7 +34,7 @@ def medians(df: pd.DataFrame) -> pd.DataFrame:
     """Per curve (CURVE) and grid point (t, k): the medians over λ draws of the relative
     statistics, oracle calls and seconds of the ``ok`` rows, with the number of draws."""
     ok = df[df["status"] == "ok"]
-    values = ["mse_rel", "bias2_rel", "variance_rel", "oracle_calls", "time_s"]
+    values = ["mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "oracle_calls", "time_s"]
     grouped = ok.groupby([*CURVE, "t", "k"], dropna=False)
     return grouped[values].median().join(grouped.size().rename("draws")).reset_index()
 
@@ -44,7 +44,7 @@ def summary_text(df: pd.DataFrame) -> str:
     table = medians(df)
     if table.empty:
         return "no row is ok"
-    cols = ["estimator", "batch", "t", "k", "mse_rel", "bias2_rel", "variance_rel", "oracle_calls", "time_s", "draws"]
+    cols = ["estimator", "batch", "t", "k", "mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "oracle_calls", "time_s", "draws"]
 
     def cell(v) -> str:
         if isinstance(v, float):

@@ -12,7 +12,8 @@ rerun alone). One row per (λ draw, t, k, b) with, over the R estimates ĝ_r and
     bias2    = ‖m − ∇f‖²
     variance = (1/R) Σ_r ‖ĝ_r − m‖²          (so mse = bias2 + variance, exactly in exact arithmetic)
 
-(plug-in estimates: E[bias2] = ‖Eĝ − ∇f‖² + σ²/R where σ² = E‖ĝ − Eĝ‖², and E[variance] = (1 − 1/R)σ²),
+(plug-in estimates: E[bias2] = ‖Eĝ − ∇f‖² + σ²/R where σ² = E‖ĝ − Eĝ‖², and E[variance] = (1 − 1/R)σ²;
+so ``bias2_debiased`` = bias2 − variance/(R − 1) is unbiased for ‖Eĝ − ∇f‖², and may be negative),
 their values relative to ‖∇f‖², the oracle calls of one repetition in the field's units
 (hgbench.core.stochastic.Oracles: sample gradients, Hessian–vector, cross Jacobian–vector
 products and outer gradients; the same in every repetition) and the mean seconds of one
@@ -44,11 +45,12 @@ from hgbench.running.storage import save
 
 
 def bias_variance(grads: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
-    """MSE, bias² and variance (module docstring) of R estimates ``grads`` (R × p, float64)
-    against ``truth`` (p,)."""
+    """MSE, bias², variance and debiased bias² (module docstring) of R ≥ 2 estimates ``grads``
+    (R × p, float64) against ``truth`` (p,)."""
     mean = grads.mean(0)
-    return {"mse": (grads - truth).square().sum(1).mean().item(), "bias2": (mean - truth).square().sum().item(),
-            "variance": (grads - mean).square().sum(1).mean().item()}  # fmt: skip
+    bias2, variance = (mean - truth).square().sum().item(), (grads - mean).square().sum(1).mean().item()
+    return {"mse": (grads - truth).square().sum(1).mean().item(), "bias2": bias2, "variance": variance,
+            "bias2_debiased": bias2 - variance / (len(grads) - 1)}  # fmt: skip
 
 
 class StochasticMode(Mode):
@@ -137,7 +139,7 @@ class StochasticMode(Mode):
         for (t, k), found in grads.items():
             stacked = torch.stack(found)
             finite = bool(torch.isfinite(stacked).all())
-            stats = bias_variance(stacked, truth) if finite else dict.fromkeys(("mse", "bias2", "variance"), math.nan)
+            stats = bias_variance(stacked, truth) if finite else dict.fromkeys(("mse", "bias2", "variance", "bias2_debiased"), math.nan)
             if finite and not all(math.isfinite(v) for v in stats.values()):
                 finite, stats = False, dict.fromkeys(stats, math.nan)
             calls = oracles[(t, k)]
