@@ -11,8 +11,9 @@ from hgbench.estimators.stochastic import SolverOptions, StochasticEstimator, ks
 
 
 class LinearSGD(StochasticEstimator):
-    """Stochastic AID, the linear system H z = ∇₁E (H = ∇₁²ℓ(w_t, λ)) solved by minibatch SGD on
-    ½ zᵀHz − ∇₁Eᵀz from z₀ = 0:
+    """Stochastic AID: minibatch SGD on the linear system (Grazzi, Pontil, Salzo AISTATS 2021); mode=stochastic.
+
+    H z = ∇₁E (H = ∇₁²ℓ(w_t, λ)) solved by minibatch SGD on ½ zᵀHz − ∇₁Eᵀz from z₀ = 0:
 
         w_t:  t steps of minibatch SGD on ℓ from w₀ (step γ = inner_step·α)
         z_{j+1} = z_j − η (∇₁²ℓ_{B_j}(w_t) z_j − ∇₁E_{D_j}(w_t)),   fresh B_j, D_j each step

@@ -10,9 +10,11 @@ from hgbench.estimators.stochastic import StochasticEstimator
 
 
 class SOBA(StochasticEstimator):
-    """SOBA's inner variable z, linear-system variable v and direction D_λ after t joint steps at a
-    frozen λ, from z₀ = w₀ and v₀ = 0 (Dagréou et al. NeurIPS 2022, SOBA: z, v and the outer
-    variable move at the same time; here the outer variable stays at λ):
+    """SOBA's direction at a frozen λ after t joint minibatch steps of z and v (Dagréou et al. NeurIPS 2022); mode=stochastic.
+
+    SOBA's inner variable z, linear-system variable v and direction D_λ after t joint steps from
+    z₀ = w₀ and v₀ = 0 (in SOBA z, v and the outer variable move at the same time; here the
+    outer variable stays at λ):
 
         D_z = ∇₁ℓ_B(z, λ),  D_v = ∇₁²ℓ_B(z, λ) v + ∇₁E_D(z, λ),  z ← z − ρ D_z,  v ← v − ρ D_v
         ĝ(t) = D_λ = ∂²ℓ_B/∂λ∂w (z_t, λ) v_t + ∇₂E_D(z_t, λ)

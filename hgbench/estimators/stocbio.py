@@ -8,7 +8,9 @@ from hgbench.estimators.stochastic import SolverOptions, StochasticEstimator, ks
 
 
 class StocBiO(StochasticEstimator):
-    """StocBiO's hypergradient estimate at a fixed λ (Ji, Yang, Liang ICML 2021):
+    """StocBiO: stochastic AID with a minibatch Neumann series (Ji, Yang, Liang ICML 2021); mode=stochastic.
+
+    StocBiO's hypergradient estimate at a fixed λ:
 
         w_t:  t steps of minibatch SGD on ℓ from w₀ (step γ = inner_step·α, a fresh batch per step)
         r₀ = η ∇₁E_D(w_t),  r_q = (I − η ∇₁²ℓ_{B_q}(w_t)) r_{q−1},  v_k = Σ_{q=0..k} r_q

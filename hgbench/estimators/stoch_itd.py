@@ -12,7 +12,9 @@ from hgbench.estimators.stochastic import StochasticEstimator
 
 
 class StochasticITD(StochasticEstimator):
-    """ĝ(t) = d/dλ E_D(w_t(λ), λ), w_{i+1}(λ) = w_i(λ) − γ∇₁ℓ_{B_i}(w_i(λ), λ) from w₀, the
+    """Stochastic ITD: backprop through t minibatch SGD steps (Franceschi et al. 2017; Grazzi et al. 2021); mode=stochastic.
+
+    ĝ(t) = d/dλ E_D(w_t(λ), λ), w_{i+1}(λ) = w_i(λ) − γ∇₁ℓ_{B_i}(w_i(λ), λ) from w₀, the
     minibatches B_i (and the outer minibatch D, fresh for every t) held fixed: the exact
     gradient of the sampled t-step objective, by backpropagation through the taped trajectory.
     γ = inner_step·α. Full batch, γ = α: hgbench's itd(t) (the trajectory of Φ), up to
