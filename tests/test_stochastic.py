@@ -19,6 +19,7 @@ from hgbench.estimators.neumann import Neumann
 from hgbench.estimators.soba import SOBA
 from hgbench.estimators.stoch_itd import StochasticITD
 from hgbench.estimators.stocbio import StocBiO
+from hgbench.problems.bilevel_quadratic import BilevelQuadratic
 from hgbench.problems.ridge import Ridge
 from hgbench.running.errors import UserError
 from hgbench.running.stochastic_mode import bias_variance
@@ -26,6 +27,11 @@ from tests.conftest import draws
 
 EPS = torch.finfo(torch.float64).eps
 PAIRS = [(0, 0), (5, 3), (30, 0), (30, 12)]
+
+
+@pytest.fixture(scope="module")
+def quadratic():
+    return BilevelQuadratic("bilevel_quadratic", 0, -1.0, 1.0, 64, 48, 6, 4, 0.1, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1)
 
 
 def full(problem, lam, seed=0):
@@ -38,7 +44,7 @@ def by_key(estimates):
     return {(e.t, e.k): e.grad for e in estimates}
 
 
-@pytest.mark.parametrize("which", ["ridge", "logistic"])
+@pytest.mark.parametrize("which", ["ridge", "logistic", "quadratic"])
 def test_finite_sums_on_every_sample_are_the_objectives(which, request):
     problem = request.getfixturevalue(which)
     lam = draws(problem, 1)[0]
@@ -52,7 +58,7 @@ def test_finite_sums_on_every_sample_are_the_objectives(which, request):
     assert torch.allclose(split, problem.inner_loss_on(w, lam, every[: 2 * half]), rtol=1e-14, atol=0)
 
 
-@pytest.mark.parametrize("which", ["ridge", "logistic"])
+@pytest.mark.parametrize("which", ["ridge", "logistic", "quadratic"])
 @pytest.mark.parametrize("stochastic, deterministic", [(StocBiO("stocbio"), Neumann("neumann")), (LinearSGD("linear_sgd"), FixedPoint("fp")),
                                                        (StochasticITD("stoch_itd"), ITDReverse("itd"))])  # fmt: skip
 def test_full_batch_is_the_deterministic_counterpart(which, stochastic, deterministic, request):
@@ -66,6 +72,20 @@ def test_full_batch_is_the_deterministic_counterpart(which, stochastic, determin
         for key, grad in want.items():
             scale = grad.norm() + reference(problem, lam, bound=False).grad.norm()
             assert (got[key] - grad).norm() <= 1e4 * EPS * scale, key
+
+
+def test_bilevel_quadratic_closed_forms_and_law(quadratic):
+    """benchmark_bilevel's quadratic problem: ∇₁ℓ and w* in closed form against autodiff; and, over
+    many samples, the expected matrices have the spectra gen_matrices gives them: E H^zz
+    eigenvalues and E C singular values log-spaced in [mu, L] (3 values: mu, √(mu·L), L)."""
+    lam = draws(quadratic, 1)[0]
+    w = torch.randn(quadratic.w_dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert torch.allclose(quadratic.inner_grad(w, lam), torch.func.grad(quadratic.inner_loss)(w, lam), rtol=1e-12, atol=1e-14)
+    assert torch.func.grad(quadratic.inner_loss)(quadratic.solve_inner(lam), lam).norm() < 1e-12
+    big = BilevelQuadratic("q", 1, -1.0, 1.0, 40_000, 10, 3, 3, 0.1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    want = torch.tensor([0.1, 0.1**0.5, 1.0], dtype=torch.float64)
+    assert torch.allclose(torch.linalg.eigvalsh(big.hess), want, atol=0.05)
+    assert torch.allclose(torch.linalg.svdvals(big.cross_mean).flip(0), want, atol=0.05)
 
 
 def test_soba_at_the_full_batch_converges_to_the_reference():
