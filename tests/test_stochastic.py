@@ -168,6 +168,15 @@ def test_mode_variance_shrinks_with_the_batch(tmp_path, figures):
     assert len(figures) == 1 and [len(ax.lines) for ax in figures[0].axes] == [2, 2, 2]
 
 
+def test_mode_diverging_estimates_are_flagged_rows(tmp_path):
+    """An inner step 50 times α makes SGD blow up: the rows say diverged, with NaN statistics; the
+    run completes, and t = 0 (no step taken) stays ok."""
+    df = _run(tmp_path, "stoch_itd", [5], 2, [0, 400], [0], **{"estimator.inner_step": 50.0})
+    status = df.set_index("t")["status"]
+    assert status[0] == "ok" and status[400] == "diverged" and df.set_index("t")["mse"].isna()[400]
+    assert "repetitions NaN or inf" in df.set_index("t")["reason"][400]
+
+
 def test_mode_refusals(tmp_path):
     with pytest.raises(UserError, match="is stochastic"):
         _run(tmp_path / "a", "stocbio", [5], 2, [1], [1], mode="error")
@@ -177,3 +186,5 @@ def test_mode_refusals(tmp_path):
         _run(tmp_path / "c", "stocbio", [5], 2, [1], [1], **{"problem.outer": "linear"})
     with pytest.raises(UserError, match="runs a stochastic estimator"):
         _run(tmp_path / "d", "fp", [5], 2, [1], [1])
+    with pytest.raises(UserError, match="resume=true applies to mode=error"):
+        _run(tmp_path / "e", "stocbio", [5], 2, [1], [1], resume=True)

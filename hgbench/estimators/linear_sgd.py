@@ -28,6 +28,7 @@ class LinearSGD(StochasticEstimator):
 
     role = "linear_sgd"
     Options = SolverOptions
+    has_k = True
 
     def __init__(self, name, inner_step=1.0, solver_step=1.0):
         super().__init__(name, inner_step)

@@ -66,6 +66,8 @@ class StochasticMode(Mode):
         batches = list(batches) if OmegaConf.is_list(batches) else [batches]
         if 0 in batches:
             raise UserError(f"stochastic.batches={batches} must hold batch sizes >= 1")
+        if cfg.resume:
+            raise UserError("resume=true applies to mode=error and mode=outer; mode=stochastic writes its rows once, at its end: use resume=false")
         if cfg.grid.get("kind") == "levels":
             raise UserError("mode=stochastic runs a grid of (t, k); grid=levels applies to mode=error")
 
@@ -98,6 +100,7 @@ class StochasticMode(Mode):
         cfg = OmegaConf.create({"stochastic": options})
         sizes, repeats, replace = self.sizes(cfg), options["repeats"], bool(options["replace"])
         work = plan.problem.to(plan.dtype, plan.device)
+        keys = plan.pairs if plan.estimator.has_k else [(t, None) for t in sorted({t for t, _ in plan.pairs})]
         rows, facts = [], []
         for lam_id in progress_bar(plan, list(range(len(plan.lams))), len(plan.lams), "λ", progress):
             lam = plan.lams[lam_id]
@@ -113,7 +116,7 @@ class StochasticMode(Mode):
                 fact["error"] = reason_of(err)
                 rows = [row for row in rows if row["lam_id"] != lam_id]
                 rows += [{**self._key(plan, lam_id, t, k, batch, outer, replace, repeats), "status": "error", "reason": fact["error"]}
-                         for batch, outer in sizes for t, k in plan.pairs]  # fmt: skip
+                         for batch, outer in sizes for t, k in keys]  # fmt: skip
             facts.append(fact)
         return save(plan, rows, self.columns, self.csv, facts, out_dir)
 
