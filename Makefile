@@ -12,11 +12,11 @@ READY := $(VENV)/.ready
 setup: $(READY)
 
 # torch==2.13.0 first: it is the CPU build; an open range would pull a multi-GB CUDA build.
-# setup installs the extras the tests need too (torchopt: the tests marked torchopt), so CI skips none.
+# setup installs the extras the tests need too (the tests marked torchopt, higher, torchdeq, jaxopt), so CI skips none.
 $(READY): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test,torchopt]'
+	$(BIN)/python -m pip install --quiet -e '.[test,torchopt,higher,torchdeq,jaxopt]'
 	touch $(READY)
 
 demo: $(READY)

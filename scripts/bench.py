@@ -1,7 +1,21 @@
 """Speed and memory of hgbench's estimators, measured side by side in one run.
 
     python scripts/bench.py [--repeats 5] [--out results/bench] [--problems ridge logistic ...]
-                            [--parts user grids]
+                            [--parts anchors user grids]
+
+Part "anchors" (writes OUT/README.md and OUT/anchors_raw.csv): issue 28's table, on the default
+logistic problem, 10 λ draws × t = k ∈ {10, …, 100}, every side from one command with
+interleaved repeats:
+(A) the whole curve per estimator (itd, fp, cg), estimates only, in process: hgbench one draw
+    after the other (`hgbench run`'s default) and hgbench with batch_lambdas=true, against three
+    anchors that compute every grid point from scratch — the careful script
+    (scripts/typical_user.py: closed-form ∇ℓ), the hypertorch-style script
+    (scripts/hypertorch_style.py: ∇ℓ by autograd, products by double backward) and torchopt
+    (scripts/torchopt_user.py: its unrolled SGD for itd, custom_root with its Neumann solve for
+    fp and its CG for cg); ratios anchor time ÷ hgbench time, per repeat;
+(B) end to end, fresh processes, references included: `hgbench run problem=logistic
+    estimator=cg` against each script's own command line; process start to the first estimate;
+    `hgbench run --help`.
 
 Part "user": hgbench against a typical user's hand-written script (scripts/typical_user.py:
 plain torch, one inner loop and one hypergradient per point, its own float64 reference by
@@ -32,6 +46,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -55,7 +70,13 @@ from hgbench.running import schema
 
 SCRIPTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS))
+import hypertorch_style  # noqa: E402  (scripts/hypertorch_style.py: the pattern of a hypertorch user, no hgbench code)
 import typical_user  # noqa: E402  (scripts/typical_user.py: plain torch, no hgbench code; also the FP twin of (e), (h))
+
+try:  # the torchopt anchor (scripts/torchopt_user.py) needs torchopt (installed by make setup)
+    import torchopt_user
+except ImportError:
+    torchopt_user = None
 
 # --- hgbench side: one small function per measure (adapt these when the estimator API changes) --
 
@@ -479,6 +500,15 @@ def subprocess_time(command, env) -> float:
     return time.perf_counter() - start
 
 
+def subprocess_cpu(command, env) -> tuple[float, float]:
+    """(wall s, CPU s: user + system of the child and its children) of one fresh process; the
+    CPU time is what a loaded machine (other jobs on the cores) inflates least."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = subprocess_time(command, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def user_cli(repeats, raw, env) -> dict[str, float]:
     """(b) `hgbench run` end to end (defaults: plot, progress bar, references, run.json) vs the
     script for the same curve, each a fresh process; returns the median hgbench time per estimator."""
@@ -586,6 +616,121 @@ def solver_steps(repeats, raw, steps=200, t=100):
     return lines
 
 
+# --- part "anchors": issue 28's table -----------------------------------------------------------
+
+TORCHOPT = {"itd": "unrolled", "fp": "implicit_neumann", "cg": "implicit_cg"}  # estimator -> torchopt's path in scripts/torchopt_user.py
+ANCHORS = {  # estimator -> {anchor label: the script's hypergradient}
+    name: {"careful script": typical_user.HYPERGRADS[name], "hypertorch-style script": hypertorch_style.HYPERGRADS[name],
+           **({"torchopt": torchopt_user.HYPERGRADS[which]} if torchopt_user else {})}
+    for name, which in TORCHOPT.items()
+}  # fmt: skip
+HG_PATHS = ("hgbench loop", "hgbench batch_lambdas")
+
+
+def anchor_curve(hypergrads, name, data, lams) -> torch.Tensor:
+    """(A) an anchor's whole curve, (draws, points, dim λ)."""
+    points = typical_user.curve(data, lams, name, CURVE_TS, with_reference=False, hypergrads={name: hypergrads})
+    return torch.stack([torch.stack([points[i, t][0] for t in CURVE_TS]) for i in range(len(lams))])
+
+
+def anchors_curve(repeats, raw):
+    """(A) per estimator, every side timed back to back in each repeat; the ratios anchor ÷
+    hgbench path are per repeat. ĝ of every side is compared with hgbench's loop: the scripts'
+    and batch_lambdas' must agree to round-off (``max_diff``); torchopt's difference is reported,
+    not checked (its Neumann solve is not fp's k steps: ``solve_inv(ns=True, maxiter=k)`` sums
+    a different number of terms)."""
+    problem = from_conf("problem", "problem=logistic")
+    lams = draws(problem, 10, seed=0)
+    data = typical_user.logistic_data()
+    pairs = [(t, t) for t in CURVE_TS]
+    times, ratio_lines = [], []
+    for name in CURVE_ESTIMATORS:
+        est = ESTIMATORS[name]
+        batchable = hg_batchable(est, problem)
+        sides = {"hgbench loop": lambda: hg_loop(est, problem, lams, pairs)}
+        if batchable:
+            sides["hgbench batch_lambdas"] = lambda: hg_batched(est, problem, lams, pairs)
+        for label, fn in ANCHORS[name].items():
+            sides[label] = lambda fn=fn: anchor_curve(fn, name, data, lams)
+        for label, fn in sides.items():  # warm-up: one point of one draw
+            if label.startswith("hgbench"):
+                (hg_loop if label == "hgbench loop" else hg_batched)(est, problem, lams[:2], pairs[:1])
+            else:
+                typical_user.curve(data, lams[:1], name, CURVE_TS[:1], with_reference=False, hypergrads={name: ANCHORS[name][label]})
+        rows = []
+        for _ in range(repeats):
+            row, grads = {}, {}
+            for label, fn in sides.items():
+                row[label], grads[label] = clock(fn)
+            for label in grads:
+                exact = label != "torchopt"
+                row[f"diff {label}"] = max_diff(grads[label], grads["hgbench loop"]) if exact else (grads[label] - grads["hgbench loop"]).abs().max().item()
+            rows.append(row)
+            raw.append({"bench": "anchors_curve", "problem": "logistic", "estimator": name, **row})
+        frame = pd.DataFrame(rows)
+        cells = [f"{frame[label].median():.3f}" if label in frame else "— (no batched path)" for label in (*HG_PATHS, *ANCHORS["cg"])]
+        diff = max(frame[[c for c in frame if c.startswith("diff") and c != "diff torchopt"]].max())
+        torchopt_diff = f"{frame['diff torchopt'].max():.1e}" if "diff torchopt" in frame else "—"
+        times.append(f"| {name} | " + " | ".join(cells) + f" | {diff:.1e} | {torchopt_diff} |")
+        for label in ANCHORS[name]:
+            what = f"torchopt {TORCHOPT[name]}" if label == "torchopt" else label
+            cells = [ratios([{"r": r[label] / r[path]} for r in rows], "r") if path in frame else "—" for path in HG_PATHS]
+            ratio_lines.append(f"| {name} | {what} | " + " | ".join(cells) + " |")
+    head = [f"\n(A) a whole curve, logistic, {len(lams)} λ draws × t = k ∈ {{{CURVE_TS[0]}, …, {CURVE_TS[-1]}}}, estimates only (no reference), "
+            "in process; median seconds over the repeats\n",
+            "| estimator | " + " | ".join((*HG_PATHS, *ANCHORS["cg"])) + " | max abs diff of ĝ vs hgbench loop: hgbench batch_lambdas, scripts "
+            "| torchopt's |", "|---|" + "---|" * (len(HG_PATHS) + len(ANCHORS["cg"]) + 2)]  # fmt: skip
+    torchopt_names = "; torchopt: unrolled for itd, implicit Neumann for fp, implicit CG for cg" if torchopt_user else " (torchopt not installed)"
+    mid = [f"\nanchor time ÷ hgbench time (min / median / max over the repeats; target ≥ 5 against the hypertorch-style script and torchopt, "
+           f"≥ 2 against the careful script{torchopt_names})\n",
+           "| estimator | anchor | ÷ hgbench loop | ÷ hgbench batch_lambdas |", "|---|---|---|---|"]  # fmt: skip
+    return head + times + mid + ratio_lines
+
+
+def anchors_cli(repeats, raw, env):
+    """(B) fresh processes: `hgbench run` (its defaults, cg) against each script's command line
+    (the same curve, each with its own references); process start to the first estimate (cg);
+    `hgbench run --help`."""
+    scripts = {"careful script": [sys.executable, str(SCRIPTS / "typical_user.py"), "--estimator", "cg"],
+               "hypertorch-style script": [sys.executable, str(SCRIPTS / "hypertorch_style.py"), "--estimator", "cg"]}  # fmt: skip
+    if torchopt_user:
+        scripts["torchopt implicit_cg"] = [sys.executable, "-W", "ignore", str(SCRIPTS / "torchopt_user.py"), "--estimator", "implicit_cg"]
+    commands = {"hgbench run": None, **scripts, "hgbench run --help": hg_cli("--help")}
+    rows, walls = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            commands["hgbench run"] = hg_cli(*CURVE_CLI, "estimator=cg", f"hydra.run.dir={tmp}/{i}")
+            measured = {label: subprocess_cpu(command, env) for label, command in commands.items()}
+            row, wall = {label: cpu for label, (_, cpu) in measured.items()}, {label: w for label, (w, _) in measured.items()}
+            start = time.time()
+            out = subprocess.run([sys.executable, "-c", STARTUP, str(start), str(SCRIPTS), "cg"], env=env, check=True,
+                                 capture_output=True, text=True).stdout  # fmt: skip
+            wall["start to first estimate"] = float(out.split()[-1])
+            rows.append(row)
+            walls.append(wall)
+            raw.append({"bench": "anchors_cli", "problem": "logistic", "estimator": "cg", **{f"cpu {k}": v for k, v in row.items()},
+                        **{f"wall {k}": v for k, v in wall.items()}})  # fmt: skip
+    lines = [f"\n(B) end to end, fresh processes, the same curve with references: `hgbench run {' '.join(CURVE_CLI)} estimator=cg` "
+             "(its defaults: plot, references, run.json) vs each script's own command line; CPU s (user + system) and wall s\n",
+             "| command | CPU s min / median / max | hgbench run ÷ it, CPU (min / median / max) | wall s median | target |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    targets = {"hypertorch-style script": "hgbench run ÷ it ≤ 1", "start to first estimate": "≤ 1.5 s (wall)", "hgbench run --help": "≤ 0.5 s"}
+    for label in walls[0]:
+        cpu = pd.Series([r[label] for r in rows]) if label in rows[0] else None
+        cells = f"{cpu.min():.2f} / {cpu.median():.2f} / {cpu.max():.2f}" if cpu is not None else "—"
+        vs = ratios([{"r": r["hgbench run"] / r[label]} for r in rows], "r") if label in scripts else ""
+        lines.append(f"| {label} | {cells} | {vs} | {pd.Series([w[label] for w in walls]).median():.2f} | {targets.get(label, '')} |")
+    return lines
+
+
+def git_state() -> str:
+    """The commit measured (and whether the tree had changes)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=SCRIPTS, capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def machine() -> str:
     """The CPU's model and core count, from /proc/cpuinfo where there is one."""
     try:
@@ -601,23 +746,42 @@ def main():
     parser.add_argument("--out", default="results/bench")
     names = [case.label.split()[0] for case in CASES]
     parser.add_argument("--problems", nargs="+", choices=names, default=names, help="part grids: only these problems (default: all)")
-    parser.add_argument("--parts", nargs="+", choices=("user", "grids"), default=["user", "grids"], help="measure only these parts")
+    parser.add_argument("--parts", nargs="+", choices=("anchors", "user", "grids"), default=["anchors", "user", "grids"],
+                        help="measure only these parts")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# hgbench benchmark\n\n`python scripts/bench.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), CPU, float64. "
-             f"Ratios: min / median / max over {args.repeats} repeats.\n\nMachine: {machine()}; load average at the start "
-             f"{os.getloadavg()[0]:.1f} (1 min).\n"]  # fmt: skip
-    print(lines[0], flush=True)
     raw = []
 
     def report(new):
         print("\n".join(new), flush=True)
         lines.extend(new)
 
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPTS.parent), os.environ.get("PYTHONPATH", "")])}
+    if "anchors" in args.parts:
+        anchor_lines = [f"# hgbench against three anchors (issue 28)\n\nWritten by `python scripts/bench.py {' '.join(sys.argv[1:])}` at commit "
+                        f"{git_state()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — torch {torch.__version__}, {torch.get_num_threads()} "
+                        f"thread(s) (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), CPU, float64; {args.repeats} interleaved repeats. "
+                        f"Machine: {machine()}; load average at the start {os.getloadavg()[0]:.1f} (1 min).\n\n"
+                        "Anchors (no hgbench code, every grid point from scratch): the careful script scripts/typical_user.py "
+                        "(closed-form ∇ℓ, one backward over a kept tape), the hypertorch-style script scripts/hypertorch_style.py "
+                        "(∇ℓ by autograd, products by double backward, as a hypertorch user writes it), torchopt scripts/torchopt_user.py "
+                        "(its documented unrolled and implicit paths)."]  # fmt: skip
+        print(anchor_lines[0], flush=True)
+        for part in (anchors_curve(args.repeats, raw), anchors_cli(args.repeats, raw, env)):
+            print("\n".join(part), flush=True)
+            anchor_lines.extend(part)
+        (out / "README.md").write_text("\n".join(anchor_lines) + "\n")
+        pd.DataFrame([r for r in raw if r["bench"].startswith("anchors")]).to_csv(out / "anchors_raw.csv", index=False)
+        print(f"written: {out / 'README.md'}, {out / 'anchors_raw.csv'}")
+        if set(args.parts) == {"anchors"}:
+            return
+    lines = [f"# hgbench benchmark\n\n`python scripts/bench.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), CPU, float64. "
+             f"Ratios: min / median / max over {args.repeats} repeats.\n\nMachine: {machine()}; load average at the start "
+             f"{os.getloadavg()[0]:.1f} (1 min).\n"]  # fmt: skip
+    print(lines[0], flush=True)
     if "user" in args.parts:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPTS.parent), os.environ.get("PYTHONPATH", "")])}
         report(["\n## Against a typical user's script (scripts/typical_user.py)\n"])
         report(user_curve(args.repeats, raw))
         cli_lines, run_times = user_cli(args.repeats, raw, env)

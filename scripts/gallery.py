@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import hgbench
-from hgbench.analysis.outer import load_outer
+from hgbench.analysis.outer_loop import load_outer
 from hgbench.analysis.canvas import plt
 from hgbench.analysis.plot import load_with_constants
 

@@ -1,6 +1,6 @@
 """The tables of results/outer/README.md, regenerated from the committed outer.csv files alone:
 per outer problem its certified optima, then the time-to-ε table at ε = 1e-2 and 1e-3
-(hgbench.analysis.outer.optima and summary). Writes everything after the marker TABLES.
+(hgbench.analysis.outer_loop.optima and summary). Writes everything after the marker TABLES.
 
     python scripts/outer_tables.py [results/outer]
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hgbench.analysis.outer import _formatted, load_outer, optima, summary
+from hgbench.analysis.outer_loop import _formatted, load_outer, optima, summary
 from hgbench.analysis.results import markdown, write_text_atomic
 
 TABLES = "<!-- tables: written by scripts/outer_tables.py -->"

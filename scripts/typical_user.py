@@ -140,28 +140,30 @@ def aid(solve):
 HYPERGRADS = {"itd": itd, "fp": aid(fixed_point), "cg": aid(conjugate_gradient)}
 
 
-def curve(data, lams, estimator, ts, with_reference=True):
-    """{(draw, t): (ĝ, relative error or None)}: one inner loop and one hypergradient per point."""
+def curve(data, lams, estimator, ts, with_reference=True, hypergrads=HYPERGRADS):
+    """{(draw, t): (ĝ, relative error or None)}: one inner loop and one hypergradient per point,
+    ``hypergrads[estimator]`` (this script's, or another anchor's: scripts/hypertorch_style.py)."""
     out = {}
     for i, lam in enumerate(lams):
         p = Logistic(*data, lam)
         ref = reference(p, lam) if with_reference else None
         for t in ts:
-            g = HYPERGRADS[estimator](p, lam, t, t)
+            g = hypergrads[estimator](p, lam, t, t)
             out[i, t] = g, None if ref is None else (torch.linalg.vector_norm(g - ref) / torch.linalg.vector_norm(ref)).item()
     return out
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--estimator", choices=sorted(HYPERGRADS), default="cg")
+def main(doc=__doc__, hypergrads=HYPERGRADS, default="cg"):
+    """The command line of this script, and of the other anchors with their ``hypergrads``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--estimator", choices=sorted(hypergrads), default=default)
     parser.add_argument("--n-lambdas", type=int, default=10)
     parser.add_argument("--ts", type=int, nargs="+", default=list(range(10, 101, 10)))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     start = time.perf_counter()
     data = logistic_data(args.seed)
-    points = curve(data, lambdas(args.n_lambdas, data[0].shape[1], args.seed), args.estimator, args.ts)
+    points = curve(data, lambdas(args.n_lambdas, data[0].shape[1], args.seed), args.estimator, args.ts, hypergrads=hypergrads)
     for t in args.ts:
         errs = [points[i, t][1] for i in range(args.n_lambdas)]
         print(f"t = k = {t:4d}: mean relative error {sum(errs) / len(errs):.3e}")

@@ -38,6 +38,14 @@ def figures(monkeypatch):
         canvas.plt.close(fig)
 
 
+def need_extra(module: str, extra: str):
+    """``module`` imported: on CI (CI set; make setup installs every extra) a missing one fails
+    the test, elsewhere it skips it with how to install the extra."""
+    if os.environ.get("CI"):
+        return __import__(module)
+    return pytest.importorskip(module, reason=f"needs the {extra} extra: pip install 'hgbench[{extra}]'")
+
+
 def draws(problem, n=2, seed=0):
     return problem.sample_lambdas(n, torch.Generator().manual_seed(seed))
 

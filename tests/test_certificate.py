@@ -82,7 +82,7 @@ def kernel_ridge_truth(problem: KernelRidge, lam: torch.Tensor):
     rho = mpmath.exp(mpmath.mpf(lam[0].item()))
     scale = mpmath.exp(-2 * mpmath.mpf(lam[1].item())) / problem.n_features
     sq, sq_val = _mat(problem.sq_train[..., 0]), _mat(problem.sq_val[..., 0])
-    kern = lambda s: s.apply(lambda x: mpmath.exp(-x * scale / 2))  # noqa: E731
+    kern = lambda s: s.apply(lambda x: mpmath.exp(-x * scale / 2))
     k, k_val = kern(sq), kern(sq_val)
     dk = mpmath.matrix(k.rows, k.cols)
     dk_val = mpmath.matrix(k_val.rows, k_val.cols)
@@ -129,7 +129,7 @@ def logistic_truth(problem: Logistic, lam: torch.Tensor, start: torch.Tensor):
     xv, bv = _mat(problem.x_val), _vec(_mat(problem.b_val))
     exp = [mpmath.exp(mpmath.mpf(t)) for t in lam.tolist()]
     n, d = x.rows, x.cols
-    sigmoid = lambda t: 1 / (1 + mpmath.exp(-t))  # noqa: E731
+    sigmoid = lambda t: 1 / (1 + mpmath.exp(-t))
     w = _mat(start)
     for _ in range(6):
         margins = x * w
@@ -292,3 +292,14 @@ def test_sensitivities_match_closed_forms_on_ridge():
     free = reference(problem, lam, "matrix_free").norms
     for key in ("phi_lam", "hess_ww", "hess_lw"):
         assert 0.99 * expected[key].item() <= free[key] <= expected[key].item() * (1 + 1e-12), key
+
+
+def test_matrix_free_reference_without_its_bound_measures_no_norms(ridge):
+    """bound=False: the matrix-free reference skips the error bound's norms (the problem's own
+    contraction bound, NaN or a number, must not switch them back on), so certify refuses it."""
+    from hgbench.core.reference import certify, matrix_free_reference
+
+    lam = ridge.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+    with_bound, without = matrix_free_reference(ridge, lam), matrix_free_reference(ridge, lam, bound=False)
+    assert with_bound.norms is not None and without.norms is None and torch.equal(with_bound.grad, without.grad)
+    assert certify(with_bound)["certified"] and not certify(without)["certified"]

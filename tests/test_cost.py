@@ -46,7 +46,7 @@ def test_itd_forward_counts(ridge):
 def test_one_pass_costs_are_from_scratch_costs(ridge, estimator):
     """The counts reported for a point of a one-pass curve are those of computing it alone."""
     lam = draws(ridge, 1)[0]
-    counts = lambda c: (c.n_phi, c.n_vjp, c.n_jvp, c.saved_bytes)  # noqa: E731
+    counts = lambda c: (c.n_phi, c.n_vjp, c.n_jvp, c.saved_bytes)
     together = {(e.t, e.k): counts(e.cost) for e in estimate(estimator, ridge, lam, PAIRS)}
     for (t, k), count in together.items():
         (alone,) = estimate(estimator, ridge, lam, [(t, k if k is not None else 0)])
@@ -97,7 +97,7 @@ def test_a_tape_is_freed_with_its_estimate(logistic):
     import torch
 
     lam = draws(logistic, 1)[0]
-    count = lambda: sum(isinstance(o, torch.Tensor) for o in gc.get_objects())  # noqa: E731
+    count = lambda: sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
     list(estimate(ITDReverse("itd"), logistic, lam, [(3, 0)]))  # one-time setup
     gc.collect()
     before = count()

@@ -11,10 +11,11 @@ import torch
 from conftest import TESTS, run_cli, signal_when_paused
 
 from hgbench.core.bound import bind, check_applies, estimate
+from hgbench.core.krylov import gmres, iterates
 from hgbench.estimators.cg import ConjugateGradient
 from hgbench.estimators.cg_normal import NormalCG
 from hgbench.estimators.fp import FixedPoint
-from hgbench.estimators.gmres import GMRES, gmres
+from hgbench.estimators.gmres import GMRES
 from hgbench.estimators.itd import ITDForward, ITDReverse
 from hgbench.data.mnist import IDX_FILES, load_mnist, read_idx
 from hgbench.problems.equilibrium import EquilibriumMNIST
@@ -124,7 +125,7 @@ def test_the_certificate_needs_no_contraction():
 
 def test_reference_matches_finite_differences(deq, lam, ref):
     """Central differences of f(λ) = E(w*(λ), λ) along random directions (λ has 3,200 entries)."""
-    f = lambda l: deq.outer(deq.solve_inner(l), l).item()  # noqa: E731
+    f = lambda l: deq.outer(deq.solve_inner(l), l).item()
     gen = torch.Generator().manual_seed(1)
     h = 1e-5
     for _ in range(3):
@@ -211,9 +212,9 @@ def test_gmres_iterates_minimize_the_residual_over_the_krylov_space():
     gen = torch.Generator().manual_seed(0)
     m = torch.eye(7, dtype=torch.float64) + 0.6 * torch.randn(7, 7, generator=gen, dtype=torch.float64)
     b = torch.randn(7, generator=gen, dtype=torch.float64)
-    iterates = gmres(lambda v: m @ v, b)
+    steps = iterates(gmres(lambda v: m @ v, b))
     for k in range(1, 10):
-        v = next(iterates)
+        v = next(steps)
         residual = torch.linalg.vector_norm(m @ v - b).item()
         if k >= 7:  # the Krylov space is the whole space: exact (the monomial basis is too ill-conditioned to compare)
             assert residual < 1e-10

@@ -152,7 +152,7 @@ def test_hgbench_plot_draws_every_kind(tmp_path, monkeypatch):
     """hgbench.plot(df, out, kind=K) returns figure K for every kind, from synthetic rows or
     committed results (drawn, not written: saving is ``canvas.save``'s, exercised by the error kind)."""
     import hgbench
-    from hgbench.analysis.outer import load_outer
+    from hgbench.analysis.outer_loop import load_outer
 
     fig = hgbench.plot(_rows(), tmp_path, kind="error")
     assert (tmp_path / "error_vs_iterations.png").is_file()

@@ -6,7 +6,8 @@ from conftest import draws
 from toy import LinearMap
 
 from hgbench.core.bound import bind, check_applies, estimate
-from hgbench.estimators.cg import ConjugateGradient, conjugate_gradient
+from hgbench.core.krylov import conjugate_gradient, iterates
+from hgbench.estimators.cg import ConjugateGradient
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.itd import ITDForward, ITDReverse
 from hgbench.problems.logistic import Logistic
@@ -20,7 +21,7 @@ def rel(a, b):
 
 def finite_difference_grad(problem, lam, h=1e-5):
     """Central differences of f(λ) = E(w*(λ), λ), w* from the problem's own exact inner solver."""
-    f = lambda l: problem.outer(problem.solve_inner(l), l).item()  # noqa: E731
+    f = lambda l: problem.outer(problem.solve_inner(l), l).item()
     grad = torch.zeros_like(lam)
     for j in range(lam.numel()):
         e = torch.zeros_like(lam)
@@ -121,13 +122,13 @@ def test_cg_matches_direct_solve_and_stays_put_after_convergence():
     m = torch.randn(5, 5, generator=gen, dtype=torch.float64)
     a = m @ m.T + 5 * torch.eye(5, dtype=torch.float64)
     b = torch.randn(5, generator=gen, dtype=torch.float64)
-    iterates = conjugate_gradient(lambda v: a @ v, b, batched=False)
-    vs = [next(iterates) for _ in range(12)]
+    steps = iterates(conjugate_gradient(lambda v: a @ v, b, batched=False))
+    vs = [next(steps) for _ in range(12)]
     exact = torch.linalg.solve(a, b)
     assert rel(vs[4], exact) < 1e-12
     assert all(torch.isfinite(v).all() and rel(v, exact) < 1e-12 for v in vs[5:])
     # the zero right-hand side: residual exactly zero from the start, iterates stay at 0
-    zero = conjugate_gradient(lambda v: a @ v, torch.zeros(5, dtype=torch.float64), batched=False)
+    zero = iterates(conjugate_gradient(lambda v: a @ v, torch.zeros(5, dtype=torch.float64), batched=False))
     assert all(torch.equal(next(zero), torch.zeros(5, dtype=torch.float64)) for _ in range(3))
 
 
@@ -143,12 +144,12 @@ def test_cg_branches_equal_its_elementwise_selection_bit_for_bit(system, dtype):
     bs = torch.randn(3, 6, generator=gen, dtype=torch.float64) * (system != "zero_rhs")
     a, bs = a.to(dtype), bs.to(dtype)
 
-    def iterates(b, batched, n=20):
-        steps = conjugate_gradient(lambda v: a @ v, b, batched=batched)
+    def run(b, batched, n=20):
+        steps = iterates(conjugate_gradient(lambda v: a @ v, b, batched=batched))
         return torch.stack([next(steps) for _ in range(n)])
 
-    loop = torch.stack([iterates(b, batched=False) for b in bs])
-    assert torch.equal(loop, torch.stack([iterates(b, batched=True) for b in bs]))
+    loop = torch.stack([run(b, batched=False) for b in bs])
+    assert torch.equal(loop, torch.stack([run(b, batched=True) for b in bs]))
 
 
 @pytest.mark.parametrize("estimator", [FixedPoint("fp"), ConjugateGradient("cg"), ITDReverse("itd"), ITDForward("itd_forward")])

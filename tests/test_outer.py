@@ -9,7 +9,7 @@ import torch
 from conftest import TESTS, run_cli, signal_when_paused
 
 from hgbench.core.bound import bind, estimate
-from hgbench.analysis.outer import summary, with_gaps
+from hgbench.analysis.outer_loop import summary, with_gaps
 from hgbench.core.optimum import certified_optimum, stationarity, stationarity_uncertified
 from hgbench.core.reference import reference
 from hgbench.estimators.cg import ConjugateGradient
@@ -19,7 +19,7 @@ from hgbench.estimators.gmres import GMRES
 from hgbench.estimators.neumann import Neumann
 from hgbench.problems.meta_learning import MetaLearning
 from hgbench.problems.ridge import Ridge
-from hgbench.running.outer import STATE
+from hgbench.running.outer_loop import STATE
 
 RIDGE = ["mode=outer", "problem=ridge", "problem.n_train=60", "problem.n_val=40", "problem.n_features=8", "problem.cond=30",
          "outer.eval_every=1", "plot=false"]  # fmt: skip
@@ -207,7 +207,7 @@ def test_certified_optimum_is_stationary_by_central_differences():
     λ₀ itself was far from stationary, and the same λ₀ gives the same f*."""
     problem = ridge_problem()
     low, high = problem.box()
-    box = lambda lam: torch.clamp(lam, low, high)  # noqa: E731
+    box = lambda lam: torch.clamp(lam, low, high)
     lam0 = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
     found = certified_optimum(problem, lam0, box)
     assert found["certified"] and found["stationarity"] <= found["tol"] == pytest.approx(1e-6 * found["pi0"])

@@ -49,7 +49,7 @@ def build(name):
 
 def directional_finite_difference(problem, lam, direction, h=1e-5):
     """Central difference of f(λ) = E(w*(λ), λ) along ``direction``: ∇f(λ)·direction."""
-    f = lambda l: problem.outer(problem.solve_inner(l), l).item()  # noqa: E731
+    f = lambda l: problem.outer(problem.solve_inner(l), l).item()
     return (f(lam + h * direction) - f(lam - h * direction)) / (2 * h)
 
 

@@ -130,7 +130,7 @@ def test_matrix_free_reference_on_hyper_cleaning(cleaning):
     assert facts["w_error_bound"] == error_bound(ref)["w_error"] > ref.fixed_point_residual / (1 - facts["q_used"])  # + round-off allowance
     assert certify(ref)["certified"]
     direction = torch.randn(cleaning.lam_dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    f = lambda l: cleaning.outer(matrix_free_reference(cleaning, l).w_star, l).item()  # noqa: E731
+    f = lambda l: cleaning.outer(matrix_free_reference(cleaning, l).w_star, l).item()
     h = 1e-4
     fd = (f(lam + h * direction) - f(lam - h * direction)) / (2 * h)
     assert ref.grad.dot(direction).item() == pytest.approx(fd, rel=1e-6)

@@ -45,3 +45,23 @@ def torchopt_scalar(lam):
     w = solve(torch.zeros_like(leaf), leaf)
     (grad,) = torch.autograd.grad(0.5 * (w - 1).square().sum(), leaf)
     return grad
+
+
+def fixed_point_problem():
+    """The plain form with a map: w = Φ(w, λ) = w/2 + λ (w* = 2λ), E = ½(w − 1)², w and λ of
+    shape (1,); ∇f(λ) = 2(2λ − 1)."""
+    return {"phi": lambda w, lam: 0.5 * w + lam, "outer": lambda w, lam: 0.5 * (w - 1).square().sum(),
+            "w0": torch.zeros(1, dtype=torch.float64), "lam": torch.tensor([0.3], dtype=torch.float64)}  # fmt: skip
+
+
+def torchdeq_default(lam, **settings):
+    """∇f by a torchdeq DEQ layer, as its docs show (``deq = get_deq(); z_out, info = deq(f, z0)``).
+    Its default backward is the 1-step gradient (ift=False, grad=1), a documented approximation
+    that drops (I − J)⁻¹: here half of ∇f. ``settings``: get_deq's, e.g. ift=True, b_tol=1e-12."""
+    from torchdeq import get_deq
+
+    leaf = lam.detach().clone().requires_grad_(True)
+    deq = get_deq(**settings)
+    z_out, _ = deq(lambda z: 0.5 * z + leaf, torch.zeros(1, 1, dtype=lam.dtype))  # a batch of one sample
+    (grad,) = torch.autograd.grad(0.5 * (z_out[-1][0] - 1).square().sum(), leaf)
+    return grad

@@ -1,4 +1,4 @@
-"""What every figure shares (hgbench.analysis.plot's and hgbench.analysis.outer's): matplotlib
+"""What every figure shares (hgbench.analysis.plot's and hgbench.analysis.outer_loop's): matplotlib
 without a display, panels with constrained layout (``subplots``), the title over the panels
 (``title``), one legend for the figure (``legend``) and crash-safe saving as PNG and PDF
 (``save``, and ``kept`` to collect the saved figures instead of closing them)."""
@@ -13,11 +13,11 @@ from typing import Iterator
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 
-from hgbench.analysis.results import atomic  # noqa: E402
-from hgbench.analysis.style import PREDICTED  # noqa: E402
+from hgbench.analysis.results import atomic
+from hgbench.analysis.style import PREDICTED
 
 FONT = 9  # legend and panel titles: readable when the figure is printed at a column's width
 LEGEND_ROW = 0.22  # inches per legend entry at font size FONT
@@ -59,13 +59,26 @@ def legend(fig) -> None:
 
 
 _KEPT: list | None = None  # while ``kept`` collects: the figures saved, left open for the caller
+_FORMATS: tuple[str, ...] = ("png", "pdf")  # what ``save`` writes; ``formats`` narrows it
+
+
+@contextmanager
+def formats(*extensions: str) -> Iterator[None]:
+    """Within the block, ``save`` writes only these formats: the figure drawn at the end of a run
+    is a PNG (its PDF costs as much again: `hgbench plot` writes both)."""
+    global _FORMATS
+    saved, _FORMATS = _FORMATS, extensions
+    try:
+        yield
+    finally:
+        _FORMATS = saved
 
 
 def save(fig, out_dir: Path, stem: str, close: bool = True) -> list[Path]:
-    """The figure as out_dir/``stem``.png and .pdf, each through a temporary file
-    (hgbench.analysis.results.atomic: a link in its place is replaced, never written through);
-    closed afterwards unless ``close`` is false (or ``kept`` is collecting it)."""
-    paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
+    """The figure as out_dir/``stem``.png and .pdf (the ``formats`` in force), each through a
+    temporary file (hgbench.analysis.results.atomic: a link in its place is replaced, never
+    written through); closed afterwards unless ``close`` is false (or ``kept`` is collecting it)."""
+    paths = [Path(out_dir) / f"{stem}.{extension}" for extension in _FORMATS]
     for path in paths:
         with atomic(path) as tmp:
             fig.savefig(tmp, dpi=130, bbox_inches="tight", format=path.suffix[1:])

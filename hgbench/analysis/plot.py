@@ -10,7 +10,7 @@ import pandas as pd
 from hgbench.analysis import canvas
 from hgbench.analysis.canvas import FONT, PREDICTED_LABEL
 from hgbench.analysis.results import labels, load, markdown, panel_rows, panels, write_text_atomic
-from hgbench.analysis.outer import load_outer, plot_outer, plot_training
+from hgbench.analysis.outer_loop import load_outer, plot_outer, plot_training
 from hgbench.analysis.stochastic import load_stochastic, plot_stochastic
 from hgbench.analysis.style import estimator_style, palette  # noqa: F401 (public: every figure's palette)
 from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, floor_for, load_constants, overlay, rate_table

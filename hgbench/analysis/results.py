@@ -168,7 +168,7 @@ def read_parquet(path: Path) -> pd.DataFrame:
     ``k`` Int64, the other integer columns as numbers (as a CSV's read), identity and TEXT str."""
     try:
         df = pd.read_parquet(path, engine="pyarrow")
-    except Exception as err:  # noqa: BLE001 — pyarrow's errors have no common base: one message naming the file
+    except Exception as err:  # pyarrow's errors have no common base: one message naming the file
         raise ValueError(f"{path} is not a readable Parquet file ({type(err).__name__}: {' '.join(str(err).split())[:120]})") from err
     for column in IDENTITY:
         df[column] = df[column].fillna("").astype(str) if column in df else ""

@@ -43,7 +43,7 @@ class BoundProblem:
     ``symmetric`` tags ∂₁Φ as symmetric. ``functional``: products are built with torch.func
     (batched λ draws under vmap) instead of the autograd tape. ``v0``: where an AID solver starts
     (hgbench.estimators.aid; None: v₀ = 0), e.g. the previous outer step's v_k in a warm-started
-    outer loop (hgbench.running.outer); estimators without a solver ignore it.
+    outer loop (hgbench.running.outer_loop); estimators without a solver ignore it.
     """
 
     phi: Fn

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
+from hgbench.core.krylov import solve_cg, solve_gmres
+from hgbench.problems import autodiff
+
 if TYPE_CHECKING:
     from hgbench.problems.base import Problem
 
@@ -68,9 +71,9 @@ def reference(problem: "Problem", lam: torch.Tensor, method: str = "dense", boun
 
     phi = problem.bound_phi(lam)
     w_star = problem.solve_inner(lam)
-    grad_w, grad_lam = torch.func.grad(problem.outer, argnums=(0, 1))(w_star, lam)
+    grad_w, grad_lam = autodiff.gradient(problem.outer, (w_star, lam), argnums=(0, 1))
     v, q, kappa = problem.adjoint_system(lam, w_star, grad_w)
-    phi_w_star, pullback = torch.func.vjp(phi, w_star, lam)
+    phi_w_star, pullback = autodiff.vjp(phi, (w_star, lam))
     jtv, phi_t_v = pullback(v)
     grad = grad_lam + phi_t_v
     dense = type(problem).adjoint_system is Problem.adjoint_system  # J affordable as a dense matrix
@@ -108,7 +111,8 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
         from_v  ≥ ‖Z‖₂,  Z = (I − J)⁻¹A                  (an adjoint residual → ∇f)
         from_w  ≥ ‖(N + ZᵀM)(I − J)⁻¹‖₂                 (a fixed-point residual → ∇f)
 
-    ``inverse`` None: the dense path: J, A, M, N formed by reverse-mode autodiff, Z and the
+    ``inverse`` None: the dense path: J, A, M, N formed by reverse-mode autodiff
+    (hgbench.problems.autodiff: M, N reverse over reverse, as torch.func.jacrev of its grad), Z and the
     product by LU solves, every norm an exact 2-norm (``inverse`` = 1/σ_min(I − J) from the
     singular values). Else ``inverse`` is the caller's bound (1/(1 − q)); phi_lam, hess_ww and
     hess_lw come from POWER_STEPS steps of power iteration with JVPs and VJPs (``norm_estimate``:
@@ -116,13 +120,13 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
     inverse·hess_ww·phi_lam) bound the composite norms by products. ``source`` says which.
     Also the vector norms ‖w‖ and ‖v‖."""
     phi = problem.bound_phi(lam)
-    lagrangian = lambda x, l: problem.outer(x, l) + v @ phi(x, l)  # noqa: E731
-    gradients = lambda x: torch.func.grad(lagrangian, argnums=(0, 1))(x, lam)  # noqa: E731  (∇₁𝓛, ∇₂𝓛)
+    lagrangian = lambda x, l: problem.outer(x, l) + v @ phi(x, l)
+    gradients = lambda x: torch.func.grad(lagrangian, argnums=(0, 1))(x, lam)  # (∇₁𝓛, ∇₂𝓛)
     out = {"w": _norm(w), "v": _norm(v)}
     if inverse is None:
-        two = lambda m: torch.linalg.matrix_norm(m, ord=2).item() if m.numel() else 0.0  # noqa: E731
-        jac_w, jac_lam = torch.func.jacrev(phi, argnums=(0, 1))(w, lam)
-        hess_ww, hess_lw = torch.func.jacrev(gradients)(w)
+        two = lambda m: torch.linalg.matrix_norm(m, ord=2).item() if m.numel() else 0.0
+        jac_w, jac_lam = autodiff.jacobian(phi, (w, lam), argnums=(0, 1))
+        hess_ww, hess_lw = autodiff.jacobian(lambda x: autodiff.gradient(lagrangian, (x, lam), argnums=(0, 1), create_graph=True), (w,))
         system = torch.eye(jac_w.shape[0], dtype=jac_w.dtype, device=jac_w.device) - jac_w
         smallest = torch.linalg.svdvals(system)[-1].item()
         if not smallest > 0:
@@ -132,11 +136,11 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
         to_grad = torch.linalg.solve(system.T, (hess_lw + z.T @ hess_ww).T).T  # (N + ZᵀM)(I − J)⁻¹
         return {**out, "phi_lam": two(jac_lam), "hess_ww": two(hess_ww), "hess_lw": two(hess_lw), "inverse": 1 / smallest,
                 "from_v": two(z), "from_w": two(to_grad), "source": "dense"}  # fmt: skip
-    seed = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    lam_part = lambda x: gradients(x)[1]  # noqa: E731
+    seed = lambda: torch.Generator().manual_seed(0)
+    lam_part = lambda x: gradients(x)[1]
     phi_lam = norm_estimate(lambda u: torch.func.jvp(lambda l: phi(w, l), (lam,), (u,))[1],
                             lambda z: torch.func.vjp(lambda l: phi(w, l), lam)[1](z)[0], lam, seed())  # fmt: skip
-    hvp = lambda u: torch.func.jvp(lambda x: gradients(x)[0], (w,), (u,))[1]  # noqa: E731  (symmetric)
+    hvp = lambda u: torch.func.jvp(lambda x: gradients(x)[0], (w,), (u,))[1]  # (symmetric)
     hess_ww = norm_estimate(hvp, None, w, seed())
     hess_lw = norm_estimate(lambda u: torch.func.jvp(lam_part, (w,), (u,))[1],
                             lambda z: torch.func.vjp(lam_part, w)[1](z)[0], w, seed())  # fmt: skip
@@ -272,62 +276,18 @@ def matrix_free_bytes(problem: "Problem") -> int:
     return (RESTART + 20) * problem.w_dim * 8 + 4 * problem.lam_dim * 8
 
 
-def conjugate_gradient(apply, b: torch.Tensor, tol: float, maxiter: int = KRYLOV_MAX) -> tuple[torch.Tensor, int]:
-    """x with A x ≈ b for symmetric positive definite A (Hestenes & Stiefel 1952), from x = 0,
-    until the recursive residual ‖r‖ ≤ tol·‖b‖ or ``maxiter`` products; returns (x, products)."""
-    x, r = torch.zeros_like(b), b.clone()
-    p, rr = r.clone(), r.dot(r)
-    goal = (tol * torch.linalg.vector_norm(b)) ** 2
-    for i in range(maxiter):
-        if rr <= goal:
-            return x, i
-        ap = apply(p)
-        step = rr / p.dot(ap)
-        x, r = x + step * p, r - step * ap
-        rr, previous = r.dot(r), rr
-        p = r + (rr / previous) * p
-    return x, maxiter
-
-
-def gmres(apply, b: torch.Tensor, tol: float, maxiter: int = KRYLOV_MAX, restart: int = RESTART) -> tuple[torch.Tensor, int]:
-    """x with A x ≈ b (Saad & Schultz 1986, GMRES(m) restarted every ``restart`` products;
-    modified Gram–Schmidt Arnoldi, the small least-squares problem solved each step) from
-    x = 0, until the residual ‖b − Ax‖ ≤ tol·‖b‖ or ``maxiter`` products; returns (x, products)."""
-    x, done = torch.zeros_like(b), 0
-    scale = torch.linalg.vector_norm(b)
-    while done < maxiter:
-        r = b - apply(x) if done else b
-        beta = torch.linalg.vector_norm(r)
-        if beta <= tol * scale or beta == 0:
-            break
-        basis = [r / beta]
-        h = torch.zeros(restart + 1, restart, dtype=b.dtype, device=b.device)
-        e1 = torch.zeros(restart + 1, 1, dtype=b.dtype, device=b.device)
-        e1[0] = beta
-        y = None
-        for j in range(min(restart, maxiter - done)):
-            u = apply(basis[j])
-            done += 1
-            for i, q in enumerate(basis):
-                h[i, j] = q.dot(u)
-                u = u - h[i, j] * q
-            h[j + 1, j] = torch.linalg.vector_norm(u)
-            y = torch.linalg.lstsq(h[: j + 2, : j + 1], e1[: j + 2]).solution
-            estimate = torch.linalg.vector_norm(e1[: j + 2] - h[: j + 2, : j + 1] @ y)
-            if estimate <= tol * scale or h[j + 1, j] == 0:
-                break
-            basis.append(u / h[j + 1, j])
-        x = x + torch.stack(basis[: y.shape[0]], dim=1) @ y[:, 0]
-        if estimate <= tol * scale or h[j + 1, j] == 0:
-            break
-    return x, done
-
-
 def refine(apply, b: torch.Tensor, symmetric: bool, tol: float = TARGET, rounds: int = 5) -> tuple[torch.Tensor, float, int]:
-    """Solve A x = b by CG (``symmetric``) or GMRES, then iterative refinement on the true
-    residual: while ‖b − Ax‖ > tol·‖b‖ and it decreases, solve A δ = b − Ax and add δ (at most
-    ``rounds`` solves). Returns (x, ‖b − Ax‖ measured, products)."""
-    solve = conjugate_gradient if symmetric else gmres
+    """Solve A x = b by CG (``symmetric``) or GMRES(RESTART): hgbench.core.krylov's generators,
+    the estimators' own, driven to the relative residual ``tol`` in at most KRYLOV_MAX products
+    per solve (``solve_cg``, ``solve_gmres``); then iterative refinement on the true residual:
+    while ‖b − Ax‖ > tol·‖b‖ and it decreases, solve A δ = b − Ax and add δ (at most ``rounds``
+    solves). Returns (x, ‖b − Ax‖ measured, products)."""
+
+    def solve(rhs):
+        if symmetric:
+            return solve_cg(apply, rhs, tol, KRYLOV_MAX)
+        return solve_gmres(apply, rhs, tol, KRYLOV_MAX, RESTART)
+
     x, products = torch.zeros_like(b), 0
     residual = b
     best = torch.linalg.vector_norm(b).item()
@@ -335,7 +295,7 @@ def refine(apply, b: torch.Tensor, symmetric: bool, tol: float = TARGET, rounds:
     for _ in range(rounds):
         if best <= goal:
             break
-        delta, used = solve(apply, residual, tol)
+        delta, used = solve(residual)
         candidate = x + delta
         new_residual = b - apply(candidate)
         products += used + 1
@@ -391,11 +351,11 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
     if lam.dtype != torch.float64:
         raise TypeError(f"the reference is computed in float64, got λ of dtype {lam.dtype}")
     phi = problem.bound_phi(lam)
-    fixed = lambda x: phi(x, lam)  # noqa: E731
+    fixed = lambda x: phi(x, lam)
     own = type(problem).solve_inner is not Problem.solve_inner
     w = problem.solve_inner(lam) if own else problem.w0(lam)
     symmetric = problem.symmetric_jacobian
-    norm = lambda x: torch.linalg.vector_norm(x).item()  # noqa: E731
+    norm = lambda x: torch.linalg.vector_norm(x).item()
     residual = w - fixed(w)
     first = norm(residual)
     products, newton = 0, 0
@@ -404,9 +364,9 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
             break
         if symmetric:
             pull = torch.func.vjp(fixed, w)[1]
-            apply = lambda s: s - pull(s)[0]  # noqa: E731  (I − J)s = (I − Jᵀ)s
+            apply = lambda s: s - pull(s)[0]  # (I − J)s = (I − Jᵀ)s
         else:
-            apply = lambda s: s - torch.func.jvp(fixed, (w,), (s,))[1]  # noqa: E731
+            apply = lambda s: s - torch.func.jvp(fixed, (w,), (s,))[1]
         forcing = max(TARGET, min(1e-2, norm(residual) / first))  # inexact Newton: looser solves far from w*
         step, _, used = refine(apply, residual, symmetric, tol=forcing, rounds=1)
         products += used
@@ -424,14 +384,14 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
         newton += 1
     grad_w, grad_lam = torch.func.grad(problem.outer, argnums=(0, 1))(w, lam)
     _, pull_both = torch.func.vjp(phi, w, lam)
-    adjoint = lambda v: v - pull_both(v)[0]  # noqa: E731
+    adjoint = lambda v: v - pull_both(v)[0]
     v, _, used = refine(adjoint, grad_w, symmetric)
     jtv, phi_t_v = pull_both(v)
     linear_residual = norm(v - jtv - grad_w)
     q_est = norm_estimate(lambda u: torch.func.jvp(fixed, (w,), (u,))[1], lambda u: pull_both(u)[0], w,
                           torch.Generator().manual_seed(0))  # fmt: skip
-    bound = problem.contraction_bound(lam)
-    q_used, source = (bound, "contraction_bound (an upper bound)") if math.isfinite(bound) else (q_est, f"power iteration, {POWER_STEPS} steps (an estimate from below)")
+    q_bound = problem.contraction_bound(lam)
+    q_used, source = (q_bound, "contraction_bound (an upper bound)") if math.isfinite(q_bound) else (q_est, f"power iteration, {POWER_STEPS} steps (an estimate from below)")
     fixed_residual = norm(residual)
     inverse = 1 / (1 - q_used) if q_used < 1 else math.inf
     norms = None

@@ -120,7 +120,7 @@ class Sampled:
 
     def __init__(self, problem, lam: torch.Tensor, sampling: Sampling, generator: torch.Generator):
         self.problem, self.lam, self.sampling, self.generator = problem, lam, sampling, generator
-        self.alpha = problem.consts(lam.detach())["alpha"].detach()
+        self.alpha = problem.draw_consts(lam)["alpha"]  # computed once per λ value (Problem.draw_consts), detached
         self.w0 = problem.w0(lam)
         self.oracles = Oracles()
         self._grad = torch.func.grad(problem.inner_loss_on)  # ∇₁ℓ_B(w, λ, B)

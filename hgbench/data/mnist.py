@@ -76,7 +76,7 @@ def _load_idx(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
             raise ValueError(f"data.root={str(root)!r}: {part} images of shape {images.shape} do not match labels of shape {labels.shape}")
-    flat = lambda a: a.reshape(a.shape[0], -1)  # noqa: E731
+    flat = lambda a: a.reshape(a.shape[0], -1)
     return flat(arrays["train_images"]), arrays["train_labels"], flat(arrays["test_images"]), arrays["test_labels"]
 
 

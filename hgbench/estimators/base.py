@@ -45,7 +45,7 @@ class Estimator:
     # each with the advice printed when a problem lacks it; checked once, before any work.
     needs: dict[str, str] = {}
     # Starts its linear solver from the bound problem's ``v0`` (AID); False: it has no solver
-    # start, and a solver warm start does not apply (hgbench.running.outer).
+    # start, and a solver warm start does not apply (hgbench.running.outer_loop).
     solver_start: bool = False
     Options = EstimatorOptions  # the options a subclass's constructor takes (hgbench.options), declared in its file
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from hgbench.core.krylov import conjugate_gradient, iterates
 from hgbench.estimators.aid import AID
-from hgbench.estimators.cg import conjugate_gradient
 
 
 class NormalCG(AID):
@@ -19,6 +19,6 @@ class NormalCG(AID):
     role = "cg_normal"
 
     def solver(self, lin, b):
-        m = lambda v: v - lin.jt(v)  # noqa: E731  (I − Jᵀ) v
-        m_t = lambda u: u - lin.j(u)  # noqa: E731  (I − J) u
-        return conjugate_gradient(lambda v: m_t(m(v)), m_t(b), batched=lin.functional)
+        m = lambda v: v - lin.jt(v)  # (I − Jᵀ) v
+        m_t = lambda u: u - lin.j(u)  # (I − J) u
+        return iterates(conjugate_gradient(lambda v: m_t(m(v)), m_t(b), batched=lin.functional))

@@ -53,7 +53,7 @@ def hypergradient(method: str, outer: Fn, w: torch.Tensor, lam: torch.Tensor, *,
         if step_size is None or not step_size > 0:
             raise ValueError(f"step_size={step_size!r}: inner_loss needs the step α > 0 of Φ(w, λ) = w − α ∇₁ℓ(w, λ)")
 
-        def phi(w, l):  # noqa: F811 — Φ of the gradient step on ℓ
+        def phi(w, l):  # Φ of the gradient step on ℓ
             # ∇₁ℓ by autograd with its graph kept (so that Φ can be differentiated again), not by
             # torch.func.grad, which refuses the saved-tensor hooks that count ITD's tape
             # (hgbench.core.cost.taped)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from hgbench.core.krylov import conjugate_gradient, iterates
 from hgbench.estimators.aid import AID
-from hgbench.estimators.cg import conjugate_gradient
 from hgbench.estimators.base import dense_cost
 from hgbench.estimators.implicit import implicit_at, point_estimates, solve_direct, solve_or_nan
 from hgbench.options import Choice, EstimatorOptions, Integer, option
@@ -71,14 +71,14 @@ class Preconditioned(AID):
         if self.solve == "direct":  # I − J = (I − Jᵀ)ᵀ
             system = torch.eye(w.numel(), dtype=w.dtype, device=w.device) - lin.dense_jt().T
             return w - solve_or_nan(system, residual)
-        steps = conjugate_gradient(lambda v: v - lin.jt(v), residual, batched=lin.functional)
+        steps = iterates(conjugate_gradient(lambda v: v - lin.jt(v), residual, batched=lin.functional))
         step = torch.zeros_like(w)
         for _ in range(self.precond_steps):
             step = next(steps)
         return w - step
 
     def solver(self, lin, b):
-        return conjugate_gradient(lambda v: v - lin.jt(v), b, batched=lin.functional)
+        return iterates(conjugate_gradient(lambda v: v - lin.jt(v), b, batched=lin.functional))
 
     def at(self, bound, w):
         return implicit_at(bound, self.point(bound, w), solve_direct)

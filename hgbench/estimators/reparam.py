@@ -72,13 +72,13 @@ class Reparameterized(Estimator):
         # jacrev rather than grad: the same ∇ℓ, rounded as the committed results were (grad differs at 1e-17)
         gradient = torch.func.jacrev(bound.inner_loss, argnums=0)
         if self.map == "opt":
-            hessian = lambda l: jacobian(lambda x: gradient(x, l), x_c, tally)[1]  # noqa: E731
+            hessian = lambda l: jacobian(lambda x: gradient(x, l), x_c, tally)[1]
             hess, dhess = jacobian(hessian, lam, tally)
             inv = torch.linalg.inv(hess)
             lam_c = lam.detach()
             # H(λ)⁻¹ linearized at λ, H⁻¹ − H⁻¹(∂H·(l − λ))H⁻¹: the first λ-derivatives the estimate needs, exactly
             return (lambda z, l: (inv - inv @ (dhess @ (l - lam)) @ inv) @ gradient(z, lam_c) + x_c), x_c - inv @ gradient(x_c, lam_c)
-        diagonal = lambda l: torch.diagonal(jacobian(lambda x: gradient(x, l), x_c, tally)[1])  # noqa: E731
+        diagonal = lambda l: torch.diagonal(jacobian(lambda x: gradient(x, l), x_c, tally)[1])
         scale, dscale = jacobian(diagonal, lam, tally)
         # The estimate needs φ and its first λ-derivatives at λ only: P's linearization at λ
         # gives both exactly, without differentiating a Hessian again inside every product.
@@ -87,8 +87,8 @@ class Reparameterized(Estimator):
     def at(self, bound, w):
         lam = bound.lam
         phi, z = self.reparameterization(bound, w)
-        inner = lambda z, l: bound.inner_loss(phi(z, l), l)  # noqa: E731
-        outer = lambda z, l: bound.outer(phi(z, l), l)  # noqa: E731
+        inner = lambda z, l: bound.inner_loss(phi(z, l), l)
+        outer = lambda z, l: bound.outer(phi(z, l), l)
         grad_z = torch.func.grad(inner, argnums=0)
         _, hess = jacobian(lambda z: grad_z(z, lam), z, bound.tally)
         outer_z, outer_lam = torch.func.grad(outer, argnums=(0, 1))(z, lam)

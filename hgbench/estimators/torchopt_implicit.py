@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from hgbench.estimators.base import Estimate, Estimator
+from hgbench.estimators.libraries import gradient_step_size, load
 from hgbench.options import Choice, EstimatorOptions, Number, option
 
 
@@ -35,11 +36,7 @@ class TorchoptImplicitOptions(EstimatorOptions):
 
 def load_torchopt():
     """The torchopt module, or one ValueError line saying how to install it."""
-    try:
-        import torchopt
-    except ImportError as err:
-        raise ValueError(f"this estimator needs torchopt, which is not installed ({err}): pip install 'hgbench[torchopt]'") from err
-    return torchopt
+    return load("torchopt", "torchopt")
 
 
 class TorchoptImplicit(Estimator):
@@ -109,13 +106,8 @@ class TorchoptUnrolled(Estimator):
     def estimate(self, bound, pairs):
         torchopt = load_torchopt()
         ts = sorted({t for t, _ in pairs})
-        with torch.enable_grad():
-            w0 = bound.w0.detach()
-            step = w0 - bound.phi(w0, bound.lam)
-            grad0 = torch.func.grad(bound.inner_loss)(w0, bound.lam)
-            alpha = (step @ grad0 / (grad0 @ grad0)).item() if (grad0 @ grad0) > 0 else 0.0
-            if torch.linalg.vector_norm(step - alpha * grad0) > 1e-8 * torch.linalg.vector_norm(step):
-                raise ValueError("Φ is not a gradient step w − α∇₁ℓ with a constant α at w₀; torchopt_unrolled does not apply")
+        alpha = gradient_step_size(bound, "torchopt_unrolled")
+        w0 = bound.w0.detach()
         for t in ts:
             meter = bound.meter()
             with meter, torch.enable_grad():

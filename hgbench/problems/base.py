@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 
 from hgbench.options import UniformOptions
+from hgbench.problems import autodiff
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,10 @@ class Problem:
 
     def newton_direction(self, w: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         """∇₁²ℓ(w, λ)⁻¹ g for Newton's method: the dense Hessian by autodiff and LU, unless a
-        problem overrides it with its structure (e.g. a block-diagonal Hessian)."""
+        problem overrides it with its structure (e.g. a block-diagonal Hessian). torch.func's
+        forward-over-reverse Hessian (which imports torch._dynamo on first use): the plain-autograd
+        ones (reverse over reverse, or autograd.functional's forward mode) differ from it by a few
+        ulps (3e-16 measured on logistic), which would move every Newton reference."""
         return torch.linalg.solve(torch.func.hessian(self.inner_loss)(w, lam), g)
 
     def consts(self, lam: torch.Tensor) -> dict:
@@ -129,12 +133,39 @@ class Problem:
         """Φ(w, l) at the draw λ: its constants computed once from λ's value and detached, so
         that derivatives with respect to λ see λ only through the explicit argument, as the
         theory assumes (hgbench.core.bound.bind counts the calls for the estimators)."""
+        return self.phi_function(lam, self.draw_consts(lam))
+
+    def draw_consts(self, lam: torch.Tensor) -> dict:
+        """``consts(λ)``, detached, computed once per value of λ: a draw binds Φ four times or
+        more (the reference, its adjoint system and error bound, then the estimator), and the
+        constants may cost a d × d eigendecomposition (ridge's α). Cached by λ's dtype, device,
+        shape and values, together with the problem's tensors (as objects, holding them, and
+        their in-place version counters): an entry is reused only by a problem whose tensors are
+        the very ones it was computed from, unchanged (a copy cast by ``to``, a draw with its own
+        terms or data modified in place computes afresh). consts depend on λ and the problem's
+        tensors only (the contract of ``consts``). Not cached under a torch.func transform
+        (batched λ has no concrete values) nor beyond the last CONSTS_KEPT values of λ."""
+        key = _values_key(lam)
+        tensors = tuple((name, value, value._version) for name, value in vars(self).items() if isinstance(value, torch.Tensor))
+        cache = self.__dict__.setdefault("_consts_cache", {})
+        hit = cache.get(key) if key is not None else None
+        if hit is not None and len(hit[0]) == len(tensors) and all(
+            name == old_name and value is old and version == old_version
+            for (name, value, version), (old_name, old, old_version) in zip(tensors, hit[0])
+        ):
+            return dict(hit[1])
         consts = self.consts(lam.detach())
-        for key, value in consts.items():
+        for name, value in consts.items():
             if not isinstance(value, torch.Tensor):
-                raise TypeError(f"{type(self).__name__}.consts returned {key!r} = {value!r} ({type(value).__name__}); "
+                raise TypeError(f"{type(self).__name__}.consts returned {name!r} = {value!r} ({type(value).__name__}); "
                                 "each constant must be a torch.Tensor, e.g. torch.as_tensor(value, dtype=lam.dtype)")  # fmt: skip
-        return self.phi_function(lam, {key: value.detach() for key, value in consts.items()})
+        consts = {name: value.detach() for name, value in consts.items()}
+        if key is not None:
+            cache.pop(key, None)
+            cache[key] = (tensors, consts)
+            while len(cache) > CONSTS_KEPT:
+                cache.pop(next(iter(cache)))
+        return dict(consts)
 
     @classmethod
     def provides(cls) -> frozenset[str]:
@@ -158,15 +189,15 @@ class Problem:
         Stops when no step along the Newton direction decreases ‖∇ℓ‖ (round-off reached), or
         after 100 steps.
         """
-        grad = torch.func.grad(lambda w: self.inner_loss(w, lam))
+        grad = lambda w: autodiff.gradient(self.inner_loss, (w, lam))
         return damped_newton(grad, lambda w, g: self.newton_direction(w, g, lam), self.w0(lam) if start is None else start)
 
     def adjoint_system(self, lam: torch.Tensor, w_star: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         """(v, q, κ) for the reference: v solves (I − Jᵀ)v = b with J = ∂₁Φ(w*, λ), q = ‖J‖₂ and
-        κ = cond(I − Jᵀ). By default J is formed densely (jacrev) and the system solved by LU;
+        κ = cond(I − Jᵀ). By default J is formed densely (reverse mode, autodiff.jacobian) and the system solved by LU;
         a problem too large for a dense J overrides this with its own exact solve."""
         phi = self.bound_phi(lam)
-        jac = torch.func.jacrev(lambda w: phi(w, lam))(w_star)
+        jac = autodiff.jacobian(lambda w: phi(w, lam), (w_star,))
         system = torch.eye(jac.shape[0], dtype=jac.dtype, device=jac.device) - jac.T
         singular = torch.linalg.svdvals(system)
         q = torch.linalg.matrix_norm(jac, ord=2).item()
@@ -201,7 +232,7 @@ class Problem:
                 setattr(other, key, cast.to(device))
         return other
 
-    # --- the outer loop (mode=outer, hgbench.running.outer): declared capabilities --------------
+    # --- the outer loop (mode=outer, hgbench.running.outer_loop): declared capabilities --------------
     trainable: bool = False  # implements ``evaluate``: mode=outer logs its metrics
 
     def evaluate(self, lam: torch.Tensor, t: int) -> dict[str, float]:
@@ -256,6 +287,19 @@ class PerFeatureProblem(GradientStepProblem):
     @property
     def w_dim(self) -> int:
         return self.x_train.shape[1]
+
+
+CONSTS_KEPT = 16  # values of λ whose constants a problem keeps (mode=outer moves λ every step)
+
+
+def _values_key(lam: torch.Tensor):
+    """(dtype, device, shape, the bytes of the values) of λ; None where λ has no concrete values
+    (a batched tensor under torch.func.vmap)."""
+    try:  # the raw bytes, any dtype: exact (−0.0 is not 0.0), and NaN equals itself
+        values = lam.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    except RuntimeError:
+        return None
+    return lam.dtype, str(lam.device), tuple(lam.shape), values
 
 
 def damped_newton(residual, direction, w: torch.Tensor, steps: int = 100) -> torch.Tensor:

@@ -21,7 +21,7 @@ symmetric, so AID-CG does not apply; the reference solves each block exactly in 
 give a map that need not be a contraction.
 
 Initialization as in the reference notebook: A, B, c, W ~ init_scale·N(0, 1), b = 0, initial
-state 0. ``checkpoint``: a checkpoints.pt written by an outer run (hgbench.running.outer); the λ
+state 0. ``checkpoint``: a checkpoints.pt written by an outer run (hgbench.running.outer_loop); the λ
 draws are then its saved parameters, in order (the hypergradient error at checkpoints of training).
 """
 
@@ -280,7 +280,7 @@ class EquilibriumMNIST(Problem):
                 low = min(low, torch.linalg.eigvalsh(block.mT @ block)[:, 0].min().item())
         return low**-0.5 if low > 0 else math.inf
 
-    # --- the outer loop's support (hgbench.running.outer) -------------------------------------------
+    # --- the outer loop's support (hgbench.running.outer_loop) -------------------------------------------
     def contraction_bound(self, lam: torch.Tensor) -> float:
         """‖A‖₂ (``a_norm``)."""
         return self.a_norm(lam)

@@ -11,7 +11,7 @@ from hgbench.data import datasets
 from hgbench.options import SHARE, SIZE, Choice, Integer, Number, UniformOptions, option
 from hgbench.problems.base import PerFeatureProblem, Planned
 from hgbench.problems.finite_sum import FiniteSum
-from hgbench.problems.outer import OUTERS, OuterChoice
+from hgbench.problems.outer_objective import OUTERS, OuterChoice
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Logistic(FiniteSum, OuterChoice, PerFeatureProblem):
 
         ℓ(w, λ) = (1/n) Σᵢ log(1 + exp(−bᵢ xᵢᵀw)) + ½ Σⱼ exp(λⱼ) wⱼ²
         E(w, λ) = (1/n_v) Σᵢ log(1 + exp(−b_{v,i} x_{v,i}ᵀw))     (validation cross-entropy; ``outer=validation``,
-                                                                   others: hgbench.problems.outer)
+                                                                   others: hgbench.problems.outer_objective)
         Φ(w, λ) = w − α(λ) ∇₁ℓ(w, λ),  ∇₁ℓ = −(1/n) Xᵀ(b ⊙ σ(−b ⊙ Xw)) + exp(λ) ⊙ w
 
     The Hessian XᵀDX/n + diag(exp λ), D = diag(σ(1 − σ)) ≤ 1/4, has eigenvalues in

@@ -139,8 +139,8 @@ class PlainProblem(StructuredProblem):
         if self._inner is not None:
             return super().solve_inner(lam, start)
         phi = self.bound_phi(lam)
-        residual = lambda x: x - phi(x, lam)  # noqa: E731
-        newton = lambda x, f: torch.linalg.solve(torch.func.jacrev(residual)(x), f)  # noqa: E731
+        residual = lambda x: x - phi(x, lam)
+        newton = lambda x, f: torch.linalg.solve(torch.func.jacrev(residual)(x), f)
         return damped_newton(residual, newton, self.w0(lam) if start is None else start)
 
     def sample_lambdas(self, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -10,7 +10,7 @@ from hgbench.data import datasets
 from hgbench.options import SHARE, SIZE, Choice, Number, UniformOptions, option
 from hgbench.problems.base import PerFeatureProblem, Planned
 from hgbench.problems.finite_sum import FiniteSum
-from hgbench.problems.outer import OUTERS, OuterChoice
+from hgbench.problems.outer_objective import OUTERS, OuterChoice
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Ridge(FiniteSum, OuterChoice, PerFeatureProblem):
     Data X ∈ ℝ^{n×d}, y ∈ ℝ^n (train) and X_v, y_v (validation); λ ∈ ℝ^d.
 
         ℓ(w, λ) = 1/(2n) ‖X w − y‖² + ½ Σⱼ exp(λⱼ) wⱼ²
-        E(w, λ) = 1/(2n_v) ‖X_v w − y_v‖²   (``outer=validation``; others: hgbench.problems.outer)
+        E(w, λ) = 1/(2n_v) ‖X_v w − y_v‖²   (``outer=validation``; others: hgbench.problems.outer_objective)
         Φ(w, λ) = w − α(λ) ∇₁ℓ(w, λ),  ∇₁ℓ = H(λ) w − Xᵀy/n,  H(λ) = XᵀX/n + diag(exp λ)
 
     α(λ) = 2/(L + μ) with L, μ the extreme eigenvalues of H(λ) (exact, by eigvalsh), so

@@ -33,12 +33,15 @@ ERROR_FILE = "error.txt"  # a failed sweep job's message (first line) and traceb
 
 
 def _draw(path: Path, mode: Mode) -> None:
-    """The figures the mode draws after a run (``Mode.drawn``) from the rows at path."""
+    """The figures the mode draws after a run (``Mode.drawn``) from the rows at path, as PNG
+    (`hgbench plot` redraws them as PNG and PDF)."""
+    from hgbench.analysis import canvas
     from hgbench.analysis.plot import announced, plot
 
     for kind in mode.drawn(path):
         try:
-            figures = plot(path, kind)
+            with canvas.formats("png"):
+                figures = plot(path, kind)
         except ValueError as err:  # e.g. every row diverged: the rows are the result, the figure is skipped
             print(f"hgbench: warning: no figure: {err}", file=sys.stderr)
             continue
@@ -89,7 +92,7 @@ def task(cfg: DictConfig) -> None:
         except UserError as err:
             print("hgbench: error: " + " ".join(str(err).split()), file=sys.stderr)
             sys.exit(2)
-        except Exception as err:  # noqa: BLE001 — one line here, before Hydra adds its own
+        except Exception as err:  # one line here, before Hydra adds its own
             if _tracebacks:
                 raise
             sys.exit(one_line(err))

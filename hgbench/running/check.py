@@ -383,7 +383,7 @@ def check(hypergradient: Callable, problem: Any = None, *, lam: torch.Tensor | N
     user_problem = built.to(dtype, dev)
     lam_user = lam64.to(dtype).to(dev)
     call = _caller(hypergradient)
-    run = lambda: call(_user_lam(built, lam_user.clone()), user_problem)  # noqa: E731
+    run = lambda: call(_user_lam(built, lam_user.clone()), user_problem)
     start = time.perf_counter()
     result = run()
     if dev.type == "cuda":
@@ -460,7 +460,7 @@ def load_object(spec: str, what: str):
                 sys.path.insert(0, str(Path.cwd()))
             module = importlib.import_module(found["module"])
         return getattr(module, found["name"])
-    except Exception as err:  # noqa: BLE001 — any failure to load the user's code is one line
+    except Exception as err:  # any failure to load the user's code is one line
         raise UserError(f"{what} {spec!r} cannot be loaded ({reason_of(err)})") from err
 
 

@@ -84,7 +84,7 @@ def _run(argv: list[str]) -> int:
             raise
         print(f"hgbench: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    except Exception as err:  # noqa: BLE001 — every failure is one line; HYDRA_FULL_ERROR=1 shows the traceback
+    except Exception as err:  # every failure is one line; HYDRA_FULL_ERROR=1 shows the traceback
         if debug:
             raise
         return one_line(err)

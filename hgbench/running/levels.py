@@ -90,7 +90,7 @@ def estimates(estimator, problem, lam: torch.Tensor, found: list[Bracket], level
             yield b, None
             continue
         far, near = at[b.t - 1], at[b.t]
-        mix = lambda u, v: (1 - b.weight) * v + b.weight * u  # noqa: E731
+        mix = lambda u, v: (1 - b.weight) * v + b.weight * u
         yield b, replace(near, grad=mix(far.grad, near.grad), w=mix(far.w, near.w))
 
 

@@ -14,7 +14,7 @@ resume check (hgbench.running.storage), and the refusals (hgbench.running.errors
     error   the estimator's error against the float64 reference over a grid of (t, k), per λ draw
             (hgbench.running.runner.execute): metrics.csv
     outer   bilevel optimization of any problem with the estimator's hypergradients, optionally
-            warm-started (hgbench.running.outer): outer.csv, checkpoints.pt, outer_state.pt; on a
+            warm-started (hgbench.running.outer_loop): outer.csv, checkpoints.pt, outer_state.pt; on a
             problem with metrics (train/validation/test accuracy) this is training, e.g. the
             equilibrium model of Grazzi et al. 2020, §5 (presets deq_*)
     stochastic  bias and variance of a minibatch estimator over R seeded repetitions per batch size,
@@ -28,9 +28,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from hgbench.analysis import outer as outer_rows, results
+from hgbench.analysis import outer_loop as outer_rows, results
 from hgbench.problems.base import Problem
-from hgbench.running import outer, runner
+from hgbench.running import outer_loop, runner
 from hgbench.running.errors import UserError
 from hgbench.running.mode import Mode, Workload
 from hgbench.running.plan import Plan
@@ -59,10 +59,10 @@ class OuterMode(Mode):
     figures = ("outer", "train")
 
     def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
-        outer.check_problem(cfg, problem)
+        outer_loop.check_problem(cfg, problem)
 
     def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
-        return outer.run(plan, out_dir, progress)
+        return outer_loop.run(plan, out_dir, progress)
 
     def workload(self, cfg: DictConfig, pairs: list[tuple[int, int]] = ()) -> Workload:
         """One estimate at (outer.t, outer.k) per outer step, at one λ at a time."""

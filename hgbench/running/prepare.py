@@ -47,7 +47,7 @@ def target_class(target, what: str, base: type) -> type:
             cls = getattr(module_of_file(Path(found["file"])), found["name"])
         else:
             cls = _locate(target)  # what hydra.utils.get_class does, without logging the failure too
-    except Exception as err:  # noqa: BLE001 — any failure to import the user's code is one line
+    except Exception as err:  # any failure to import the user's code is one line
         cause = err.__cause__ or err
         raise UserError(f"{text} cannot be loaded ({reason_of(cause)}); it must be {Target.allowed}") from err
     if not (isinstance(cls, type) and issubclass(cls, base)):

@@ -145,7 +145,7 @@ def _as_command(code: str, args: list[str], log: str) -> None:
     os.close(fd)
     sys.argv = ["-c", *args]
     try:
-        exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
+        exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})  # noqa: S102 — a command of hgbench reproduce, as `python -c` runs it
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -158,7 +158,7 @@ def _warm_up(plan: Plan, work: Problem, lams: torch.Tensor) -> bool:
             warm = estimate_batched(plan.estimator, work, lams[:1], [(1, 1)])[0]
         else:
             warm = list(estimate(plan.estimator, work, lams[0], [(1, 1)]))
-    except Exception as err:  # noqa: BLE001 — nothing can run: refuse in one line, before the draws
+    except Exception as err:  # nothing can run: refuse in one line, before the draws
         raise UserError(
             f"estimator {plan.estimator.name!r} fails on problem {plan.problem.name!r} at the first λ draw "
             f"with t = k = 1 ({reason_of(err)}); check the problem's settings"

@@ -56,13 +56,13 @@ def _modes() -> tuple:
 
 
 def _outer(name: str) -> Callable[[], tuple]:
-    """A choice list of hgbench.running.outer, read when checking: the mode and its numerics
+    """A choice list of hgbench.running.outer_loop, read when checking: the mode and its numerics
     are imported only by a run that needs them, not by `--help` or a refused configuration."""
 
     def values() -> tuple:
-        from hgbench.running import outer
+        from hgbench.running import outer_loop
 
-        return getattr(outer, name)
+        return getattr(outer_loop, name)
 
     return values
 

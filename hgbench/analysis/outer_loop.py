@@ -1,4 +1,4 @@
-"""The rows of outer-loop runs (mode=outer, hgbench.running.outer): columns, loading, the
+"""The rows of outer-loop runs (mode=outer, hgbench.running.outer_loop): columns, loading, the
 time-to-ε summary and the figures (suboptimality and stationarity; training curves of problems
 with metrics).
 

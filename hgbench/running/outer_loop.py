@@ -40,7 +40,7 @@ the runs that minimize the same f. At the evaluated steps also ‖∇f(λ_s)‖ 
 π(λ_s) = ‖Π(λ_s − ∇f(λ_s)) − λ_s‖ (Π the projection and clamp). Every row carries the certified
 optimum of its outer problem (``f_star`` and its facts; hgbench.core.optimum, computed before the
 first step from the same λ₀ in float64, once per process and outer problem), against which the
-summary (hgbench.analysis.outer) measures suboptimality; without one (``outer.optimum_evals``
+summary (hgbench.analysis.outer_loop) measures suboptimality; without one (``outer.optimum_evals``
 exhausted, a reference not certified) it makes no ε-claim.
 
 Every reference is certified (hgbench.core.reference.certify); a step whose reference is not
@@ -76,7 +76,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from hgbench.analysis.outer import COLUMNS, METRICS, OUTER_CSV
+from hgbench.analysis.outer_loop import COLUMNS, METRICS, OUTER_CSV
 from hgbench.analysis.results import atomic
 from hgbench.core.bound import estimate
 from hgbench.core.cost import Meter, Tally
