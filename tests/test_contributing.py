@@ -141,7 +141,7 @@ for dim in (10, 20):
     measured = df.sort_values(["overrides", "lam_id"])["grad_norm"].tolist()  # problem.dim=10 sorts first
     assert len(norms) == len(measured) and all(abs(m - n) <= 1e-13 * n for m, n in zip(measured, norms)), (measured, norms)
     refused = hgbench_in(tree, "run", "mode=bogus", f"hydra.run.dir={tmp_path / 'refused'}")
-    assert refused.returncode == 2 and refused.stderr.strip() == "hgbench: error: mode='bogus' is not one of error, outer, reference"
+    assert refused.returncode == 2 and refused.stderr.strip() == "hgbench: error: mode='bogus' is not one of error, outer, stochastic, reference"
 
 
 def test_the_new_claim_is_decided_by_the_committed_rows_and_can_fail(tree):

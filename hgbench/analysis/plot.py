@@ -11,6 +11,7 @@ from hgbench.analysis import canvas
 from hgbench.analysis.canvas import FONT, PREDICTED_LABEL
 from hgbench.analysis.results import labels, load, markdown, panel_rows, panels, write_text_atomic
 from hgbench.analysis.outer_loop import load_outer, plot_outer, plot_training
+from hgbench.analysis.stochastic import load_stochastic, plot_stochastic
 from hgbench.analysis.style import estimator_style, palette  # noqa: F401 (public: every figure's palette)
 from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, floor_for, load_constants, overlay, rate_table
 from hgbench.problems.bounds import bound
@@ -366,7 +367,7 @@ def announced(path: Path) -> str:
 KINDS = {
     "error": (plot_errors, load), "cost": (plot_cost, load), "inner": (plot_inner, load),
     "outer": (plot_outer, load_outer), "train": (plot_training, load_outer),
-    "bound": (plot_bound, load_with_constants),
+    "bound": (plot_bound, load_with_constants), "stochastic": (plot_stochastic, load_stochastic),
 }
 
 

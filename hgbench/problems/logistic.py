@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hgbench.data import datasets
 from hgbench.options import SHARE, SIZE, Choice, Integer, Number, UniformOptions, option
 from hgbench.problems.base import PerFeatureProblem, Planned
+from hgbench.problems.finite_sum import FiniteSum
 from hgbench.problems.outer_objective import OUTERS, OuterChoice
 
 
@@ -23,7 +24,7 @@ class LogisticOptions(UniformOptions):
     outer: str = option(Choice(OUTERS), "the outer objective E (inner: E = ℓ, the min–min case)")
 
 
-class Logistic(OuterChoice, PerFeatureProblem):
+class Logistic(FiniteSum, OuterChoice, PerFeatureProblem):
     """Binary logistic regression, one hyperparameter per feature (Grazzi et al. 2020, §5).
 
     Data X ∈ ℝ^{n×d}, labels b ∈ {−1, +1}^n (train) and X_v, b_v (validation); λ ∈ ℝ^d.
@@ -43,6 +44,9 @@ class Logistic(OuterChoice, PerFeatureProblem):
     ``data=breast_cancer``: scikit-learn's breast-cancer set (569 × 30) instead, split by
     ``val_fraction`` and standardized (hgbench.data.datasets.split); the synthetic-data arguments are
     then unused.
+
+    A finite sum (hgbench.problems.finite_sum): ℓᵢ = log(1 + exp(−bᵢxᵢᵀw)) + ½ Σⱼ exp(λⱼ) wⱼ² over
+    the training rows, Eⱼ = log(1 + exp(−b_{v,j}x_{v,j}ᵀw)) over the validation rows.
     """
 
     Options = LogisticOptions
@@ -88,3 +92,10 @@ class Logistic(OuterChoice, PerFeatureProblem):
 
     def validation_loss(self, w, lam):
         return F.softplus(-self.b_val * (self.x_val @ w)).mean()
+
+    def inner_loss_on(self, w, lam, idx):
+        margins = self.b_train[idx] * (self.x_train[idx] @ w)
+        return F.softplus(-margins).mean() + 0.5 * (torch.exp(lam) * w.square()).sum()
+
+    def validation_loss_on(self, w, lam, idx):
+        return F.softplus(-self.b_val[idx] * (self.x_val[idx] @ w)).mean()

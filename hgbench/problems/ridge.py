@@ -9,6 +9,7 @@ import torch
 from hgbench.data import datasets
 from hgbench.options import SHARE, SIZE, Choice, Number, UniformOptions, option
 from hgbench.problems.base import PerFeatureProblem, Planned
+from hgbench.problems.finite_sum import FiniteSum
 from hgbench.problems.outer_objective import OUTERS, OuterChoice
 
 
@@ -24,7 +25,7 @@ class RidgeOptions(UniformOptions):
     outer: str = option(Choice(OUTERS), "the outer objective E (inner: E = ℓ, the min–min case)")
 
 
-class Ridge(OuterChoice, PerFeatureProblem):
+class Ridge(FiniteSum, OuterChoice, PerFeatureProblem):
     """Ridge regression, one hyperparameter per feature (Grazzi et al. 2020; Ye et al. 2024).
 
     Data X ∈ ℝ^{n×d}, y ∈ ℝ^n (train) and X_v, y_v (validation); λ ∈ ℝ^d.
@@ -42,6 +43,9 @@ class Ridge(OuterChoice, PerFeatureProblem):
 
     ``data=diabetes``: scikit-learn's diabetes set (442 × 10) instead, split by ``val_fraction``
     and standardized (hgbench.data.datasets.split); the synthetic-data arguments are then unused.
+
+    A finite sum (hgbench.problems.finite_sum): ℓᵢ = ½(xᵢᵀw − yᵢ)² + ½ Σⱼ exp(λⱼ) wⱼ² over the n
+    training rows, Eⱼ = ½(x_{v,j}ᵀw − y_{v,j})² over the validation rows.
     """
 
     Options = RidgeOptions
@@ -96,6 +100,13 @@ class Ridge(OuterChoice, PerFeatureProblem):
 
     def validation_loss(self, w, lam):
         return 0.5 * (self.x_val @ w - self.y_val).square().mean()
+
+    def inner_loss_on(self, w, lam, idx):
+        resid = self.x_train[idx] @ w - self.y_train[idx]
+        return 0.5 * resid.square().mean() + 0.5 * (torch.exp(lam) * w.square()).sum()
+
+    def validation_loss_on(self, w, lam, idx):
+        return 0.5 * (self.x_val[idx] @ w - self.y_val[idx]).square().mean()
 
     def solve_inner(self, lam):
         return torch.linalg.solve(self.hessian(lam), self.xty)

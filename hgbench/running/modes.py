@@ -17,6 +17,8 @@ resume check (hgbench.running.storage), and the refusals (hgbench.running.errors
             warm-started (hgbench.running.outer_loop): outer.csv, checkpoints.pt, outer_state.pt; on a
             problem with metrics (train/validation/test accuracy) this is training, e.g. the
             equilibrium model of Grazzi et al. 2020, §5 (presets deq_*)
+    stochastic  bias and variance of a minibatch estimator over R seeded repetitions per batch size,
+            against the certified reference (hgbench.running.stochastic_mode): stochastic.csv
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from hgbench.running import outer_loop, runner
 from hgbench.running.errors import UserError
 from hgbench.running.mode import Mode, Workload
 from hgbench.running.plan import Plan
+from hgbench.running.stochastic_mode import StochasticMode
 
 
 class ErrorMode(Mode):
@@ -73,7 +76,7 @@ class OuterMode(Mode):
         return self.figures if self.load(path)["test_acc"].notna().any() else self.figures[:1]
 
 
-MODES: dict[str, Mode] = {mode.name: mode for mode in (ErrorMode(), OuterMode())}
+MODES: dict[str, Mode] = {mode.name: mode for mode in (ErrorMode(), OuterMode(), StochasticMode())}
 
 
 def foreign_groups(mode: Mode) -> tuple[str, ...]:

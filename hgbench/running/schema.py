@@ -96,6 +96,7 @@ class Config(Options):
     estimator: Any = None
     grid: Any = None
     outer: Any = None
+    stochastic: Any = None
     reproduce: Any = None  # a preset's block for `hgbench reproduce` (hgbench.running.reproduce); not a run option
 
 
@@ -132,12 +133,21 @@ class Outer(Options):
     optimum_evals: int = option(Integer(0), "float64 references the certified optimum may use (0: no f*, no ε-claim)")
 
 
+@dataclass
+class Stochastic(Options):
+    batches: Any = option(Counts(), "inner minibatch sizes b (sample counts, each <= the training samples): the rows' axis")
+    outer_batch: Optional[int] = option(Integer(1, null="the inner batch size b of the row"), "outer minibatch size b' (<= the outer samples)")
+    replace: Any = option(Flag(), "sample minibatches with replacement (i.i.d.); false: uniform subsets")
+    repeats: int = option(Integer(2), "R: seeded repetitions of the estimator per λ draw and batch size")
+
+
 # (ConfigStore group, name) -> schema, for the run's own options; conf/GROUP/*.yaml name theirs in their defaults list.
 RUN_SCHEMAS: dict[tuple[str, str], type] = {
     ("schema", "config"): Config,
     ("schema/grid", "grid"): Grid,
     ("schema/grid", "levels"): Levels,
     ("schema/outer", "outer"): Outer,
+    ("schema/stochastic", "stochastic"): Stochastic,
 }
 COMPONENT_GROUPS = ("problem", "estimator")
 
@@ -275,7 +285,7 @@ def _lines(schema: type, prefix: str) -> list[str]:
 def help_text() -> str:
     """``hgbench run --help`` after its header: the config groups and their options, and every
     option with its allowed values and meaning, from the schemas; then Hydra's flags."""
-    groups = ["problem", "estimator", "grid", "outer"]
+    groups = ["problem", "estimator", "grid", "outer", "stochastic"]
     out = ["Config groups (GROUP=OPTION; `hgbench list` describes them):"]
     for group in [*groups, "experiment", "hydra/launcher"]:
         names = ", ".join(path.stem for path in sorted((conf_dir() / group).glob("*.yaml")))
