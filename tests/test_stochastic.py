@@ -23,7 +23,7 @@ from hgbench.problems.bilevel_quadratic import BilevelQuadratic
 from hgbench.problems.ridge import Ridge
 from hgbench.running.errors import UserError
 from hgbench.running.stochastic_mode import bias_variance
-from tests.conftest import draws
+from conftest import draws, run_cli
 
 EPS = torch.finfo(torch.float64).eps
 PAIRS = [(0, 0), (5, 3), (30, 0), (30, 12)]
@@ -188,3 +188,11 @@ def test_mode_refusals(tmp_path):
         _run(tmp_path / "d", "fp", [5], 2, [1], [1])
     with pytest.raises(UserError, match="resume=true applies to mode=error"):
         _run(tmp_path / "e", "stocbio", [5], 2, [1], [1], resume=True)
+
+
+def test_a_stochastic_estimator_is_refused_in_the_other_modes_before_any_work(tmp_path, monkeypatch, capsys):
+    for mode in ("error", "outer"):
+        code = run_cli(monkeypatch, "run", f"mode={mode}", "estimator=stocbio", "problem.n_features=5", f"hydra.run.dir={tmp_path / mode}")
+        err = capsys.readouterr().err
+        assert code == 2 and err.strip() == f"hgbench: error: estimator 'stocbio' is stochastic: it runs in mode=stochastic, not mode={mode}", err
+        assert not any((tmp_path / mode).glob("*.csv"))

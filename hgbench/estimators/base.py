@@ -47,6 +47,8 @@ class Estimator:
     # Starts its linear solver from the bound problem's ``v0`` (AID); False: it has no solver
     # start, and a solver warm start does not apply (hgbench.running.outer_loop).
     solver_start: bool = False
+    # Estimates from minibatches (hgbench.estimators.stochastic): they run in mode=stochastic only (``minibatch``).
+    minibatch: bool = False
     Options = EstimatorOptions  # the options a subclass's constructor takes (hgbench.options), declared in its file
 
     def __init__(self, name: str):

@@ -38,6 +38,7 @@ class StochasticEstimator(Estimator):
     a stochastic estimator needs minibatches of a finite-sum problem."""
 
     batchable = False
+    minibatch = True
     has_k = False  # whether its estimates have a k (a linear solver's steps); else k is None, one estimate per t
     Options = StochasticOptions
 

@@ -53,6 +53,12 @@ class Mode:
     def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
         """What the mode needs of the (built) problem; raises UserError."""
 
+    def check_estimator(self, estimator) -> None:
+        """What the mode needs of the (built) estimator; raises UserError. By default a
+        deterministic one: a stochastic estimator (``Estimator.minibatch``) runs in mode=stochastic."""
+        if estimator.minibatch:
+            raise UserError(f"estimator {estimator.name!r} is stochastic: it runs in mode=stochastic, not mode={self.name}")
+
     def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         raise NotImplementedError
 

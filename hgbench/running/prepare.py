@@ -150,6 +150,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
     problem = build(cfg.problem, "problem")
     estimator = build(cfg.estimator, "estimator")
     try:
+        mode.check_estimator(estimator)
         check_applies(estimator, problem)
         method = choose(problem, cfg.get("reference", "auto"))
         dense = dense_path(cfg.get("linearization", "auto"), problem.w_dim)

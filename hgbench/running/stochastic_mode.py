@@ -33,7 +33,6 @@ from omegaconf import DictConfig, OmegaConf
 from hgbench.analysis.stochastic import COLUMNS, CSV, KEY, summary_text
 from hgbench.core.reference import certify, reference
 from hgbench.core.stochastic import Sampled, Sampling, stream_seed
-from hgbench.estimators.stochastic import StochasticEstimator
 from hgbench.problems.base import Problem
 from hgbench.problems.finite_sum import is_finite_sum
 from hgbench.running.errors import UserError, reason_of
@@ -93,9 +92,11 @@ class StochasticMode(Mode):
         outer = cfg.stochastic.outer_batch
         return [(b, b if outer is None else outer) for b in self.batches(cfg)]
 
+    def check_estimator(self, estimator) -> None:
+        if not estimator.minibatch:
+            raise UserError(f"mode=stochastic runs a stochastic estimator (stoch_itd, stocbio, linear_sgd, soba); {estimator.name!r} is not one")
+
     def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
-        if not isinstance(plan.estimator, StochasticEstimator):
-            raise UserError(f"mode=stochastic runs a stochastic estimator (stoch_itd, stocbio, linear_sgd, soba); {plan.estimator.name!r} is not one")
         options = plan.config["stochastic"]
         cfg = OmegaConf.create({"stochastic": options})
         sizes, repeats, replace = self.sizes(cfg), options["repeats"], bool(options["replace"])
