@@ -24,6 +24,7 @@ demo: $(READY)
 
 test: $(READY)
 	$(BIN)/ruff check --quiet hgbench tests scripts examples
+	$(BIN)/ruff format --check --quiet hgbench tests scripts examples
 	$(BIN)/python -m pytest -q
 
 illcond: $(READY)

@@ -24,6 +24,7 @@ from typing import Callable, ClassVar, Optional
 
 from omegaconf import MISSING, OmegaConf
 
+
 class ConfigError(ValueError):
     """A configuration value the schema refuses; its message is one line."""
 

@@ -1,9 +1,9 @@
 """Helpers for a user's own test suite (pytest or any other).
 
-    from hgbench.testing import assert_hypergradient
+from hgbench.testing import assert_hypergradient
 
-    def test_my_hypergradient():
-        assert_hypergradient(my_hypergradient, "ridge", dtype="float64")
+def test_my_hypergradient():
+    assert_hypergradient(my_hypergradient, "ridge", dtype="float64")
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def hg_reference(problem, lam) -> torch.Tensor:
 def hg_solver_steps(est, problem, lam, t, k) -> None:
     """(e) k steps of an AID estimator's solver at w_t (nothing else timed)."""
     bound = bind(problem, lam)
-    (_, w, _), = bound.iterates([t])
+    ((_, w, _),) = bound.iterates([t])
     lin = bound.linearize(w)
     b = torch.func.grad(bound.outer)(w, lam)
     steps = est.solver(lin, b)
@@ -320,18 +320,36 @@ class Case:
 
 
 CASES = [
-    Case("ridge d=200", ("problem=ridge", "problem.n_features=200", "problem.n_train=400"),
-         batched={"itd_forward": grid((0, 20, 50), (10,)), "fp": grid((0, 100, 500), (10, 50)), "cg": grid((0, 100, 500), (10, 50))},
-         twin=(ridge_twin, ("x_train", "y_train", "x_val", "y_val")), t_point=100, t_big=500, t_forward=100),
-    Case("logistic d=20", ("problem=logistic",),
-         batched={"itd_forward": grid((0, 20, 50), (10,)), "fp": grid((0, 100, 1000), (10, 50)), "cg": grid((0, 100, 1000), (10, 50))},
-         twin=(logistic_twin, ("x_train", "b_train", "x_val", "b_val")), t_point=300, t_big=1000, t_forward=1000),
-    Case("equilibrium_mnist d=100 n=1000", ("problem=equilibrium_mnist", "problem.state_dim=100", "problem.n_train=1000"),
-         batched={"fp": [(20, 100)]},
-         not_batched={"itd_forward": "dim λ = 89,510 JVPs per step", "cg": "∂₁Φ is not symmetric"}),
-    Case("hyper_rep", ("problem=hyper_rep",),
-         batched={"itd_forward": grid((0, 5, 10), (10,)), "fp": grid((0, 100, 500), (10, 50)), "cg": grid((0, 100, 500), (10, 50))}),
-]  # fmt: skip
+    Case(
+        "ridge d=200",
+        ("problem=ridge", "problem.n_features=200", "problem.n_train=400"),
+        batched={"itd_forward": grid((0, 20, 50), (10,)), "fp": grid((0, 100, 500), (10, 50)), "cg": grid((0, 100, 500), (10, 50))},
+        twin=(ridge_twin, ("x_train", "y_train", "x_val", "y_val")),
+        t_point=100,
+        t_big=500,
+        t_forward=100,
+    ),
+    Case(
+        "logistic d=20",
+        ("problem=logistic",),
+        batched={"itd_forward": grid((0, 20, 50), (10,)), "fp": grid((0, 100, 1000), (10, 50)), "cg": grid((0, 100, 1000), (10, 50))},
+        twin=(logistic_twin, ("x_train", "b_train", "x_val", "b_val")),
+        t_point=300,
+        t_big=1000,
+        t_forward=1000,
+    ),
+    Case(
+        "equilibrium_mnist d=100 n=1000",
+        ("problem=equilibrium_mnist", "problem.state_dim=100", "problem.n_train=1000"),
+        batched={"fp": [(20, 100)]},
+        not_batched={"itd_forward": "dim λ = 89,510 JVPs per step", "cg": "∂₁Φ is not symmetric"},
+    ),
+    Case(
+        "hyper_rep",
+        ("problem=hyper_rep",),
+        batched={"itd_forward": grid((0, 5, 10), (10,)), "fp": grid((0, 100, 500), (10, 50)), "cg": grid((0, 100, 500), (10, 50))},
+    ),
+]
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -366,8 +384,10 @@ def overhead(case, problem, lam, repeats, raw):
     build, names = case.twin
     twin = build(*twin_tensors(problem, lam, names))
     k = 50
-    lines = [f"\n(h) one point (t = {case.t_point}, k = {k}): hgbench time / hand-written twin time\n",
-             "| estimator | hgbench s (median) | by hand s (median) | ratio min / median / max | max abs diff of ĝ |\n|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"\n(h) one point (t = {case.t_point}, k = {k}): hgbench time / hand-written twin time\n",
+        "| estimator | hgbench s (median) | by hand s (median) | ratio min / median / max | max abs diff of ĝ |\n|---|---|---|---|---|",
+    ]
     for name, est in ESTIMATORS.items():
         rows = []
         for _ in range(repeats):
@@ -384,7 +404,9 @@ def overhead(case, problem, lam, repeats, raw):
         rows.append({"hg": t_hg, "raw": t_raw, "ratio": t_hg / t_raw, "diff": max_diff(g_hg, g_raw)})
         raw.append({"bench": "overhead", "problem": case.label, "estimator": "itd, counting off", **rows[-1]})
     med = pd.DataFrame(rows).median()
-    lines.append(f"| itd, counting off (timing only) | {med.hg:.4f} | {med.raw:.4f} | {ratios(rows, 'ratio')} | {max(r['diff'] for r in rows):.1e} |")
+    lines.append(
+        f"| itd, counting off (timing only) | {med.hg:.4f} | {med.raw:.4f} | {ratios(rows, 'ratio')} | {max(r['diff'] for r in rows):.1e} |"
+    )
     return lines
 
 
@@ -397,8 +419,10 @@ def one_pass(case, problem, lam, repeats, raw):
         "fp": [(case.t_big, k) for k in range(50, 501, 50)],
         "cg": [(case.t_big, k) for k in range(5, 51, 5)],
     }
-    lines = ["\n(f) a whole grid in one pass vs every point from scratch: time from scratch / time of one pass\n",
-             "| estimator | grid | points | one pass s (median) | ratio min / median / max | target (≥ points/2) |\n|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "\n(f) a whole grid in one pass vs every point from scratch: time from scratch / time of one pass\n",
+        "| estimator | grid | points | one pass s (median) | ratio min / median / max | target (≥ points/2) |\n|---|---|---|---|---|---|",
+    ]
     for name, est in ESTIMATORS.items():
         pairs = grids[name]
         rows = []
@@ -417,8 +441,10 @@ def one_pass(case, problem, lam, repeats, raw):
 def batched(case, problem, repeats, raw):
     """(g) all λ draws at once vs a loop over the draws."""
     lams = draws(problem, 10, seed=1)
-    lines = [f"\n(g) {len(lams)} λ draws: loop time / vmap time (same grid points, one curve per draw)\n",
-             "| estimator | grid | loop s (median) | ratio min / median / max | max abs diff of ĝ |\n|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"\n(g) {len(lams)} λ draws: loop time / vmap time (same grid points, one curve per draw)\n",
+        "| estimator | grid | loop s (median) | ratio min / median / max | max abs diff of ĝ |\n|---|---|---|---|---|",
+    ]
     for name, est in ESTIMATORS.items():
         if name not in case.batched:
             reason = "does not vectorize (autograd tape)" if not hg_batchable(est, problem) else f"not run: {case.not_batched[name]}"
@@ -432,16 +458,20 @@ def batched(case, problem, repeats, raw):
             t_vmap, g_vmap = clock(lambda: hg_batched(est, problem, lams, pairs))
             rows.append({"loop": t_loop, "vmap": t_vmap, "ratio": t_loop / t_vmap, "diff": max_diff(g_loop, g_vmap)})
             raw.append({"bench": "vmap", "problem": case.label, "estimator": name, **rows[-1]})
-        lines.append(f"| {name} | {values(pairs)} | {pd.DataFrame(rows)['loop'].median():.4f} | {ratios(rows, 'ratio')} "
-                     f"| {max(r['diff'] for r in rows):.1e} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {values(pairs)} | {pd.DataFrame(rows)['loop'].median():.4f} | {ratios(rows, 'ratio')} "
+            f"| {max(r['diff'] for r in rows):.1e} |"
+        )
     return lines
 
 
 def memory(case, problem, lam):
     """(i) bytes saved for backward vs t."""
     ts = [10, 100, 1000]
-    lines = ["\n(i) bytes saved for backward, per estimate (k = 20 for fp, cg)\n",
-             "| estimator | " + " | ".join(f"t = {t}" for t in ts) + " |\n|---|" + "---|" * len(ts)]  # fmt: skip
+    lines = [
+        "\n(i) bytes saved for backward, per estimate (k = 20 for fp, cg)\n",
+        "| estimator | " + " | ".join(f"t = {t}" for t in ts) + " |\n|---|" + "---|" * len(ts),
+    ]
     for name, est in ESTIMATORS.items():
         t_max = case.t_forward if name == "itd_forward" else max(ts)
         saved = hg_saved_bytes(est, problem, lam, [(t, 20) for t in ts if t <= t_max])
@@ -464,10 +494,12 @@ def user_curve(repeats, raw):
     data = typical_user.logistic_data()
     pairs = [(t, t) for t in CURVE_TS]
     default = "batched" if compose().batch_lambdas else "loop"
-    lines = [f"\n(a) a whole curve, logistic, {len(lams)} λ draws × t = k ∈ {{{CURVE_TS[0]}, …, {CURVE_TS[-1]}}}, estimates only "
-             f"(no reference), in process: script time / hgbench time (default path: {default})\n",
-             "| estimator | hgbench s (median) | script s (median) | ratio min / median / max | batched: ratio min / median / max "
-             "| max abs diff of ĝ | target |\n|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"\n(a) a whole curve, logistic, {len(lams)} λ draws × t = k ∈ {{{CURVE_TS[0]}, …, {CURVE_TS[-1]}}}, estimates only "
+        f"(no reference), in process: script time / hgbench time (default path: {default})\n",
+        "| estimator | hgbench s (median) | script s (median) | ratio min / median / max | batched: ratio min / median / max "
+        "| max abs diff of ĝ | target |\n|---|---|---|---|---|---|---|",
+    ]
 
     def script():
         points = typical_user.curve(data, lams, name, CURVE_TS, with_reference=False)
@@ -484,13 +516,23 @@ def user_curve(repeats, raw):
             t_hg, g_hg = clock(lambda: hg_run_curve(est, problem, lams, pairs))
             t_user, g_user = clock(script)
             t_batch = clock(lambda: hg_batched(est, problem, lams, pairs))[0] if batchable else float("nan")
-            rows.append({"hg": t_hg, "user": t_user, "ratio": t_user / t_hg, "batched": t_batch, "ratio_batched": t_user / t_batch,
-                         "diff": max_diff(g_hg, g_user)})  # fmt: skip
+            rows.append(
+                {
+                    "hg": t_hg,
+                    "user": t_user,
+                    "ratio": t_user / t_hg,
+                    "batched": t_batch,
+                    "ratio_batched": t_user / t_batch,
+                    "diff": max_diff(g_hg, g_user),
+                }
+            )
             raw.append({"bench": "user_curve", "problem": "logistic", "estimator": name, **rows[-1]})
         med = pd.DataFrame(rows).median()
         batched_cell = ratios(rows, "ratio_batched") if batchable else "does not vectorize"
-        lines.append(f"| {name} | {med.hg:.3f} | {med.user:.3f} | {ratios(rows, 'ratio')} | {batched_cell} "
-                     f"| {max(r['diff'] for r in rows):.1e} | ≥ 5 |")  # fmt: skip
+        lines.append(
+            f"| {name} | {med.hg:.3f} | {med.user:.3f} | {ratios(rows, 'ratio')} | {batched_cell} "
+            f"| {max(r['diff'] for r in rows):.1e} | ≥ 5 |"
+        )
     return lines
 
 
@@ -512,10 +554,12 @@ def subprocess_cpu(command, env) -> tuple[float, float]:
 def user_cli(repeats, raw, env) -> dict[str, float]:
     """(b) `hgbench run` end to end (defaults: plot, progress bar, references, run.json) vs the
     script for the same curve, each a fresh process; returns the median hgbench time per estimator."""
-    lines = ["\n(b) end to end, fresh processes, the same curve with references: `hgbench run "
-             f"{' '.join(CURVE_CLI)} estimator=E` (its defaults) vs `python scripts/typical_user.py --estimator E`: "
-             "hgbench time / script time\n",
-             "| estimator | hgbench run s (median) | script s (median) | ratio min / median / max | target |\n|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "\n(b) end to end, fresh processes, the same curve with references: `hgbench run "
+        f"{' '.join(CURVE_CLI)} estimator=E` (its defaults) vs `python scripts/typical_user.py --estimator E`: "
+        "hgbench time / script time\n",
+        "| estimator | hgbench run s (median) | script s (median) | ratio min / median / max | target |\n|---|---|---|---|---|",
+    ]
     medians = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in CURVE_ESTIMATORS:
@@ -545,11 +589,14 @@ def startup(repeats, raw, env):
         for name, command in steps.items():
             rows[name].append(subprocess_time(command, env))
         start = time.time()
-        out = subprocess.run([sys.executable, "-c", STARTUP, str(start), str(SCRIPTS), "cg"], env=env, check=True,
-                             capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", STARTUP, str(start), str(SCRIPTS), "cg"], env=env, check=True, capture_output=True, text=True
+        ).stdout
         rows["start to first estimate (cg)"].append(float(out.split()[-1]))
-    lines = ["\n(c) start-up, fresh processes (s): process start to the first estimate, and its floors\n",
-             "| step | s min / median / max | target |\n|---|---|---|"]  # fmt: skip
+    lines = [
+        "\n(c) start-up, fresh processes (s): process start to the first estimate, and its floors\n",
+        "| step | s min / median / max | target |\n|---|---|---|",
+    ]
     for name, times in rows.items():
         raw.extend({"bench": "startup", "problem": "logistic", "estimator": name, "hg": t} for t in times)
         s = pd.Series(times)
@@ -569,10 +616,14 @@ def reference_share(repeats, raw, run_times):
         times.append(clock(lambda: [hg_reference(problem, lam) for lam in lams])[0])
         raw.append({"bench": "reference", "problem": "logistic", "estimator": "", "hg": times[-1]})
     s = pd.Series(times)
-    lines = ["\n(d) the references of the 10 λ draws (in process, warm) and their share of `hgbench run`'s time in (b)\n",
-             "| references s min / median / max | " + " | ".join(f"share of {name}'s run (median)" for name in run_times) + " | target |",
-             "|---|" + "---|" * len(run_times) + "---|",
-             f"| {s.min():.3f} / {s.median():.3f} / {s.max():.3f} | " + " | ".join(f"{s.median() / t:.1%}" for t in run_times.values()) + " | ≤ 10% |"]  # fmt: skip
+    lines = [
+        "\n(d) the references of the 10 λ draws (in process, warm) and their share of `hgbench run`'s time in (b)\n",
+        "| references s min / median / max | " + " | ".join(f"share of {name}'s run (median)" for name in run_times) + " | target |",
+        "|---|" + "---|" * len(run_times) + "---|",
+        f"| {s.min():.3f} / {s.median():.3f} / {s.max():.3f} | "
+        + " | ".join(f"{s.median() / t:.1%}" for t in run_times.values())
+        + " | ≤ 10% |",
+    ]
     return lines
 
 
@@ -596,8 +647,10 @@ def solver_steps(repeats, raw, steps=200, t=100):
     for est in solvers.values():
         assert isinstance(est, AID)
         hg_solver_steps(est, problem, lam, t, 2)  # warm-up
-    lines = [f"\n(e) one solver step (µs), logistic, at w_{t}, {steps} steps timed: each solver / hgbench's fp step\n",
-             "| solver | µs per step (median) | ratio to fp min / median / max | target |\n|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"\n(e) one solver step (µs), logistic, at w_{t}, {steps} steps timed: each solver / hgbench's fp step\n",
+        "| solver | µs per step (median) | ratio to fp min / median / max | target |\n|---|---|---|---|",
+    ]
     rows = {name: [] for name in [*solvers, "fp by hand", "cg by hand"]}
     for _ in range(repeats):
         fp = hg_solver_steps(solvers["fp"], problem, lam, t, steps) / steps
@@ -620,10 +673,13 @@ def solver_steps(repeats, raw, steps=200, t=100):
 
 TORCHOPT = {"itd": "unrolled", "fp": "implicit_neumann", "cg": "implicit_cg"}  # estimator -> torchopt's path in scripts/torchopt_user.py
 ANCHORS = {  # estimator -> {anchor label: the script's hypergradient}
-    name: {"careful script": typical_user.HYPERGRADS[name], "hypertorch-style script": hypertorch_style.HYPERGRADS[name],
-           **({"torchopt": torchopt_user.HYPERGRADS[which]} if torchopt_user else {})}
+    name: {
+        "careful script": typical_user.HYPERGRADS[name],
+        "hypertorch-style script": hypertorch_style.HYPERGRADS[name],
+        **({"torchopt": torchopt_user.HYPERGRADS[which]} if torchopt_user else {}),
+    }
     for name, which in TORCHOPT.items()
-}  # fmt: skip
+}
 HG_PATHS = ("hgbench loop", "hgbench batch_lambdas")
 
 
@@ -664,7 +720,9 @@ def anchors_curve(repeats, raw):
                 row[label], grads[label] = clock(fn)
             for label in grads:
                 exact = label != "torchopt"
-                row[f"diff {label}"] = max_diff(grads[label], grads["hgbench loop"]) if exact else (grads[label] - grads["hgbench loop"]).abs().max().item()
+                row[f"diff {label}"] = (
+                    max_diff(grads[label], grads["hgbench loop"]) if exact else (grads[label] - grads["hgbench loop"]).abs().max().item()
+                )
             rows.append(row)
             raw.append({"bench": "anchors_curve", "problem": "logistic", "estimator": name, **row})
         frame = pd.DataFrame(rows)
@@ -676,14 +734,22 @@ def anchors_curve(repeats, raw):
             what = f"torchopt {TORCHOPT[name]}" if label == "torchopt" else label
             cells = [ratios([{"r": r[label] / r[path]} for r in rows], "r") if path in frame else "—" for path in HG_PATHS]
             ratio_lines.append(f"| {name} | {what} | " + " | ".join(cells) + " |")
-    head = [f"\n(A) a whole curve, logistic, {len(lams)} λ draws × t = k ∈ {{{CURVE_TS[0]}, …, {CURVE_TS[-1]}}}, estimates only (no reference), "
-            "in process; median seconds over the repeats\n",
-            "| estimator | " + " | ".join((*HG_PATHS, *ANCHORS["cg"])) + " | max abs diff of ĝ vs hgbench loop: hgbench batch_lambdas, scripts "
-            "| torchopt's |", "|---|" + "---|" * (len(HG_PATHS) + len(ANCHORS["cg"]) + 2)]  # fmt: skip
-    torchopt_names = "; torchopt: unrolled for itd, implicit Neumann for fp, implicit CG for cg" if torchopt_user else " (torchopt not installed)"
-    mid = [f"\nanchor time ÷ hgbench time (min / median / max over the repeats; target ≥ 5 against the hypertorch-style script and torchopt, "
-           f"≥ 2 against the careful script{torchopt_names})\n",
-           "| estimator | anchor | ÷ hgbench loop | ÷ hgbench batch_lambdas |", "|---|---|---|---|"]  # fmt: skip
+    head = [
+        f"\n(A) a whole curve, logistic, {len(lams)} λ draws × t = k ∈ {{{CURVE_TS[0]}, …, {CURVE_TS[-1]}}}, estimates only (no reference), "
+        "in process; median seconds over the repeats\n",
+        "| estimator | " + " | ".join((*HG_PATHS, *ANCHORS["cg"])) + " | max abs diff of ĝ vs hgbench loop: hgbench batch_lambdas, scripts "
+        "| torchopt's |",
+        "|---|" + "---|" * (len(HG_PATHS) + len(ANCHORS["cg"]) + 2),
+    ]
+    torchopt_names = (
+        "; torchopt: unrolled for itd, implicit Neumann for fp, implicit CG for cg" if torchopt_user else " (torchopt not installed)"
+    )
+    mid = [
+        f"\nanchor time ÷ hgbench time (min / median / max over the repeats; target ≥ 5 against the hypertorch-style script and torchopt, "
+        f"≥ 2 against the careful script{torchopt_names})\n",
+        "| estimator | anchor | ÷ hgbench loop | ÷ hgbench batch_lambdas |",
+        "|---|---|---|---|",
+    ]
     return head + times + mid + ratio_lines
 
 
@@ -691,8 +757,10 @@ def anchors_cli(repeats, raw, env):
     """(B) fresh processes: `hgbench run` (its defaults, cg) against each script's command line
     (the same curve, each with its own references); process start to the first estimate (cg);
     `hgbench run --help`."""
-    scripts = {"careful script": [sys.executable, str(SCRIPTS / "typical_user.py"), "--estimator", "cg"],
-               "hypertorch-style script": [sys.executable, str(SCRIPTS / "hypertorch_style.py"), "--estimator", "cg"]}  # fmt: skip
+    scripts = {
+        "careful script": [sys.executable, str(SCRIPTS / "typical_user.py"), "--estimator", "cg"],
+        "hypertorch-style script": [sys.executable, str(SCRIPTS / "hypertorch_style.py"), "--estimator", "cg"],
+    }
     if torchopt_user:
         scripts["torchopt implicit_cg"] = [sys.executable, "-W", "ignore", str(SCRIPTS / "torchopt_user.py"), "--estimator", "implicit_cg"]
     commands = {"hgbench run": None, **scripts, "hgbench run --help": hg_cli("--help")}
@@ -703,18 +771,32 @@ def anchors_cli(repeats, raw, env):
             measured = {label: subprocess_cpu(command, env) for label, command in commands.items()}
             row, wall = {label: cpu for label, (_, cpu) in measured.items()}, {label: w for label, (w, _) in measured.items()}
             start = time.time()
-            out = subprocess.run([sys.executable, "-c", STARTUP, str(start), str(SCRIPTS), "cg"], env=env, check=True,
-                                 capture_output=True, text=True).stdout  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, "-c", STARTUP, str(start), str(SCRIPTS), "cg"], env=env, check=True, capture_output=True, text=True
+            ).stdout
             wall["start to first estimate"] = float(out.split()[-1])
             rows.append(row)
             walls.append(wall)
-            raw.append({"bench": "anchors_cli", "problem": "logistic", "estimator": "cg", **{f"cpu {k}": v for k, v in row.items()},
-                        **{f"wall {k}": v for k, v in wall.items()}})  # fmt: skip
-    lines = [f"\n(B) end to end, fresh processes, the same curve with references: `hgbench run {' '.join(CURVE_CLI)} estimator=cg` "
-             "(its defaults: plot, references, run.json) vs each script's own command line; CPU s (user + system) and wall s\n",
-             "| command | CPU s min / median / max | hgbench run ÷ it, CPU (min / median / max) | wall s median | target |",
-             "|---|---|---|---|---|"]  # fmt: skip
-    targets = {"hypertorch-style script": "hgbench run ÷ it ≤ 1", "start to first estimate": "≤ 1.5 s (wall)", "hgbench run --help": "≤ 0.5 s"}
+            raw.append(
+                {
+                    "bench": "anchors_cli",
+                    "problem": "logistic",
+                    "estimator": "cg",
+                    **{f"cpu {k}": v for k, v in row.items()},
+                    **{f"wall {k}": v for k, v in wall.items()},
+                }
+            )
+    lines = [
+        f"\n(B) end to end, fresh processes, the same curve with references: `hgbench run {' '.join(CURVE_CLI)} estimator=cg` "
+        "(its defaults: plot, references, run.json) vs each script's own command line; CPU s (user + system) and wall s\n",
+        "| command | CPU s min / median / max | hgbench run ÷ it, CPU (min / median / max) | wall s median | target |",
+        "|---|---|---|---|---|",
+    ]
+    targets = {
+        "hypertorch-style script": "hgbench run ÷ it ≤ 1",
+        "start to first estimate": "≤ 1.5 s (wall)",
+        "hgbench run --help": "≤ 0.5 s",
+    }
     for label in walls[0]:
         cpu = pd.Series([r[label] for r in rows]) if label in rows[0] else None
         cells = f"{cpu.min():.2f} / {cpu.median():.2f} / {cpu.max():.2f}" if cpu is not None else "—"
@@ -725,16 +807,21 @@ def anchors_cli(repeats, raw, env):
 
 def git_state() -> str:
     """The commit measured (and whether the tree had changes)."""
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=SCRIPTS, capture_output=True, text=True).stdout.strip()
 
-    return git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return git("rev-parse", "--short", "HEAD") + (
+        " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    )
 
 
 def machine() -> str:
     """The CPU's model and core count, from /proc/cpuinfo where there is one."""
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
     return f"{model}, {os.cpu_count()} cores visible"
@@ -746,8 +833,9 @@ def main():
     parser.add_argument("--out", default="results/bench")
     names = [case.label.split()[0] for case in CASES]
     parser.add_argument("--problems", nargs="+", choices=names, default=names, help="part grids: only these problems (default: all)")
-    parser.add_argument("--parts", nargs="+", choices=("anchors", "user", "grids"), default=["anchors", "user", "grids"],
-                        help="measure only these parts")
+    parser.add_argument(
+        "--parts", nargs="+", choices=("anchors", "user", "grids"), default=["anchors", "user", "grids"], help="measure only these parts"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -759,14 +847,16 @@ def main():
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPTS.parent), os.environ.get("PYTHONPATH", "")])}
     if "anchors" in args.parts:
-        anchor_lines = [f"# hgbench against three anchors (issue 28)\n\nWritten by `python scripts/bench.py {' '.join(sys.argv[1:])}` at commit "
-                        f"{git_state()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — torch {torch.__version__}, {torch.get_num_threads()} "
-                        f"thread(s) (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), CPU, float64; {args.repeats} interleaved repeats. "
-                        f"Machine: {machine()}; load average at the start {os.getloadavg()[0]:.1f} (1 min).\n\n"
-                        "Anchors (no hgbench code, every grid point from scratch): the careful script scripts/typical_user.py "
-                        "(closed-form ∇ℓ, one backward over a kept tape), the hypertorch-style script scripts/hypertorch_style.py "
-                        "(∇ℓ by autograd, products by double backward, as a hypertorch user writes it), torchopt scripts/torchopt_user.py "
-                        "(its documented unrolled and implicit paths)."]  # fmt: skip
+        anchor_lines = [
+            f"# hgbench against three anchors (issue 28)\n\nWritten by `python scripts/bench.py {' '.join(sys.argv[1:])}` at commit "
+            f"{git_state()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — torch {torch.__version__}, {torch.get_num_threads()} "
+            f"thread(s) (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), CPU, float64; {args.repeats} interleaved repeats. "
+            f"Machine: {machine()}; load average at the start {os.getloadavg()[0]:.1f} (1 min).\n\n"
+            "Anchors (no hgbench code, every grid point from scratch): the careful script scripts/typical_user.py "
+            "(closed-form ∇ℓ, one backward over a kept tape), the hypertorch-style script scripts/hypertorch_style.py "
+            "(∇ℓ by autograd, products by double backward, as a hypertorch user writes it), torchopt scripts/torchopt_user.py "
+            "(its documented unrolled and implicit paths)."
+        ]
         print(anchor_lines[0], flush=True)
         for part in (anchors_curve(args.repeats, raw), anchors_cli(args.repeats, raw, env)):
             print("\n".join(part), flush=True)
@@ -776,10 +866,12 @@ def main():
         print(f"written: {out / 'README.md'}, {out / 'anchors_raw.csv'}")
         if set(args.parts) == {"anchors"}:
             return
-    lines = [f"# hgbench benchmark\n\n`python scripts/bench.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), CPU, float64. "
-             f"Ratios: min / median / max over {args.repeats} repeats.\n\nMachine: {machine()}; load average at the start "
-             f"{os.getloadavg()[0]:.1f} (1 min).\n"]  # fmt: skip
+    lines = [
+        f"# hgbench benchmark\n\n`python scripts/bench.py {' '.join(sys.argv[1:])}` — torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), CPU, float64. "
+        f"Ratios: min / median / max over {args.repeats} repeats.\n\nMachine: {machine()}; load average at the start "
+        f"{os.getloadavg()[0]:.1f} (1 min).\n"
+    ]
     print(lines[0], flush=True)
     if "user" in args.parts:
         report(["\n## Against a typical user's script (scripts/typical_user.py)\n"])

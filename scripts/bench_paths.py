@@ -53,7 +53,12 @@ def spread(values):
 def curves(repeats: int) -> None:
     problem = Logistic("logistic", seed=0, n_samples=1000, n_features=20, label_noise=0.1, lam_low=-5.0, lam_high=-1.0)
     lams = problem.sample_lambdas(10, torch.Generator().manual_seed(0))
-    paths = {"loop, products": (loop, False), "loop, dense J": (loop, True), "batched, products": (batched, False), "batched, dense J": (batched, True)}
+    paths = {
+        "loop, products": (loop, False),
+        "loop, dense J": (loop, True),
+        "batched, products": (batched, False),
+        "batched, dense J": (batched, True),
+    }
     print(f"(a) whole curve, logistic d = {problem.w_dim}, 10 λ draws × t = k ∈ {{10, …, 100}}, float64, 1 thread, {repeats} repeats")
     print("| estimator | path | time (s, median) | loop-products ÷ path (min / median / max) | max rel. diff of ĝ |")
     print("|---|---|---|---|---|")

@@ -75,23 +75,46 @@ def compare(name: str, against: torch.device) -> list[dict]:
             torch.cuda.reset_peak_memory_stats(against)
         other, other_s = timed(estimator, sides["other"], lam.to(against), against)
         diff = (torch.linalg.vector_norm(other - cpu, dim=1) / torch.linalg.vector_norm(cpu, dim=1)).max().item()
-        rows.append({
-            **row, "status": "ok" if diff <= TOL else "disagree", "max_rel_diff": diff, "cpu_s": cpu_s, "device_s": other_s,
-            "device_over_cpu": other_s / cpu_s,
-            "peak_bytes": torch.cuda.max_memory_allocated(against) if against.type == "cuda" else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                **row,
+                "status": "ok" if diff <= TOL else "disagree",
+                "max_rel_diff": diff,
+                "cpu_s": cpu_s,
+                "device_s": other_s,
+                "device_over_cpu": other_s / cpu_s,
+                "peak_bytes": torch.cuda.max_memory_allocated(against) if against.type == "cuda" else None,
+            }
+        )
         print(f"{name:<18} {est_name:<4} rel diff {diff:.1e}  cpu {cpu_s:.3f} s  {against} {other_s:.3f} s", flush=True)
     return rows
 
 
 def run_on_device(name: str, device: str, out: Path) -> dict:
     """(b): the runner end to end on the device."""
-    cmd = [sys.executable, "-c", "from hgbench.running.cli import main; main()", "run", f"problem={name}", *SMALL.get(name, []),
-           "estimator=fp", f"device={device}", "n_lambdas=1", "grid.t=[5]", "plot=false", f"hydra.run.dir={out / 'runs' / name}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        "from hgbench.running.cli import main; main()",
+        "run",
+        f"problem={name}",
+        *SMALL.get(name, []),
+        "estimator=fp",
+        f"device={device}",
+        "n_lambdas=1",
+        "grid.t=[5]",
+        "plot=false",
+        f"hydra.run.dir={out / 'runs' / name}",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     ok = done.returncode == 0 and (out / "runs" / name / "metrics.csv").is_file()
-    return {"problem": name, "estimator": "fp (hgbench run)", "device": device, "status": "ok" if ok else "run failed",
-            "reason": "" if ok else (done.stderr.strip().splitlines() or ["?"])[-1]}  # fmt: skip
+    return {
+        "problem": name,
+        "estimator": "fp (hgbench run)",
+        "device": device,
+        "status": "ok" if ok else "run failed",
+        "reason": "" if ok else (done.stderr.strip().splitlines() or ["?"])[-1],
+    }
 
 
 def main() -> int:

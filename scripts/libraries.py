@@ -50,21 +50,31 @@ PROBLEMS = {
 }
 # (name in rows, preset, settings, library, hgbench's estimator of the same role)
 SOLVERS = [
-    ("fp", "fp", {}, "hgbench", None), ("neumann", "neumann", {}, "hgbench", None), ("cg", "cg", {}, "hgbench", None),
-    ("cg_normal", "cg_normal", {}, "hgbench", None), ("gmres", "gmres", {}, "hgbench", None),
+    ("fp", "fp", {}, "hgbench", None),
+    ("neumann", "neumann", {}, "hgbench", None),
+    ("cg", "cg", {}, "hgbench", None),
+    ("cg_normal", "cg_normal", {}, "hgbench", None),
+    ("gmres", "gmres", {}, "hgbench", None),
     ("itd_trunc", "itd_trunc", {}, "hgbench", None),
-    ("torchopt_cg", "torchopt_cg", {}, "torchopt", "cg"), ("torchopt_cg_tol0", "torchopt_cg", {"rtol": 0.0}, "torchopt", "cg"),
+    ("torchopt_cg", "torchopt_cg", {}, "torchopt", "cg"),
+    ("torchopt_cg_tol0", "torchopt_cg", {"rtol": 0.0}, "torchopt", "cg"),
     ("torchopt_neumann", "torchopt_neumann", {}, "torchopt", "neumann"),
-    ("torchdeq_fp", "torchdeq_fp", {}, "torchdeq", "fp"), ("torchdeq_fp_tol0", "torchdeq_fp", {"tol": 0.0}, "torchdeq", "fp"),
+    ("torchdeq_fp", "torchdeq_fp", {}, "torchdeq", "fp"),
+    ("torchdeq_fp_tol0", "torchdeq_fp", {"tol": 0.0}, "torchdeq", "fp"),
     ("torchdeq_anderson", "torchdeq_anderson", {}, "torchdeq", "fp"),
-    ("torchdeq_broyden", "torchdeq_broyden", {}, "torchdeq", "fp"), ("torchdeq_broyden_tol0", "torchdeq_broyden", {"tol": 0.0}, "torchdeq", "fp"),
+    ("torchdeq_broyden", "torchdeq_broyden", {}, "torchdeq", "fp"),
+    ("torchdeq_broyden_tol0", "torchdeq_broyden", {"tol": 0.0}, "torchdeq", "fp"),
     ("torchdeq_phantom", "torchdeq_phantom", {}, "torchdeq", "itd_trunc"),
-    ("jaxopt_cg", "jaxopt_cg", {}, "jaxopt", "cg"), ("jaxopt_cg_tol0", "jaxopt_cg", {"tol": 0.0}, "jaxopt", "cg"),
+    ("jaxopt_cg", "jaxopt_cg", {}, "jaxopt", "cg"),
+    ("jaxopt_cg_tol0", "jaxopt_cg", {"tol": 0.0}, "jaxopt", "cg"),
     ("jaxopt_normal_cg_tol0", "jaxopt_normal_cg", {"tol": 0.0}, "jaxopt", "cg_normal"),
     ("jaxopt_gmres", "jaxopt_gmres", {}, "jaxopt", "gmres"),
-]  # fmt: skip
-UNROLLED = [("itd", "itd", {}, "hgbench", None), ("torchopt_unrolled", "torchopt_unrolled", {}, "torchopt", "itd"),
-            ("higher_unrolled", "higher_unrolled", {}, "higher", "itd")]  # fmt: skip
+]
+UNROLLED = [
+    ("itd", "itd", {}, "hgbench", None),
+    ("torchopt_unrolled", "torchopt_unrolled", {}, "torchopt", "itd"),
+    ("higher_unrolled", "higher_unrolled", {}, "higher", "itd"),
+]
 ALL = {name: (library, ours) for name, _, _, library, ours in SOLVERS + UNROLLED}
 
 
@@ -73,8 +83,15 @@ def run(problem: str, settings: dict, estimators: list, grid: dict) -> tuple[pd.
     frames, refused = [], []
     for name, preset, options, _, _ in estimators:
         try:
-            df = hgbench.evaluate((problem, settings), [(preset, {**options, "name": name})], grid[0],
-                                  n_lambdas=N_LAMBDAS, progress=False, plot=False, **grid[1])  # fmt: skip
+            df = hgbench.evaluate(
+                (problem, settings),
+                [(preset, {**options, "name": name})],
+                grid[0],
+                n_lambdas=N_LAMBDAS,
+                progress=False,
+                plot=False,
+                **grid[1],
+            )
         except UserError as err:
             refused.append(f"{name}: {err}")
             continue
@@ -103,12 +120,21 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
         if library == "hgbench":
             continue
         mine, theirs = curves[name], curves.get(ours) if ours in times.index else None
-        rows.append({"library": library, "estimator": name, "role of": ours,
-                     "best err": mine.min(), "err @10": at(mine, 10), "err @50": at(mine, 50), "time/est (ms)": 1e3 * times[name],
-                     "hgbench best": theirs.min() if theirs is not None else float("nan"),
-                     "hgbench @10": at(theirs, 10) if theirs is not None else float("nan"),
-                     "hgbench @50": at(theirs, 50) if theirs is not None else float("nan"),
-                     "hgbench time/est (ms)": 1e3 * times.get(ours, float("nan"))})  # fmt: skip
+        rows.append(
+            {
+                "library": library,
+                "estimator": name,
+                "role of": ours,
+                "best err": mine.min(),
+                "err @10": at(mine, 10),
+                "err @50": at(mine, 50),
+                "time/est (ms)": 1e3 * times[name],
+                "hgbench best": theirs.min() if theirs is not None else float("nan"),
+                "hgbench @10": at(theirs, 10) if theirs is not None else float("nan"),
+                "hgbench @50": at(theirs, 50) if theirs is not None else float("nan"),
+                "hgbench time/est (ms)": 1e3 * times.get(ours, float("nan")),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -119,8 +145,15 @@ def figures(df: pd.DataFrame, problem: str, out: Path) -> None:
         fig, ax = plt.subplots(figsize=(8, 5))
         for name, part in med.groupby("estimator"):
             library = ALL[name][0]
-            ax.loglog(part[x], part["err"].clip(lower=1e-17), marker="o", ms=3, lw=1.2 if library == "hgbench" else 0.9,
-                      ls="-" if library == "hgbench" else "--", label=f"{name}")  # fmt: skip
+            ax.loglog(
+                part[x],
+                part["err"].clip(lower=1e-17),
+                marker="o",
+                ms=3,
+                lw=1.2 if library == "hgbench" else 0.9,
+                ls="-" if library == "hgbench" else "--",
+                label=f"{name}",
+            )
         ax.set_xlabel(label)
         ax.set_ylabel("median ‖ĝ − ∇f‖ / ‖∇f‖ (clipped at 1e-17)")
         ax.set_title(f"{problem}: libraries (dashed) and hgbench (solid), {N_LAMBDAS} λ draws")
@@ -146,8 +179,11 @@ def main(out: Path) -> None:
         shown = table(df).map(fmt)
         blocks.append(f"### {problem}\n\n{markdown(shown).rstrip()}\n" + "".join(f"\n- refused: {line}" for line in refused + refused_u))
         print(f"{problem}: {len(df)} rows, {df['status'].ne('ok').sum()} not ok", flush=True)
-    write_text_atomic(out / "tables.md", "# Libraries beside hgbench's estimators (scripts/libraries.py)\n\n"
-                      "Median over λ draws of ‖ĝ − ∇f‖/‖∇f‖; time: median per estimate (ms).\n\n" + "\n".join(blocks))  # fmt: skip
+    write_text_atomic(
+        out / "tables.md",
+        "# Libraries beside hgbench's estimators (scripts/libraries.py)\n\n"
+        "Median over λ draws of ‖ĝ − ∇f‖/‖∇f‖; time: median per estimate (ms).\n\n" + "\n".join(blocks),
+    )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,14 @@ def tables(folder: Path) -> str:
     for path in sorted(folder.glob("outer_*/outer.csv")):
         df, name = load_outer(path), path.parent.name
         best = optima(df)
-        rows = [f"| {r.seed} | {r.f_star:.10g} | {r.f_star_stationarity:.3g} | {r.f_star_tol:.3g} | {r.f_star_evals:.0f} | {r.f_star_reason} |"
-                for r in best.itertuples()]  # fmt: skip
-        blocks.append(f"#### {name}: certified optima\n\n| seed | f* | π(λ*) | tolerance | references | why none |\n"
-                      "|---|---|---|---|---|---|\n" + "\n".join(rows).replace("| nan |", "| — |"))  # fmt: skip
+        rows = [
+            f"| {r.seed} | {r.f_star:.10g} | {r.f_star_stationarity:.3g} | {r.f_star_tol:.3g} | {r.f_star_evals:.0f} | {r.f_star_reason} |"
+            for r in best.itertuples()
+        ]
+        blocks.append(
+            f"#### {name}: certified optima\n\n| seed | f* | π(λ*) | tolerance | references | why none |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows).replace("| nan |", "| — |")
+        )
         for eps in (1e-2, 1e-3):
             table = summary(df, eps)
             table = table.sort_values(["reached", "time_to_eps_s", "final_rel_gap"], ascending=[False, True, True])

@@ -62,12 +62,16 @@ def main() -> None:
         for label, where, function in PARTS:
             if where in path and name == function:
                 total[label] = max(total.get(label, 0.0), cumulative)  # the outermost call holds the whole
-    lines = [f"cProfile of `hgbench run {' '.join(ns.overrides)}` (its defaults otherwise), in process, from a fresh interpreter;",
-             f"python scripts/profile_run.py {' '.join(ns.overrides)}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')};",
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f}.",
-             f"Wall time under the profiler: {wall:.2f} s (profiling slows Python-heavy parts; read the shares).",
-             "Parts overlap where one imports modules (the first reference imports torch._dynamo, the figure matplotlib).", "",
-             "| part | s (cumulative) | share of the run |", "|---|---|---|"]  # fmt: skip
+    lines = [
+        f"cProfile of `hgbench run {' '.join(ns.overrides)}` (its defaults otherwise), in process, from a fresh interpreter;",
+        f"python scripts/profile_run.py {' '.join(ns.overrides)}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')};",
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f}.",
+        f"Wall time under the profiler: {wall:.2f} s (profiling slows Python-heavy parts; read the shares).",
+        "Parts overlap where one imports modules (the first reference imports torch._dynamo, the figure matplotlib).",
+        "",
+        "| part | s (cumulative) | share of the run |",
+        "|---|---|---|",
+    ]
     for label, _, _ in PARTS:
         seconds = total.get(label, 0.0)
         lines.append(f"| {label} | {seconds:.2f} | {100 * seconds / wall:.1f}% |")

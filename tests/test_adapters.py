@@ -25,8 +25,13 @@ def torchopt_installed():
         pytest.importorskip("torchopt", reason="needs the torchopt extra: pip install 'hgbench[torchopt]'")
 
 
-@pytest.mark.parametrize("ours, theirs", [(ConjugateGradient("cg"), TorchoptImplicit("torchopt_cg", "cg", rtol=0.0)),
-                                          (Neumann("neumann"), TorchoptImplicit("torchopt_neumann", "neumann"))])  # fmt: skip
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (ConjugateGradient("cg"), TorchoptImplicit("torchopt_cg", "cg", rtol=0.0)),
+        (Neumann("neumann"), TorchoptImplicit("torchopt_neumann", "neumann")),
+    ],
+)
 def test_torchopt_computes_what_hgbench_s_estimator_of_its_role_computes(ridge, ours, theirs):
     """Same t inner steps, same k solver steps: the same ĝ(t, k) to round-off (relative to ‖∇f‖),
     at every k; ∇f itself when converged."""
@@ -76,9 +81,13 @@ def test_torchopt_s_default_rtol_stops_cg_early():
     ridge = Ridge("ridge", 0, n_train=200, n_val=200, n_features=50, cond=100, noise=0.1, lam_low=-4.0, lam_high=0.0)
     lam = draws(ridge, 1)[0]
     ref = reference(ridge, lam)
-    err = {rtol: [torch.linalg.vector_norm(e.grad - ref.grad).item() / torch.linalg.vector_norm(ref.grad).item()
-                  for e in estimate(TorchoptImplicit("c", "cg", rtol=rtol), ridge, lam, [(400, 150), (400, 300)])]
-           for rtol in (1e-5, 0.0)}  # fmt: skip
+    err = {
+        rtol: [
+            torch.linalg.vector_norm(e.grad - ref.grad).item() / torch.linalg.vector_norm(ref.grad).item()
+            for e in estimate(TorchoptImplicit("c", "cg", rtol=rtol), ridge, lam, [(400, 150), (400, 300)])
+        ]
+        for rtol in (1e-5, 0.0)
+    }
     assert err[0.0][1] < 1e-12 and err[1e-5][1] > 1e-7 and err[1e-5][1] == err[1e-5][0], err
 
 
@@ -95,14 +104,23 @@ def test_torchopt_rows_are_rows_like_hgbench_s_own():
     time and Φ counts, and n_vjp empty (not observed), status ok."""
     import hgbench
 
-    df = hgbench.evaluate(("ridge", {"n_train": 40, "n_val": 30, "n_features": 6}), ["cg", "torchopt_cg"], "diag",
-                          n_lambdas=1, progress=False, plot=False, **{"grid.t": [0, 5, 50]})  # fmt: skip
+    df = hgbench.evaluate(
+        ("ridge", {"n_train": 40, "n_val": 30, "n_features": 6}),
+        ["cg", "torchopt_cg"],
+        "diag",
+        n_lambdas=1,
+        progress=False,
+        plot=False,
+        **{"grid.t": [0, 5, 50]},
+    )
     ours, theirs = (df[df["estimator"] == name].set_index(["t", "k"]) for name in ("cg", "torchopt_cg"))
     assert (theirs["role"] == "cg").all() and (theirs["status"] == "ok").all() and theirs["n_vjp"].isna().all()
     assert theirs["time_s"].gt(0).all()  # each row was timed (a value, compared with nothing)
     assert (theirs["n_phi"] >= ours["n_phi"]).all()
     assert list(theirs.index) == list(ours.index)
-    assert ((theirs["err_abs"] - ours["err_abs"]).abs() <= 1e-6 * ours["err_abs"] + 1e-15).all()  # 6 dims: CG ends before torchopt's rtol stops it
+    assert (
+        (theirs["err_abs"] - ours["err_abs"]).abs() <= 1e-6 * ours["err_abs"] + 1e-15
+    ).all()  # 6 dims: CG ends before torchopt's rtol stops it
 
 
 def test_without_torchopt_a_run_is_refused_in_one_line_before_any_work(monkeypatch, tmp_path, capsys):

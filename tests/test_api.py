@@ -42,8 +42,15 @@ def test_evaluate_gives_the_rows_of_hgbench_run(tmp_path, monkeypatch):
     _same_rows(one, read_csv(tmp_path / "one" / "metrics.csv"))
     assert one["overrides"].iloc[0] == " ".join([*typed[:4], "estimator=fp", *typed[4:]])
     out = tmp_path / "api"
-    both = hgbench.evaluate(("ridge", "n_features=6 n_train=40 n_val=30"), ["fp", "itd"], ("diag", {"t": GRID}), n_lambdas=2,
-                            plot=False, out_dir=out, progress=False)  # fmt: skip
+    both = hgbench.evaluate(
+        ("ridge", "n_features=6 n_train=40 n_val=30"),
+        ["fp", "itd"],
+        ("diag", {"t": GRID}),
+        n_lambdas=2,
+        plot=False,
+        out_dir=out,
+        progress=False,
+    )
     _same_rows(both, read_csv(tmp_path / "sweep" / "metrics.csv"))
     assert both["run_id"].nunique() == 2 and both["setting_id"].nunique() == 1
     _same_rows(read_csv(out / "metrics.csv"), read_csv(tmp_path / "sweep" / "metrics.csv"))  # the folder a sweep leaves

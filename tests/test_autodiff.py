@@ -86,4 +86,3 @@ def test_a_reference_imports_no_dynamo():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[-1] == "False"
-

@@ -116,8 +116,7 @@ def _errors(problem, lam, t, k):
         x, r_new = x + step * p, r - step * (m @ p)
         p, r = r_new + ((r_new @ r_new) / (r @ r)) * p, r_new
     e2 = grad(problem.outer, 1)(w, lam)
-    return {"itd": float((itd - exact).norm()), "fp": float((e2 + b_t.T @ fp - exact).norm()),
-            "cg": float((e2 + b_t.T @ x - exact).norm())}  # fmt: skip
+    return {"itd": float((itd - exact).norm()), "fp": float((e2 + b_t.T @ fp - exact).norm()), "cg": float((e2 + b_t.T @ x - exact).norm())}
 
 
 @pytest.mark.parametrize("name", PROBLEMS)

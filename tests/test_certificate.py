@@ -153,8 +153,12 @@ CASES = {
     "ridge_ill": lambda: Ridge("ridge", 1, n_train=40, n_val=30, n_features=6, cond=1e6, noise=0.1, lam_low=-12.0, lam_high=-9.0),
     "kernel_ridge_well": lambda: KernelRidge("kernel_ridge", 0, -1.0, 0.0, 0.0, 0.5, data="synthetic", n_samples=30, n_features=3),
     "kernel_ridge_ill": lambda: KernelRidge("kernel_ridge", 1, -9.0, -7.0, 0.0, 0.5, data="synthetic", n_samples=30, n_features=3),
-    "meta_learning_well": lambda: MetaLearning("meta_learning", 0, n_tasks=3, n_features=4, n_train=8, n_val=6, task_spread=0.5, noise=0.1, gamma=1.0, lam_low=-1.0, lam_high=1.0),
-    "meta_learning_ill": lambda: MetaLearning("meta_learning", 1, n_tasks=3, n_features=4, n_train=3, n_val=6, task_spread=0.5, noise=0.1, gamma=1e-5, lam_low=-1.0, lam_high=1.0),
+    "meta_learning_well": lambda: MetaLearning(
+        "meta_learning", 0, n_tasks=3, n_features=4, n_train=8, n_val=6, task_spread=0.5, noise=0.1, gamma=1.0, lam_low=-1.0, lam_high=1.0
+    ),
+    "meta_learning_ill": lambda: MetaLearning(
+        "meta_learning", 1, n_tasks=3, n_features=4, n_train=3, n_val=6, task_spread=0.5, noise=0.1, gamma=1e-5, lam_low=-1.0, lam_high=1.0
+    ),
     "logistic_well": lambda: Logistic("logistic", 0, n_samples=60, n_features=4, label_noise=0.1, lam_low=-2.0, lam_high=-1.0),
     "logistic_ill": lambda: Logistic("logistic", 1, n_samples=60, n_features=4, label_noise=0.1, lam_low=-8.0, lam_high=-6.0),
 }
@@ -282,11 +286,13 @@ def test_sensitivities_match_closed_forms_on_ridge():
     n = -alpha * torch.diag(exp * v)
     z = -torch.linalg.solve(hessian, torch.diag(exp * w))
     expected = {
-        "phi_lam": torch.linalg.matrix_norm(alpha * torch.diag(exp * w), ord=2), "hess_ww": torch.linalg.matrix_norm(m, ord=2),
-        "hess_lw": torch.linalg.matrix_norm(n, ord=2), "from_v": torch.linalg.matrix_norm(z, ord=2),
+        "phi_lam": torch.linalg.matrix_norm(alpha * torch.diag(exp * w), ord=2),
+        "hess_ww": torch.linalg.matrix_norm(m, ord=2),
+        "hess_lw": torch.linalg.matrix_norm(n, ord=2),
+        "from_v": torch.linalg.matrix_norm(z, ord=2),
         "from_w": torch.linalg.matrix_norm((n + z.T @ m) @ torch.linalg.inv(hessian) / alpha, ord=2),
         "inverse": 1 / torch.linalg.eigvalsh(alpha * hessian)[0],
-    }  # fmt: skip
+    }
     for key, value in expected.items():
         assert ref.norms[key] == pytest.approx(value.item(), rel=1e-10), key
     free = reference(problem, lam, "matrix_free").norms

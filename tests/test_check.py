@@ -149,8 +149,12 @@ def test_the_plain_form_with_a_map_phi():
         w = torch.linalg.solve(eye - a, b @ lam)
         return b.T @ torch.linalg.solve((eye - a).T, w - c)
 
-    plain = {"phi": lambda w, lam: a @ w + b @ lam, "outer": lambda w, lam: 0.5 * (w - c).square().sum(),
-             "w0": torch.zeros(6, dtype=torch.float64), "lam": torch.tensor([0.3, -1.0, 2.0, 0.1], dtype=torch.float64)}  # fmt: skip
+    plain = {
+        "phi": lambda w, lam: a @ w + b @ lam,
+        "outer": lambda w, lam: 0.5 * (w - c).square().sum(),
+        "w0": torch.zeros(6, dtype=torch.float64),
+        "lam": torch.tensor([0.3, -1.0, 2.0, 0.1], dtype=torch.float64),
+    }
     assert check(closed, **plain).verdict == "ok"
     assert check(lambda lam: closed(lam) * (1 + 1e-3), **plain).verdict == "wrong"
 
@@ -216,7 +220,7 @@ def test_assert_hypergradient():
         assert_hypergradient(perturbed, RIDGE, dtype="float64")
 
 
-HYPERGRADIENTS = '''
+HYPERGRADIENTS = """
 import torch
 
 def right(lam, problem):
@@ -230,7 +234,7 @@ def wrong(lam, problem):
 
 def fails(lam):
     raise RuntimeError("my solver broke")
-'''
+"""
 
 
 def test_the_command_s_exit_codes(tmp_path, monkeypatch, capsys):
@@ -244,8 +248,13 @@ def test_the_command_s_exit_codes(tmp_path, monkeypatch, capsys):
     assert "verdict     WRONG" in capsys.readouterr().out
     assert run_cli(monkeypatch, "check", f"{mine}:fails", *common) == 1
     assert "RuntimeError: my solver broke" in capsys.readouterr().err
-    for bad in ([f"{tmp_path}/none.py:right"], [f"{mine}:nothing"], ["no_colon"], [f"{mine}:right", "--problem", "nosuch"],
-                [f"{mine}:right", "--problem", "ridge", "n_features=-3"]):  # fmt: skip
+    for bad in (
+        [f"{tmp_path}/none.py:right"],
+        [f"{mine}:nothing"],
+        ["no_colon"],
+        [f"{mine}:right", "--problem", "nosuch"],
+        [f"{mine}:right", "--problem", "ridge", "n_features=-3"],
+    ):
         assert run_cli(monkeypatch, "check", *bad) == 2, bad
         err = capsys.readouterr().err
         assert err.startswith("hgbench check: error:") and err.count("\n") == 1, err
@@ -256,8 +265,12 @@ def test_the_command_s_exit_codes(tmp_path, monkeypatch, capsys):
 
 def test_a_problem_without_a_strict_minimum_is_refused_in_one_line():
     """ℓ(w, λ) = (w₁ − λ)² is flat along w₂: its Hessian is singular, Newton cannot find w*."""
-    plain = {"inner_loss": lambda w, lam: (w[0] - lam).square().sum(), "outer": lambda w, lam: w.sum(),
-             "w0": torch.zeros(2, dtype=torch.float64), "lam": torch.tensor([0.5], dtype=torch.float64)}  # fmt: skip
+    plain = {
+        "inner_loss": lambda w, lam: (w[0] - lam).square().sum(),
+        "outer": lambda w, lam: w.sum(),
+        "w0": torch.zeros(2, dtype=torch.float64),
+        "lam": torch.tensor([0.5], dtype=torch.float64),
+    }
     with pytest.raises(UserError, match="reference cannot be computed.*singular"):
         check(lambda lam: lam, **plain)
 

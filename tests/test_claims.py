@@ -33,10 +33,29 @@ def rows(curves, points, grid, problem="toy_linear", setting_id="r1", q=Q, kappa
         for lam_id, factor in enumerate(DRAWS):
             for t, k, e in points:
                 value = factor * err(t, k, e)
-                out.append({"problem": problem, "estimator": name, "role": role, "min_min": problem.endswith("_inner"),
-                            "setting_id": setting_id, "grid": grid, "seed": 0, "lam_id": lam_id, "t": t, "k": k,
-                            "err_rel": value, "err_abs": 3.0 * value, "inner_err": e, "q": q, "kappa": kappa,
-                            "dtype": "float64", "device": "cpu", "status": "ok", "reason": ""})  # fmt: skip
+                out.append(
+                    {
+                        "problem": problem,
+                        "estimator": name,
+                        "role": role,
+                        "min_min": problem.endswith("_inner"),
+                        "setting_id": setting_id,
+                        "grid": grid,
+                        "seed": 0,
+                        "lam_id": lam_id,
+                        "t": t,
+                        "k": k,
+                        "err_rel": value,
+                        "err_abs": 3.0 * value,
+                        "inner_err": e,
+                        "q": q,
+                        "kappa": kappa,
+                        "dtype": "float64",
+                        "device": "cpu",
+                        "status": "ok",
+                        "reason": "",
+                    }
+                )
     return pd.DataFrame(out)
 
 
@@ -91,7 +110,19 @@ def costed(df):
 
 # the bounds' constants (hgbench.problems.bounds) of every draw: loose ones (every error below
 # its bound), tight ones (errors above), and q, κ with CG's p = 9/11 < q = 0.9 or p ≈ 1 > q
-LOOSE = {"q": Q, "kappa": 100.0, "D": 1.0, "L_phi": 10.0, "nu2": 1.0, "L_E": 10.0, "mu1": 1.0, "mu2": 0.0, "c1": 10.0, "c2": 1.0, "c3": 1000.0}
+LOOSE = {
+    "q": Q,
+    "kappa": 100.0,
+    "D": 1.0,
+    "L_phi": 10.0,
+    "nu2": 1.0,
+    "L_E": 10.0,
+    "mu1": 1.0,
+    "mu2": 0.0,
+    "c1": 10.0,
+    "c2": 1.0,
+    "c3": 1000.0,
+}
 TIGHT = {**LOOSE, "c1": 1e-4, "c2": 1e-5, "c3": 1e-4, "L_phi": 1e-3, "L_E": 1e-3}
 
 
@@ -112,24 +143,37 @@ def quadratic_cases(role, min_min=False):
 
 def ranking(ratio):
     """Jacobi with constant 0.1, both reparameterizations with ratio × that, all slope 1."""
-    return inner({JACOBI: (0.1, 1.0), ("reparam_diag", "reparam_diag"): (0.1 * ratio, 1.0), ("reparam_exp", "reparam_exp"): (0.1 * ratio, 1.0)})
+    return inner(
+        {JACOBI: (0.1, 1.0), ("reparam_diag", "reparam_diag"): (0.1 * ratio, 1.0), ("reparam_exp", "reparam_exp"): (0.1 * ratio, 1.0)}
+    )
 
 
 def fig1(panel_a, panel_b):
     """Ye et al.'s Fig. 1 presets: per panel (Newton's slope, OptPhi's slope), None meaning exact
     (an error of 1e-14 at every level, round-off)."""
+
     def panel(problem, slopes):
         laws = {(name, name): (1e-14, 0.0) if s is None else (0.3, s) for name, s in zip(("precond_newton", "reparam_opt"), slopes)}
         return inner(laws, problem)
+
     return {"ye2024_fig1a": panel("toy_linear_outer", panel_a), "ye2024_fig1b": panel("toy_quadratic_outer", panel_b)}
 
 
 def fig3(weak, strong):
     """Ye et al.'s Fig. 3a and 3b presets: per configuration (C_jacobi/C_vanilla, err(reparam)/err(jacobi)),
     vanilla's constant 1, all slopes 1."""
+
     def config(problem, quality, ratio):
-        return inner({EXACT: (1.0, 1.0), JACOBI: (quality, 1.0), ("reparam_diag", "reparam_diag"): (quality * ratio, 1.0),
-                      ("reparam_exp", "reparam_exp"): (quality * ratio * 3, 1.0)}, problem)  # fmt: skip
+        return inner(
+            {
+                EXACT: (1.0, 1.0),
+                JACOBI: (quality, 1.0),
+                ("reparam_diag", "reparam_diag"): (quality * ratio, 1.0),
+                ("reparam_exp", "reparam_exp"): (quality * ratio * 3, 1.0),
+            },
+            problem,
+        )
+
     return {"ye2024_fig3a": config("toy_weak", *weak), "ye2024_fig3b": config("toy_strong", *strong)}
 
 
@@ -157,13 +201,20 @@ CASES = {
         "undecided": lambda: rows({CG: in_k(P_100), FP: in_k(Q)}, K_SWEEP, "k_sweep"),
     },
     "G4": {  # on a k sweep with LOOSE constants CG's bound is 20·(p/q)ᵏ FP's: ≥ 2× above for k ≤ 20, ≥ 2× below for k ≥ 40
-        "holds": lambda: bounded(rows({CG: lambda t, k, e: 2e-2 * P_100**k, FP: lambda t, k, e: 1e-3 * Q**k}, K_SWEEP, "k_sweep")),  # errors ∝ bounds
-        "does not hold": lambda: bounded(rows({CG: in_k(Q), FP: lambda t, k, e: 1e3 * Q**k}, K_SWEEP, "k_sweep")),  # CG lower everywhere: 3 of 8 agree
+        "holds": lambda: bounded(
+            rows({CG: lambda t, k, e: 2e-2 * P_100**k, FP: lambda t, k, e: 1e-3 * Q**k}, K_SWEEP, "k_sweep")
+        ),  # errors ∝ bounds
+        "does not hold": lambda: bounded(
+            rows({CG: in_k(Q), FP: lambda t, k, e: 1e3 * Q**k}, K_SWEEP, "k_sweep")
+        ),  # CG lower everywhere: 3 of 8 agree
         "undecided, tie": lambda: bounded(rows({CG: lambda t, k, e: 1.2 * Q**k, FP: in_k(Q)}, K_SWEEP, "k_sweep")),  # errors within 1.25×
         "undecided, tie at round-off": lambda: bounded(rows({CG: lambda t, k, e: 1e-15, FP: lambda t, k, e: 1e-14}, K_SWEEP, "k_sweep")),
         # κ with p = q and c₃ at 1.5× CG's pᵏ coefficient 2√κ·L_Φ·L_E/(1 − q): the bounds 1.5× apart at every k
-        "undecided, bounds close": lambda: bounded(rows({CG: in_k(Q), FP: lambda t, k, e: 1e3 * Q**k}, K_SWEEP, "k_sweep"),
-                                                   kappa=((1 + Q) / (1 - Q)) ** 2, c3=1.5 * 2 * (1 + Q) / (1 - Q) * 10.0 * 10.0 / (1 - Q)),
+        "undecided, bounds close": lambda: bounded(
+            rows({CG: in_k(Q), FP: lambda t, k, e: 1e3 * Q**k}, K_SWEEP, "k_sweep"),
+            kappa=((1 + Q) / (1 - Q)) ** 2,
+            c3=1.5 * 2 * (1 + Q) / (1 - Q) * 10.0 * 10.0 / (1 - Q),
+        ),
         "undecided, no constants": lambda: rows({CG: in_k(Q), FP: lambda t, k, e: 1e3 * Q**k}, K_SWEEP, "k_sweep"),
     },
     "G5": {  # (1 + t)·qᵗ rises first iff q > 1/e, and by t = 300 falls below 1% of its peak for q = 0.97, not 0.999
@@ -187,7 +238,9 @@ CASES = {
     "Y1": linear_cases("exact"),
     "Y2": quadratic_cases("precond_newton"),
     "Y3": {  # both slopes 1; C_jacobi / C_vanilla = 0.1 or 2; a min–min pair that would fail is ignored
-        "holds": lambda: pd.concat([inner({JACOBI: (0.1, 1.0), EXACT: (1.0, 1.0)}), inner({JACOBI: (5.0, 2.0), EXACT: (1.0, 2.0)}, "toy_inner")]),
+        "holds": lambda: pd.concat(
+            [inner({JACOBI: (0.1, 1.0), EXACT: (1.0, 1.0)}), inner({JACOBI: (5.0, 2.0), EXACT: (1.0, 2.0)}, "toy_inner")]
+        ),
         "does not hold": lambda: inner({JACOBI: (2.0, 1.0), EXACT: (1.0, 1.0)}),
         "undecided": lambda: pd.concat([inner({JACOBI: (0.1, 1.0)}), inner({EXACT: (1.0, 1.0)}, "toy_inner")]),
     },
@@ -282,7 +335,10 @@ def test_exact_at_roundoff_passes_a_quadratic_claim_and_fails_a_linear_one():
     """Newton on ridge lands on w* in one step: its error is round-off at every level, which is
     better than quadratic (Y2 holds) and not linear (Y1, on such a curve, does not hold)."""
     exact = inner({("precond_newton", "precond_newton"): (1e-14, 0.0), EXACT: (1e-14, 0.0)})
-    assert verdict("Y2", exact) == "holds" and "round-off (exact)" in evaluate({"ye2024_fig1a": exact}, [c for c in CLAIMS if c.id == "Y2"])["measured"].item()
+    assert (
+        verdict("Y2", exact) == "holds"
+        and "round-off (exact)" in evaluate({"ye2024_fig1a": exact}, [c for c in CLAIMS if c.id == "Y2"])["measured"].item()
+    )
     assert verdict("Y1", exact) == "does not hold"
 
 
@@ -362,8 +418,12 @@ def test_rate_table_fits_itd_with_its_t_factor():
 def test_constants_attach_per_draw_and_by_setting():
     """bounds.csv rows join the metrics rows of their (problem, setting_id, λ draw); results without
     setting_id join on (problem, λ draw); a problem without constants gets NaN."""
-    df = pd.concat([rows({FP: geometric(1.0, Q)}, DIAG[:2], "diag", setting_id="s1"),
-                    rows({FP: geometric(1.0, Q)}, DIAG[:2], "diag", problem="other", setting_id="s2")])  # fmt: skip
+    df = pd.concat(
+        [
+            rows({FP: geometric(1.0, Q)}, DIAG[:2], "diag", setting_id="s1"),
+            rows({FP: geometric(1.0, Q)}, DIAG[:2], "diag", problem="other", setting_id="s2"),
+        ]
+    )
     table = pd.DataFrame([{"problem": "toy_linear", "setting_id": "s1", "lam_id": i, **LOOSE, "c1": float(i)} for i in range(3)])
     got = attach_constants(df, table)
     mine = got[got["problem"] == "toy_linear"]
@@ -402,7 +462,10 @@ def test_efficiency_is_decided_in_work_not_in_time():
     assert "a tie" in evaluate({"grazzi2020": close}, claim)["measured"].item()
 
 
-@pytest.mark.parametrize("slope, roundoff, expected", [(1.0, False, "holds"), (2.0, False, "does not hold"), (0.0, True, "does not hold"), (1.35, False, "undecided")])
+@pytest.mark.parametrize(
+    "slope, roundoff, expected",
+    [(1.0, False, "holds"), (2.0, False, "does not hold"), (0.0, True, "does not hold"), (1.35, False, "undecided")],
+)
 def test_y6_on_fig1b_expects_optphi_linear(slope, roundoff, expected):
     """With the quadratic outer (Fig. 1b) OptPhi is linear (its Jacobian is exact, ∇ₓf at the inexact
     x is not): slope 1 holds there, super-efficiency (slope 2) or exactness does not."""

@@ -27,11 +27,22 @@ def outer_rows(spec, seeds=SEEDS, preset="deq_small"):
             late = loss(seed) if callable(loss) else loss
             for step in STEPS:
                 last = step == STEPS[-1]
-                out.append({"problem": "equilibrium_mnist", "estimator": name, "role": name.removeprefix("my_"), "seed": seed,
-                            "step": step, "setting_id": f"s{seed}", "overrides": f"estimator={name} seed={seed} +experiment={preset}",
-                            "q_bound": a_max * (0.5 + step / (2 * STEPS[-1])), "err_rel": np.nan if last else err,
-                            "test_acc": final if last else 0.1, "outer_value": late if step >= 0.75 * STEPS[-1] else np.log(10),
-                            "status": "diverged" if last and seed in diverged else "ok"})  # fmt: skip
+                out.append(
+                    {
+                        "problem": "equilibrium_mnist",
+                        "estimator": name,
+                        "role": name.removeprefix("my_"),
+                        "seed": seed,
+                        "step": step,
+                        "setting_id": f"s{seed}",
+                        "overrides": f"estimator={name} seed={seed} +experiment={preset}",
+                        "q_bound": a_max * (0.5 + step / (2 * STEPS[-1])),
+                        "err_rel": np.nan if last else err,
+                        "test_acc": final if last else 0.1,
+                        "outer_value": late if step >= 0.75 * STEPS[-1] else np.log(10),
+                        "status": "diverged" if last and seed in diverged else "ok",
+                    }
+                )
     return pd.DataFrame(out)
 
 
@@ -77,8 +88,11 @@ def test_d1_needs_five_seeds():
 
 def d2(itd_loss, fp_loss, cg_loss, fp_diverged=(), fp_a=4.0, accs=(0.85, 0.85, 0.85)):
     """deq_small_free rows: late training losses of ITD, AID-FP, AID-CG (numbers or functions of the seed)."""
-    return {"itd": est(accs[0], 0.8, 3.0, loss=itd_loss), "fp": est(accs[1], 0.9, fp_a, diverged=fp_diverged, loss=fp_loss),
-            "cg_normal": est(accs[2], 0.9, 3.0, loss=cg_loss)}  # fmt: skip
+    return {
+        "itd": est(accs[0], 0.8, 3.0, loss=itd_loss),
+        "fp": est(accs[1], 0.9, fp_a, diverged=fp_diverged, loss=fp_loss),
+        "cg_normal": est(accs[2], 0.9, 3.0, loss=cg_loss),
+    }
 
 
 D2_CASES = {  # log₁₀ loss ratios: 2× = 0.30 and 1.1× = 0.04, against δ_L = log₁₀ 1.25 = 0.097

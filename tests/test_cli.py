@@ -34,7 +34,12 @@ def test_run_writes_csv_json_and_figure(tmp_path, monkeypatch, capsys):
 
 def test_itd_rows_have_empty_k(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    assert run_cli(monkeypatch, "run", "estimator=itd", "problem=logistic", "n_lambdas=1", "grid.t=[0,10]", f"hydra.run.dir={out}", "plot=false") == 0
+    assert (
+        run_cli(
+            monkeypatch, "run", "estimator=itd", "problem=logistic", "n_lambdas=1", "grid.t=[0,10]", f"hydra.run.dir={out}", "plot=false"
+        )
+        == 0
+    )
     df = pd.read_csv(out / "metrics.csv")
     assert df["k"].isna().all() and list(df["t"]) == [0, 10]
 
@@ -69,9 +74,16 @@ def test_failed_job_still_leaves_combined_csv(tmp_path, monkeypatch, capsys):
     and the command exits non-zero, naming the failure."""
     sweep = tmp_path / "sweep"
     code = run_cli(
-        monkeypatch, "run", "-m", "estimator=fp,cg", "problem=linear_map", "n_lambdas=2", "grid.t=[0,20]",
-        f"hydra.searchpath=[file://{TESTS / 'conf'}]", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+        monkeypatch,
+        "run",
+        "-m",
+        "estimator=fp,cg",
+        "problem=linear_map",
+        "n_lambdas=2",
+        "grid.t=[0,20]",
+        f"hydra.searchpath=[file://{TESTS / 'conf'}]",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert code == 1
     combined = pd.read_csv(sweep / "metrics.csv")
     assert set(combined["estimator"]) == {"fp"} and len(combined) == 4
@@ -111,7 +123,9 @@ def test_bad_input_is_one_clear_line(tmp_path, monkeypatch, capsys, override, me
 
 
 def test_cg_on_nonsymmetric_problem_is_refused_before_work(tmp_path, monkeypatch, capsys):
-    code = run_cli(monkeypatch, "run", "estimator=cg", "problem=linear_map", f"hydra.searchpath=[file://{TESTS / 'conf'}]", f"hydra.run.dir={tmp_path}")
+    code = run_cli(
+        monkeypatch, "run", "estimator=cg", "problem=linear_map", f"hydra.searchpath=[file://{TESTS / 'conf'}]", f"hydra.run.dir={tmp_path}"
+    )
     err = capsys.readouterr().err
     assert code == 2 and "'cg' needs a symmetric" in err and "estimator=fp" in err
 
@@ -132,8 +146,15 @@ def test_cfg_help_and_list(monkeypatch, capsys):
     assert any(line.split()[:2] == ["demo", "`make"] and line.endswith("swept at large t.") for line in lines)
     assert any(line.split()[:2] == ["grazzi2020", "*"] and "Grazzi et al. (ICML 2020)" in line for line in lines)
     assert any(line.split()[0] == "cg" and "(needs: symmetric)" in line for line in lines)
-    applies = {line.split()[0]: line.split(None, 1)[1] for line in lines[lines.index(next(l for l in lines if l.startswith("which estimators apply"))) + 1 :]}
-    assert applies["equilibrium_mnist"] == "all but cg, higher_unrolled, jaxopt_cg, reparam, reparam_exp, reparam_opt, torchopt_cg, torchopt_unrolled" and applies["ridge"] == "all"
+    applies = {
+        line.split()[0]: line.split(None, 1)[1]
+        for line in lines[lines.index(next(l for l in lines if l.startswith("which estimators apply"))) + 1 :]
+    }
+    assert (
+        applies["equilibrium_mnist"]
+        == "all but cg, higher_unrolled, jaxopt_cg, reparam, reparam_exp, reparam_opt, torchopt_cg, torchopt_unrolled"
+        and applies["ridge"] == "all"
+    )
 
 
 def test_shell_completion_sees_run_overrides(monkeypatch, capsys):
@@ -191,9 +212,17 @@ def test_inner_grid_preset_and_plot_inner(tmp_path, monkeypatch, capsys):
     the printed slope table and slopes.csv / slopes.md next to it, from the CSV alone."""
     sweep = tmp_path / "sweep"
     code = run_cli(
-        monkeypatch, "run", "-m", "+experiment=ye2024_logistic", "estimator=exact,precond", "problem.outer=validation",
-        "n_lambdas=2", f"grid.t=[{','.join(map(str, range(0, 40, 2)))}]", "grid.k=1", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+        monkeypatch,
+        "run",
+        "-m",
+        "+experiment=ye2024_logistic",
+        "estimator=exact,precond",
+        "problem.outer=validation",
+        "n_lambdas=2",
+        f"grid.t=[{','.join(map(str, range(0, 40, 2)))}]",
+        "grid.k=1",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert code == 0
     df = pd.read_csv(sweep / "metrics.csv")
     assert set(df["grid"]) == {"inner"} and set(df["estimator"]) == {"exact", "precond_newton"} and df["k"].isna().all()
@@ -227,9 +256,11 @@ def test_help_and_list_are_answered_again_without_torch(tmp_path, monkeypatch):
 
     from hgbench.running import answers
 
-    probe = ("import sys\nfrom hgbench.running.cli import main\nsys.argv = ['hgbench', *sys.argv[1:]]\ntry:\n    main()\n"
-             "except SystemExit as done:\n    heavy = [m for m in ('torch', 'pandas', 'hydra') if m in sys.modules]\n"
-             "    print('HEAVY', heavy, done.code, file=sys.stderr)")  # fmt: skip
+    probe = (
+        "import sys\nfrom hgbench.running.cli import main\nsys.argv = ['hgbench', *sys.argv[1:]]\ntry:\n    main()\n"
+        "except SystemExit as done:\n    heavy = [m for m in ('torch', 'pandas', 'hydra') if m in sys.modules]\n"
+        "    print('HEAVY', heavy, done.code, file=sys.stderr)"
+    )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
     for words in (["list"], ["run", "--help"]):
         first, again = (subprocess.run([sys.executable, "-c", probe, *words], env=env, capture_output=True, text=True) for _ in range(2))

@@ -17,8 +17,12 @@ def test_a_sweep_prints_one_table_and_verbose_prints_each_jobs(tmp_path, monkeyp
     assert "[HYDRA]" not in quiet.out + quiet.err  # no "Launching 2 jobs", no line per job
     # the rows also as typed Parquet beside each CSV, the sweep's combined one included
     assert len(list((tmp_path / "quiet").rglob("metrics.parquet"))) == len(list((tmp_path / "quiet").rglob("metrics.csv"))) == 3
-    assert run_cli(monkeypatch, "run", "-m", *SMALL, "estimator=fp,cg", "plot=false", "verbose=true",
-                   f"hydra.sweep.dir={tmp_path / 'verbose'}") == 0  # fmt: skip
+    assert (
+        run_cli(
+            monkeypatch, "run", "-m", *SMALL, "estimator=fp,cg", "plot=false", "verbose=true", f"hydra.sweep.dir={tmp_path / 'verbose'}"
+        )
+        == 0
+    )
     assert capsys.readouterr().out.count(HEADER) == 3  # each job's, then the combined one
     # CSV and Markdown files are announced as tables, not as figures
     assert run_cli(monkeypatch, "plot", tmp_path / "quiet", "--theory") == 0

@@ -76,8 +76,19 @@ def test_the_new_problem_and_estimator_run_and_agree_with_independent_truths(tre
     """The problem's reference equals its closed-form hypergradient; CG reaches round-off by
     k = t = dim; relaxed with ω = 1 equals fp bit for bit; its options are checked in one line."""
     out = tmp_path / "sweep"
-    done = hgbench_in(tree, "run", "-m", "problem=diagonal", "estimator=cg,fp,relaxed", "n_lambdas=2", "grid=full", "grid.t=[400]", "grid.k=[0,10,40]",
-                      "plot=false", f"hydra.sweep.dir={out}")  # fmt: skip
+    done = hgbench_in(
+        tree,
+        "run",
+        "-m",
+        "problem=diagonal",
+        "estimator=cg,fp,relaxed",
+        "n_lambdas=2",
+        "grid=full",
+        "grid.t=[400]",
+        "grid.k=[0,10,40]",
+        "plot=false",
+        f"hydra.sweep.dir={out}",
+    )
     assert done.returncode == 0, done.stderr
     df = pd.read_csv(out / "metrics.csv")
     assert (df["status"] == "ok").all() and set(df["estimator"]) == {"cg", "fp", "relaxed"}
@@ -106,21 +117,24 @@ print(worst)
     assert worst.returncode == 0, worst.stderr
     assert float(worst.stdout) < 1e-13  # κ(I − J) ≤ 100·e: round-off times the conditioning
 
-    for args, line in [(["problem=diagonal", "problem.cond=0.5"], "problem.cond=0.5 must be a finite number >= 1"),
-                       (["problem=diagonal", "estimator=relaxed", "estimator.omega=2"], "estimator.omega=2.0 must be a finite number in (0, 2)")]:  # fmt: skip
+    for args, line in [
+        (["problem=diagonal", "problem.cond=0.5"], "problem.cond=0.5 must be a finite number >= 1"),
+        (["problem=diagonal", "estimator=relaxed", "estimator.omega=2"], "estimator.omega=2.0 must be a finite number in (0, 2)"),
+    ]:
         refused = hgbench_in(tree, "run", *args, f"hydra.run.dir={tmp_path / 'refused'}")
         assert refused.returncode == 2 and refused.stderr.strip() == f"hgbench: error: {line}", refused.stderr
 
     listed = hgbench_in(tree, "list")
-    assert re.search(r"^  diagonal\s+ℓ\(w, λ\) = ½ Σᵢ", listed.stdout, re.M) and re.search(r"^  relaxed\s+AID with k steps", listed.stdout, re.M)
+    assert re.search(r"^  diagonal\s+ℓ\(w, λ\) = ½ Σᵢ", listed.stdout, re.M) and re.search(
+        r"^  relaxed\s+AID with k steps", listed.stdout, re.M
+    )
 
 
 def test_the_new_mode_runs_and_its_reference_is_the_closed_form(tree, tmp_path):
     """mode=reference on the guide's diagonal problem: every row certified, ‖∇f‖ equal to the
     closed form's to round-off; a sweep combines its CSV; a wrong mode is refused in one line."""
     out = tmp_path / "sweep"
-    done = hgbench_in(tree, "run", "-m", "mode=reference", "problem=diagonal", "problem.dim=10,20", "n_lambdas=3",
-                      f"hydra.sweep.dir={out}")  # fmt: skip
+    done = hgbench_in(tree, "run", "-m", "mode=reference", "problem=diagonal", "problem.dim=10,20", "n_lambdas=3", f"hydra.sweep.dir={out}")
     assert done.returncode == 0, done.stderr
     df = pd.read_csv(out / "references.csv")
     assert len(df) == 6 and df["certified"].all() and (df["error_bound"] < 1e-6).all()
@@ -141,7 +155,10 @@ for dim in (10, 20):
     measured = df.sort_values(["overrides", "lam_id"])["grad_norm"].tolist()  # problem.dim=10 sorts first
     assert len(norms) == len(measured) and all(abs(m - n) <= 1e-13 * n for m, n in zip(measured, norms)), (measured, norms)
     refused = hgbench_in(tree, "run", "mode=bogus", f"hydra.run.dir={tmp_path / 'refused'}")
-    assert refused.returncode == 2 and refused.stderr.strip() == "hgbench: error: mode='bogus' is not one of error, outer, stochastic, reference"
+    assert (
+        refused.returncode == 2
+        and refused.stderr.strip() == "hgbench: error: mode='bogus' is not one of error, outer, stochastic, reference"
+    )
 
 
 def test_the_new_claim_is_decided_by_the_committed_rows_and_can_fail(tree):

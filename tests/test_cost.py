@@ -66,8 +66,18 @@ def test_batched_lambdas_give_the_loop_numbers(tmp_path, monkeypatch, estimator,
     frames = {}
     for batch in ("false", "true"):
         out = tmp_path / batch
-        args = ["run", f"estimator={estimator}", "problem=ridge", "problem.n_features=8", "problem.n_train=40",
-                "n_lambdas=4", "grid.t=[0,7,60]", f"batch_lambdas={batch}", "plot=false", f"hydra.run.dir={out}"]  # fmt: skip
+        args = [
+            "run",
+            f"estimator={estimator}",
+            "problem=ridge",
+            "problem.n_features=8",
+            "problem.n_train=40",
+            "n_lambdas=4",
+            "grid.t=[0,7,60]",
+            f"batch_lambdas={batch}",
+            "plot=false",
+            f"hydra.run.dir={out}",
+        ]
         assert run_cli(monkeypatch, *args) == 0
         frames[batch] = pd.read_csv(out / "metrics.csv")
     loop, batched = frames["false"], frames["true"]
@@ -82,8 +92,17 @@ def test_batched_lambdas_give_the_loop_numbers(tmp_path, monkeypatch, estimator,
 def test_batching_falls_back_to_the_loop_for_taped_itd_trunc(tmp_path, monkeypatch, capsys):
     from conftest import run_cli
 
-    args = ["run", "estimator=itd_trunc", "problem=ridge", "problem.n_features=6", "n_lambdas=2", "grid.t=[0,5]",
-            "batch_lambdas=true", "plot=false", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    args = [
+        "run",
+        "estimator=itd_trunc",
+        "problem=ridge",
+        "problem.n_features=6",
+        "n_lambdas=2",
+        "grid.t=[0,5]",
+        "batch_lambdas=true",
+        "plot=false",
+        f"hydra.run.dir={tmp_path}",
+    ]
     assert run_cli(monkeypatch, *args) == 0
     assert "does not vectorize; looping over λ draws" in capsys.readouterr().out
 
@@ -148,8 +167,10 @@ def probed():
     return ProbedRidge("ridge", seed=0, n_train=60, n_val=40, n_features=8, cond=30.0, noise=0.1, lam_low=-3.0, lam_high=0.0)
 
 
-@pytest.mark.parametrize("estimator", [FixedPoint("fp"), ConjugateGradient("cg"), NormalCG("cg_normal"), ITDReverse("itd"),
-                                       ITDForward("itd_forward"), Exact("exact")])  # fmt: skip
+@pytest.mark.parametrize(
+    "estimator",
+    [FixedPoint("fp"), ConjugateGradient("cg"), NormalCG("cg_normal"), ITDReverse("itd"), ITDForward("itd_forward"), Exact("exact")],
+)
 @pytest.mark.parametrize("point", [(0, 0), (5, 3), (12, 7)])
 def test_counts_equal_what_a_probe_around_phi_sees(probed, estimator, point):
     """Each point computed alone: n_phi = Φ calls, n_vjp = backward passes through Φ, n_jvp = the

@@ -112,10 +112,22 @@ def test_resumed_rows_keep_the_time_kind_of_the_path_that_timed_them(tmp_path, m
     import pandas as pd
     from conftest import run_cli
 
-    args = ["run", "problem=ridge", "problem.n_features=8", "problem.n_train=40", "plot=false", "estimator=fp", "grid.t=[0,5]",
-            f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    args = [
+        "run",
+        "problem=ridge",
+        "problem.n_features=8",
+        "problem.n_train=40",
+        "plot=false",
+        "estimator=fp",
+        "grid.t=[0,5]",
+        f"hydra.run.dir={tmp_path}",
+    ]
     assert run_cli(monkeypatch, *args, "n_lambdas=1") == 0
     assert run_cli(monkeypatch, *args, "n_lambdas=2", "resume=true") == 0
     rows = pd.read_csv(tmp_path / "metrics.csv")
     assert {(lam_id, t): kind for lam_id, t, kind in zip(rows["lam_id"], rows["t"], rows["time_kind"])} == {
-        (0, 0): "per_point", (0, 5): "per_point_dense", (1, 0): "per_point", (1, 5): "per_point_dense"}  # fmt: skip
+        (0, 0): "per_point",
+        (0, 5): "per_point_dense",
+        (1, 0): "per_point",
+        (1, 5): "per_point_dense",
+    }

@@ -75,9 +75,18 @@ def test_idx_loader_reads_files_the_test_writes(tmp_path):
 
 def test_missing_data_root_names_the_expected_files(tmp_path, monkeypatch, capsys):
     (tmp_path / IDX_FILES["train_images"]).write_bytes(b"")
-    with pytest.raises(ValueError, match=r"lacks the MNIST file\(s\) train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"):
+    with pytest.raises(
+        ValueError, match=r"lacks the MNIST file\(s\) train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
+    ):
         load_mnist(10, 10, 10, seed=0, root=tmp_path)
-    code = run_cli(monkeypatch, "run", "problem=equilibrium_mnist", "estimator=fp", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
+    code = run_cli(
+        monkeypatch,
+        "run",
+        "problem=equilibrium_mnist",
+        "estimator=fp",
+        f"data.root={tmp_path / 'nowhere'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     err = capsys.readouterr().err
     assert code == 2 and "is not a folder" in err and "train-images-idx3-ubyte" in err and "Traceback" not in err
 
@@ -112,8 +121,9 @@ def test_the_certificate_needs_no_contraction():
     1/σ_min of the dense I − J formed by autodiff, and the reference is certified with it."""
     from hgbench.core.reference import certify
 
-    model = EquilibriumMNIST("equilibrium_mnist", seed=0, state_dim=4, n_train=6, n_val=5, n_test=5, init_scale=0.3,
-                             init_a_norm=1.5, radius=None)  # fmt: skip
+    model = EquilibriumMNIST(
+        "equilibrium_mnist", seed=0, state_dim=4, n_train=6, n_val=5, n_test=5, init_scale=0.3, init_a_norm=1.5, radius=None
+    )
     lam = model.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
     ref = reference(model, lam)
     assert ref.q > 1
@@ -260,20 +270,37 @@ def test_error_mode_and_training_checkpoints(tmp_path, monkeypatch):
     # the logged training loss is E(w_T, λ), the outer value of the step's estimate (T = test_t = t)
     assert evaluated["train_loss"].iloc[:-1].to_numpy() == pytest.approx(evaluated["outer_value"].iloc[:-1].to_numpy(), rel=1e-5)
     errors = df[df["err_rel"].notna()]
-    assert list(errors["step"]) == [0, 20] and (errors["err_rel"] < 1e-2).all() and (errors["q"] <= errors["q_bound"] * (1 + 10 * 8 * eps64)).all()
+    assert (
+        list(errors["step"]) == [0, 20]
+        and (errors["err_rel"] < 1e-2).all()
+        and (errors["q"] <= errors["q_bound"] * (1 + 10 * 8 * eps64)).all()
+    )
     assert (train / "training.png").exists() and (train / "outer.png").exists()
     assert torch.load(train / "checkpoints.pt", weights_only=True)["steps"] == [0, 20, 40]
 
     run = tmp_path / "error"
     overrides = ["problem=equilibrium_mnist", "problem.state_dim=20", "problem.n_train=300", "problem.n_val=100", "problem.n_test=100"]
-    code = run_cli(monkeypatch, "run", *overrides, f"problem.checkpoint={train / 'checkpoints.pt'}", "estimator=gmres",
-                   "n_lambdas=3", "grid=k_sweep", "grid.t=60", "grid.k=[0,5,30]", f"hydra.run.dir={run}", "plot=false")  # fmt: skip
+    code = run_cli(
+        monkeypatch,
+        "run",
+        *overrides,
+        f"problem.checkpoint={train / 'checkpoints.pt'}",
+        "estimator=gmres",
+        "n_lambdas=3",
+        "grid=k_sweep",
+        "grid.t=60",
+        "grid.k=[0,5,30]",
+        f"hydra.run.dir={run}",
+        "plot=false",
+    )
     assert code == 0
     err = pd.read_csv(run / "metrics.csv")
     assert len(err) == 9 and (err["status"] == "ok").all()
     last = err[err["k"] == 30]
     assert (last["err_rel"] < 1e-5).all() and last["q"].nunique() == 3  # three different checkpoints
-    too_many = run_cli(monkeypatch, "run", *overrides, f"problem.checkpoint={train / 'checkpoints.pt'}", "n_lambdas=4", f"hydra.run.dir={tmp_path / 'x'}")
+    too_many = run_cli(
+        monkeypatch, "run", *overrides, f"problem.checkpoint={train / 'checkpoints.pt'}", "n_lambdas=4", f"hydra.run.dir={tmp_path / 'x'}"
+    )
     assert too_many == 2
 
 
@@ -289,7 +316,9 @@ def test_training_divergence_is_a_row(tmp_path, monkeypatch):
 
 def test_training_sweep_plots_and_rejects_bad_options(tmp_path, monkeypatch, capsys):
     sweep = tmp_path / "sweep"
-    code = run_cli(monkeypatch, "run", "-m", "+experiment=deq_test", "estimator=itd,gmres", "seed=0,1", "outer.steps=3", f"hydra.sweep.dir={sweep}")
+    code = run_cli(
+        monkeypatch, "run", "-m", "+experiment=deq_test", "estimator=itd,gmres", "seed=0,1", "outer.steps=3", f"hydra.sweep.dir={sweep}"
+    )
     assert code == 0
     combined = pd.read_csv(sweep / "outer.csv")
     assert sorted(combined["estimator"].unique()) == ["gmres", "itd"] and sorted(combined["seed"].unique()) == [0, 1]
@@ -312,9 +341,23 @@ def test_the_papers_configuration_composes_and_refuses_without_the_idx_files(tmp
     assert "train-images-idx3-ubyte" in capsys.readouterr().err
 
 
-TRAIN = ["mode=outer", "problem=pausing_mnist", f"hydra.searchpath=[file://{TESTS / 'conf'}]", "estimator=fp", "dtype=float32",
-         "outer.t=5", "outer.k=5", "outer.steps=12", "outer.lr=0.5", "outer.momentum=0.9", "outer.test_t=5", "outer.eval_every=3",
-         "outer.checkpoint_every=4", "resume=true", "plot=false"]  # fmt: skip
+TRAIN = [
+    "mode=outer",
+    "problem=pausing_mnist",
+    f"hydra.searchpath=[file://{TESTS / 'conf'}]",
+    "estimator=fp",
+    "dtype=float32",
+    "outer.t=5",
+    "outer.k=5",
+    "outer.steps=12",
+    "outer.lr=0.5",
+    "outer.momentum=0.9",
+    "outer.test_t=5",
+    "outer.eval_every=3",
+    "outer.checkpoint_every=4",
+    "resume=true",
+    "plot=false",
+]
 
 
 def test_killed_training_resumes_to_the_uninterrupted_rows(tmp_path, monkeypatch):

@@ -153,7 +153,9 @@ def test_bad_options_and_unsuited_problems_are_refused(ridge):
     assert refusal("estimator=precond", "estimator.kind=jacobi") is None
     with pytest.raises(ValueError, match=r"'reparam_exp' needs the inner loss .*'linear_map'.*estimator=exact"):
         check_applies(Reparameterized("reparam_exp", map="exp"), linear_map())
-    with pytest.raises(ValueError, match=r"'precond_newton' needs a symmetric .*'linear_map'.*solve=cg runs CG; use estimator.solve=direct"):
+    with pytest.raises(
+        ValueError, match=r"'precond_newton' needs a symmetric .*'linear_map'.*solve=cg runs CG; use estimator.solve=direct"
+    ):
         check_applies(Preconditioned("precond_newton", solve="cg"), linear_map())
     check_applies(Reparameterized("r"), ridge)
     check_applies(Preconditioned("p", solve="cg"), ridge)
@@ -183,7 +185,9 @@ COUNTS = {  # (n_phi, n_vjp) of the point (t, k) with d = dim w, as each docstri
 }
 
 
-@pytest.mark.parametrize("estimator", [Exact("exact"), JacobianFree("jfb"), Preconditioned("precond_newton"), ITDTruncated("itd_trunc"), Neumann("neumann")])
+@pytest.mark.parametrize(
+    "estimator", [Exact("exact"), JacobianFree("jfb"), Preconditioned("precond_newton"), ITDTruncated("itd_trunc"), Neumann("neumann")]
+)
 def test_counts(ridge, estimator):
     lam = draws(ridge, 1)[0]
     d = ridge.w_dim
@@ -192,9 +196,18 @@ def test_counts(ridge, estimator):
         assert (e.cost.n_phi, e.cost.n_vjp, e.cost.n_jvp) == (*COUNTS[estimator.name](e.t, k, d), 0), (e.t, e.k)
 
 
-@pytest.mark.parametrize("estimator", [Exact("exact"), JacobianFree("jfb"), Preconditioned("precond_newton"),
-                                       Preconditioned("precond_jacobi", kind="jacobi"), Reparameterized("reparam_diag"),
-                                       Reparameterized("reparam_exp", map="exp"), Neumann("neumann")])  # fmt: skip
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        Exact("exact"),
+        JacobianFree("jfb"),
+        Preconditioned("precond_newton"),
+        Preconditioned("precond_jacobi", kind="jacobi"),
+        Reparameterized("reparam_diag"),
+        Reparameterized("reparam_exp", map="exp"),
+        Neumann("neumann"),
+    ],
+)
 def test_batched_draws_equal_the_loop(logistic, estimator):
     lams = draws(logistic, 3)
     pairs = [(1, 2), (8, 2), (8, 5)]
@@ -216,15 +229,23 @@ def test_fitted_slopes_on_logistic():
     rows = []
     for outer in ("validation", "inner"):
         problem = Logistic(outer, seed=0, n_samples=160, n_features=6, label_noise=0.1, lam_low=-1, lam_high=1, outer=outer)
-        estimators = [Exact("exact")] + ([Preconditioned("newton"), Preconditioned("jacobi", kind="jacobi")] if outer == "validation" else [])
+        estimators = [Exact("exact")] + (
+            [Preconditioned("newton"), Preconditioned("jacobi", kind="jacobi")] if outer == "validation" else []
+        )
         for lam_id, lam in enumerate(draws(problem, 3)):
             ref = reference(problem, lam)
             for estimator in estimators:
                 for e in estimate(estimator, problem, lam, [(t, None) for t in range(0, 45)]):
-                    rows.append({
-                        "problem": outer, "estimator": estimator.name, "lam_id": lam_id, "status": "ok",
-                        "err_rel": rel(e.grad, ref.grad), "inner_err": rel(e.w, ref.w_star),
-                    })  # fmt: skip
+                    rows.append(
+                        {
+                            "problem": outer,
+                            "estimator": estimator.name,
+                            "lam_id": lam_id,
+                            "status": "ok",
+                            "err_rel": rel(e.grad, ref.grad),
+                            "inner_err": rel(e.w, ref.w_star),
+                        }
+                    )
     fitted = slopes(on_levels(pd.DataFrame(rows))).set_index(["problem", "estimator"])
     assert fitted.loc[("validation", "exact"), "slope"] == pytest.approx(1, abs=0.2)
     assert fitted.loc[("validation", "newton"), "slope"] == pytest.approx(2, abs=0.2)

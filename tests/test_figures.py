@@ -34,12 +34,31 @@ def _rows(problem: str = "ridge", estimators=ESTIMATORS, grids=("diag", "k_sweep
                         if grid == "k_sweep" and x:
                             continue
                     err = max(q ** (x if grid == "diag" else k or t) * (1 + 0.1 * lam), floor)
-                    out.append({
-                        "problem": problem, "estimator": name, "role": role, "grid": grid, "seed": 0, "lam_id": lam, "t": t,
-                        "k": k, "err_abs": err, "err_rel": err, "q": Q, "kappa": 5.0, "dtype": "float64", "status": "ok",
-                        "n_phi": t, "n_vjp": t + (k or t), "n_jvp": 0, "time_s": 1e-3 * (1 + t + (k or t)),
-                        "run_id": f"{name}_{grid}", "setting_id": "s", "overrides": f"estimator={name} grid={grid}",
-                    })  # fmt: skip
+                    out.append(
+                        {
+                            "problem": problem,
+                            "estimator": name,
+                            "role": role,
+                            "grid": grid,
+                            "seed": 0,
+                            "lam_id": lam,
+                            "t": t,
+                            "k": k,
+                            "err_abs": err,
+                            "err_rel": err,
+                            "q": Q,
+                            "kappa": 5.0,
+                            "dtype": "float64",
+                            "status": "ok",
+                            "n_phi": t,
+                            "n_vjp": t + (k or t),
+                            "n_jvp": 0,
+                            "time_s": 1e-3 * (1 + t + (k or t)),
+                            "run_id": f"{name}_{grid}",
+                            "setting_id": "s",
+                            "overrides": f"estimator={name} grid={grid}",
+                        }
+                    )
     return pd.DataFrame(out)
 
 
@@ -128,10 +147,31 @@ def test_x_axis_is_cut_where_every_curve_is_at_round_off(tmp_path, figures):
 def _inner_rows() -> pd.DataFrame:
     """Rows of a grid=levels run: precond_newton at round-off, reparam_opt linear in the level."""
     levels = np.geomspace(10, 1e-3, 12)
-    return pd.DataFrame([{"problem": "ye", "estimator": name, "role": name, "grid": "levels", "seed": 0, "lam_id": lam, "t": i, "k": None,
-             "level": level, "err_abs": (3e-15 if name == "precond_newton" else level) * (1 + 0.5 * lam), "err_rel": 1e-16,
-             "inner_err": level, "status": "ok", "run_id": name, "setting_id": "s", "overrides": f"estimator={name}"}
-            for name in ("precond_newton", "reparam_opt") for lam in range(3) for i, level in enumerate(levels)])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "problem": "ye",
+                "estimator": name,
+                "role": name,
+                "grid": "levels",
+                "seed": 0,
+                "lam_id": lam,
+                "t": i,
+                "k": None,
+                "level": level,
+                "err_abs": (3e-15 if name == "precond_newton" else level) * (1 + 0.5 * lam),
+                "err_rel": 1e-16,
+                "inner_err": level,
+                "status": "ok",
+                "run_id": name,
+                "setting_id": "s",
+                "overrides": f"estimator={name}",
+            }
+            for name in ("precond_newton", "reparam_opt")
+            for lam in range(3)
+            for i, level in enumerate(levels)
+        ]
+    )
 
 
 def test_inner_figure_shows_round_off_as_round_off(tmp_path, figures):
@@ -159,10 +199,12 @@ def test_hgbench_plot_draws_every_kind(tmp_path, monkeypatch):
     canvas.plt.close(fig)
     monkeypatch.setattr(canvas, "save", lambda fig, out_dir, stem, close=True: canvas._KEPT.append(fig) or [])
     rows = {
-        "cost": _rows(), "inner": _inner_rows(),
+        "cost": _rows(),
+        "inner": _inner_rows(),
         "bound": plot_module.load_with_constants(ROOT / "results" / "ridge_illcond_cold"),
-        "outer": load_outer(ROOT / "results" / "outer" / "outer_ridge"), "train": load_outer(ROOT / "results" / "deq_small"),
-    }  # fmt: skip
+        "outer": load_outer(ROOT / "results" / "outer" / "outer_ridge"),
+        "train": load_outer(ROOT / "results" / "deq_small"),
+    }
     assert set(rows) | {"error"} == set(plot_module.KINDS)
     for kind, df in rows.items():
         fig = hgbench.plot(df, tmp_path / kind, kind=kind)

@@ -47,8 +47,13 @@ def test_gpu_check_logic_cpu_against_cpu(tmp_path):
 
 def _problems(ridge, logistic):
     small = {name: build(name) for name in NAMES}
-    return {**small, "ridge": ridge, "logistic": logistic, "equilibrium_mnist": small_equilibrium(),
-            "hyper_cleaning": HyperCleaning("hyper_cleaning", 0, n_train=60, n_val=40, reg=0.5)}  # fmt: skip
+    return {
+        **small,
+        "ridge": ridge,
+        "logistic": logistic,
+        "equilibrium_mnist": small_equilibrium(),
+        "hyper_cleaning": HyperCleaning("hyper_cleaning", 0, n_train=60, n_val=40, reg=0.5),
+    }
 
 
 @cuda
@@ -70,7 +75,21 @@ def test_estimates_on_cuda_equal_cpu(ridge, logistic):
 @cuda
 def test_run_on_cuda(monkeypatch, tmp_path):
     out = tmp_path / "run"
-    assert run_cli(monkeypatch, "run", "problem=hyper_cleaning", "problem.n_train=60", "problem.n_val=40", "estimator=cg",
-                   "device=cuda", "n_lambdas=1", "grid.t=[5]", "plot=false", f"hydra.run.dir={out}") == 0  # fmt: skip
+    assert (
+        run_cli(
+            monkeypatch,
+            "run",
+            "problem=hyper_cleaning",
+            "problem.n_train=60",
+            "problem.n_val=40",
+            "estimator=cg",
+            "device=cuda",
+            "n_lambdas=1",
+            "grid.t=[5]",
+            "plot=false",
+            f"hydra.run.dir={out}",
+        )
+        == 0
+    )
     df = pd.read_csv(out / "metrics.csv")
     assert (df["status"] == "ok").all() and (df["device"] == "cuda").all()

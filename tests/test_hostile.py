@@ -47,8 +47,14 @@ def _nothing_left(folder):
         (["grid.t=[0,1000000000000000]"], "this run would take roughly"),
         (["mode=outer", "outer.steps=1000000000000000"], "estimated peak memory 1e+03 PB (mostly rows"),
         (["grid.t=[0,100000000000000000000]"], "grid.t=100000000000000000000 is too large for a 64-bit integer"),
-        (["problem=hyper_rep", "problem.rep_dim=100000000000000000000"], "problem.rep_dim=100000000000000000000 is too large for a 64-bit integer"),
-        (["problem.n_train=1000000000000000000000000000000"], "problem.n_train=1000000000000000000000000000000 is too large for a 64-bit integer"),
+        (
+            ["problem=hyper_rep", "problem.rep_dim=100000000000000000000"],
+            "problem.rep_dim=100000000000000000000 is too large for a 64-bit integer",
+        ),
+        (
+            ["problem.n_train=1000000000000000000000000000000"],
+            "problem.n_train=1000000000000000000000000000000 is too large for a 64-bit integer",
+        ),
         (["mode=outer", "outer.steps=100000000000000000000"], "outer.steps=100000000000000000000 is too large for a 64-bit integer"),
         (["device=cuda:100000000000000000000"], "device='cuda:100000000000000000000' must be cpu, cuda or cuda:N"),
     ],
@@ -128,8 +134,13 @@ def test_a_dense_reference_counts_its_factorizations(monkeypatch, ridge):
 
 def test_planned_sizes_match_the_built_problems():
     """Problem.planned (read before construction) gives the dims the built problem has."""
-    for overrides in (["problem=ridge"], ["problem=logistic"], ["problem=meta_learning"], ["problem=hyper_rep"],
-                      ["problem=kernel_ridge", "problem.data=synthetic"]):  # fmt: skip
+    for overrides in (
+        ["problem=ridge"],
+        ["problem=logistic"],
+        ["problem=meta_learning"],
+        ["problem=hyper_rep"],
+        ["problem=kernel_ridge", "problem.data=synthetic"],
+    ):
         cfg, problem, _, _ = _composed(*overrides)
         settings = {k: v for k, v in dict(cfg.problem).items() if k != "_target_"}
         planned = type(problem).planned(settings)
@@ -283,8 +294,18 @@ def test_a_zero_hypergradient_gives_ok_rows_with_an_empty_relative_error(tmp_pat
 def test_a_non_contraction_warns_as_its_rows_are(tmp_path, monkeypatch, capsys):
     """q = 1.5: the warning says which rows become diverged (those whose estimate is NaN or inf);
     here none is, and every row is ok."""
-    code = run_cli(monkeypatch, "run", "problem=linear_map", TOYS, "problem.q=1.5", "estimator=fp", "grid.t=[0,5]",
-                   "n_lambdas=1", "plot=false", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    code = run_cli(
+        monkeypatch,
+        "run",
+        "problem=linear_map",
+        TOYS,
+        "problem.q=1.5",
+        "estimator=fp",
+        "grid.t=[0,5]",
+        "n_lambdas=1",
+        "plot=false",
+        f"hydra.run.dir={tmp_path}",
+    )
     err = capsys.readouterr().err
     assert code == 0 and "is not a contraction" in err and "a row whose estimate is NaN or inf gets status diverged" in err
     assert (pd.read_csv(tmp_path / "metrics.csv")["status"] == "ok").all()

@@ -16,7 +16,14 @@ from hgbench.running.identity import run_id
 TINY = ["problem=ridge", "problem.n_features=8", "problem.n_train=40", "n_lambdas=2", "plot=false"]
 SWEEPS = {
     "problem option": ["estimator=fp", "grid=full", "grid.t=[5,20]", "grid.k=[5,20]", "problem.cond=2,300"],
-    "solver option": ["estimator=precond", "estimator.solve=cg", "estimator.precond_steps=1,5", "grid=full", "grid.t=[5,20]", "grid.k=[5,20]"],
+    "solver option": [
+        "estimator=precond",
+        "estimator.solve=cg",
+        "estimator.precond_steps=1,5",
+        "grid=full",
+        "grid.t=[5,20]",
+        "grid.k=[5,20]",
+    ],
     "grid option": ["estimator=cg", "grid.t=[5,10],[5,20]"],
 }
 
@@ -69,25 +76,44 @@ def test_figure_has_a_legend_entry_per_configuration(tmp_path, monkeypatch):
 
 
 def _rows(run, overrides, estimator="fp", problem="ridge", grid="diag", n=2):
-    return pd.DataFrame({"problem": problem, "estimator": estimator, "grid": grid, "lam_id": range(n), "t": 5, "k": 5,
-                         "err_rel": 0.1, "run_id": run, "overrides": overrides})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "problem": problem,
+            "estimator": estimator,
+            "grid": grid,
+            "lam_id": range(n),
+            "t": 5,
+            "k": 5,
+            "err_rel": 0.1,
+            "run_id": run,
+            "overrides": overrides,
+        }
+    )
 
 
 def test_labels_name_the_differing_overrides_and_never_pool_runs():
-    df = pd.concat([
-        _rows("a" * 12, "estimator=fp problem.cond=2 n_lambdas=2"),
-        _rows("b" * 12, "estimator=fp problem.cond=300 n_lambdas=4"),  # n_lambdas does not tell runs apart
-        _rows("c" * 12, "estimator=fp"),  # the default cond
-        _rows("d" * 12, "estimator=cg problem.cond=2", estimator="cg"),  # the only cg run: its name alone
-        _rows("e" * 12, "estimator=fp", grid="k_sweep"),  # another grid kind: shown apart anyway
-        _rows("f" * 12, "estimator=fp", problem="logistic"),
-        _rows("0" * 12, "estimator=fp", problem="logistic"),  # same overrides (another code version): run ids
-    ], ignore_index=True)  # fmt: skip
+    df = pd.concat(
+        [
+            _rows("a" * 12, "estimator=fp problem.cond=2 n_lambdas=2"),
+            _rows("b" * 12, "estimator=fp problem.cond=300 n_lambdas=4"),  # n_lambdas does not tell runs apart
+            _rows("c" * 12, "estimator=fp"),  # the default cond
+            _rows("d" * 12, "estimator=cg problem.cond=2", estimator="cg"),  # the only cg run: its name alone
+            _rows("e" * 12, "estimator=fp", grid="k_sweep"),  # another grid kind: shown apart anyway
+            _rows("f" * 12, "estimator=fp", problem="logistic"),
+            _rows("0" * 12, "estimator=fp", problem="logistic"),  # same overrides (another code version): run ids
+        ],
+        ignore_index=True,
+    )
     tags = labels(df)
     assert list(dict.fromkeys(tags)) == [
-        "fp, problem.cond=2", "fp, problem.cond=300", "fp, problem.cond=(default)", "cg", "fp",
-        f"fp, run {'f' * 12}", f"fp, run {'0' * 12}",
-    ]  # fmt: skip
+        "fp, problem.cond=2",
+        "fp, problem.cond=300",
+        "fp, problem.cond=(default)",
+        "cg",
+        "fp",
+        f"fp, run {'f' * 12}",
+        f"fp, run {'0' * 12}",
+    ]
     runs = list(configurations(df))
     assert len(runs) == 7 and all(rows["run_id"].nunique() == 1 and len(rows) == 2 for _, rows in runs)
     assert [label for label, _ in runs][:2] == [f"fp, run {'0' * 12}", f"fp, run {'f' * 12}"]  # logistic first
@@ -117,8 +143,15 @@ def test_combine_reads_only_hgbench_job_folders(tmp_path, monkeypatch, capsys):
 
 def test_run_id_ignores_only_what_does_not_change_a_row():
     config = {"problem": {"name": "ridge", "cond": 2.0}, "n_lambdas": 2, "threads": None, "plot": True, "resume": False, "seed": 0}
-    same = {**config, "n_lambdas": 9, "threads": 1, "plot": False, "resume": True, "hydra": {"run": {"dir": "x"}},
-            "reproduce": {"minutes": 2.5, "quick": ["n_lambdas=3"]}}
+    same = {
+        **config,
+        "n_lambdas": 9,
+        "threads": 1,
+        "plot": False,
+        "resume": True,
+        "hydra": {"run": {"dir": "x"}},
+        "reproduce": {"minutes": 2.5, "quick": ["n_lambdas=3"]},
+    }
     assert run_id(config) == run_id(same) and len(run_id(config)) == 12
     assert run_id(config) != run_id({**config, "problem": {"name": "ridge", "cond": 3.0}})
     assert run_id(config) != run_id({**config, "seed": 1})
@@ -131,7 +164,9 @@ def test_rows_carry_role_min_min_and_time_kind(tmp_path, monkeypatch):
     assert set(loop["role"]) == {"cg"} and set(loop["time_kind"]) == {"per_point"} and not loop["min_min"].any()
     # linearization=auto on d = 8: the products of t = 5 (k = 5) ran on the dense J; t = k = 0 asks for none
     assert dict(zip(batch["t"], batch["time_kind"])) == {0: "batch_mean", 5: "batch_mean_dense"} and batch["min_min"].all()
-    assert set(batch["overrides"]) == {"problem=ridge problem.n_features=8 problem.n_train=40 n_lambdas=2 plot=false estimator=cg grid.t=[0,5] batch_lambdas=true problem.outer=inner"}
+    assert set(batch["overrides"]) == {
+        "problem=ridge problem.n_features=8 problem.n_train=40 n_lambdas=2 plot=false estimator=cg grid.t=[0,5] batch_lambdas=true problem.outer=inner"
+    }
 
 
 def test_unknown_mode_is_refused_in_one_line(tmp_path, monkeypatch, capsys):

@@ -23,8 +23,20 @@ from hgbench.running.lock import LOCK
 TOYS = f"hydra.searchpath=[file://{TESTS / 'conf'}]"
 SMALL = ["problem=ridge", "problem.n_features=4", "problem.n_train=20", "problem.n_val=20", "n_lambdas=2", "grid.t=[0,5]", "plot=false"]
 FAULTY = ["problem=faulty_map", TOYS, "estimator=fp", "grid.t=[0,5,20]", "plot=false"]
-OUTER = ["mode=outer", "problem=faulty_map", TOYS, "estimator=fp", "outer.t=5", "outer.k=3", "outer.steps=5", "outer.lr=0.3",
-         "outer.eval_every=1", "outer.checkpoint_every=1", "outer.optimum_evals=0", "plot=false"]  # fmt: skip
+OUTER = [
+    "mode=outer",
+    "problem=faulty_map",
+    TOYS,
+    "estimator=fp",
+    "outer.t=5",
+    "outer.k=3",
+    "outer.steps=5",
+    "outer.lr=0.3",
+    "outer.eval_every=1",
+    "outer.checkpoint_every=1",
+    "outer.optimum_evals=0",
+    "plot=false",
+]
 # outer.optimum_evals=0: the pauses count the reference's inner solves, which the f* solve would shift
 
 
@@ -37,8 +49,10 @@ def _one_line(capsys, code, message, expected=2, prefix="hgbench: error: "):
 
 def _files(folder):
     """Every path below folder with its bytes (a link: where it points)."""
-    return {p.relative_to(folder): (os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}  # fmt: skip
+    return {
+        p.relative_to(folder): (os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else None)
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 class _Payload:
@@ -62,9 +76,22 @@ def _planted_run(folder, problem: dict, lam=(0.1, 0.2, 0.3, 0.4)):
 
 
 def _ridge_problem(**changes):
-    return {"_target_": "hgbench.problems.ridge.Ridge", "name": "ridge", "seed": 0, "n_train": 20, "n_val": 20, "n_features": 4,
-            "cond": 10.0, "noise": 0.1, "lam_low": -4.0, "lam_high": 0.0, "data": "synthetic", "val_fraction": 0.5,
-            "outer": "validation", **changes}  # fmt: skip
+    return {
+        "_target_": "hgbench.problems.ridge.Ridge",
+        "name": "ridge",
+        "seed": 0,
+        "n_train": 20,
+        "n_val": 20,
+        "n_features": 4,
+        "cond": 10.0,
+        "noise": 0.1,
+        "lam_low": -4.0,
+        "lam_high": 0.0,
+        "data": "synthetic",
+        "val_fraction": 0.5,
+        "outer": "validation",
+        **changes,
+    }
 
 
 @pytest.mark.parametrize("target", ["pandas.read_pickle", "numpy.savetxt", "antigravity.Foo", "os.system"])
@@ -194,8 +221,15 @@ def test_a_second_reproduce_into_one_folder_is_refused(tmp_path, monkeypatch, ca
     assert _files(out) == before
 
 
-@pytest.mark.parametrize("name", [".important.123456789.tmp", ".metrics.csv.99999999999999999999.tmp",
-                                  ".metrics.csv.hgbench-99999999999999999999.tmp", ".run.json.1.tmp"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".important.123456789.tmp",
+        ".metrics.csv.99999999999999999999.tmp",
+        ".metrics.csv.hgbench-99999999999999999999.tmp",
+        ".run.json.1.tmp",
+    ],
+)
 def test_only_hgbench_temporary_files_are_removed(tmp_path, monkeypatch, name):
     """S3: a user's file that looks like a temporary one (a PID-like number, one too large to be a
     PID) survives a run into its folder, which ends normally and leaves no lock."""
@@ -217,8 +251,20 @@ def test_a_lock_that_is_not_a_regular_file_is_stale_not_a_hang(tmp_path, monkeyp
     assert not os.path.lexists(out / LOCK) and len(read_csv(out / "metrics.csv")) == 4
 
 
-@pytest.mark.parametrize("content", ['{"quick": "no"}', '{"quick": 1}', '{"quick": "true"}', '{"quick": null}', "[]",
-                                     '"quick"', '{"quick": false}', "not json", '{"quick": true, "seconds": "x"}'])  # fmt: skip
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"quick": "no"}',
+        '{"quick": 1}',
+        '{"quick": "true"}',
+        '{"quick": null}',
+        "[]",
+        '"quick"',
+        '{"quick": false}',
+        "not json",
+        '{"quick": true, "seconds": "x"}',
+    ],
+)
 def test_only_quick_true_marks_quick_results(tmp_path, monkeypatch, capsys, content):
     """S4: a reproduce.json whose quick is anything but true counts as full results (refused by
     --quick without --force); a malformed one is never a traceback (the time estimate falls
@@ -257,7 +303,10 @@ def test_a_sweep_with_failed_outer_jobs_exits_1_and_lists_them(tmp_path, monkeyp
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["problem=ye_logistic", "problem.test=/nonexistent.svm"], "problem.test='/nonexistent.svm' would be ignored: problem.data='liver' brings its own"),
+        (
+            ["problem=ye_logistic", "problem.test=/nonexistent.svm"],
+            "problem.test='/nonexistent.svm' would be ignored: problem.data='liver' brings its own",
+        ),
         (["problem=ye_logistic", "problem.outer=linear", "problem.test=/nonexistent.svm"], "only problem.outer=logistic reads it"),
         (["problem=ye_ridge", "problem.test=/nonexistent.svm"], "only problem.outer=logistic reads it, not problem.outer="),
     ],

@@ -70,7 +70,9 @@ def test_torchdeq_implicit_fixed_point_is_aid_fp(ridge):
     ref = reference(ridge, lam)
     pairs = [(400, 0), (400, 1), (400, 3), (400, 10), (400, 400)]
     tol = 100 * EPS * ref.kappa
-    for a, b in zip(estimate(FixedPoint("fp"), ridge, lam, pairs), estimate(TorchdeqImplicit("torchdeq_fp", tol=0.0), ridge, lam, pairs), strict=True):
+    for a, b in zip(
+        estimate(FixedPoint("fp"), ridge, lam, pairs), estimate(TorchdeqImplicit("torchdeq_fp", tol=0.0), ridge, lam, pairs), strict=True
+    ):
         assert (a.t, a.k) == (b.t, b.k) and TorchdeqImplicit("x").role == FixedPoint.role
         assert torch.linalg.vector_norm(a.grad - b.grad) <= tol * torch.linalg.vector_norm(ref.grad)
     assert rel(b.grad, ref.grad) <= tol
@@ -131,9 +133,15 @@ def test_library_rows_are_rows_like_hgbench_s_own():
 
     for module, extra in (("higher", "higher"), ("torchdeq", "torchdeq"), ("jaxopt", "jaxopt")):
         need_extra(module, extra)
-    df = hgbench.evaluate(("ridge", {"n_train": 40, "n_val": 30, "n_features": 6}),
-                          ["itd", "fp", "cg", "higher_unrolled", "torchdeq_fp", "jaxopt_cg"], "diag",
-                          n_lambdas=1, progress=False, plot=False, **{"grid.t": [0, 5, 200]})  # fmt: skip
+    df = hgbench.evaluate(
+        ("ridge", {"n_train": 40, "n_val": 30, "n_features": 6}),
+        ["itd", "fp", "cg", "higher_unrolled", "torchdeq_fp", "jaxopt_cg"],
+        "diag",
+        n_lambdas=1,
+        progress=False,
+        plot=False,
+        **{"grid.t": [0, 5, 200]},
+    )
     by = {name: part.set_index(["t", "k"]) if part["k"].notna().any() else part.set_index("t") for name, part in df.groupby("estimator")}
     for ours, theirs, role in (("itd", "higher_unrolled", "itd"), ("fp", "torchdeq_fp", "fp"), ("cg", "jaxopt_cg", "cg")):
         rows = by[theirs]

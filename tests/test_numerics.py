@@ -189,8 +189,9 @@ def test_cg_stays_put_long_after_convergence():
     """Run far past convergence, CG's recursively updated residual would underflow to denormals
     whose ratios blow the iterate up (this draw reached err 2e31 at k = 2000 before the fix):
     once ‖r‖ ≤ ε‖b‖ the residual counts as zero and the iterate stays at its converged value."""
-    problem = Logistic("logistic", seed=0, n_samples=1000, n_features=20, label_noise=0.1, lam_low=-5.0,
-                       lam_high=-1.0, data="breast_cancer")  # fmt: skip
+    problem = Logistic(
+        "logistic", seed=0, n_samples=1000, n_features=20, label_noise=0.1, lam_low=-5.0, lam_high=-1.0, data="breast_cancer"
+    )
     lam = draws(problem, 10)[9]
     early, late = (e.grad for e in estimate(ConjugateGradient("cg"), problem, lam, [(2000, 500), (2000, 2000)]))
     assert torch.equal(early, late)

@@ -21,8 +21,16 @@ from hgbench.problems.meta_learning import MetaLearning
 from hgbench.problems.ridge import Ridge
 from hgbench.running.outer_loop import STATE
 
-RIDGE = ["mode=outer", "problem=ridge", "problem.n_train=60", "problem.n_val=40", "problem.n_features=8", "problem.cond=30",
-         "outer.eval_every=1", "plot=false"]  # fmt: skip
+RIDGE = [
+    "mode=outer",
+    "problem=ridge",
+    "problem.n_train=60",
+    "problem.n_val=40",
+    "problem.n_features=8",
+    "problem.cond=30",
+    "outer.eval_every=1",
+    "plot=false",
+]
 
 
 def ridge_problem():
@@ -42,8 +50,7 @@ def closed_form(problem, lam):
 @pytest.mark.parametrize("estimator", [["estimator=exact"], ["estimator=cg", "outer.k=8"]])
 def test_exact_hypergradients_follow_gradient_descent_on_the_closed_form(tmp_path, monkeypatch, estimator):
     out = tmp_path / "run"
-    code = run_cli(monkeypatch, "run", *RIDGE, *estimator, "outer.t=3000", "outer.steps=8", "outer.lr=20",
-                   f"hydra.run.dir={out}")  # fmt: skip
+    code = run_cli(monkeypatch, "run", *RIDGE, *estimator, "outer.t=3000", "outer.steps=8", "outer.lr=20", f"hydra.run.dir={out}")
     assert code == 0
     rows = pd.read_csv(out / "outer.csv")
     problem = ridge_problem()
@@ -65,8 +72,22 @@ def test_warm_start_reproduces_the_cold_start_when_t_is_large(tmp_path, monkeypa
     runs = {}
     for warm in ("none", "inner", "inner+solver"):
         out = tmp_path / warm
-        assert run_cli(monkeypatch, "run", *RIDGE, "estimator=cg", "outer.t=2000", "outer.k=8", "outer.steps=6", "outer.lr=20",
-                       "outer.momentum=0.5", f"outer.warm_start={warm}", f"hydra.run.dir={out}") == 0  # fmt: skip
+        assert (
+            run_cli(
+                monkeypatch,
+                "run",
+                *RIDGE,
+                "estimator=cg",
+                "outer.t=2000",
+                "outer.k=8",
+                "outer.steps=6",
+                "outer.lr=20",
+                "outer.momentum=0.5",
+                f"outer.warm_start={warm}",
+                f"hydra.run.dir={out}",
+            )
+            == 0
+        )
         runs[warm] = pd.read_csv(out / "outer.csv")
     cold = runs["none"]
     for warm in ("inner", "inner+solver"):
@@ -123,8 +144,21 @@ def test_fixed_point_from_v0_and_neumann_from_v0(system):
 
 def test_clamp_keeps_lambda_in_the_box_and_refusals(tmp_path, monkeypatch, capsys):
     out = tmp_path / "clamped"
-    assert run_cli(monkeypatch, "run", *RIDGE, "estimator=fp", "outer.t=50", "outer.k=50", "outer.steps=5", "outer.lr=1e4",
-                   "outer.clamp=true", f"hydra.run.dir={out}") == 0  # fmt: skip
+    assert (
+        run_cli(
+            monkeypatch,
+            "run",
+            *RIDGE,
+            "estimator=fp",
+            "outer.t=50",
+            "outer.k=50",
+            "outer.steps=5",
+            "outer.lr=1e4",
+            "outer.clamp=true",
+            f"hydra.run.dir={out}",
+        )
+        == 0
+    )
     lam = torch.load(out / STATE, weights_only=True)["lam"]
     assert lam.min() >= -4.0 and lam.max() <= 0.0 and ((lam == -4.0) | (lam == 0.0)).any()  # pushed to the boundary
     capsys.readouterr()
@@ -140,9 +174,25 @@ def test_equilibrium_model_outer_loop_with_warm_adjoint_and_a_sweep_figure(tmp_p
     """mode=outer on equilibrium_mnist: projected λ, test accuracy logged; itd with
     inner+solver runs as inner with a note; the sweep's figure and summary."""
     sweep = tmp_path / "sweep"
-    code = run_cli(monkeypatch, "run", "-m", "mode=outer", "problem=equilibrium_mnist", "problem.state_dim=8", "problem.n_train=40",
-                   "problem.n_val=10", "problem.n_test=20", "estimator=itd,cg_normal", "outer.warm_start=inner+solver",
-                   "outer.t=5", "outer.k=5", "outer.steps=4", "outer.lr=0.5", "outer.eval_every=2", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    code = run_cli(
+        monkeypatch,
+        "run",
+        "-m",
+        "mode=outer",
+        "problem=equilibrium_mnist",
+        "problem.state_dim=8",
+        "problem.n_train=40",
+        "problem.n_val=10",
+        "problem.n_test=20",
+        "estimator=itd,cg_normal",
+        "outer.warm_start=inner+solver",
+        "outer.t=5",
+        "outer.k=5",
+        "outer.steps=4",
+        "outer.lr=0.5",
+        "outer.eval_every=2",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert code == 0
     assert "itd has no linear solver to warm-start; outer.warm_start=inner+solver runs as inner" in capsys.readouterr().out
     rows = pd.read_csv(sweep / "outer.csv")
@@ -157,9 +207,23 @@ def test_equilibrium_model_outer_loop_with_warm_adjoint_and_a_sweep_figure(tmp_p
     assert sorted(table["run"]) == ["cg_normal, warm=inner+solver", "itd, warm=inner+solver"] and (table["seeds"] == 1).all()
 
 
-KILLED = ["mode=outer", "problem=faulty_map", f"hydra.searchpath=[file://{TESTS / 'conf'}]", "estimator=fp", "outer.t=5",
-          "outer.k=3", "outer.steps=12", "outer.lr=0.3", "outer.momentum=0.5", "outer.warm_start=inner+solver",
-          "outer.eval_every=3", "outer.checkpoint_every=4", "outer.optimum_evals=0", "resume=true", "plot=false"]  # fmt: skip
+KILLED = [
+    "mode=outer",
+    "problem=faulty_map",
+    f"hydra.searchpath=[file://{TESTS / 'conf'}]",
+    "estimator=fp",
+    "outer.t=5",
+    "outer.k=3",
+    "outer.steps=12",
+    "outer.lr=0.3",
+    "outer.momentum=0.5",
+    "outer.warm_start=inner+solver",
+    "outer.eval_every=3",
+    "outer.checkpoint_every=4",
+    "outer.optimum_evals=0",
+    "resume=true",
+    "plot=false",
+]
 # (outer.optimum_evals=0: the pause counts FaultyMap's inner solves, which the certified optimum's solve would also make)
 
 
@@ -185,8 +249,12 @@ def test_adam_takes_its_first_step_of_size_lr_on_every_coordinate(tmp_path, monk
     """torch.optim.Adam's first step is lr·g/(|g| + eps), i.e. lr·sign(g) per coordinate up to
     eps = 1e-8 against |g| (here ≥ 1e-6: within 1% of lr)."""
     out = tmp_path / "adam"
-    assert run_cli(monkeypatch, "run", *RIDGE, "estimator=fp", "outer.optimizer=adam", "outer.lr=0.01", "outer.steps=1",
-                   f"hydra.run.dir={out}") == 0  # fmt: skip
+    assert (
+        run_cli(
+            monkeypatch, "run", *RIDGE, "estimator=fp", "outer.optimizer=adam", "outer.lr=0.01", "outer.steps=1", f"hydra.run.dir={out}"
+        )
+        == 0
+    )
     lam0 = ridge_problem().sample_lambdas(1, torch.Generator().manual_seed(0))[0]
     moved = (torch.load(out / STATE, weights_only=True)["lam"] - lam0).abs()
     assert ((moved > 0.0099) & (moved <= 0.01)).all()
@@ -241,8 +309,14 @@ def test_stationarity_is_certified_by_the_absolute_bound_not_the_relative_gate()
     """At λ* the gradient is small, so certify's relative gate (bound/‖ĝ‖ ≤ 1e-6) fails for an
     accurate reference; π(λ*) is certified when the residuals pass and π + bound ≤ tol (π is
     1-Lipschitz in ∇f), and not when the bound could hide a violation or a residual fails."""
-    cert = {"fixed_point_rel": 1e-16, "linear_rel": 1e-16, "grad_error_bound": 1e-12, "certified": False,
-            "tolerances": {"fixed_point_rel": 1e-10, "linear_rel": 1e-10}, "reason": "reference not certified: relative 1e-05"}
+    cert = {
+        "fixed_point_rel": 1e-16,
+        "linear_rel": 1e-16,
+        "grad_error_bound": 1e-12,
+        "certified": False,
+        "tolerances": {"fixed_point_rel": 1e-10, "linear_rel": 1e-10},
+        "reason": "reference not certified: relative 1e-05",
+    }
     assert stationarity_uncertified(cert, 1e-7, 1e-6) == ""
     assert "π + the reference's error bound" in stationarity_uncertified(cert, 1e-6, 1e-6)
     assert stationarity_uncertified({**cert, "grad_error_bound": float("inf")}, 1e-7, 1e-6)
@@ -251,7 +325,9 @@ def test_stationarity_is_certified_by_the_absolute_bound_not_the_relative_gate()
     lam0 = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
     found = certified_optimum(problem, lam0, lambda lam: lam)
     assert found["certified"], found["reason"]
-    assert found["stationarity"] <= found["tol"] and found["grad_norm"] < 1e-3 * stationarity(lam0, reference(problem, lam0).grad, lambda lam: lam)
+    assert found["stationarity"] <= found["tol"] and found["grad_norm"] < 1e-3 * stationarity(
+        lam0, reference(problem, lam0).grad, lambda lam: lam
+    )
 
 
 def synthetic(f_star=0.0, reason=""):
@@ -260,11 +336,29 @@ def synthetic(f_star=0.0, reason=""):
     rows = []
     for name, values in (("a", [1.0, 0.6, 0.4, 0.3, 0.2]), ("b", [1.0, 0.3, 0.1, 0.03, 0.01])):
         for step, f in enumerate(values):
-            rows.append({"problem": "p", "estimator": name, "warm_start": "none", "seed": 0, "step": step, "f": f,
-                         "stationarity": f, "time_s": float(step), "vjp_eq": 10 * step, "test_acc": float("nan"),
-                         "status": "ok", "problem_id": "x", "run_id": name, "overrides": f"estimator={name}",
-                         "f_star": f_star, "f_star_stationarity": 1e-9, "f_star_tol": 1e-8, "f_star_evals": 5,
-                         "f_star_reason": reason})  # fmt: skip
+            rows.append(
+                {
+                    "problem": "p",
+                    "estimator": name,
+                    "warm_start": "none",
+                    "seed": 0,
+                    "step": step,
+                    "f": f,
+                    "stationarity": f,
+                    "time_s": float(step),
+                    "vjp_eq": 10 * step,
+                    "test_acc": float("nan"),
+                    "status": "ok",
+                    "problem_id": "x",
+                    "run_id": name,
+                    "overrides": f"estimator={name}",
+                    "f_star": f_star,
+                    "f_star_stationarity": 1e-9,
+                    "f_star_tol": 1e-8,
+                    "f_star_evals": 5,
+                    "f_star_reason": reason,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -291,8 +385,21 @@ def test_outer_rows_carry_the_certified_optimum_and_stationarity(tmp_path, monke
     """A clamped ridge run: every row carries f* (the same as a direct solve from λ₀), each
     evaluated step the exact stationarity π(λ_s) and ‖∇f(λ_s)‖, and no step lies below f*."""
     out = tmp_path / "run"
-    assert run_cli(monkeypatch, "run", *RIDGE, "estimator=cg", "outer.k=8", "outer.t=200", "outer.steps=10", "outer.lr=20",
-                   "outer.clamp=true", f"hydra.run.dir={out}") == 0  # fmt: skip
+    assert (
+        run_cli(
+            monkeypatch,
+            "run",
+            *RIDGE,
+            "estimator=cg",
+            "outer.k=8",
+            "outer.t=200",
+            "outer.steps=10",
+            "outer.lr=20",
+            "outer.clamp=true",
+            f"hydra.run.dir={out}",
+        )
+        == 0
+    )
     rows = pd.read_csv(out / "outer.csv")
     problem = ridge_problem()
     low, high = problem.box()
@@ -312,9 +419,23 @@ def test_outer_mode_flags_rows_whose_reference_is_not_certified(tmp_path, monkey
     error mode): the evaluated rows are ``error`` with the certificate's reason and carry no f or
     error; f* is not certified either, and the summary makes no ε-claim."""
     out = tmp_path / "run"
-    assert run_cli(monkeypatch, "run", "mode=outer", "problem=meta_learning", "problem.gamma=1e-12", "problem.n_tasks=4",
-                   "estimator=cg", "outer.t=5", "outer.k=5", "outer.steps=2", "outer.eval_every=1",
-                   f"hydra.run.dir={out}") == 0  # fmt: skip
+    assert (
+        run_cli(
+            monkeypatch,
+            "run",
+            "mode=outer",
+            "problem=meta_learning",
+            "problem.gamma=1e-12",
+            "problem.n_tasks=4",
+            "estimator=cg",
+            "outer.t=5",
+            "outer.k=5",
+            "outer.steps=2",
+            "outer.eval_every=1",
+            f"hydra.run.dir={out}",
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     rows = pd.read_csv(out / "outer.csv")
     assert (rows["status"] == "error").all() and rows["reason"].str.startswith("reference not certified").all()

@@ -13,10 +13,20 @@ RUNS = {  # run_id -> (overrides, the error of its rows)
 
 
 def _rows(run: str, overrides: str, err: float) -> pd.DataFrame:
-    return pd.DataFrame({
-        "problem": "ridge", "estimator": "fp", "grid": "diag", "lam_id": [0, 1, 0, 1], "t": [0, 0, 10, 10],
-        "k": [0, 0, 10, 10], "err_rel": [1.0, 1.0, err, err], "status": "ok", "run_id": run, "overrides": overrides,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "problem": "ridge",
+            "estimator": "fp",
+            "grid": "diag",
+            "lam_id": [0, 1, 0, 1],
+            "t": [0, 0, 10, 10],
+            "k": [0, 0, 10, 10],
+            "err_rel": [1.0, 1.0, err, err],
+            "status": "ok",
+            "run_id": run,
+            "overrides": overrides,
+        }
+    )
 
 
 def test_dtype_and_batch_runs_are_separate_curves_and_legend_entries(tmp_path, figures):
@@ -24,9 +34,10 @@ def test_dtype_and_batch_runs_are_separate_curves_and_legend_entries(tmp_path, f
     plot_module.plot_errors(df, tmp_path)
     (fig,) = figures
     expected = {
-        "fp, batch_lambdas=false, dtype=float64": 1e-12, "fp, batch_lambdas=false, dtype=float32": 1e-6,
+        "fp, batch_lambdas=false, dtype=float64": 1e-12,
+        "fp, batch_lambdas=false, dtype=float32": 1e-6,
         "fp, batch_lambdas=true, dtype=float64": 1e-9,
-    }  # fmt: skip
+    }
     entries = [text.get_text() for text in fig.legends[0].get_texts()]
     assert [e for e in entries if not e.startswith("round-off")] == sorted(expected)
     curves = {line.get_label(): list(line.get_ydata()) for line in fig.axes[0].get_lines()}

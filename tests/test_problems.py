@@ -31,9 +31,7 @@ SMALL = {
     "meta_learning": lambda: MetaLearning("meta_learning", 0, 4, 3, 2, 4, 0.5, 0.1, 0.5, -1.0, 1.0),
     "meta_learning_gamma": lambda: MetaLearning("meta_learning", 1, 3, 3, 2, 4, 0.5, 0.1, 0.5, -1.0, 1.0, learn_gamma=True),
     "hyper_rep": lambda: HyperRep("hyper_rep", 0, 3, 3, 2, 2, 2, 4, 0.2, 0.5, 1.5),
-    "hyper_rep_ridge_tanh": lambda: HyperRep(
-        "hyper_rep", 1, 2, 3, 3, 2, 2, 4, 0.2, 0.5, 1.5, head="ridge", representation="tanh"
-    ),
+    "hyper_rep_ridge_tanh": lambda: HyperRep("hyper_rep", 1, 2, 3, 3, 2, 2, 4, 0.2, 0.5, 1.5, head="ridge", representation="tanh"),
     "ridge_diabetes": lambda: Ridge("ridge", 0, 1, 1, 1, 1.0, 0.0, -3.0, 0.0, data="diabetes"),
     "logistic_breast_cancer": lambda: Logistic("logistic", 0, 2, 1, 0.1, -1.0, 0.0, data="breast_cancer"),
 }
@@ -191,7 +189,8 @@ def test_bad_data_options_are_refused():
     with pytest.raises(ValueError, match=r"shots \+ val_shots = 400"):
         HyperRep("hyper_rep", 0, 2, 3, 200, 200, 2, 4, 0.1, 0.5, 1.5)
     assert refusal("problem=kernel_ridge", "problem.log_bandwidth_low=1", "problem.log_bandwidth_high=0") == (
-        "problem.log_bandwidth_low=1.0 must be <= problem.log_bandwidth_high=0.0")
+        "problem.log_bandwidth_low=1.0 must be <= problem.log_bandwidth_high=0.0"
+    )
     assert refusal("problem.lam_low=1", "problem.lam_high=0") == "problem.lam_low=1.0 must be <= problem.lam_high=0.0"
 
 
@@ -207,8 +206,18 @@ def test_bad_data_options_are_refused():
 )
 def test_new_problems_run_from_the_command_line(problem, sizes, tmp_path, monkeypatch):
     out = tmp_path / "sweep"
-    args = ["run", "-m", f"problem={problem}", "estimator=cg,itd", *sizes, "n_lambdas=1", "grid.t=[0,5,200]",
-            "batch_lambdas=true", "plot=false", f"hydra.sweep.dir={out}"]  # fmt: skip
+    args = [
+        "run",
+        "-m",
+        f"problem={problem}",
+        "estimator=cg,itd",
+        *sizes,
+        "n_lambdas=1",
+        "grid.t=[0,5,200]",
+        "batch_lambdas=true",
+        "plot=false",
+        f"hydra.sweep.dir={out}",
+    ]
     assert run_cli(monkeypatch, *args) == 0
     df = pd.read_csv(out / "metrics.csv")
     assert set(df["estimator"]) == {"cg", "itd"} and len(df) == 2 * 3 and (df["status"] == "ok").all()

@@ -37,7 +37,10 @@ def _one_line_error(capsys, code, message):
         (["seed=abc"], "seed='abc' must be an integer in [0, 2**63)"),
         (["seed=99999999999999999999"], "seed=99999999999999999999 must be an integer in [0, 2**63)"),
         (["threads=99999999999999999999"], "threads=99999999999999999999 is too large for a 64-bit integer"),
-        (["problem.lam_low=900", "problem.lam_high=1000"], "estimator 'cg' fails on problem 'ridge' at the first λ draw with t = k = 1 (_LinAlgError: linalg.eigh"),
+        (
+            ["problem.lam_low=900", "problem.lam_high=1000"],
+            "estimator 'cg' fails on problem 'ridge' at the first λ draw with t = k = 1 (_LinAlgError: linalg.eigh",
+        ),
         (["threads=0"], "threads=0 must be an integer >= 1, or null (torch's default)"),
         (["resume=maybe"], "resume='maybe' must be true or false"),
         (["device=tpu"], "device='tpu' must be cpu, cuda or cuda:N"),
@@ -50,7 +53,10 @@ def _one_line_error(capsys, code, message):
         (["+problem.bogus=1"], "problem.bogus=1 is not an option; the options of problem are name, seed, lam_low"),
         (["problem.seed=${nope}"], "InterpolationKeyError: Interpolation key 'nope' not found"),
         (["problem=data_file_map", TOYS], "MissingMandatoryValue"),
-        (["problem=data_file_map", TOYS, "problem.path=/nonexistent/c.txt"], "FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/c.txt'"),
+        (
+            ["problem=data_file_map", TOYS, "problem.path=/nonexistent/c.txt"],
+            "FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/c.txt'",
+        ),
         (["problem=faulty_map", TOYS, "estimator=cg"], "'cg' needs a symmetric"),
     ],
 )
@@ -91,9 +97,18 @@ def test_non_contraction_warns_with_measured_q_and_overflow_is_data(tmp_path, mo
     rows are kept with status diverged while the run finishes."""
     out = tmp_path / "run"
     code = run_cli(
-        monkeypatch, "run", "problem=linear_map", TOYS, "problem.q=20", "estimator=fp", "dtype=float32",
-        "n_lambdas=2", "grid.t=[0,1,200]", "plot=false", f"hydra.run.dir={out}",
-    )  # fmt: skip
+        monkeypatch,
+        "run",
+        "problem=linear_map",
+        TOYS,
+        "problem.q=20",
+        "estimator=fp",
+        "dtype=float32",
+        "n_lambdas=2",
+        "grid.t=[0,1,200]",
+        "plot=false",
+        f"hydra.run.dir={out}",
+    )
     assert code == 0
     err = capsys.readouterr().err
     measured = re.search(r"not a contraction at λ draw 0: q = ‖∂₁Φ\(w\*, λ\)‖₂ = ([0-9.e+]+) >= 1", err)
@@ -210,7 +225,9 @@ def test_joblib_sweep_with_a_failing_job_combines_and_aggregate_rebuilds(tmp_pat
 
 def test_submitit_local_sweep_combines(tmp_path, monkeypatch):
     sweep = tmp_path / "sweep"
-    code = run_cli(monkeypatch, "run", "-m", "hydra/launcher=slurm_local", *SMALL, "estimator=fp,cg", "n_lambdas=1", f"hydra.sweep.dir={sweep}")
+    code = run_cli(
+        monkeypatch, "run", "-m", "hydra/launcher=slurm_local", *SMALL, "estimator=fp,cg", "n_lambdas=1", f"hydra.sweep.dir={sweep}"
+    )
     assert code == 0
     combined = pd.read_csv(sweep / "metrics.csv")
     assert sorted(combined["estimator"].unique()) == ["cg", "fp"] and len(combined) == 2 * 2
@@ -218,14 +235,55 @@ def test_submitit_local_sweep_combines(tmp_path, monkeypatch):
 
 
 KEYS = [
-    "n_lambdas", "seed", "dtype", "device", "threads", "batch_lambdas", "resume", "grid.kind", "grid.t", "grid.k",
-    "problem.n_features", "problem.n_train", "problem.cond", "problem.noise", "problem.lam_low", "problem.lam_high",
-]  # fmt: skip
+    "n_lambdas",
+    "seed",
+    "dtype",
+    "device",
+    "threads",
+    "batch_lambdas",
+    "resume",
+    "grid.kind",
+    "grid.t",
+    "grid.k",
+    "problem.n_features",
+    "problem.n_train",
+    "problem.cond",
+    "problem.noise",
+    "problem.lam_low",
+    "problem.lam_high",
+]
 WILD = [
-    "null", "true", "false", "float32", "float64", "float16", "cpu", "cuda", "cuda:7", "meta", "abc", "''", "[]",
-    "[0,2]", "[1,-1]", "[3]", "[1.5]", "['a']", "{}", "${seed}", "${nope}", "diag", "full", "k_sweep", "t_sweep",
-    "1e400", "-1e400", "nan", "99999999999999999999", "0.0",
-]  # fmt: skip
+    "null",
+    "true",
+    "false",
+    "float32",
+    "float64",
+    "float16",
+    "cpu",
+    "cuda",
+    "cuda:7",
+    "meta",
+    "abc",
+    "''",
+    "[]",
+    "[0,2]",
+    "[1,-1]",
+    "[3]",
+    "[1.5]",
+    "['a']",
+    "{}",
+    "${seed}",
+    "${nope}",
+    "diag",
+    "full",
+    "k_sweep",
+    "t_sweep",
+    "1e400",
+    "-1e400",
+    "nan",
+    "99999999999999999999",
+    "0.0",
+]
 
 
 def _overrides():
@@ -238,7 +296,18 @@ def _overrides():
         st.lists(st.integers(-2, 12), max_size=3).map(lambda xs: "[" + ",".join(map(str, xs)) + "]"),
     )
     setting = st.tuples(st.sampled_from(KEYS), value).map("=".join)
-    group = st.sampled_from(["estimator=cg", "estimator=fp", "estimator=itd", "estimator=itd_forward", "estimator=nope", "grid=full", "grid=k_sweep", "grid=t_sweep"])
+    group = st.sampled_from(
+        [
+            "estimator=cg",
+            "estimator=fp",
+            "estimator=itd",
+            "estimator=itd_forward",
+            "estimator=nope",
+            "grid=full",
+            "grid=k_sweep",
+            "grid=t_sweep",
+        ]
+    )
     return st.lists(st.one_of(setting, group), min_size=1, max_size=4)
 
 
@@ -252,8 +321,12 @@ def test_random_overrides_never_give_a_traceback(tmp_path, monkeypatch, capsys):
     runs = iter(range(10**6))
     base = [*SMALL, "grid.t=[0,3]", "grid.k=[2]", "problem.n_features=3", "n_lambdas=1"]
 
-    @settings(max_examples=int(os.environ.get("HGBENCH_HYPOTHESIS_EXAMPLES", 20)), deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+    @settings(
+        max_examples=int(os.environ.get("HGBENCH_HYPOTHESIS_EXAMPLES", 20)),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(_overrides())
     def check(overrides):
         out = tmp_path / f"run{next(runs)}"

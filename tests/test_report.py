@@ -17,8 +17,17 @@ from tests.conftest import run_cli
 ROOT = Path(__file__).resolve().parent.parent
 PRESET = "ridge_illcond_cold"
 CHROMIUM = os.environ.get("HGBENCH_CHROMIUM") or shutil.which("chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--allow-file-access-from-files", "--virtual-time-budget=5000"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-file-access-from-files",
+    "--virtual-time-budget=5000",
+]
 # appended to a copy of the page: after load, what the browser made of the images and links
 PROBE = """<script>addEventListener("load", () => {
   document.body.dataset.images = JSON.stringify([...document.images].map(i => [i.getAttribute("src"), i.complete, i.naturalWidth]));
@@ -51,8 +60,12 @@ def test_the_report_holds_figures_tables_verdicts_and_jobs(report):
 def test_the_report_renders_in_a_headless_browser(report, tmp_path):
     probe = report.with_name("report_probe.html")  # beside it, so that its relative links are the page's
     probe.write_text(report.read_text().replace("</body>", PROBE))
-    proc = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", probe.as_uri()],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    proc = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     body = re.search(r"<body([^>]*)>", proc.stdout)
     assert body, proc.stderr[-2000:]
     attributes = dict(re.findall(r'data-(\w+)="([^"]*)"', body.group(1)))

@@ -61,8 +61,18 @@ def test_reproduce_refuses_an_unknown_preset(tmp_path, monkeypatch, capsys):
 
 
 def test_plot_theory_overlay(tmp_path, monkeypatch):
-    args = ["run", "estimator=fp", "problem=ridge", "problem.n_features=8", "n_lambdas=2", "grid=k_sweep",
-            "grid.t=400", "grid.k=[0,5,10,20,40]", "plot=false", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    args = [
+        "run",
+        "estimator=fp",
+        "problem=ridge",
+        "problem.n_features=8",
+        "n_lambdas=2",
+        "grid=k_sweep",
+        "grid.t=400",
+        "grid.k=[0,5,10,20,40]",
+        "plot=false",
+        f"hydra.run.dir={tmp_path}",
+    ]
     assert run_cli(monkeypatch, *args) == 0
     assert run_cli(monkeypatch, "plot", tmp_path, "--theory") == 0
     assert (tmp_path / "error_vs_iterations.png").is_file()
@@ -76,8 +86,9 @@ def test_verdicts_table_is_written_between_the_markers_only(tmp_path):
     tables as claims.md; the text around it is kept, and a README without markers is untouched."""
     from hgbench.running.reproduce import VERDICTS, _write_verdicts
 
-    claims = pd.DataFrame([{"id": "G1", "source": "Grazzi et al.", "claim": "linear", "preset": "p", "criterion": "c",
-                            "measured": "m", "verdict": "holds"}])  # fmt: skip
+    claims = pd.DataFrame(
+        [{"id": "G1", "source": "Grazzi et al.", "claim": "linear", "preset": "p", "criterion": "c", "measured": "m", "verdict": "holds"}]
+    )
     observations = claims.assign(id="O1", claim="close", verdict="undecided")
     readme = tmp_path / "README.md"
     readme.write_text(f"before\n{VERDICTS[0]}\nstale\n{VERDICTS[1]}\nafter\n")
@@ -103,9 +114,11 @@ def test_reproduce_runs_presets_side_by_side_up_to_jobs(tmp_path, monkeypatch):
     blocks = {f"p{i}": {"minutes": m, "quick_minutes": m} for i, m in enumerate([0.1, 0.4, 0.2, 0.3])}
     monkeypatch.setattr(rep, "presets", lambda: blocks)
     log = tmp_path / "spans.jsonl"
-    script = ("import json, sys, time; began = time.time(); time.sleep(0.6); "
-              f"open({str(log)!r}, 'a').write(json.dumps([sys.argv[1], began, time.time()]) + '\\n'); "
-              "sys.exit(sys.argv[1] == 'p2')")  # fmt: skip
+    script = (
+        "import json, sys, time; began = time.time(); time.sleep(0.6); "
+        f"open({str(log)!r}, 'a').write(json.dumps([sys.argv[1], began, time.time()]) + '\\n'); "
+        "sys.exit(sys.argv[1] == 'p2')"
+    )
     monkeypatch.setattr(rep, "command", lambda name, block, target, quick: [sys.executable, "-c", script, name])
     finished = []
     monkeypatch.setattr(rep, "_finish", lambda name, block, out, code, *rest: finished.append(name) or code == 0)
@@ -156,5 +169,7 @@ def test_launcher_runs_a_command_as_python_dash_c_would(tmp_path):
     assert {s: h.wait() for s, h in runs.items()} == {0: 0, 3: 3} and crash.wait() == 1
     for status in (0, 3):
         direct = subprocess.run([sys.executable, "-c", code, str(status), "x y"], capture_output=True, text=True)
-        assert sorted((tmp_path / f"{status}.txt").read_text().splitlines()) == sorted([*direct.stdout.splitlines(), *direct.stderr.splitlines()])
+        assert sorted((tmp_path / f"{status}.txt").read_text().splitlines()) == sorted(
+            [*direct.stdout.splitlines(), *direct.stderr.splitlines()]
+        )
     assert "RuntimeError: boom" in (tmp_path / "crash.txt").read_text()

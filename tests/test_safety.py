@@ -54,7 +54,9 @@ def test_an_uncertified_reference_gives_error_rows_never_ok(tmp_path, monkeypatc
     """q ≈ 1 (κ ~ 1e13–1e17): the LU solve leaves a relative adjoint residual far above 1e-10, and
     every row of such a draw is an error, with the certificate in run.json."""
     out = tmp_path / "run"
-    assert run_cli(monkeypatch, "run", *overrides, "estimator=fp", "n_lambdas=2", "grid.t=[0,10]", "plot=false", f"hydra.run.dir={out}") == 0
+    assert (
+        run_cli(monkeypatch, "run", *overrides, "estimator=fp", "n_lambdas=2", "grid.t=[0,10]", "plot=false", f"hydra.run.dir={out}") == 0
+    )
     df = read_csv(out / "metrics.csv")
     assert (df["status"] == "error").all() and df["reason"].str.startswith(f"reference not certified: {check}").all()
     assert df["err_rel"].isna().all()
@@ -88,7 +90,9 @@ def test_certify_checks_each_condition(ridge):
     sensitive = {**ref.norms, "from_v": 1e9 * ref.norms["from_v"]}  # ∇f very sensitive to the adjoint residual
     loose = certify(Reference(**{**vars(ref), "norms": sensitive, "linear_residual": 1e-11 * ref.rhs_norm}))
     assert not loose["certified"] and loose["reason"].startswith("reference not certified: error bound")
-    assert loose["error_bound"] > 1e-6 and loose["grad_error_bound"] == pytest.approx(loose["error_bound"] * torch.linalg.vector_norm(ref.grad).item())
+    assert loose["error_bound"] > 1e-6 and loose["grad_error_bound"] == pytest.approx(
+        loose["error_bound"] * torch.linalg.vector_norm(ref.grad).item()
+    )
     unmeasured = certify(reference(ridge, draws(ridge, 1)[0], bound=False))
     assert not unmeasured["certified"] and "no error bound" in unmeasured["reason"]
 
@@ -105,7 +109,11 @@ def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path, monkey
     out = tmp_path / "run"
     _lock(out, os.getpid())  # a live holder
     code = run_cli(monkeypatch, "run", *SMALL, f"hydra.run.dir={out}")
-    _one_line(capsys, code, f"is being written by another hgbench run (pid {os.getpid()} on {socket.gethostname()}, started 2026-12-01 10:00:00 UTC)")
+    _one_line(
+        capsys,
+        code,
+        f"is being written by another hgbench run (pid {os.getpid()} on {socket.gethostname()}, started 2026-12-01 10:00:00 UTC)",
+    )
     assert not (out / "metrics.csv").exists()
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -304,7 +312,9 @@ def test_plot_of_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
     _one_line(capsys, run_cli(monkeypatch, "plot", bad), "column err_rel holds a non-number ('abc')", prefix="hgbench plot: error: ")
     a_file = tmp_path / "a_file"
     a_file.write_text("")
-    _one_line(capsys, run_cli(monkeypatch, "plot", out, "--out", a_file), "cannot write the figures: File exists", prefix="hgbench plot: error: ")
+    _one_line(
+        capsys, run_cli(monkeypatch, "plot", out, "--out", a_file), "cannot write the figures: File exists", prefix="hgbench plot: error: "
+    )
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -359,8 +369,17 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 
 def test_run_json_is_strict_and_csv_dtypes_are_stable(tmp_path, monkeypatch):
     out = tmp_path / "run"  # the equilibrium model does not compute κ: NaN, written as null
-    args = ["problem=equilibrium_mnist", "problem.state_dim=6", "problem.n_train=20", "problem.n_val=10", "problem.n_test=10",
-            "estimator=itd", "n_lambdas=1", "grid.t=[0,3]", "plot=false"]  # fmt: skip
+    args = [
+        "problem=equilibrium_mnist",
+        "problem.state_dim=6",
+        "problem.n_train=20",
+        "problem.n_val=10",
+        "problem.n_test=10",
+        "estimator=itd",
+        "n_lambdas=1",
+        "grid.t=[0,3]",
+        "plot=false",
+    ]
     assert run_cli(monkeypatch, "run", *args, f"hydra.run.dir={out}") == 0
     fact = _strict(out / "run.json")["references"][0]
     assert fact["kappa"] is None and fact["certificate"]["certified"] is True

@@ -94,7 +94,12 @@ def test_structured_problem_equals_its_hand_flattened_twin(cleaning, make):
     for a, b in zip(ours, theirs):
         assert torch.linalg.vector_norm(a.grad - b.grad) <= 1e-14 * torch.linalg.vector_norm(b.grad)
         assert torch.linalg.vector_norm(a.w - b.w) <= 1e-14 * torch.linalg.vector_norm(b.w)
-        assert (a.cost.n_phi, a.cost.n_vjp, a.cost.n_jvp, a.cost.saved_bytes) == (b.cost.n_phi, b.cost.n_vjp, b.cost.n_jvp, b.cost.saved_bytes)
+        assert (a.cost.n_phi, a.cost.n_vjp, a.cost.n_jvp, a.cost.saved_bytes) == (
+            b.cost.n_phi,
+            b.cost.n_vjp,
+            b.cost.n_jvp,
+            b.cost.saved_bytes,
+        )
 
 
 def _agree(problem, lam):

@@ -35,11 +35,36 @@ def _every_key() -> list[tuple[str | None, str, schema.Check]]:
 
 
 KEYS = _every_key()
-ODD = [math.nan, math.inf, -math.inf, 1e308, -1e308, 10**30, -(10**30), 2**63, -1, 0, 1, 2, 2.5, -0.5, "", " ", "abc", "yes",
-       "1", "nan", True, False, None, [], [1, -1], [0, 3], {"a": 1}]  # fmt: skip
-VALUES = st.one_of(
-    st.sampled_from(ODD), st.integers(), st.floats(), st.text(max_size=6), st.lists(st.integers(-2, 3), max_size=3)
-)
+ODD = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    1e308,
+    -1e308,
+    10**30,
+    -(10**30),
+    2**63,
+    -1,
+    0,
+    1,
+    2,
+    2.5,
+    -0.5,
+    "",
+    " ",
+    "abc",
+    "yes",
+    "1",
+    "nan",
+    True,
+    False,
+    None,
+    [],
+    [1, -1],
+    [0, 3],
+    {"a": 1},
+]
+VALUES = st.one_of(st.sampled_from(ODD), st.integers(), st.floats(), st.text(max_size=6), st.lists(st.integers(-2, 3), max_size=3))
 
 
 def test_every_config_file_has_a_schema_and_every_key_is_covered():

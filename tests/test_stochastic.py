@@ -54,13 +54,19 @@ def test_finite_sums_on_every_sample_are_the_objectives(which, request):
     assert torch.allclose(problem.outer_on(w, lam, torch.arange(problem.n_outer)), problem.outer(w, lam), rtol=1e-14, atol=0)
     # the mean of two halves' means is the mean: the samples are what the sums are over
     half = problem.n_inner // 2
-    split = 0.5 * (problem.inner_loss_on(w, lam, every[:half]) + problem.inner_loss_on(w, lam, every[half:2 * half]))
+    split = 0.5 * (problem.inner_loss_on(w, lam, every[:half]) + problem.inner_loss_on(w, lam, every[half : 2 * half]))
     assert torch.allclose(split, problem.inner_loss_on(w, lam, every[: 2 * half]), rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("which", ["ridge", "logistic", "quadratic"])
-@pytest.mark.parametrize("stochastic, deterministic", [(StocBiO("stocbio"), Neumann("neumann")), (LinearSGD("linear_sgd"), FixedPoint("fp")),
-                                                       (StochasticITD("stoch_itd"), ITDReverse("itd"))])  # fmt: skip
+@pytest.mark.parametrize(
+    "stochastic, deterministic",
+    [
+        (StocBiO("stocbio"), Neumann("neumann")),
+        (LinearSGD("linear_sgd"), FixedPoint("fp")),
+        (StochasticITD("stoch_itd"), ITDReverse("itd")),
+    ],
+)
 def test_full_batch_is_the_deterministic_counterpart(which, stochastic, deterministic, request):
     """At the full batch with the deterministic step α: StocBiO = neumann, SGD on the linear
     system = fp, stochastic ITD = itd, to round-off (the products are summed in another order)."""
@@ -102,10 +108,14 @@ def test_soba_at_the_full_batch_converges_to_the_reference():
 def test_oracle_counts_are_per_sample(ridge):
     lam = draws(ridge, 1)[0]
     sampled = Sampled(ridge, lam, Sampling(7, 5, replace=True), torch.Generator().manual_seed(0))
-    (t, k), = [(6, 4)]
+    ((t, k),) = [(6, 4)]
     est = next(iter(StocBiO("stocbio").stochastic(sampled, [(t, k)])))
     assert (est.oracles.n_grad, est.oracles.n_hvp, est.oracles.n_jvp, est.oracles.n_outer) == (t * 7, k * 7, 7, 5)
-    est = next(iter(StochasticITD("stoch_itd").stochastic(Sampled(ridge, lam, Sampling(7, 5, True), torch.Generator().manual_seed(0)), [(t, None)])))
+    est = next(
+        iter(
+            StochasticITD("stoch_itd").stochastic(Sampled(ridge, lam, Sampling(7, 5, True), torch.Generator().manual_seed(0)), [(t, None)])
+        )
+    )
     assert (est.oracles.n_grad, est.oracles.n_hvp, est.oracles.n_jvp, est.oracles.n_outer) == (t * 7, t * 7, t * 7, 5)
 
 
@@ -119,7 +129,9 @@ def test_bias_variance_decomposition():
     assert math.isclose(stats["bias2"], float(((mean - truth) ** 2).sum()), rel_tol=1e3 * EPS)
     assert math.isclose(stats["variance"], float(sum(((g - mean) ** 2).sum() for g in grads) / len(grads)), rel_tol=1e3 * EPS)
     # debiased bias²: unbiased for ‖Eĝ − ∇f‖²; here, over many samples of 50, near 0.3²·6 (bias 0.3 per coordinate)
-    means = [bias_variance(torch.randn(50, 6, generator=gen, dtype=torch.float64) + 0.3, torch.zeros(6, dtype=torch.float64)) for _ in range(400)]
+    means = [
+        bias_variance(torch.randn(50, 6, generator=gen, dtype=torch.float64) + 0.3, torch.zeros(6, dtype=torch.float64)) for _ in range(400)
+    ]
     debiased, plug_in = (sum(m[key] for m in means) / len(means) for key in ("bias2_debiased", "bias2"))
     assert abs(debiased - 0.54) < 0.05 < plug_in - 0.54  # the plug-in is off by σ²/R = 6/50
 
@@ -137,8 +149,15 @@ def _run(tmp_path, estimator, batches, repeats, t, k, n_lambdas=1, **more):
     from hgbench.running.api import evaluate
 
     overrides = {"mode": "stochastic", "stochastic.batches": batches, "stochastic.repeats": repeats, "plot": False, "threads": 1, **more}
-    return evaluate(("ridge", {"n_train": 60, "n_val": 40, "n_features": 5, "cond": 10}), estimator, ("full", {"t": t, "k": k}),
-                    n_lambdas=n_lambdas, out_dir=tmp_path, progress=False, **overrides)  # fmt: skip
+    return evaluate(
+        ("ridge", {"n_train": 60, "n_val": 40, "n_features": 5, "cond": 10}),
+        estimator,
+        ("full", {"t": t, "k": k}),
+        n_lambdas=n_lambdas,
+        out_dir=tmp_path,
+        progress=False,
+        **overrides,
+    )
 
 
 def test_mode_full_batch_neumann_bias_is_the_deterministic_error(tmp_path):
@@ -148,7 +167,10 @@ def test_mode_full_batch_neumann_bias_is_the_deterministic_error(tmp_path):
     problem = Ridge("ridge", 0, 60, 40, 5, 10.0, 0.1, -4.0, 0.0)
     lam = draws(problem, 1)[0]
     truth = reference(problem, lam).grad
-    want = {(e.t, e.k): float((e.grad - truth).square().sum()) for e in estimate(Neumann("neumann"), problem, lam, [(0, 0), (0, 5), (10, 0), (10, 5)])}
+    want = {
+        (e.t, e.k): float((e.grad - truth).square().sum())
+        for e in estimate(Neumann("neumann"), problem, lam, [(0, 0), (0, 5), (10, 0), (10, 5)])
+    }
     assert len(df) == 4 and (df["status"] == "ok").all()
     for row in df.itertuples():
         assert row.variance <= 1e-20 * row.grad_norm**2
@@ -194,5 +216,7 @@ def test_a_stochastic_estimator_is_refused_in_the_other_modes_before_any_work(tm
     for mode in ("error", "outer"):
         code = run_cli(monkeypatch, "run", f"mode={mode}", "estimator=stocbio", "problem.n_features=5", f"hydra.run.dir={tmp_path / mode}")
         err = capsys.readouterr().err
-        assert code == 2 and err.strip() == f"hgbench: error: estimator 'stocbio' is stochastic: it runs in mode=stochastic, not mode={mode}", err
+        assert (
+            code == 2 and err.strip() == f"hgbench: error: estimator 'stocbio' is stochastic: it runs in mode=stochastic, not mode={mode}"
+        ), err
         assert not any((tmp_path / mode).glob("*.csv"))

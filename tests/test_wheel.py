@@ -81,18 +81,37 @@ def test_installed_wheel_reads_its_data_files(installed):
     """The LIBSVM files and the MNIST subset load from the installed package, their checksums
     verified, and the MNIST file is the one installed (not the checkout's)."""
     bin_dir, env, outside = installed
-    code = ("from hgbench.data import libsvm, mnist, shipped; print(libsvm.load('mpg')[0].shape[0], "
-            "libsvm.load('liver', binary=True)[2].shape[0], mnist._load_subset()[0].shape[0], "
-            "shipped.shipped_path('mnist_files/mnist_5k.csv.gz').is_relative_to(shipped.__file__.rsplit('/', 1)[0]))")
+    code = (
+        "from hgbench.data import libsvm, mnist, shipped; print(libsvm.load('mpg')[0].shape[0], "
+        "libsvm.load('liver', binary=True)[2].shape[0], mnist._load_subset()[0].shape[0], "
+        "shipped.shipped_path('mnist_files/mnist_5k.csv.gz').is_relative_to(shipped.__file__.rsplit('/', 1)[0]))"
+    )
     assert _check([bin_dir / "python", "-c", code], outside, env).stdout.split() == ["297", "200", "5000", "True"]
 
 
 def test_installed_joblib_sweep(installed, tmp_path):
     bin_dir, env, outside = installed
     sweep = tmp_path / "sweep"
-    proc = _check([bin_dir / "hgbench", "run", "-m", "hydra/launcher=parallel", "problem=ridge", "problem.n_features=8",
-                   "problem.n_train=40", "estimator=fp,cg", "n_lambdas=2", "grid.t=[0,5]", "plot=false", "threads=1",
-                   "hydra/hydra_logging=default", f"hydra.sweep.dir={sweep}"], outside, env)  # fmt: skip
+    proc = _check(
+        [
+            bin_dir / "hgbench",
+            "run",
+            "-m",
+            "hydra/launcher=parallel",
+            "problem=ridge",
+            "problem.n_features=8",
+            "problem.n_train=40",
+            "estimator=fp,cg",
+            "n_lambdas=2",
+            "grid.t=[0,5]",
+            "plot=false",
+            "threads=1",
+            "hydra/hydra_logging=default",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        outside,
+        env,
+    )
     # Hydra's own log (quiet by default: conf/hydra/hydra_logging/quiet.yaml) names the launcher
     assert "Joblib.Parallel" in proc.stdout + proc.stderr  # the launcher config was found and used
     rows = pd.read_csv(sweep / "metrics.csv")
@@ -116,7 +135,22 @@ def test_installed_runs_an_own_problem(installed, tmp_path):
     bin_dir, env, _ = installed
     here = tmp_path / "own_problem"
     shutil.copytree(ROOT / "examples" / "own_problem", here, ignore=shutil.ignore_patterns("results", "__pycache__"))
-    _check([bin_dir / "hgbench", "run", "--config-dir", "conf", "problem=robust_regression", "estimator=cg", "n_lambdas=1",
-            "grid.t=[0,100]", "plot=false", "threads=1", f"hydra.run.dir={tmp_path / 'run'}"], here, env)  # fmt: skip
+    _check(
+        [
+            bin_dir / "hgbench",
+            "run",
+            "--config-dir",
+            "conf",
+            "problem=robust_regression",
+            "estimator=cg",
+            "n_lambdas=1",
+            "grid.t=[0,100]",
+            "plot=false",
+            "threads=1",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        here,
+        env,
+    )
     rows = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert list(rows.t) == [0, 100] and (rows.status == "ok").all() and rows.err_rel.iloc[-1] < 1e-10

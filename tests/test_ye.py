@@ -170,12 +170,15 @@ def test_levels_run_rows_per_level_and_unreached_levels_are_error_rows(tmp_path,
         assert draw.loc[draw["status"] == "ok", "level"].min() > draw.loc[draw["status"] == "error", "level"].max()
 
 
-@pytest.mark.parametrize("override, message", [
-    (["grid=levels", "grid.high=-4"], "grid.high=-4.0 must be > grid.low=-3.5"),
-    (["grid=inner", "grid.kind=levels", "grid.t=5", "grid.k=3"], "grid.kind=levels needs grid.high, grid.low and grid.n"),
-    (["problem=ye_ridge", "problem.outer=logistic"], "problem.outer='logistic' is not one of linear, quadratic, inner"),
-    (["problem=ye_ridge", "problem.data=/no/such/file"], "LIBSVM file /no/such/file does not exist"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["grid=levels", "grid.high=-4"], "grid.high=-4.0 must be > grid.low=-3.5"),
+        (["grid=inner", "grid.kind=levels", "grid.t=5", "grid.k=3"], "grid.kind=levels needs grid.high, grid.low and grid.n"),
+        (["problem=ye_ridge", "problem.outer=logistic"], "problem.outer='logistic' is not one of linear, quadratic, inner"),
+        (["problem=ye_ridge", "problem.data=/no/such/file"], "LIBSVM file /no/such/file does not exist"),
+    ],
+)
 def test_bad_levels_and_ye_settings_are_one_line(tmp_path, monkeypatch, capsys, override, message):
     from conftest import run_cli
 

@@ -29,8 +29,12 @@ def ridge_perturbed(lam, problem):
 def scalar_problem():
     """The plain form: ℓ(w, λ) = w² − λw (w* = λ/2), E = ½(w − 1)², w and λ 0-dim tensors;
     ∇f(λ) = (λ/2 − 1)/2."""
-    return {"inner_loss": lambda w, lam: (w.square() - lam * w).sum(), "outer": lambda w, lam: 0.5 * (w - 1).square().sum(),
-            "w0": torch.tensor(0.0, dtype=torch.float64), "lam": torch.tensor(0.5, dtype=torch.float64)}  # fmt: skip
+    return {
+        "inner_loss": lambda w, lam: (w.square() - lam * w).sum(),
+        "outer": lambda w, lam: 0.5 * (w - 1).square().sum(),
+        "w0": torch.tensor(0.0, dtype=torch.float64),
+        "lam": torch.tensor(0.5, dtype=torch.float64),
+    }
 
 
 def torchopt_scalar(lam):
@@ -50,8 +54,12 @@ def torchopt_scalar(lam):
 def fixed_point_problem():
     """The plain form with a map: w = Φ(w, λ) = w/2 + λ (w* = 2λ), E = ½(w − 1)², w and λ of
     shape (1,); ∇f(λ) = 2(2λ − 1)."""
-    return {"phi": lambda w, lam: 0.5 * w + lam, "outer": lambda w, lam: 0.5 * (w - 1).square().sum(),
-            "w0": torch.zeros(1, dtype=torch.float64), "lam": torch.tensor([0.3], dtype=torch.float64)}  # fmt: skip
+    return {
+        "phi": lambda w, lam: 0.5 * w + lam,
+        "outer": lambda w, lam: 0.5 * (w - 1).square().sum(),
+        "w0": torch.zeros(1, dtype=torch.float64),
+        "lam": torch.tensor([0.3], dtype=torch.float64),
+    }
 
 
 def torchdeq_default(lam, **settings):

@@ -46,11 +46,18 @@ def on_fixed_levels(rows: pd.DataFrame) -> pd.DataFrame:
     stats = rows.groupby(["problem", "estimator", "level"])["err_abs"].agg(["mean", "std", "count"]).reset_index()
     stats["std"] = rows.groupby(["problem", "estimator", "level"])["err_abs"].std(ddof=0).to_numpy()
     mean = np.maximum(stats["mean"], _TINY)
-    return pd.DataFrame({
-        "problem": stats["problem"], "estimator": stats["estimator"], "level": stats["level"],
-        "mean_log10": np.log10(mean), "std_log10": np.nan, "n_draws": stats["count"],
-        "low": np.maximum(stats["mean"] - stats["std"], mean / 1e3), "high": stats["mean"] + stats["std"],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "problem": stats["problem"],
+            "estimator": stats["estimator"],
+            "level": stats["level"],
+            "mean_log10": np.log10(mean),
+            "std_log10": np.nan,
+            "n_draws": stats["count"],
+            "low": np.maximum(stats["mean"] - stats["std"], mean / 1e3),
+            "high": stats["mean"] + stats["std"],
+        }
+    )
 
 
 def on_levels(df: pd.DataFrame, n_levels: int = N_LEVELS) -> pd.DataFrame:
@@ -94,11 +101,17 @@ def slopes(stats: pd.DataFrame, floor: float = FLOOR, fit_below: float = FIT_BEL
         if len(fit) >= 3:
             slope, intercept = np.polyfit(np.log10(fit["level"]), fit["mean_log10"], 1)
             constant = 10.0**intercept
-        out.append({
-            "problem": problem, "estimator": estimator, "slope": slope, "constant": constant, "n_levels": len(fit),
-            "inner_err_from": fit["level"].max() if len(fit) else np.nan,
-            "inner_err_to": fit["level"].min() if len(fit) else np.nan,
-        })  # fmt: skip
+        out.append(
+            {
+                "problem": problem,
+                "estimator": estimator,
+                "slope": slope,
+                "constant": constant,
+                "n_levels": len(fit),
+                "inner_err_from": fit["level"].max() if len(fit) else np.nan,
+                "inner_err_to": fit["level"].min() if len(fit) else np.nan,
+            }
+        )
     return pd.DataFrame(out)
 
 

@@ -34,12 +34,45 @@ OUTER_CSV = "outer.csv"
 # what a problem with metrics (Problem.trainable) reports of the model at λ (Problem.evaluate)
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 COLUMNS = [
-    "problem", "estimator", "role", "seed", "warm_start", "optimizer", "lr", "momentum", "t", "k", "step",
-    "outer_value", "f", "grad_norm", "stationarity", "f_star", "f_star_stationarity", "f_star_tol", "f_star_evals",
-    "f_star_reason", "err_abs", "err_rel", "q", "q_bound", *METRICS, "lam_norm",
-    "time_s", "ref_time_s", "n_phi", "n_vjp", "n_jvp", "vjp_eq", "dtype", "device", "status", "reason",
-    "problem_id", *IDENTITY,
-]  # fmt: skip
+    "problem",
+    "estimator",
+    "role",
+    "seed",
+    "warm_start",
+    "optimizer",
+    "lr",
+    "momentum",
+    "t",
+    "k",
+    "step",
+    "outer_value",
+    "f",
+    "grad_norm",
+    "stationarity",
+    "f_star",
+    "f_star_stationarity",
+    "f_star_tol",
+    "f_star_evals",
+    "f_star_reason",
+    "err_abs",
+    "err_rel",
+    "q",
+    "q_bound",
+    *METRICS,
+    "lam_norm",
+    "time_s",
+    "ref_time_s",
+    "n_phi",
+    "n_vjp",
+    "n_jvp",
+    "vjp_eq",
+    "dtype",
+    "device",
+    "status",
+    "reason",
+    "problem_id",
+    *IDENTITY,
+]
 KEY = ["run_id", "problem", "estimator", "warm_start", "seed", "step", "t", "k", "dtype", "device"]
 EPS = 1e-3  # the default relative ε of the time-to-ε summary
 FLOOR = 1e-8  # gaps of 0 (the best run's best step) and errors below this show at this value on the log axes
@@ -68,7 +101,9 @@ def with_gaps(df: pd.DataFrame) -> pd.DataFrame:
     out = df.assign(run=run, gap=df["f"] - df["f_star"])
     first = out[out["f"].notna()].sort_values("step").groupby("run_id")[["gap", "stationarity"]].first()
     out = out.assign(gap0=out["run_id"].map(first["gap"]), pi0=out["run_id"].map(first["stationarity"]))
-    return out.assign(rel_gap=out["gap"] / out["gap0"].where(out["gap0"] > 0), pi_rel=out["stationarity"] / out["pi0"].where(out["pi0"] > 0))
+    return out.assign(
+        rel_gap=out["gap"] / out["gap0"].where(out["gap0"] > 0), pi_rel=out["stationarity"] / out["pi0"].where(out["pi0"] > 0)
+    )
 
 
 def optima(df: pd.DataFrame) -> pd.DataFrame:
@@ -107,14 +142,23 @@ def summary(df: pd.DataFrame, eps: float = EPS) -> pd.DataFrame:
                     reached.append(hit.iloc[0])
         final = pd.DataFrame(finals, columns=["f", "test_acc", "rel_gap", "pi_rel"])
         hits = pd.DataFrame(reached, columns=["time_s", "vjp_eq", "step"])
-        out.append({
-            "problem": problem, "run": run, "seeds": part["run_id"].nunique(), "certified": certified,
-            "reached": len(reached) if certified else np.nan,
-            "time_to_eps_s": hits["time_s"].median(), "vjp_eq_to_eps": hits["vjp_eq"].median(), "step_to_eps": hits["step"].median(),
-            "final_rel_gap": final["rel_gap"].median(), "final_pi_rel": final["pi_rel"].median(), "final_f": final["f"].median(),
-            "test_acc": final["test_acc"].median() if final["test_acc"].notna().any() else np.nan,
-            "status": ",".join(sorted(set(part["status"].astype(str)))),
-        })  # fmt: skip
+        out.append(
+            {
+                "problem": problem,
+                "run": run,
+                "seeds": part["run_id"].nunique(),
+                "certified": certified,
+                "reached": len(reached) if certified else np.nan,
+                "time_to_eps_s": hits["time_s"].median(),
+                "vjp_eq_to_eps": hits["vjp_eq"].median(),
+                "step_to_eps": hits["step"].median(),
+                "final_rel_gap": final["rel_gap"].median(),
+                "final_pi_rel": final["pi_rel"].median(),
+                "final_f": final["f"].median(),
+                "test_acc": final["test_acc"].median() if final["test_acc"].notna().any() else np.nan,
+                "status": ",".join(sorted(set(part["status"].astype(str)))),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -133,8 +177,12 @@ def summary_text(df: pd.DataFrame, eps: float = EPS) -> str:
         part = part.sort_values(["reached", "time_to_eps_s", "final_rel_gap"], ascending=[False, True, True]).drop(columns="problem")
         own = best[best["problem"] == problem]
         lines = [f"problem={problem}: certified optimum per seed (stationarity π = ‖Π(λ − ∇f) − λ‖ ≤ tol)"]
-        lines += [f"  seed {r.seed}: f* = {r.f_star:.10g}, π = {r.f_star_stationarity:.3g} ≤ {r.f_star_tol:.3g}, {r.f_star_evals:.0f} references"
-                  if not r.f_star_reason else f"  seed {r.seed}: {r.f_star_reason}; no ε-claim" for r in own.itertuples()]  # fmt: skip
+        lines += [
+            f"  seed {r.seed}: f* = {r.f_star:.10g}, π = {r.f_star_stationarity:.3g} ≤ {r.f_star_tol:.3g}, {r.f_star_evals:.0f} references"
+            if not r.f_star_reason
+            else f"  seed {r.seed}: {r.f_star_reason}; no ε-claim"
+            for r in own.itertuples()
+        ]
         lines.append(f"to f − f* ≤ {eps:g}·(f(λ₀) − f*), medians over seeds")
         blocks.append("\n".join(lines) + "\n" + _formatted(part).to_string(index=False))
     return "\n\n".join(blocks)
@@ -167,8 +215,14 @@ def plot_outer(df: pd.DataFrame, out_dir: Path, stem: str = "outer", eps: float 
         part = part.assign(value=value, pi=part["pi_rel"].clip(lower=FLOOR))
         for name, rows in part.groupby("run", sort=True):
             style = {**styles[name], "marker": None}
-            stats = rows.groupby("step").agg(value=("value", "median"), low=("value", "min"), high=("value", "max"),
-                                             time=("time_s", "median"), pi=("pi", "median"), err=("err_rel", "median"))  # fmt: skip
+            stats = rows.groupby("step").agg(
+                value=("value", "median"),
+                low=("value", "min"),
+                high=("value", "max"),
+                time=("time_s", "median"),
+                pi=("pi", "median"),
+                err=("err_rel", "median"),
+            )
             for col, x in ((0, stats["time"]), (1, stats.index)):
                 axes[row][col].plot(x, stats["value"], label=name, **style)
                 axes[row][col].fill_between(x, stats["low"], stats["high"], color=style["color"], alpha=0.15, lw=0)
@@ -191,8 +245,11 @@ def plot_outer(df: pd.DataFrame, out_dir: Path, stem: str = "outer", eps: float 
             axes[row][2].axhline(max(star.median(), FLOOR), color="grey", lw=0.8, ls=":")
         axes[row][0].legend(fontsize=7)
     n_seeds = evaluated.groupby("run")["seed"].nunique().max()
-    fig.suptitle(f"Outer loop: suboptimality against the certified f*, stationarity and hypergradient error, median over "
-                 f"{n_seeds} seed(s), band = min–max (dotted: ε = {eps:g}; f*'s own stationarity)", fontsize=11)  # fmt: skip
+    fig.suptitle(
+        f"Outer loop: suboptimality against the certified f*, stationarity and hypergradient error, median over "
+        f"{n_seeds} seed(s), band = min–max (dotted: ε = {eps:g}; f*'s own stationarity)",
+        fontsize=11,
+    )
     fig.tight_layout()
     paths = canvas.save(fig, out_dir, stem)
     table = summary(df, eps)
@@ -218,8 +275,12 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
     df = with_gaps(df)
     if df["test_acc"].isna().all():
         raise ValueError("no training metrics to plot (rows with test_acc: problems with a test split)")
-    measures = {"outer_value": ("training loss E(w_t, λ_s)", True), "test_acc": ("test accuracy", False),
-                "q_bound": ("bound on q (‖A‖₂)", True), "err_rel": ("‖ĝ − ∇f‖ / ‖∇f‖", True)}  # fmt: skip
+    measures = {
+        "outer_value": ("training loss E(w_t, λ_s)", True),
+        "test_acc": ("test accuracy", False),
+        "q_bound": ("bound on q (‖A‖₂)", True),
+        "err_rel": ("‖ĝ − ∇f‖ / ‖∇f‖", True),
+    }
     styles = palette(df["run"].unique())
     fig, axes = canvas.subplots(2, 2, 5, 3.3)
     for name, rows in df.groupby("run", sort=True):
@@ -241,6 +302,9 @@ def plot_training(df: pd.DataFrame, out_dir: Path, stem: str = "training") -> li
                 ax.set_yscale("log")
     canvas.legend(fig)
     n_seeds = df.groupby("run")["seed"].nunique().max()
-    canvas.title(fig, f"Training with each estimator ({', '.join(sorted(df['problem'].unique()))}): median over {n_seeds} seed(s), "
-                      "band = min–max; × = a seed that diverged")  # fmt: skip
+    canvas.title(
+        fig,
+        f"Training with each estimator ({', '.join(sorted(df['problem'].unique()))}): median over {n_seeds} seed(s), "
+        "band = min–max; × = a seed that diverged",
+    )
     return canvas.save(fig, out_dir, stem)

@@ -13,7 +13,16 @@ from hgbench.analysis.results import labels, load, markdown, panel_rows, panels,
 from hgbench.analysis.outer_loop import load_outer, plot_outer, plot_training
 from hgbench.analysis.stochastic import load_stochastic, plot_stochastic
 from hgbench.analysis.style import estimator_style, palette  # noqa: F401 (public: every figure's palette)
-from hgbench.analysis.theory import COLUMNS as RATE_COLUMNS, attach_constants, bounds_of, declared, floor_for, load_constants, overlay, rate_table
+from hgbench.analysis.theory import (
+    COLUMNS as RATE_COLUMNS,
+    attach_constants,
+    bounds_of,
+    declared,
+    floor_for,
+    load_constants,
+    overlay,
+    rate_table,
+)
 from hgbench.problems.bounds import bound
 
 BAND = (0.25, 0.75)
@@ -81,8 +90,15 @@ def _cut_x(ax, curves: list[tuple[np.ndarray, np.ndarray]], floor: float, symbol
     stop = max(reached) + 0.15 * (max(reached) - low)
     if stop < low + CUT * (high - low):
         ax.set_xlim(left=low - 0.02 * (stop - low), right=stop)
-        ax.annotate(f"round-off up to {symbol} = {high:g} →", xy=(0.98, 0.97), xycoords="axes fraction", ha="right",
-                    va="top", fontsize=FONT - 1, color="0.35")  # fmt: skip
+        ax.annotate(
+            f"round-off up to {symbol} = {high:g} →",
+            xy=(0.98, 0.97),
+            xycoords="axes fraction",
+            ha="right",
+            va="top",
+            fontsize=FONT - 1,
+            color="0.35",
+        )
 
 
 def _stats(rows: pd.DataFrame, x: str) -> pd.DataFrame:
@@ -168,7 +184,7 @@ def error_figure(df: pd.DataFrame, theory: bool = False):
         _finish(ax, "inner steps t" if x == "t" else "solver steps k", title=f"{problem}: {title}")
     _inner_labels(axes)
     n_draws = df.groupby("problem")["lam_id"].nunique().max()
-    canvas.title(fig, f"Hypergradient error: median over {n_draws} λ draws, band = {int(BAND[0]*100)}–{int(BAND[1]*100)}% quantiles")
+    canvas.title(fig, f"Hypergradient error: median over {n_draws} λ draws, band = {int(BAND[0] * 100)}–{int(BAND[1] * 100)}% quantiles")
     canvas.legend(fig)
     return fig
 
@@ -228,21 +244,37 @@ def plot_cost(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_cost") -> l
         for i in range(len(best)):  # the winner's segment: from its point to the next winner's cost
             here = best.iloc[i]
             right = best[cost].iloc[i + 1] if i + 1 < len(best) else part[cost].max()
-            ax.plot([here[cost], right], [here["err_rel"]] * 2, color=styles[here["estimator"]]["color"], lw=7,
-                    alpha=0.35, solid_capstyle="butt", zorder=1)  # fmt: skip
+            ax.plot(
+                [here[cost], right],
+                [here["err_rel"]] * 2,
+                color=styles[here["estimator"]]["color"],
+                lw=7,
+                alpha=0.35,
+                solid_capstyle="butt",
+                zorder=1,
+            )
         for name, rows in part.groupby("estimator"):
             style = styles[name]
             front = _front(rows, cost)
             ax.scatter(rows[cost], rows["err_rel"], s=10, color=style["color"], alpha=0.3, marker=style["marker"], zorder=2)
-            ax.step(front[cost], front["err_rel"], where="post", color=style["color"], ls=style["ls"], lw=1.3, zorder=3,
-                    marker=style["marker"], ms=4, label=name)  # fmt: skip
+            ax.step(
+                front[cost],
+                front["err_rel"],
+                where="post",
+                color=style["color"],
+                ls=style["ls"],
+                lw=1.3,
+                zorder=3,
+                marker=style["marker"],
+                ms=4,
+                label=name,
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         _roundoff(ax, _floor(df[df["problem"] == problem]), "round-off")
         _finish(ax, label, title=f"{problem}: {'time' if cost == 'time_s' else 'VJP-equivalents'}")
     _inner_labels(axes)
-    canvas.title(fig, "Error vs cost (median over λ draws): each estimator's Pareto front; "
-                      "thick band = the best estimator at each budget")  # fmt: skip
+    canvas.title(fig, "Error vs cost (median over λ draws): each estimator's Pareto front; thick band = the best estimator at each budget")
     canvas.legend(fig)
     return canvas.save(fig, out_dir, stem)
 
@@ -287,8 +319,7 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
                 note = "at round-off" if not above[part["level"] <= FIT_BELOW].any() else "too few levels to fit"
             style = styles[name]
             ax.plot(part["level"], mean, ms=3, markevery=max(1, len(part) // 12), label=f"{name}: {note}", **style)
-            ax.fill_between(part["level"], part["low"].where(above), part["high"].where(above), color=style["color"],
-                            alpha=0.15, lw=0)  # fmt: skip
+            ax.fill_between(part["level"], part["low"].where(above), part["high"].where(above), color=style["color"], alpha=0.15, lw=0)
         ax.axvline(FIT_BELOW, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -301,10 +332,14 @@ def plot_inner(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_inner_erro
         # per panel, below it: the fitted slopes differ between problems
         ax.legend(fontsize=FONT - 0.5, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, handlelength=3)
     n_draws = int(stats["n_draws"].max())
-    canvas.title(fig, f"Absolute error vs inner error: mean ± std over {n_draws} draws;\nslopes fitted right of the dotted line, "
-                      f"above the shaded round-off" if fixed else
-                 f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws;\nslopes fitted right of the dotted line, "
-                 f"above the shaded round-off")  # fmt: skip
+    canvas.title(
+        fig,
+        f"Absolute error vs inner error: mean ± std over {n_draws} draws;\nslopes fitted right of the dotted line, "
+        f"above the shaded round-off"
+        if fixed
+        else f"Error vs inner error: mean ± std of log10 over {n_draws} λ draws;\nslopes fitted right of the dotted line, "
+        f"above the shaded round-off",
+    )
     paths = canvas.save(fig, out_dir, stem)
     write_text_atomic(Path(out_dir) / "slopes.csv", fitted.to_csv(index=False))
     table = slope_table(fitted)
@@ -321,8 +356,10 @@ def load_with_constants(path: Path) -> pd.DataFrame:
     folder = path if path.is_dir() else path.parent
     constants = load_constants(folder)
     if constants is None:
-        raise FileNotFoundError(f"no bounds.csv in {folder}: `hgbench reproduce` writes it for the presets whose problems "
-                                "have closed-form constants (ridge, kernel_ridge, meta_learning)")  # fmt: skip
+        raise FileNotFoundError(
+            f"no bounds.csv in {folder}: `hgbench reproduce` writes it for the presets whose problems "
+            "have closed-form constants (ridge, kernel_ridge, meta_learning)"
+        )
     return attach_constants(load(path), constants)
 
 
@@ -337,16 +374,24 @@ def plot_bound(df: pd.DataFrame, out_dir: Path, stem: str = "error_vs_bound") ->
         raise ValueError("no itd, fp or cg rows with the bounds' constants to draw")
     constants = have[[c for c in have.columns if c.startswith("b_")]].rename(columns=lambda c: c[2:])
     k = have["k"].astype(float).where(have["k"].notna(), have["t"].astype(float))
-    have = have.assign(bound=[bound(role, t, kk, c) for role, t, kk, c in
-                              zip(have["role"], have["t"].astype(float), k, constants.to_dict("records"))])  # fmt: skip
+    have = have.assign(
+        bound=[bound(role, t, kk, c) for role, t, kk, c in zip(have["role"], have["t"].astype(float), k, constants.to_dict("records"))]
+    )
     problems = sorted(have["problem"].unique())
     styles = _styles(sorted(have["role"].unique()))
     fig, axes = _grid(len(problems), 3, 4.4, 4.0)
     for ax, problem in zip(axes, problems):
         part = have[have["problem"] == problem]
         for role, rows in part.groupby("role"):
-            ax.scatter(rows["bound"].clip(lower=FLOOR), rows["err_abs"].clip(lower=FLOOR), s=7, alpha=0.5, label=role,
-                       color=styles[role]["color"], marker=styles[role]["marker"])  # fmt: skip
+            ax.scatter(
+                rows["bound"].clip(lower=FLOOR),
+                rows["err_abs"].clip(lower=FLOOR),
+                s=7,
+                alpha=0.5,
+                label=role,
+                color=styles[role]["color"],
+                marker=styles[role]["marker"],
+            )
         ends = [FLOOR, 10 * max(part["bound"].max(), part["err_abs"].max())]
         ax.plot(ends, ends, color="0.3", lw=1, ls="--", label="error = bound")
         ax.set_xscale("log")
@@ -365,9 +410,13 @@ def announced(path: Path) -> str:
 
 # figure kind -> (its function, the loader of the rows it is drawn from)
 KINDS = {
-    "error": (plot_errors, load), "cost": (plot_cost, load), "inner": (plot_inner, load),
-    "outer": (plot_outer, load_outer), "train": (plot_training, load_outer),
-    "bound": (plot_bound, load_with_constants), "stochastic": (plot_stochastic, load_stochastic),
+    "error": (plot_errors, load),
+    "cost": (plot_cost, load),
+    "inner": (plot_inner, load),
+    "outer": (plot_outer, load_outer),
+    "train": (plot_training, load_outer),
+    "bound": (plot_bound, load_with_constants),
+    "stochastic": (plot_stochastic, load_stochastic),
 }
 
 

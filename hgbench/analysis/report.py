@@ -77,7 +77,7 @@ def _verdicts(folder: Path) -> str:
             if mine:
                 out.append(_table([rows[0], *mine], {rows[0].index("verdict"): True}))
         if out:
-            return f"<p>From <a href=\"{_e(_relative(claims, folder))}\">{_e(claims.name)}</a>.</p>" + "".join(out)
+            return f'<p>From <a href="{_e(_relative(claims, folder))}">{_e(claims.name)}</a>.</p>' + "".join(out)
     return "<p>No claim is decided on this folder.</p>"
 
 
@@ -96,8 +96,16 @@ def _jobs(folder: Path) -> str:
             facts = json.loads(info.read_text())
         except (ValueError, OSError):
             continue
-        rows.append([info.parent.name, facts.get("overrides", ""), facts.get("run_id", ""), facts.get("device", ""),
-                     facts.get("dtype", ""), facts.get("code_revision", "")])  # fmt: skip
+        rows.append(
+            [
+                info.parent.name,
+                facts.get("overrides", ""),
+                facts.get("run_id", ""),
+                facts.get("device", ""),
+                facts.get("dtype", ""),
+                facts.get("code_revision", ""),
+            ]
+        )
     if len(rows) == 1:
         return "<p>No job folder with a run.json.</p>"
     links = "".join(f'<li><a href="{_e(r[0])}/{RUN_INFO}">{_e(r[0])}/{RUN_INFO}</a></li>' for r in rows[1:])
@@ -113,8 +121,14 @@ def write_report(folder: Path) -> Path:
     info = folder / "reproduce.json"
     if info.is_file():
         facts = json.loads(info.read_text())
-        parts.append(_table([["produced by", "seconds", "quick", "finished"],
-                             [facts.get("command", ""), facts.get("seconds", ""), facts.get("quick", ""), facts.get("finished", "")]]))  # fmt: skip
+        parts.append(
+            _table(
+                [
+                    ["produced by", "seconds", "quick", "finished"],
+                    [facts.get("command", ""), facts.get("seconds", ""), facts.get("quick", ""), facts.get("finished", "")],
+                ]
+            )
+        )
     files = sorted(p for p in folder.iterdir() if p.is_file())
     data = [p for p in files if p.suffix in (".csv", ".md", ".txt", ".json", ".yaml")]
     if data:
@@ -131,13 +145,15 @@ def write_report(folder: Path) -> Path:
     parts.append("<h2>Tables</h2>")
     for md in (p for p in files if p.suffix == ".md"):
         for rows in _markdown_tables(md.read_text()):
-            parts.append(f"<h3><a href=\"{_e(md.name)}\">{_e(md.name)}</a></h3>" + _table(rows))
+            parts.append(f'<h3><a href="{_e(md.name)}">{_e(md.name)}</a></h3>' + _table(rows))
     parts.append("<h2>Jobs</h2>" + _jobs(folder))
     sweep = folder / "multirun.yaml"
     if sweep.is_file():
         parts.append("<h2>Configuration</h2><pre>" + _e(sweep.read_text()) + "</pre>")
-    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>hgbench: {_e(folder.name)}</title>"
-            f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")  # fmt: skip
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>hgbench: {_e(folder.name)}</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
     path = folder / REPORT
     with atomic(path) as tmp:
         tmp.write_text(page)

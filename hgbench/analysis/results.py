@@ -30,10 +30,34 @@ IDENTITY = ["run_id", "setting_id", "overrides"]  # in every row of every mode
 # (outer.csv's problem_id: the runs of one outer problem share its f*).
 ID_TEXT = {column: str for column in (*IDENTITY, "problem_id")}
 COLUMNS = [
-    "problem", "estimator", "role", "min_min", "grid", "seed", "lam_id", "t", "k", "level",
-    "err_abs", "err_rel", "inner_err", "time_s", "time_kind", "n_phi", "n_vjp", "n_jvp", "saved_bytes", "peak_bytes",
-    "q", "kappa", "dtype", "device", "status", "reason", *IDENTITY,
-]  # fmt: skip
+    "problem",
+    "estimator",
+    "role",
+    "min_min",
+    "grid",
+    "seed",
+    "lam_id",
+    "t",
+    "k",
+    "level",
+    "err_abs",
+    "err_rel",
+    "inner_err",
+    "time_s",
+    "time_kind",
+    "n_phi",
+    "n_vjp",
+    "n_jvp",
+    "saved_bytes",
+    "peak_bytes",
+    "q",
+    "kappa",
+    "dtype",
+    "device",
+    "status",
+    "reason",
+    *IDENTITY,
+]
 NAMED = ("problem", "estimator")  # never empty: load refuses a row without them
 KEY = ["run_id", "problem", "estimator", "grid", "seed", "lam_id", "t", "k", "level", "dtype", "device"]
 # Columns added after results were first written: a file without one reads it as empty.
@@ -173,7 +197,9 @@ def read_parquet(path: Path) -> pd.DataFrame:
     for column in IDENTITY:
         df[column] = df[column].fillna("").astype(str) if column in df else ""
     for column in (c for c in NUMBERS if c in df and c != "k"):
-        df[column] = df[column].astype("float64") if column not in INTEGERS else df[column].astype("float64" if df[column].isna().any() else "int64")
+        df[column] = (
+            df[column].astype("float64") if column not in INTEGERS else df[column].astype("float64" if df[column].isna().any() else "int64")
+        )
     return df
 
 
@@ -248,7 +274,9 @@ def load(path: Path, name: str = METRICS, key: list[str] = KEY) -> pd.DataFrame:
     files = find_csvs(path, name)
     if not files:
         raise FileNotFoundError(f"no {name} under {path}")
-    df = checked(pd.concat([read_parquet(f) if f.suffix == ".parquet" else read_csv(f) for f in files], ignore_index=True), files, name, key)
+    df = checked(
+        pd.concat([read_parquet(f) if f.suffix == ".parquet" else read_csv(f) for f in files], ignore_index=True), files, name, key
+    )
     return df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
 
 
@@ -361,8 +389,7 @@ def summary_table(df: pd.DataFrame) -> str:
             table = table.set_index(["t", "k"])
         n = part["lam_id"].nunique()
         blocks.append(
-            f"problem={problem} grid={grid}: median relative error over {n} λ draws\n"
-            + table.to_string(float_format=lambda x: f"{x:.2e}")
+            f"problem={problem} grid={grid}: median relative error over {n} λ draws\n" + table.to_string(float_format=lambda x: f"{x:.2e}")
         )
     return "\n\n".join(blocks)
 
@@ -407,4 +434,3 @@ def panel_rows(df: pd.DataFrame, kind: str, x: str) -> pd.DataFrame:
     if x == "k":
         part = part[part["t"] == part["t"].max()]
     return part
-

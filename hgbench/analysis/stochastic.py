@@ -17,8 +17,29 @@ from hgbench.analysis.style import palette
 CSV = "stochastic.csv"
 STATS = ["mse", "bias2", "variance", "bias2_debiased", "mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel"]
 ORACLES = ["n_grad", "n_hvp", "n_jvp", "n_outer", "oracle_calls"]
-COLUMNS = ["run_id", "setting_id", "overrides", "problem", "estimator", "role", "seed", "lam_id", "t", "k", "batch", "outer_batch",
-           "replace", "repeats", "dtype", *STATS, "grad_norm", *ORACLES, "time_s", "status", "reason"]  # fmt: skip
+COLUMNS = [
+    "run_id",
+    "setting_id",
+    "overrides",
+    "problem",
+    "estimator",
+    "role",
+    "seed",
+    "lam_id",
+    "t",
+    "k",
+    "batch",
+    "outer_batch",
+    "replace",
+    "repeats",
+    "dtype",
+    *STATS,
+    "grad_norm",
+    *ORACLES,
+    "time_s",
+    "status",
+    "reason",
+]
 KEY = ["run_id", "lam_id", "t", "k", "batch"]
 CURVE = ["problem", "setting_id", "estimator", "batch", "outer_batch", "replace"]  # one curve each: no row merged across them
 PANELS = [("mse_rel", "MSE / ‖∇f‖²"), ("bias2_rel", "bias² / ‖∇f‖²"), ("variance_rel", "variance / ‖∇f‖²")]
@@ -86,7 +107,10 @@ def plot_stochastic(df: pd.DataFrame, out_dir: Path, stem: str = "stochastic_vs_
         ax.set_xlabel("oracle calls of one repetition")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
-    canvas.title(fig, "Stochastic hypergradients against the certified reference: medians over λ draws of R seeded repetitions "
-                      "(t > 0, the largest k at each t; oracle calls = sample gradients + HVPs + JVPs + outer gradients)")  # fmt: skip
+    canvas.title(
+        fig,
+        "Stochastic hypergradients against the certified reference: medians over λ draws of R seeded repetitions "
+        "(t > 0, the largest k at each t; oracle calls = sample gradients + HVPs + JVPs + outer gradients)",
+    )
     canvas.legend(fig)
     return canvas.save(fig, out_dir, stem)

@@ -21,8 +21,15 @@ import zlib
 
 # Okabe–Ito: the first eight; Paul Tol's muted: the rest.
 BLUE, SKY, GREEN, ORANGE, VERMILION, PURPLE, YELLOW, BLACK = (
-    "#0072B2", "#56B4E9", "#009E73", "#E69F00", "#D55E00", "#CC79A7", "#F0E442", "#000000",
-)  # fmt: skip
+    "#0072B2",
+    "#56B4E9",
+    "#009E73",
+    "#E69F00",
+    "#D55E00",
+    "#CC79A7",
+    "#F0E442",
+    "#000000",
+)
 INDIGO, TEAL, WINE, OLIVE, ROSE, SAND, GREY = "#332288", "#44AA99", "#882255", "#999933", "#CC6677", "#DDCC77", "#777777"
 
 # estimator (or role) -> (colour, marker, line style)
@@ -85,8 +92,11 @@ def palette(labels, roles: dict | None = None) -> dict:
         known = name in ROLES or (roles.get(name) or roles.get(group[0])) in ROLES
         if not known:  # the first free (colour, marker, line style) from the name's own
             start = EXTRA.index(style["color"])
-            free = ((EXTRA[(start + j) % len(EXTRA)], MARKERS[m % len(MARKERS)], LINES[m % len(LINES)])
-                    for m in range(len(MARKERS) * len(LINES)) for j in range(len(EXTRA)))  # fmt: skip
+            free = (
+                (EXTRA[(start + j) % len(EXTRA)], MARKERS[m % len(MARKERS)], LINES[m % len(LINES)])
+                for m in range(len(MARKERS) * len(LINES))
+                for j in range(len(EXTRA))
+            )
             free = list(free)
             own = (style["color"], style["marker"], style["ls"])
             style["color"], style["marker"], style["ls"] = next(

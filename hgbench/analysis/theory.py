@@ -166,13 +166,23 @@ def rate_table(df: pd.DataFrame) -> pd.DataFrame:
                 with_t = x == "t" and role == "itd"  # ITD's bound is t·qᵗ
                 fitted, used, r2 = fit_rate(pd.Series(med.index, index=med.index), med, floor_for(rows["dtype"].iloc[0]), with_t)
                 which = "q" if x == "t" else RATE_IN_K.get(role)
-                out.append({
-                    "problem": problem, "setting_id": setting_id, "grid": kind, "axis": x, "estimator": name, "role": role,
-                    "fitted_rate": fitted, "points_fitted": used, "r2": r2,
-                    "predicted_rate": predicted_rates[which] if which else math.nan,
-                    "predicted_formula": (FORMULAS[which] + (" (fit of err/t)" if with_t else "")) if which else "—",
-                    "q": predicted_rates["q"], "kappa": kappa,
-                })  # fmt: skip
+                out.append(
+                    {
+                        "problem": problem,
+                        "setting_id": setting_id,
+                        "grid": kind,
+                        "axis": x,
+                        "estimator": name,
+                        "role": role,
+                        "fitted_rate": fitted,
+                        "points_fitted": used,
+                        "r2": r2,
+                        "predicted_rate": predicted_rates[which] if which else math.nan,
+                        "predicted_formula": (FORMULAS[which] + (" (fit of err/t)" if with_t else "")) if which else "—",
+                        "q": predicted_rates["q"],
+                        "kappa": kappa,
+                    }
+                )
     return pd.DataFrame(out)
 
 

@@ -78,10 +78,13 @@ class BoundProblem:
     def linearize(self, w: torch.Tensor, wrt_lam: bool = True) -> Linearization:
         """Φ linearized at (w, λ) (hgbench.core.linearization); ``wrt_lam=False`` when no
         ∂₂Φᵀ-product will be asked for."""
-        return Linearization(self.phi, w, self.lam, self.tally, symmetric=self.symmetric, functional=self.functional, wrt_lam=wrt_lam,
-                             dense=self.dense)  # fmt: skip
+        return Linearization(
+            self.phi, w, self.lam, self.tally, symmetric=self.symmetric, functional=self.functional, wrt_lam=wrt_lam, dense=self.dense
+        )
 
-    def iterates(self, ts: Iterable[int], lam: torch.Tensor | None = None, mark: Callable = lambda w: w) -> Iterator[tuple[int, torch.Tensor, Cost]]:
+    def iterates(
+        self, ts: Iterable[int], lam: torch.Tensor | None = None, mark: Callable = lambda w: w
+    ) -> Iterator[tuple[int, torch.Tensor, Cost]]:
         """Yield (t, w_t, cost of the t steps) for each t in ts, ascending, from ONE trajectory
         w_i = Φ(w_{i−1}, λ), w_0 = ``w0`` (or of the problem's own inner ``step`` where it has
         one, e.g. gradient descent with backtracking). The meter pauses while the caller works.
@@ -111,8 +114,14 @@ class BoundProblem:
         return values[0], tangents
 
 
-def bind(problem: Problem, lam: torch.Tensor, functional: bool = False, w0: torch.Tensor | None = None,
-         v0: torch.Tensor | None = None, dense: bool = False) -> BoundProblem:
+def bind(
+    problem: Problem,
+    lam: torch.Tensor,
+    functional: bool = False,
+    w0: torch.Tensor | None = None,
+    v0: torch.Tensor | None = None,
+    dense: bool = False,
+) -> BoundProblem:
     """The problem at λ as an estimator sees it, with a fresh tally. ``w0``: the start of the
     inner iteration (default the problem's ``w0(lam)``; a warm start passes the previous outer
     step's w_t, a constant of λ like every w₀); ``v0``: the AID solver's start (default 0);
@@ -126,11 +135,18 @@ def bind(problem: Problem, lam: torch.Tensor, functional: bool = False, w0: torc
 
     own_step = type(problem).inner_step is not Problem.inner_step
     return BoundProblem(
-        phi=phi, outer=problem.outer, lam=lam, w0=problem.w0(lam) if w0 is None else w0,
+        phi=phi,
+        outer=problem.outer,
+        lam=lam,
+        w0=problem.w0(lam) if w0 is None else w0,
         inner_loss=problem.inner_loss if problem.has_inner_loss else None,
-        symmetric=problem.symmetric_jacobian, tally=tally, functional=functional, v0=v0,
-        step=functools.partial(problem.inner_step, phi) if own_step else None, dense=dense,
-    )  # fmt: skip
+        symmetric=problem.symmetric_jacobian,
+        tally=tally,
+        functional=functional,
+        v0=v0,
+        step=functools.partial(problem.inner_step, phi) if own_step else None,
+        dense=dense,
+    )
 
 
 class Estimating(Protocol):
@@ -156,8 +172,16 @@ def check_applies(estimator: Estimating, problem: Problem) -> None:
             raise ValueError(f"estimator {estimator.name!r} needs {NEEDS[need]}, which problem {problem.name!r} does not provide; {advice}")
 
 
-def estimate(estimator: Estimating, problem: Problem, lam: torch.Tensor, pairs, functional: bool = False,
-             w0: torch.Tensor | None = None, v0: torch.Tensor | None = None, dense: bool = False) -> Iterator[Any]:
+def estimate(
+    estimator: Estimating,
+    problem: Problem,
+    lam: torch.Tensor,
+    pairs,
+    functional: bool = False,
+    w0: torch.Tensor | None = None,
+    v0: torch.Tensor | None = None,
+    dense: bool = False,
+) -> Iterator[Any]:
     """``estimator``'s estimates at λ over the (t, k) pairs: one per pair, or per distinct t
     for estimators without k; ``w0``, ``v0``: warm starts, ``dense``: the products' path (``bind``)."""
     return estimator.estimate(bind(problem, lam, functional, w0, v0, dense), pairs)

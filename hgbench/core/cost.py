@@ -51,7 +51,11 @@ class Cost:
 
     def __add__(self, other: "Cost") -> "Cost":
         peaks = [p for p in (self.peak_bytes, other.peak_bytes) if p is not None]
-        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name not in ("saved_bytes", "peak_bytes", "dense")}
+        summed = {
+            f.name: getattr(self, f.name) + getattr(other, f.name)
+            for f in fields(self)
+            if f.name not in ("saved_bytes", "peak_bytes", "dense")
+        }
         saved = None if None in (self.saved_bytes, other.saved_bytes) else self.saved_bytes + other.saved_bytes
         return Cost(**summed, saved_bytes=saved, peak_bytes=max(peaks) if peaks else None, dense=self.dense or other.dense)
 

@@ -68,8 +68,18 @@ class Linearization:
     problem (each call counts one Φ evaluation into ``tally``); ``dense``: the products by the
     dense J, built on the first one asked for."""
 
-    def __init__(self, phi: Phi, w: torch.Tensor, lam: torch.Tensor, tally: Tally, *, symmetric: bool,
-                 functional: bool = False, wrt_lam: bool = True, dense: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        phi: Phi,
+        w: torch.Tensor,
+        lam: torch.Tensor,
+        tally: Tally,
+        *,
+        symmetric: bool,
+        functional: bool = False,
+        wrt_lam: bool = True,
+        dense: bool = False,
+    ):
         self.phi, self.w, self.lam, self.tally = phi, w, lam, tally
         self.symmetric = symmetric
         self.functional = functional

@@ -65,8 +65,14 @@ def evaluate(problem: "Problem", lam: torch.Tensor, method: str = "dense", bound
     return value, ref.grad, certify(ref) if bound else None
 
 
-def certified_optimum(problem: "Problem", lam0: torch.Tensor, project: Callable[[torch.Tensor], torch.Tensor],
-                      method: str = "dense", tol_rel: float = TOL_REL, max_evals: int = MAX_EVALS) -> dict:  # fmt: skip
+def certified_optimum(
+    problem: "Problem",
+    lam0: torch.Tensor,
+    project: Callable[[torch.Tensor], torch.Tensor],
+    method: str = "dense",
+    tol_rel: float = TOL_REL,
+    max_evals: int = MAX_EVALS,
+) -> dict:
     """SPG2 from Π(λ₀) on the exact hypergradient (module docstring). ``problem`` holds float64
     data; ``project`` is Π on float64 (p,) tensors. Returns ``f_star`` (f at the last iterate),
     ``stationarity`` π there, ``grad_norm`` ‖∇f‖ there, ``tol`` the target, ``pi0`` π(λ₀),
@@ -76,9 +82,18 @@ def certified_optimum(problem: "Problem", lam0: torch.Tensor, project: Callable[
     evals, iterations = 0, 0
 
     def fail(reason: str) -> dict:
-        return {"f_star": math.nan, "stationarity": math.nan, "grad_norm": math.nan, "tol": math.nan, "pi0": math.nan,
-                "evals": evals, "iterations": iterations, "lam_star": None, "certified": False,
-                "reason": f"no certified optimum: {reason}"}  # fmt: skip
+        return {
+            "f_star": math.nan,
+            "stationarity": math.nan,
+            "grad_norm": math.nan,
+            "tol": math.nan,
+            "pi0": math.nan,
+            "evals": evals,
+            "iterations": iterations,
+            "lam_star": None,
+            "certified": False,
+            "reason": f"no certified optimum: {reason}",
+        }
 
     if max_evals < 1:
         return fail("not computed (a budget of 0 references)")
@@ -131,8 +146,16 @@ def certified_optimum(problem: "Problem", lam0: torch.Tensor, project: Callable[
         history.append(value)
         iterations += 1
         pi = stationarity(lam, grad, project)
-    out = {"f_star": value, "stationarity": pi, "grad_norm": torch.linalg.vector_norm(grad).item(), "tol": tol, "pi0": pi0,
-           "evals": evals, "iterations": iterations, "lam_star": lam.tolist()}  # fmt: skip
+    out = {
+        "f_star": value,
+        "stationarity": pi,
+        "grad_norm": torch.linalg.vector_norm(grad).item(),
+        "tol": tol,
+        "pi0": pi0,
+        "evals": evals,
+        "iterations": iterations,
+        "lam_star": lam.tolist(),
+    }
     if reason:
         return {**out, "f_star": math.nan, "certified": False, "reason": f"no certified optimum: {reason}"}
     if iterations:  # λ* was reached through references without norms: certify the one f* and π are read from

@@ -130,23 +130,49 @@ def sensitivities(problem: "Problem", lam: torch.Tensor, w: torch.Tensor, v: tor
         system = torch.eye(jac_w.shape[0], dtype=jac_w.dtype, device=jac_w.device) - jac_w
         smallest = torch.linalg.svdvals(system)[-1].item()
         if not smallest > 0:
-            return {**out, "phi_lam": two(jac_lam), "hess_ww": two(hess_ww), "hess_lw": two(hess_lw),
-                    "inverse": math.inf, "from_v": math.inf, "from_w": math.inf, "source": "dense"}  # fmt: skip
+            return {
+                **out,
+                "phi_lam": two(jac_lam),
+                "hess_ww": two(hess_ww),
+                "hess_lw": two(hess_lw),
+                "inverse": math.inf,
+                "from_v": math.inf,
+                "from_w": math.inf,
+                "source": "dense",
+            }
         z = torch.linalg.solve(system, jac_lam)
         to_grad = torch.linalg.solve(system.T, (hess_lw + z.T @ hess_ww).T).T  # (N + ZᵀM)(I − J)⁻¹
-        return {**out, "phi_lam": two(jac_lam), "hess_ww": two(hess_ww), "hess_lw": two(hess_lw), "inverse": 1 / smallest,
-                "from_v": two(z), "from_w": two(to_grad), "source": "dense"}  # fmt: skip
+        return {
+            **out,
+            "phi_lam": two(jac_lam),
+            "hess_ww": two(hess_ww),
+            "hess_lw": two(hess_lw),
+            "inverse": 1 / smallest,
+            "from_v": two(z),
+            "from_w": two(to_grad),
+            "source": "dense",
+        }
     seed = lambda: torch.Generator().manual_seed(0)
     lam_part = lambda x: gradients(x)[1]
-    phi_lam = norm_estimate(lambda u: torch.func.jvp(lambda l: phi(w, l), (lam,), (u,))[1],
-                            lambda z: torch.func.vjp(lambda l: phi(w, l), lam)[1](z)[0], lam, seed())  # fmt: skip
+    phi_lam = norm_estimate(
+        lambda u: torch.func.jvp(lambda l: phi(w, l), (lam,), (u,))[1],
+        lambda z: torch.func.vjp(lambda l: phi(w, l), lam)[1](z)[0],
+        lam,
+        seed(),
+    )
     hvp = lambda u: torch.func.jvp(lambda x: gradients(x)[0], (w,), (u,))[1]  # (symmetric)
     hess_ww = norm_estimate(hvp, None, w, seed())
-    hess_lw = norm_estimate(lambda u: torch.func.jvp(lam_part, (w,), (u,))[1],
-                            lambda z: torch.func.vjp(lam_part, w)[1](z)[0], w, seed())  # fmt: skip
-    return {**out, "phi_lam": phi_lam, "hess_ww": hess_ww, "hess_lw": hess_lw, "inverse": inverse,
-            "from_v": inverse * phi_lam, "from_w": inverse * (hess_lw + inverse * hess_ww * phi_lam),
-            "source": f"power iteration, {POWER_STEPS} steps (estimates from below)"}  # fmt: skip
+    hess_lw = norm_estimate(lambda u: torch.func.jvp(lam_part, (w,), (u,))[1], lambda z: torch.func.vjp(lam_part, w)[1](z)[0], w, seed())
+    return {
+        **out,
+        "phi_lam": phi_lam,
+        "hess_ww": hess_ww,
+        "hess_lw": hess_lw,
+        "inverse": inverse,
+        "from_v": inverse * phi_lam,
+        "from_w": inverse * (hess_lw + inverse * hess_ww * phi_lam),
+        "source": f"power iteration, {POWER_STEPS} steps (estimates from below)",
+    }
 
 
 # The round-off model of ``error_bound``: a float64 evaluation of Φ, ∇E or a VJP is taken to be
@@ -192,8 +218,14 @@ def error_bound(ref: Reference) -> dict:
     eps_v = n["inverse"] * (ref.linear_residual + a_v + n["hess_ww"] * eps_w)
     floor = c * (_norm(ref.grad) + n["grad_lam"] + n["phi_t_v"] + n["phi_lam"] * n["v"] + n["hess_lw"] * n["w"])
     total = n["from_w"] * (ref.fixed_point_residual + a_w) + n["from_v"] * (ref.linear_residual + a_v) + floor
-    return {"fixed_point_allowance": a_w, "linear_allowance": a_v, "w_error": eps_w, "v_error": eps_v,
-            "roundoff_floor": floor, "grad_error_bound": total}  # fmt: skip
+    return {
+        "fixed_point_allowance": a_w,
+        "linear_allowance": a_v,
+        "w_error": eps_w,
+        "v_error": eps_v,
+        "roundoff_floor": floor,
+        "grad_error_bound": total,
+    }
 
 
 # The tolerances a reference must meet (``certify``).
@@ -224,12 +256,17 @@ def certify(ref: Reference) -> dict:
     grad = _norm(ref.grad)
     bound = _relative(terms["grad_error_bound"], grad)
     out = {
-        "fixed_point_rel": fixed, "linear_rel": linear, **terms, "error_bound": bound,
+        "fixed_point_rel": fixed,
+        "linear_rel": linear,
+        **terms,
+        "error_bound": bound,
         "tolerances": {"fixed_point_rel": FIXED_POINT_TOL, "linear_rel": LINEAR_TOL, "error_bound": BOUND_TOL},
-    }  # fmt: skip
+    }
     if not fixed <= FIXED_POINT_TOL:
-        reason = (f"fixed-point residual {ref.fixed_point_residual:.2g} vs ‖w*‖ {torch.linalg.vector_norm(ref.w_star).item():.2g} "
-                  f"(relative {fixed:.2g} > {FIXED_POINT_TOL:g})")
+        reason = (
+            f"fixed-point residual {ref.fixed_point_residual:.2g} vs ‖w*‖ {torch.linalg.vector_norm(ref.w_star).item():.2g} "
+            f"(relative {fixed:.2g} > {FIXED_POINT_TOL:g})"
+        )
     elif not linear <= LINEAR_TOL:
         reason = f"linear residual {ref.linear_residual:.2g} vs ‖∇₁E‖ {ref.rhs_norm:.2g} (relative {linear:.2g} > {LINEAR_TOL:g})"
     elif not measured:
@@ -388,24 +425,41 @@ def matrix_free_reference(problem: "Problem", lam: torch.Tensor, max_newton: int
     v, _, used = refine(adjoint, grad_w, symmetric)
     jtv, phi_t_v = pull_both(v)
     linear_residual = norm(v - jtv - grad_w)
-    q_est = norm_estimate(lambda u: torch.func.jvp(fixed, (w,), (u,))[1], lambda u: pull_both(u)[0], w,
-                          torch.Generator().manual_seed(0))  # fmt: skip
+    q_est = norm_estimate(lambda u: torch.func.jvp(fixed, (w,), (u,))[1], lambda u: pull_both(u)[0], w, torch.Generator().manual_seed(0))
     q_bound = problem.contraction_bound(lam)
-    q_used, source = (q_bound, "contraction_bound (an upper bound)") if math.isfinite(q_bound) else (q_est, f"power iteration, {POWER_STEPS} steps (an estimate from below)")
+    q_used, source = (
+        (q_bound, "contraction_bound (an upper bound)")
+        if math.isfinite(q_bound)
+        else (q_est, f"power iteration, {POWER_STEPS} steps (an estimate from below)")
+    )
     fixed_residual = norm(residual)
     inverse = 1 / (1 - q_used) if q_used < 1 else math.inf
     norms = None
     if bound:
         norms = sensitivities(problem, lam, w, v, inverse)
-        norms.update(phi_w_star=norm(w - residual), jtv=norm(jtv), grad_lam=norm(grad_lam), phi_t_v=norm(phi_t_v), jacobian=max(q_est, q_used))
+        norms.update(
+            phi_w_star=norm(w - residual), jtv=norm(jtv), grad_lam=norm(grad_lam), phi_t_v=norm(phi_t_v), jacobian=max(q_est, q_used)
+        )
     facts = {
-        "method": "matrix_free", "newton_steps": newton, "newton_products": products, "adjoint_products": used,
-        "solver": "cg" if symmetric else f"gmres({RESTART})", "q_used": q_used, "q_source": source,
-    }  # fmt: skip
+        "method": "matrix_free",
+        "newton_steps": newton,
+        "newton_products": products,
+        "adjoint_products": used,
+        "solver": "cg" if symmetric else f"gmres({RESTART})",
+        "q_used": q_used,
+        "q_source": source,
+    }
     ref = Reference(
-        w_star=w, grad=grad_lam + phi_t_v, q=q_est, kappa=math.nan, fixed_point_residual=fixed_residual,
-        linear_residual=linear_residual, rhs_norm=norm(grad_w), matrix_free=facts, norms=norms,
-    )  # fmt: skip
+        w_star=w,
+        grad=grad_lam + phi_t_v,
+        q=q_est,
+        kappa=math.nan,
+        fixed_point_residual=fixed_residual,
+        linear_residual=linear_residual,
+        rhs_norm=norm(grad_w),
+        matrix_free=facts,
+        norms=norms,
+    )
     if bound:
         errors = error_bound(ref)
         facts.update(w_error_bound=errors["w_error"], v_error_bound=errors["v_error"])

@@ -92,7 +92,6 @@ class Segment:
         self.oracles = self.oracles + Oracles(*(getattr(now, f.name) - getattr(before, f.name) for f in fields(now)))
 
 
-
 def total(*segments: Segment) -> tuple[Oracles, float]:
     """The oracle calls and seconds of several segments together (a grid point's cost)."""
     oracles = Oracles()

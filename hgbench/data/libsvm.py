@@ -34,7 +34,6 @@ from hgbench.data.shipped import shipped_path
 SHIPPED = {"mpg": ("mpg_scale", None), "liver": ("liver_scale", "liver_scale_test")}
 
 
-
 def parse(text: str, where: str = "<text>") -> tuple[torch.Tensor, torch.Tensor]:
     """(x, labels) of LIBSVM text, float64, keeping only the rows that list every feature (see the
     module docstring). A malformed line is refused naming ``where`` and the line number."""

@@ -66,11 +66,15 @@ def _find(root: Path, name: str) -> Path | None:
 
 def _load_idx(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if not root.is_dir():
-        raise ValueError(f"data.root={str(root)!r} is not a folder; it must hold the MNIST IDX files {', '.join(IDX_FILES.values())} (optionally .gz), or be null for the 5k subset shipped with hgbench")
+        raise ValueError(
+            f"data.root={str(root)!r} is not a folder; it must hold the MNIST IDX files {', '.join(IDX_FILES.values())} (optionally .gz), or be null for the 5k subset shipped with hgbench"
+        )
     found = {key: _find(root, name) for key, name in IDX_FILES.items()}
     missing = [IDX_FILES[key] for key, path in found.items() if path is None]
     if missing:
-        raise ValueError(f"data.root={str(root)!r} lacks the MNIST file(s) {', '.join(missing)} (plain or .gz); expected {', '.join(IDX_FILES.values())}")
+        raise ValueError(
+            f"data.root={str(root)!r} lacks the MNIST file(s) {', '.join(missing)} (plain or .gz); expected {', '.join(IDX_FILES.values())}"
+        )
     arrays = {key: read_idx(path) for key, path in found.items()}
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
@@ -96,14 +100,18 @@ def load_mnist(n_train: int, n_val: int, n_test: int, seed: int, root: str | Pat
     if root is None:
         images, labels = _load_subset()
         if n_train + n_val + n_test > len(labels):
-            raise ValueError(f"problem.n_train + n_val + n_test = {n_train + n_val + n_test} exceeds the {len(labels)} images of the shipped MNIST subset; lower them or set data.root to a folder of the full MNIST IDX files")
+            raise ValueError(
+                f"problem.n_train + n_val + n_test = {n_train + n_val + n_test} exceeds the {len(labels)} images of the shipped MNIST subset; lower them or set data.root to a folder of the full MNIST IDX files"
+            )
         order = gen.permutation(len(labels))
         cuts = np.cumsum([n_train, n_val, n_test])
         parts = np.split(order[: cuts[-1]], cuts[:-1])
         return {name: _split(images[idx], labels[idx]) for name, idx in zip(("train", "val", "test"), parts)}
     train_x, train_y, test_x, test_y = _load_idx(Path(root))
     if n_train + n_val > len(train_y) or n_test > len(test_y):
-        raise ValueError(f"problem.n_train + n_val = {n_train + n_val} (at most {len(train_y)}) or n_test = {n_test} (at most {len(test_y)}) is too large for the MNIST files in {root}")
+        raise ValueError(
+            f"problem.n_train + n_val = {n_train + n_val} (at most {len(train_y)}) or n_test = {n_test} (at most {len(test_y)}) is too large for the MNIST files in {root}"
+        )
     order = gen.permutation(len(train_y))
     train, val = order[:n_train], order[n_train : n_train + n_val]
     return {

@@ -118,6 +118,8 @@ class JaxoptImplicit(Estimator):
                 solve_meter = bound.meter()
                 with solve_meter:
                     vjp = self.root_vjp(jax, jaxopt, k)(a, b, w0, lam0, cotangent)
-                    grad = grad_lam + torch.tensor(jax.device_get(vjp), dtype=grad_lam.dtype, device=grad_lam.device)  # a copy: JAX's array is read-only
+                    grad = grad_lam + torch.tensor(
+                        jax.device_get(vjp), dtype=grad_lam.dtype, device=grad_lam.device
+                    )  # a copy: JAX's array is read-only
                 cost = inner_cost + meter.cost + solve_meter.cost
                 yield Estimate(t, k, grad, w_t, replace(cost, n_vjp=None, saved_bytes=None))

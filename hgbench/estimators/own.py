@@ -32,14 +32,31 @@ from hgbench.estimators.neumann import Neumann
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # the methods by the names of their shipped configurations (conf/estimator/)
 METHODS: dict[str, type[Estimator]] = {
-    "itd": ITDReverse, "itd_forward": ITDForward, "fp": FixedPoint, "neumann": Neumann, "cg": ConjugateGradient,
-    "cg_normal": NormalCG, "gmres": GMRES, "jfb": JacobianFree, "exact": Exact,
-}  # fmt: skip
+    "itd": ITDReverse,
+    "itd_forward": ITDForward,
+    "fp": FixedPoint,
+    "neumann": Neumann,
+    "cg": ConjugateGradient,
+    "cg_normal": NormalCG,
+    "gmres": GMRES,
+    "jfb": JacobianFree,
+    "exact": Exact,
+}
 
 
-def hypergradient(method: str, outer: Fn, w: torch.Tensor, lam: torch.Tensor, *, phi: Optional[Fn] = None,
-                  inner_loss: Optional[Fn] = None, step_size: Optional[float] = None, t: int = 100,
-                  k: Optional[int] = None, symmetric: bool = False) -> tuple[torch.Tensor, Cost]:  # fmt: skip
+def hypergradient(
+    method: str,
+    outer: Fn,
+    w: torch.Tensor,
+    lam: torch.Tensor,
+    *,
+    phi: Optional[Fn] = None,
+    inner_loss: Optional[Fn] = None,
+    step_size: Optional[float] = None,
+    t: int = 100,
+    k: Optional[int] = None,
+    symmetric: bool = False,
+) -> tuple[torch.Tensor, Cost]:
     """(ĝ(t, k), its cost) of estimator ``method`` (a key of METHODS) for E = ``outer`` and Φ =
     ``phi``, or the gradient step on ``inner_loss`` with ``step_size`` (module docstring); t inner
     steps from ``w``, k solver steps (default t; ITD has none). ``symmetric``: ∂₁Φ is symmetric
@@ -75,7 +92,6 @@ def hypergradient(method: str, outer: Fn, w: torch.Tensor, lam: torch.Tensor, *,
         tally.n_phi += 1
         return pure(w, l)
 
-    bound = BoundProblem(phi=counted, outer=outer, lam=lam.detach(), w0=w.detach(), inner_loss=inner_loss,
-                         symmetric=symmetric, tally=tally)  # fmt: skip
+    bound = BoundProblem(phi=counted, outer=outer, lam=lam.detach(), w0=w.detach(), inner_loss=inner_loss, symmetric=symmetric, tally=tally)
     result = next(iter(estimator.estimate(bound, [(t, t if k is None else k)])))
     return result.grad, result.cost

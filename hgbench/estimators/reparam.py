@@ -14,8 +14,10 @@ from hgbench.options import Choice, EstimatorOptions, option
 
 @dataclass
 class ReparamOptions(EstimatorOptions):
-    map: str = option(Choice(("diag", "exp", "opt")),
-                      "x = P(λ)⁻¹z with P the Hessian's diagonal (diag), x = sign(w_t)·exp(z) (exp), or x = H(w_t, λ)⁻¹∇ℓ(z, λ_c) + w_t (opt)")
+    map: str = option(
+        Choice(("diag", "exp", "opt")),
+        "x = P(λ)⁻¹z with P the Hessian's diagonal (diag), x = sign(w_t)·exp(z) (exp), or x = H(w_t, λ)⁻¹∇ℓ(z, λ_c) + w_t (opt)",
+    )
 
 
 class Reparameterized(Estimator):

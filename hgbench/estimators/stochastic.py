@@ -25,7 +25,9 @@ STEP = Number(0, low_open=True)
 
 @dataclass
 class StochasticOptions(EstimatorOptions):
-    inner_step: float = option(STEP, "inner minibatch SGD step, as a multiple of the problem's α(λ) = 2/(L + μ) (1: the deterministic Φ's step)")
+    inner_step: float = option(
+        STEP, "inner minibatch SGD step, as a multiple of the problem's α(λ) = 2/(L + μ) (1: the deterministic Φ's step)"
+    )
 
 
 @dataclass

@@ -58,8 +58,12 @@ def _deq_gradient(bound, deq, w_t: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 @dataclass
 class TorchdeqImplicitOptions(EstimatorOptions):
-    solver: str = option(Choice(("fixed_point_iter", "anderson", "broyden")), "torchdeq's backward solver (b_solver), k iterations at most (b_max_iter)")
-    tol: float = option(Number(0), "torchdeq's early stop of the backward solver, ‖v_{i+1} − v_i‖ < tol (b_tol; its default 1e-6; 0: k iterations)")
+    solver: str = option(
+        Choice(("fixed_point_iter", "anderson", "broyden")), "torchdeq's backward solver (b_solver), k iterations at most (b_max_iter)"
+    )
+    tol: float = option(
+        Number(0), "torchdeq's early stop of the backward solver, ‖v_{i+1} − v_i‖ < tol (b_tol; its default 1e-6; 0: k iterations)"
+    )
 
 
 class TorchdeqImplicit(Estimator):

@@ -30,7 +30,9 @@ from hgbench.options import Choice, EstimatorOptions, Number, option
 
 @dataclass
 class TorchoptImplicitOptions(EstimatorOptions):
-    solver: str = option(Choice(("cg", "neumann")), "torchopt's linear solve: cg (solve_cg) or neumann (solve_inv with ns=True), k iterations at most")
+    solver: str = option(
+        Choice(("cg", "neumann")), "torchopt's linear solve: cg (solve_cg) or neumann (solve_inv with ns=True), k iterations at most"
+    )
     rtol: float = option(Number(0), "cg only: torchopt's early stop ‖r‖ ≤ rtol·‖b‖ (its default 1e-5; 0: exactly k iterations)")
 
 

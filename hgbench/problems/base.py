@@ -120,8 +120,10 @@ class Problem:
         for a problem that draws λ otherwise and does not override this (no box)."""
         if type(self).sample_lambdas is not Problem.sample_lambdas:
             return None
-        return (torch.full((self.lam_dim,), self.lam_low, dtype=torch.float64),
-                torch.full((self.lam_dim,), self.lam_high, dtype=torch.float64))  # fmt: skip
+        return (
+            torch.full((self.lam_dim,), self.lam_low, dtype=torch.float64),
+            torch.full((self.lam_dim,), self.lam_high, dtype=torch.float64),
+        )
 
     # --- derived ------------------------------------------------------------------------------
     def phi_function(self, lam: torch.Tensor, consts: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -149,16 +151,22 @@ class Problem:
         tensors = tuple((name, value, value._version) for name, value in vars(self).items() if isinstance(value, torch.Tensor))
         cache = self.__dict__.setdefault("_consts_cache", {})
         hit = cache.get(key) if key is not None else None
-        if hit is not None and len(hit[0]) == len(tensors) and all(
-            name == old_name and value is old and version == old_version
-            for (name, value, version), (old_name, old, old_version) in zip(tensors, hit[0])
+        if (
+            hit is not None
+            and len(hit[0]) == len(tensors)
+            and all(
+                name == old_name and value is old and version == old_version
+                for (name, value, version), (old_name, old, old_version) in zip(tensors, hit[0])
+            )
         ):
             return dict(hit[1])
         consts = self.consts(lam.detach())
         for name, value in consts.items():
             if not isinstance(value, torch.Tensor):
-                raise TypeError(f"{type(self).__name__}.consts returned {name!r} = {value!r} ({type(value).__name__}); "
-                                "each constant must be a torch.Tensor, e.g. torch.as_tensor(value, dtype=lam.dtype)")  # fmt: skip
+                raise TypeError(
+                    f"{type(self).__name__}.consts returned {name!r} = {value!r} ({type(value).__name__}); "
+                    "each constant must be a torch.Tensor, e.g. torch.as_tensor(value, dtype=lam.dtype)"
+                )
         consts = {name: value.detach() for name, value in consts.items()}
         if key is not None:
             cache.pop(key, None)
@@ -173,8 +181,7 @@ class Problem:
         hgbench.core.bound.NEEDS): ``symmetric`` (∂₁Φ symmetric), ``inner_loss`` (ℓ defined) and
         ``dense`` (dense dim w × dim w matrices affordable);
         declared by the class, so that `hgbench list` can tell without building the problem."""
-        offered = {"symmetric": cls.symmetric_jacobian, "inner_loss": cls.inner_loss is not Problem.inner_loss,
-                   "dense": cls.dense_jacobian}  # fmt: skip
+        offered = {"symmetric": cls.symmetric_jacobian, "inner_loss": cls.inner_loss is not Problem.inner_loss, "dense": cls.dense_jacobian}
         return frozenset(name for name, given in offered.items() if given)
 
     @property

@@ -60,12 +60,20 @@ def sample_terms(n: int, d_in: int, d_out: int, l_in: float, l_out: float, l_cro
     left, _, right = torch.linalg.svd(torch.randn(d_out, d_in, generator=gen, dtype=torch.float64))
     m = min(d_in, d_out)
     singular = torch.zeros(d_out, d_in, dtype=torch.float64)
-    singular[:m, :m] = torch.diag(torch.logspace(torch.log10(torch.tensor(mu)).item(), torch.log10(torch.tensor(l_cross)).item(), m, dtype=torch.float64))
+    singular[:m, :m] = torch.diag(
+        torch.logspace(torch.log10(torch.tensor(mu)).item(), torch.log10(torch.tensor(l_cross)).item(), m, dtype=torch.float64)
+    )
     eta = torch.randn(n, d_in, generator=gen, dtype=torch.float64)
     s = eta @ (left @ singular).T
     u = eta @ right.T
-    return {"p": p, "r": r, "s": s, "u": u, "a": torch.randn(n, d_in, generator=gen, dtype=torch.float64),
-            "b": torch.randn(n, d_out, generator=gen, dtype=torch.float64)}  # fmt: skip
+    return {
+        "p": p,
+        "r": r,
+        "s": s,
+        "u": u,
+        "a": torch.randn(n, d_in, generator=gen, dtype=torch.float64),
+        "b": torch.randn(n, d_out, generator=gen, dtype=torch.float64),
+    }
 
 
 def quadratic_on(terms: dict, z: torch.Tensor, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
@@ -92,8 +100,24 @@ class BilevelQuadratic(FiniteSum, GradientStepProblem):
 
     Options = BilevelQuadraticOptions
 
-    def __init__(self, name, seed, lam_low, lam_high, n_inner, n_outer, dim_inner, dim_outer, mu, l_inner_inner, l_inner_outer,
-                 l_outer_inner, l_outer_outer, l_cross_inner, l_cross_outer):  # fmt: skip
+    def __init__(
+        self,
+        name,
+        seed,
+        lam_low,
+        lam_high,
+        n_inner,
+        n_outer,
+        dim_inner,
+        dim_outer,
+        mu,
+        l_inner_inner,
+        l_inner_outer,
+        l_outer_inner,
+        l_outer_outer,
+        l_cross_inner,
+        l_cross_outer,
+    ):
         super().__init__(name, seed, lam_low, lam_high)
         gen = torch.Generator().manual_seed(self.seed)
         self.inner_terms = sample_terms(n_inner, dim_inner, dim_outer, l_inner_inner, l_outer_inner, l_cross_inner, mu, gen)

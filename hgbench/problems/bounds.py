@@ -78,8 +78,10 @@ def constants(problem: Problem, lam: torch.Tensor) -> dict[str, float]:
     """The constants of the bounds at the draw λ (float64): NAMES, from the module docstring's
     closed forms. Raises ValueError for a problem outside ``QUADRATIC``."""
     if not computable(problem):
-        raise ValueError(f"problem {problem.name!r}: the bounds' constants are not computable in closed form "
-                         f"(only for {', '.join(c.__name__ for c in QUADRATIC)})")  # fmt: skip
+        raise ValueError(
+            f"problem {problem.name!r}: the bounds' constants are not computable in closed form "
+            f"(only for {', '.join(c.__name__ for c in QUADRATIC)})"
+        )
     lam = lam.detach().to(torch.float64)
     phi = problem.bound_phi(lam)
     w = problem.solve_inner(lam)
@@ -117,9 +119,18 @@ def constants(problem: Problem, lam: torch.Tensor) -> dict[str, float]:
     mu2 = _norm2(cross) + float(torch.linalg.eigvalsh(gram_u)[-1].clamp(min=0).sqrt()) * dist
     l_phi = _norm2(b) + nu2 * dist
     return {
-        "q": q, "kappa": float(eig[-1] / eig[0]), "D": dist, "L_phi": l_phi, "nu2": nu2, "L_E": l_e, "mu1": mu1, "mu2": mu2,
-        "c1": (mu2 + l_phi * mu1 / (1 - q)) * dist, "c2": l_e * nu2 * dist, "c3": l_e * l_phi / (1 - q),
-    }  # fmt: skip
+        "q": q,
+        "kappa": float(eig[-1] / eig[0]),
+        "D": dist,
+        "L_phi": l_phi,
+        "nu2": nu2,
+        "L_E": l_e,
+        "mu1": mu1,
+        "mu2": mu2,
+        "c1": (mu2 + l_phi * mu1 / (1 - q)) * dist,
+        "c2": l_e * nu2 * dist,
+        "c3": l_e * l_phi / (1 - q),
+    }
 
 
 def bound(role: str, t, k, c: dict) -> float:

@@ -58,7 +58,6 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-
 @dataclass
 class EquilibriumOptions(ProblemOptions):
     state_dim: int = option(SIZE, "d: one state of size d per image")
@@ -79,8 +78,20 @@ class EquilibriumMNIST(Problem):
 
     trainable = True
 
-    def __init__(self, name, seed, state_dim=200, n_train=2500, n_val=1000, n_test=1500, radius=0.99,
-                 init_scale=0.01, init_a_norm=None, data_root=None, checkpoint=None):  # fmt: skip
+    def __init__(
+        self,
+        name,
+        seed,
+        state_dim=200,
+        n_train=2500,
+        n_val=1000,
+        n_test=1500,
+        radius=0.99,
+        init_scale=0.01,
+        init_a_norm=None,
+        data_root=None,
+        checkpoint=None,
+    ):
         super().__init__(name, seed, 0.0, 0.0)
         self.d = state_dim
         self.radius = None if radius is None else float(radius)
@@ -94,10 +105,14 @@ class EquilibriumMNIST(Problem):
         if checkpoint is not None:
             path = Path(checkpoint)
             if not path.is_file():
-                raise ValueError(f"problem.checkpoint={str(path)!r} is not a file; give a checkpoints.pt written by `hgbench run mode=outer`")
+                raise ValueError(
+                    f"problem.checkpoint={str(path)!r} is not a file; give a checkpoints.pt written by `hgbench run mode=outer`"
+                )
             lams = torch.load(path, weights_only=True)["lams"]
             if lams.ndim != 2 or lams.shape[1] != self.lam_dim:
-                raise ValueError(f"problem.checkpoint={str(path)!r} holds λ of shape {tuple(lams.shape)}, this problem needs (m, {self.lam_dim}) (state_dim={self.d})")
+                raise ValueError(
+                    f"problem.checkpoint={str(path)!r} holds λ of shape {tuple(lams.shape)}, this problem needs (m, {self.lam_dim}) (state_dim={self.d})"
+                )
             self.checkpoint_lams = lams.to(torch.float64)
 
     # --- layout of λ ----------------------------------------------------------------------------
@@ -158,7 +173,9 @@ class EquilibriumMNIST(Problem):
         given, and projected onto the ρ-ball); or the first n checkpoints of ``checkpoint``."""
         if self.checkpoint_lams is not None:
             if n > self.checkpoint_lams.shape[0]:
-                raise ValueError(f"n_lambdas={n} exceeds the {self.checkpoint_lams.shape[0]} λ saved in problem.checkpoint; use n_lambdas <= {self.checkpoint_lams.shape[0]}")
+                raise ValueError(
+                    f"n_lambdas={n} exceeds the {self.checkpoint_lams.shape[0]} λ saved in problem.checkpoint; use n_lambdas <= {self.checkpoint_lams.shape[0]}"
+                )
             return self.checkpoint_lams[:n].clone()
         lams = self.init_scale * torch.randn(n, self.lam_dim, generator=generator, dtype=torch.float64)
         for lam in lams:
@@ -167,8 +184,10 @@ class EquilibriumMNIST(Problem):
             if self.init_a_norm is not None:
                 p["A"].mul_(self.init_a_norm / torch.linalg.matrix_norm(p["A"], ord=2))
         if not torch.isfinite(torch.linalg.vector_norm(lams, dim=1)).all():  # the projection's SVD would fail
-            raise ValueError(f"problem.init_scale={self.init_scale} with problem.init_a_norm={self.init_a_norm} gives λ draws "
-                             "whose norm is not finite; use smaller finite values")  # fmt: skip
+            raise ValueError(
+                f"problem.init_scale={self.init_scale} with problem.init_a_norm={self.init_a_norm} gives λ draws "
+                "whose norm is not finite; use smaller finite values"
+            )
         return torch.stack([self.project(lam) for lam in lams])
 
     def project(self, lam: torch.Tensor) -> torch.Tensor:

@@ -43,8 +43,10 @@ class FiniteSum:
             return self.x_val.shape[0]
         if kind == "inner":
             return self.n_inner
-        raise ValueError(f"problem {self.name!r} with outer={kind!r} has an outer objective that is not a sum over samples; "
-                         "use outer=validation or outer=inner")  # fmt: skip
+        raise ValueError(
+            f"problem {self.name!r} with outer={kind!r} has an outer objective that is not a sum over samples; "
+            "use outer=validation or outer=inner"
+        )
 
     def inner_loss_on(self, w: torch.Tensor, lam: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -40,7 +40,6 @@ from hgbench.problems.structured import StructuredProblem
 N_CLASSES = 10
 
 
-
 @dataclass
 class HyperCleaningOptions(UniformOptions):
     n_train: int = option(SIZE, "training images = dim(λ), one weight σ(λᵢ) each; dim(w) = 7,850")
@@ -111,4 +110,3 @@ class HyperCleaning(StructuredProblem):
         """(L − μ)/(L + μ), the contraction constant of a gradient step α = 2/(L + μ) on a
         μ-strongly convex, L-smooth ℓ (valid at every w and λ)."""
         return (self.smooth - self.reg) / (self.smooth + self.reg)
-

@@ -65,9 +65,21 @@ class HyperRep(GradientStepProblem):
     Options = HyperRepOptions
 
     def __init__(
-        self, name, seed, n_tasks, ways, shots, val_shots, rep_dim, pool, beta, lam_low, lam_high,
-        head="logistic", representation="linear",
-    ):  # fmt: skip
+        self,
+        name,
+        seed,
+        n_tasks,
+        ways,
+        shots,
+        val_shots,
+        rep_dim,
+        pool,
+        beta,
+        lam_low,
+        lam_high,
+        head="logistic",
+        representation="linear",
+    ):
         super().__init__(name, seed, lam_low, lam_high)
         x, labels = datasets.digits(pool)
         per_class = min(int((labels == c).sum()) for c in range(10))

@@ -63,9 +63,20 @@ class KernelRidge(GradientStepProblem):
     Options = KernelRidgeOptions
 
     def __init__(
-        self, name, seed, lam_low, lam_high, log_bandwidth_low, log_bandwidth_high,
-        per_feature_bandwidth=False, data="diabetes", val_fraction=0.5, n_samples=200, n_features=5, noise=0.1,
-    ):  # fmt: skip
+        self,
+        name,
+        seed,
+        lam_low,
+        lam_high,
+        log_bandwidth_low,
+        log_bandwidth_high,
+        per_feature_bandwidth=False,
+        data="diabetes",
+        val_fraction=0.5,
+        n_samples=200,
+        n_features=5,
+        noise=0.1,
+    ):
         super().__init__(name, seed, lam_low, lam_high)
         self.bandwidth_range = (float(log_bandwidth_low), float(log_bandwidth_high))
         self.per_feature = bool(per_feature_bandwidth)
@@ -146,4 +157,3 @@ class KernelRidge(GradientStepProblem):
 
     def solve_inner(self, lam):
         return torch.linalg.solve(self.hessian(lam), self.y_train)
-

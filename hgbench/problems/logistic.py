@@ -51,7 +51,9 @@ class Logistic(FiniteSum, OuterChoice, PerFeatureProblem):
 
     Options = LogisticOptions
 
-    def __init__(self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high, data="synthetic", val_fraction=0.5, outer="validation"):
+    def __init__(
+        self, name, seed, n_samples, n_features, label_noise, lam_low, lam_high, data="synthetic", val_fraction=0.5, outer="validation"
+    ):
         super().__init__(name, seed, lam_low, lam_high)
         if data == "synthetic":
             self.x_train, self.b_train, self.x_val, self.b_val = self._synthetic(n_samples, n_features, label_noise)

@@ -52,9 +52,20 @@ class MetaLearning(GradientStepProblem):
     Options = MetaLearningOptions
 
     def __init__(
-        self, name, seed, n_tasks, n_features, n_train, n_val, task_spread, noise, gamma, lam_low, lam_high,
+        self,
+        name,
+        seed,
+        n_tasks,
+        n_features,
+        n_train,
+        n_val,
+        task_spread,
+        noise,
+        gamma,
+        lam_low,
+        lam_high,
         learn_gamma=False,
-    ):  # fmt: skip
+    ):
         super().__init__(name, seed, lam_low, lam_high)
         self.learn_gamma = bool(learn_gamma)
         self.log_gamma = math.log(gamma)

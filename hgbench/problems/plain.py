@@ -49,9 +49,18 @@ class PlainProblem(StructuredProblem):
     ``symmetric`` (∂₁Φ symmetric; AID-CG needs it): True for the ℓ form, as given for the Φ form
     (default False). ``sample_lambdas`` returns the given λ (the problem is posed at it)."""
 
-    def __init__(self, outer: Callable, w0: Params, lam: Params, inner_loss: Callable | None = None,
-                 phi: Callable | None = None, step: float | None = None, symmetric: bool | None = None,
-                 name: str = "plain", seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        outer: Callable,
+        w0: Params,
+        lam: Params,
+        inner_loss: Callable | None = None,
+        phi: Callable | None = None,
+        step: float | None = None,
+        symmetric: bool | None = None,
+        name: str = "plain",
+        seed: int = 0,
+    ):
         if (inner_loss is None) == (phi is None):
             raise ValueError("give exactly one of inner_loss (ℓ: Φ is a gradient step on it) and phi (the map Φ)")
         if step is not None and not (phi is None and step > 0):
@@ -127,8 +136,10 @@ class PlainProblem(StructuredProblem):
         w_star = self.solve_inner(lam)
         eig = torch.linalg.eigvalsh(torch.func.hessian(self.inner_loss)(w_star, lam))
         if not eig[0] > 0:
-            raise ValueError(f"the Hessian of ℓ at w*(λ) has smallest eigenvalue {eig[0].item():.3g} ≤ 0: w* is not a strict "
-                             "minimum; give step= (α) only if Φ = w − α∇ℓ still contracts there")  # fmt: skip
+            raise ValueError(
+                f"the Hessian of ℓ at w*(λ) has smallest eigenvalue {eig[0].item():.3g} ≤ 0: w* is not a strict "
+                "minimum; give step= (α) only if Φ = w − α∇ℓ still contracts there"
+            )
         return 2.0 / (eig[-1] + eig[0])
 
     def solve_inner(self, lam: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
@@ -150,4 +161,3 @@ class PlainProblem(StructuredProblem):
         """As Problem.provides, but of the instance: ℓ and a symmetric ∂₁Φ depend on the form given."""
         offered = {"symmetric": self.symmetric_jacobian, "inner_loss": self._inner is not None, "dense": self.dense_jacobian}
         return frozenset(name for name, given in offered.items() if given)
-

@@ -50,7 +50,9 @@ class Ridge(FiniteSum, OuterChoice, PerFeatureProblem):
 
     Options = RidgeOptions
 
-    def __init__(self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high, data="synthetic", val_fraction=0.5, outer="validation"):
+    def __init__(
+        self, name, seed, n_train, n_val, n_features, cond, noise, lam_low, lam_high, data="synthetic", val_fraction=0.5, outer="validation"
+    ):
         super().__init__(name, seed, lam_low, lam_high)
         if data == "synthetic":
             self.x_train, self.y_train, self.x_val, self.y_val = self._synthetic(n_train, n_val, n_features, cond, noise)

@@ -123,4 +123,3 @@ class StructuredProblem(Problem):
         """As Problem's, with ℓ offered when ``inner_loss_tree`` is defined."""
         offered = super().provides() - {"inner_loss"}
         return offered | ({"inner_loss"} if cls.inner_loss_tree is not StructuredProblem.inner_loss_tree else set())
-

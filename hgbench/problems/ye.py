@@ -44,7 +44,6 @@ RIDGE_STEP = 1.8  # their ridge step, in units of 1/λ_max(H)
 LOGISTIC_STEP = 1.0  # their first logistic step, halved while the energy rises
 
 
-
 @dataclass
 class YeRidgeOptions(UniformOptions):
     data: str = option(Text(), "mpg (Auto MPG, shipped) or the path of a LIBSVM file (regression)")
@@ -56,7 +55,11 @@ class YeRidgeOptions(UniformOptions):
     def relations(cls, values, key):
         test, outer, data = values.get("test"), values.get("outer"), values.get("data")
         if test is not None and (outer != "logistic" or data in libsvm.SHIPPED):  # refused, never ignored
-            why = f"{key('data')}={data!r} brings its own" if outer == "logistic" else f"only {key('outer')}=logistic reads it, not {key('outer')}={outer!r}"
+            why = (
+                f"{key('data')}={data!r} brings its own"
+                if outer == "logistic"
+                else f"only {key('outer')}=logistic reads it, not {key('outer')}={outer!r}"
+            )
             return f"{key('test')}={test!r} would be ignored: {why}; drop {key('test')}"
         return super().relations(values, key)
 
@@ -64,7 +67,9 @@ class YeRidgeOptions(UniformOptions):
 @dataclass
 class YeLogisticOptions(YeRidgeOptions):
     data: str = option(Text(), "liver (BUPA Liver Disorders, shipped, with its test file) or the path of a LIBSVM file (labels 0/1 or ±1)")
-    outer: str = option(Choice(("logistic", "linear", "quadratic", "inner")), "logistic (test-file loss), linear, quadratic, or inner (E = G)")
+    outer: str = option(
+        Choice(("logistic", "linear", "quadratic", "inner")), "logistic (test-file loss), linear, quadratic, or inner (E = G)"
+    )
 
 
 class YeProblem(PerFeatureProblem):
@@ -116,8 +121,10 @@ class YeProblem(PerFeatureProblem):
         return torch.tensor(np.stack([self._terms(i)["y"] for i in range(n)]), dtype=torch.float64)
 
     def box(self):
-        return (torch.full((self.lam_dim,), self.lam_low, dtype=torch.float64),
-                torch.full((self.lam_dim,), self.lam_high, dtype=torch.float64))  # fmt: skip
+        return (
+            torch.full((self.lam_dim,), self.lam_low, dtype=torch.float64),
+            torch.full((self.lam_dim,), self.lam_high, dtype=torch.float64),
+        )
 
     def w0(self, lam):
         """The far start x_init + far·(x_init − x*(y)), a constant of λ (detached)."""

@@ -44,9 +44,18 @@ SIMPLE = re.compile(r"[\w.+\-/:]+")  # a value Hydra's override grammar takes wi
 __all__ = ["evaluate", "plot", "load"]
 
 
-def evaluate(problem: Spec | type = "ridge", estimators: Spec | list = "cg", grid: Spec = "diag", *,
-             n_lambdas: int | None = None, seed: int | None = None, config_dir: str | Path | None = None,
-             out_dir: str | Path | None = None, progress: bool = True, **options: Any) -> pd.DataFrame:  # fmt: skip
+def evaluate(
+    problem: Spec | type = "ridge",
+    estimators: Spec | list = "cg",
+    grid: Spec = "diag",
+    *,
+    n_lambdas: int | None = None,
+    seed: int | None = None,
+    config_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> pd.DataFrame:
     """Run ``problem`` × each of ``estimators`` × ``grid`` as ``hgbench run`` would and return
     the rows (one per λ draw and grid point; the CSV's columns).
 
@@ -72,16 +81,19 @@ def evaluate(problem: Spec | type = "ridge", estimators: Spec | list = "cg", gri
     names = estimators if isinstance(estimators, list) else [estimators]
     placed = [key for key in options if key.lstrip("+~").split(".", 1)[0] == "hydra"]
     if placed:  # Hydra's own keys do nothing in a composed configuration: refused, not ignored
-        raise UserError(f"{placed[0]}={options[placed[0]]!r}: hydra.* options do not apply to evaluate; "
-                        "give out_dir= for where the runs go")  # fmt: skip
+        raise UserError(
+            f"{placed[0]}={options[placed[0]]!r}: hydra.* options do not apply to evaluate; give out_dir= for where the runs go"
+        )
     if not names:
         raise UserError("estimators=[] names no estimator; give a name such as 'cg' or a list of them")
     own = None
     if isinstance(problem, type) or (isinstance(problem, tuple) and problem and isinstance(problem[0], type)):
         own, chosen = _own_problem(problem)
     elif isinstance(problem, Problem):
-        raise UserError(f"problem={type(problem).__name__}(...) is an instance, which has no configuration to name the run by; "
-                        "give its class and constructor arguments: problem=(cls, {...})")  # fmt: skip
+        raise UserError(
+            f"problem={type(problem).__name__}(...) is an instance, which has no configuration to name the run by; "
+            "give its class and constructor arguments: problem=(cls, {...})"
+        )
     else:
         chosen = _choice("problem", problem)
     rest = _choice("grid", grid)
@@ -93,7 +105,7 @@ def evaluate(problem: Spec | type = "ridge", estimators: Spec | list = "cg", gri
     jobs = []  # every configuration composed (bad names and values refused) before any work
     for estimator in names:
         overrides = _canonical([*chosen, *_choice("estimator", estimator), *rest])
-        jobs.append((overrides, _compose(overrides[len(chosen):] if own is not None else overrides, search, own)))
+        jobs.append((overrides, _compose(overrides[len(chosen) :] if own is not None else overrides, search, own)))
     with tempfile.TemporaryDirectory(prefix="hgbench-") as scratch:
         root = Path(out_dir) if out_dir is not None else Path(scratch)
         frames = []

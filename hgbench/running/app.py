@@ -63,8 +63,10 @@ def run_job(cfg: DictConfig, out_dir: Path, overrides: list[str], progress: bool
         with lock.held(out_dir), interruptible(None, 0, out_dir):
             return mode, mode.run(plan, out_dir, progress)
     except SystemExit as err:
-        raise RuntimeError(f"the run's code called sys.exit({err.code!r}); the run in {out_dir} stopped there "
-                           "(its complete draws, if any, are kept: resume=true continues)") from None  # fmt: skip
+        raise RuntimeError(
+            f"the run's code called sys.exit({err.code!r}); the run in {out_dir} stopped there "
+            "(its complete draws, if any, are kept: resume=true continues)"
+        ) from None
 
 
 def run_one(cfg: DictConfig, out_dir: Path, overrides: list[str], table: bool = True) -> Mode:
@@ -133,8 +135,10 @@ class SweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             if (sweep_dir / RUN_INFO).exists():
-                raise UserError(f"hydra.sweep.dir={sweep_dir} holds a single run's results ({sweep_dir / RUN_INFO}); "
-                                "a sweep would replace them: choose another directory")  # fmt: skip
+                raise UserError(
+                    f"hydra.sweep.dir={sweep_dir} holds a single run's results ({sweep_dir / RUN_INFO}); "
+                    "a sweep would replace them: choose another directory"
+                )
             sweep_dir.mkdir(parents=True, exist_ok=True)
             SWEEP_LOCK.append(lock.acquire(sweep_dir))
         except (UserError, OSError) as err:
@@ -219,8 +223,10 @@ def refuse_curated(sweep_dir: Path, mode_name: str) -> None:
         return  # a single run's folder: SweepReport refuses it with its own message
     if any(path.parent != sweep_dir for path in sweep_dir.glob(f"*/{mode.csv}")):
         return
-    raise UserError(f"{sweep_dir} holds results ({mode.csv}) without their job folders, e.g. committed ones: a sweep "
-                    "would replace them; give hydra.sweep.dir=DIR for new results, or delete the folder to regenerate it")  # fmt: skip
+    raise UserError(
+        f"{sweep_dir} holds results ({mode.csv}) without their job folders, e.g. committed ones: a sweep "
+        "would replace them; give hydra.sweep.dir=DIR for new results, or delete the folder to regenerate it"
+    )
 
 
 def _report(sweep_dir: Path, mode: Mode, plot: bool) -> None:

@@ -132,19 +132,33 @@ class Report:
         lines = [f"hgbench check: {self.problem} (dim λ = {self.lam_dim}), your hypergradient in {self.dtype}"]
         state = "certified" if cert.get("certified") else cert.get("reason", "not certified")
         bound = reference_bound(cert)
-        lines.append(f"  reference   {self.method}, float64: ‖∇f‖ = {self.reference_norm:.6g}; q = {self.q:.4g}, κ = {self.kappa:.4g}; {state}")
-        lines.append(f"              fixed-point residual (rel) {cert.get('fixed_point_rel', math.nan):.2g}, adjoint residual (rel) "
-                     f"{cert.get('linear_rel', math.nan):.2g}, bound on ‖∇f_ref − ∇f‖: " + (f"{bound:.2g}" if bound is not None else "none given"))  # fmt: skip
+        lines.append(
+            f"  reference   {self.method}, float64: ‖∇f‖ = {self.reference_norm:.6g}; q = {self.q:.4g}, κ = {self.kappa:.4g}; {state}"
+        )
+        lines.append(
+            f"              fixed-point residual (rel) {cert.get('fixed_point_rel', math.nan):.2g}, adjoint residual (rel) "
+            f"{cert.get('linear_rel', math.nan):.2g}, bound on ‖∇f_ref − ∇f‖: " + (f"{bound:.2g}" if bound is not None else "none given")
+        )
         worst = max((c["diff"] / c["allowed"] for c in self.cross_check), default=math.nan)
-        lines.append(f"  cross-check central differences of f along {len(self.cross_check)} random directions: "
-                     f"{'agree' if self.cross_check_ok else 'DISAGREE'} (worst |R − ∇f·u| / allowed = {worst:.2g})")  # fmt: skip
+        lines.append(
+            f"  cross-check central differences of f along {len(self.cross_check)} random directions: "
+            f"{'agree' if self.cross_check_ok else 'DISAGREE'} (worst |R − ∇f·u| / allowed = {worst:.2g})"
+        )
         for c in self.cross_check:
-            lines.append(f"              ∇f·u = {c['grad_u']: .10e}  R = {c['fd']: .10e}  |diff| = {c['diff']:.2g} (allowed {c['allowed']:.2g})")
-        lines.append(f"  your error  ‖ĝ − ∇f‖ = {self.err_abs:.3g}, relative {self.err_rel:.3g}; tolerance {self.rtol:.3g} relative ({self.rtol_rule})")
+            lines.append(
+                f"              ∇f·u = {c['grad_u']: .10e}  R = {c['fd']: .10e}  |diff| = {c['diff']:.2g} (allowed {c['allowed']:.2g})"
+            )
+        lines.append(
+            f"  your error  ‖ĝ − ∇f‖ = {self.err_abs:.3g}, relative {self.err_rel:.3g}; tolerance {self.rtol:.3g} relative ({self.rtol_rule})"
+        )
         for name, block in self.blocks.items():
-            lines.append(f"              block {name}: abs {block['err_abs']:.3g}, rel {block['err_rel']:.3g} (‖∇f_block‖ = {block['norm']:.3g})")
+            lines.append(
+                f"              block {name}: abs {block['err_abs']:.3g}, rel {block['err_rel']:.3g} (‖∇f_block‖ = {block['norm']:.3g})"
+            )
         memory = ", ".join(f"{kind} {bytes_text(size)}" for kind, size in self.peak_bytes.items())
-        lines.append(f"  cost        {self.time_s * 1e3:.3g} ms per call (median; first call {self.first_call_s * 1e3:.3g} ms); peak memory: {memory}")
+        lines.append(
+            f"  cost        {self.time_s * 1e3:.3g} ms per call (median; first call {self.first_call_s * 1e3:.3g} ms); peak memory: {memory}"
+        )
         lines.append(f"  verdict     {self.verdict.upper()}: {self.reason}")
         return "\n".join(lines)
 
@@ -154,7 +168,9 @@ class Report:
 
 
 # --- the problem ------------------------------------------------------------------------------
-def build_problem(problem: Any, seed: int, config_dir: str | Path | None = None, plain: dict | None = None) -> tuple[Problem, torch.Tensor, str]:
+def build_problem(
+    problem: Any, seed: int, config_dir: str | Path | None = None, plain: dict | None = None
+) -> tuple[Problem, torch.Tensor, str]:
     """(the float64 problem, λ (flat, float64), its label) from what a user has: a built-in
     problem's name or (name, settings) (composed as `hgbench run problem=NAME problem.KEY=V`), a
     Problem subclass or (class, {arguments}), a Problem instance, or the plain form (``plain``:
@@ -179,7 +195,7 @@ def build_problem(problem: Any, seed: int, config_dir: str | Path | None = None,
         else:
             chosen = api._choice("problem", problem)
         overrides = [*chosen, f"seed={int(seed)}"]
-        cfg = api._compose(overrides[len(chosen):] if own is not None else overrides, api._search_path(config_dir), own)
+        cfg = api._compose(overrides[len(chosen) :] if own is not None else overrides, api._search_path(config_dir), own)
         built = build(cfg.problem, "problem")
         label = " ".join(chosen)
     lam = built.sample_lambdas(1, torch.Generator().manual_seed(int(seed)))[0]
@@ -189,8 +205,11 @@ def build_problem(problem: Any, seed: int, config_dir: str | Path | None = None,
 def _caller(hypergradient: Callable) -> Callable:
     """The user's callable as f(λ, problem): it takes λ alone, or λ and the problem."""
     try:
-        params = [p for p in inspect.signature(hypergradient).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]  # fmt: skip
+        params = [
+            p
+            for p in inspect.signature(hypergradient).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
     except (TypeError, ValueError):
         params = [None]
     if len(params) >= 2:
@@ -221,8 +240,10 @@ def _flat_result(problem: Problem, value, lam64: torch.Tensor) -> tuple[torch.Te
             raise ValueError(f"the result has shape {tuple(value.shape)}, λ has {lam64.numel()} entries")
         flat = value.reshape(-1)
     else:
-        raise ValueError(f"the result is a {type(value).__name__}; return a tensor shaped like λ" +
-                         (" or a dict of its blocks" if isinstance(problem, StructuredProblem) else ""))  # fmt: skip
+        raise ValueError(
+            f"the result is a {type(value).__name__}; return a tensor shaped like λ"
+            + (" or a dict of its blocks" if isinstance(problem, StructuredProblem) else "")
+        )
     if not flat.is_floating_point():
         raise ValueError(f"the result has dtype {flat.dtype}; a hypergradient is floating point")
     return flat.detach().to("cpu", torch.float64), flat.dtype
@@ -261,8 +282,7 @@ def cross_check(problem: Problem, lam: torch.Tensor, ref, method: str, direction
         fd = (4 * d1 - d2) / 3
         grad_u = (ref.grad @ u).item()
         allowed = FD_RTOL * gnorm + FD_FLOOR * eps * scale / h
-        out.append({"grad_u": grad_u, "fd": fd, "diff": abs(fd - grad_u), "allowed": allowed, "h": h,
-                    "fd_error_estimate": abs(fd - d1)})  # fmt: skip
+        out.append({"grad_u": grad_u, "fd": fd, "diff": abs(fd - grad_u), "allowed": allowed, "h": h, "fd_error_estimate": abs(fd - d1)})
     return out
 
 
@@ -319,11 +339,26 @@ def _timed(call: Callable, device: torch.device) -> float:
 
 
 # --- the check --------------------------------------------------------------------------------
-def check(hypergradient: Callable, problem: Any = None, *, lam: torch.Tensor | None = None, seed: int = 0,
-          dtype: torch.dtype | str | None = None, device: str = "cpu", rtol: float | None = None,
-          directions: int = 3, repeat: int = 3, reference_method: str = "auto", config_dir: str | Path | None = None,
-          inner_loss: Callable | None = None, phi: Callable | None = None, outer: Callable | None = None,
-          w0: Any = None, step: float | None = None, symmetric: bool | None = None) -> Report:  # fmt: skip
+def check(
+    hypergradient: Callable,
+    problem: Any = None,
+    *,
+    lam: torch.Tensor | None = None,
+    seed: int = 0,
+    dtype: torch.dtype | str | None = None,
+    device: str = "cpu",
+    rtol: float | None = None,
+    directions: int = 3,
+    repeat: int = 3,
+    reference_method: str = "auto",
+    config_dir: str | Path | None = None,
+    inner_loss: Callable | None = None,
+    phi: Callable | None = None,
+    outer: Callable | None = None,
+    w0: Any = None,
+    step: float | None = None,
+    symmetric: bool | None = None,
+) -> Report:
     """Check ``hypergradient`` (λ → ∇f(λ), or (λ, problem) → ∇f(λ)) on ``problem`` at one λ.
 
     problem: a built-in problem's name (``"ridge"``) or ``(name, settings)`` as hgbench.evaluate
@@ -376,8 +411,11 @@ def check(hypergradient: Callable, problem: Any = None, *, lam: torch.Tensor | N
         cert = certify(ref)
         checks = cross_check(built, lam64, ref, method, directions, seed)
     except (ValueError, NotImplementedError, RuntimeError) as err:  # e.g. a singular Hessian; float32 data in ℓ
-        hint = ("; the reference evaluates your functions in float64: make their data follow w's dtype (X.to(w))"
-                if "dtype" in str(err) or "Float" in str(err) else "")  # fmt: skip
+        hint = (
+            "; the reference evaluates your functions in float64: make their data follow w's dtype (X.to(w))"
+            if "dtype" in str(err) or "Float" in str(err)
+            else ""
+        )
         raise UserError(f"the reference cannot be computed on this problem: {type(err).__name__}: {err}{hint}") from err
 
     user_problem = built.to(dtype, dev)
@@ -414,12 +452,28 @@ def check(hypergradient: Callable, problem: Any = None, *, lam: torch.Tensor | N
     bound = reference_bound(cert)
     verdict, reason = decide(invalid, cert, agree, err_abs, tol * gnorm, bound)
     return Report(
-        problem=label, lam_dim=built.lam_dim, method=method, certificate=cert, reference_norm=gnorm,
-        cross_check=checks, cross_check_ok=agree, err_abs=err_abs, err_rel=err_rel, blocks=blocks,
-        dtype=str(worst).removeprefix("torch."), rtol=tol, rtol_rule=rule, time_s=statistics.median(times),
-        first_call_s=first, peak_bytes=peak, verdict=verdict, reason=reason, kappa=kappa, q=ref.q,
+        problem=label,
+        lam_dim=built.lam_dim,
+        method=method,
+        certificate=cert,
+        reference_norm=gnorm,
+        cross_check=checks,
+        cross_check_ok=agree,
+        err_abs=err_abs,
+        err_rel=err_rel,
+        blocks=blocks,
+        dtype=str(worst).removeprefix("torch."),
+        rtol=tol,
+        rtol_rule=rule,
+        time_s=statistics.median(times),
+        first_call_s=first,
+        peak_bytes=peak,
+        verdict=verdict,
+        reason=reason,
+        kappa=kappa,
+        q=ref.q,
         details={"lam": lam64.tolist(), "reference": ref.grad.tolist(), "yours": flat.tolist() if flat is not None else None},
-    )  # fmt: skip
+    )
 
 
 def decide(invalid: str, cert: dict, agree: bool, err_abs: float, tol_abs: float, bound: float | None) -> tuple[str, str]:
@@ -485,8 +539,10 @@ def _problem_spec(spec: str, settings: list[str]):
             return made
         if isinstance(made, dict):
             return ("plain", made)
-    raise UserError(f"--problem {spec!r} must name a Problem subclass, or a function returning a Problem or a dict "
-                    "of the plain form (outer, w0, lam and inner_loss or phi)")  # fmt: skip
+    raise UserError(
+        f"--problem {spec!r} must name a Problem subclass, or a function returning a Problem or a dict "
+        "of the plain form (outer, w0, lam and inner_loss or phi)"
+    )
 
 
 def main(args: list[str]) -> int:
@@ -499,11 +555,21 @@ def main(args: list[str]) -> int:
     )
     parser.add_argument("hypergradient", help="your callable λ → ∇f(λ) (or (λ, problem) → ∇f(λ)): module:function or file.py:function")
     parser.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="settings of the problem (e.g. n_features=8 cond=30)")
-    parser.add_argument("--problem", default="ridge", help="a built-in problem (hgbench list), file.py:Class (a Problem "
-                        "subclass), or file.py:function returning a Problem or the plain form as a dict (default: ridge)")  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="the λ draw (the problem's first for this seed) and the cross-check's directions")
-    parser.add_argument("--dtype", default=None, choices=["float32", "float64", "float16", "bfloat16"], help="λ's dtype as passed "
-                        "to your callable (default: torch's default dtype; the plain form: its λ's)")  # fmt: skip
+    parser.add_argument(
+        "--problem",
+        default="ridge",
+        help="a built-in problem (hgbench list), file.py:Class (a Problem "
+        "subclass), or file.py:function returning a Problem or the plain form as a dict (default: ridge)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the λ draw (the problem's first for this seed) and the cross-check's directions"
+    )
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "float64", "float16", "bfloat16"],
+        help="λ's dtype as passed to your callable (default: torch's default dtype; the plain form: its λ's)",
+    )
     parser.add_argument("--device", default="cpu", help="λ's device as passed to your callable (default: cpu)")
     parser.add_argument("--rtol", type=float, default=None, help="tolerance on the relative error (default: max(√ε, 10·κ·ε))")
     parser.add_argument("--directions", type=int, default=3, help="random directions of the central-difference cross-check (default: 3)")
@@ -520,9 +586,19 @@ def main(args: list[str]) -> int:
         plain = spec[1] if isinstance(spec, tuple) and spec[0] == "plain" else {}
         if plain and not isinstance(plain, dict):
             raise UserError("the plain form must be a dict")
-        report = check(hypergradient, None if plain else spec, seed=ns.seed, dtype=ns.dtype, device=ns.device,
-                       rtol=ns.rtol, directions=ns.directions, repeat=ns.repeat, reference_method=ns.reference,
-                       config_dir=ns.config_dir, **plain)  # fmt: skip
+        report = check(
+            hypergradient,
+            None if plain else spec,
+            seed=ns.seed,
+            dtype=ns.dtype,
+            device=ns.device,
+            rtol=ns.rtol,
+            directions=ns.directions,
+            repeat=ns.repeat,
+            reference_method=ns.reference,
+            config_dir=ns.config_dir,
+            **plain,
+        )
     except UserError as err:
         print(f"hgbench check: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

@@ -1,15 +1,15 @@
 """The ``hgbench`` command: a thin dispatcher over subcommands.
 
-    hgbench run [Hydra overrides]    one run, or a sweep with -m (see hgbench run --help)
-    hgbench plot PATH [--kind K] [--theory] [--eps E]
-                                     redraw figures from a CSV or a run/sweep directory
-    hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (outer.csv) from its jobs' files
-    hgbench list                     problems, estimators, grids, presets, and which estimators apply where
-    hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
-    hgbench report DIR...            write DIR/report.html: figures, tables, verdicts, jobs, to open in a browser
-    hgbench --version                the installed version
-    hgbench check MODULE:FUNCTION [--problem P]
-                                     check your hypergradient against the certified reference (docs/check.md)
+hgbench run [Hydra overrides]    one run, or a sweep with -m (see hgbench run --help)
+hgbench plot PATH [--kind K] [--theory] [--eps E]
+                                 redraw figures from a CSV or a run/sweep directory
+hgbench aggregate DIR            rebuild a sweep's combined metrics.csv (outer.csv) from its jobs' files
+hgbench list                     problems, estimators, grids, presets, and which estimators apply where
+hgbench reproduce [NAME...]      run the papers' presets, regenerate results/ and its claims table
+hgbench report DIR...            write DIR/report.html: figures, tables, verdicts, jobs, to open in a browser
+hgbench --version                the installed version
+hgbench check MODULE:FUNCTION [--problem P]
+                                 check your hypergradient against the certified reference (docs/check.md)
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ def _run(argv: list[str]) -> int:
 
     rerun = [a for a in argv[1:] if a.split("=", 1)[0] in ("--experimental-rerun", "--experimental_rerun")]
     if rerun:  # Hydra would unpickle the file it names: code from a results folder
-        print(f"hgbench: error: {rerun[0]} is refused: it unpickles a file (code could run); rerun a run by its "
-              "overrides, which its run.json records", file=sys.stderr)  # fmt: skip
+        print(
+            f"hgbench: error: {rerun[0]} is refused: it unpickles a file (code could run); rerun a run by its "
+            "overrides, which its run.json records",
+            file=sys.stderr,
+        )
         return 2
     target = sweep_target(argv[1:]) if {"-m", "--multirun"} & set(argv[1:]) else None
     if target is not None:
@@ -107,10 +110,17 @@ def _plot(args: list[str]) -> int:
     parser.add_argument("path", help="a metrics.csv, or a run/sweep directory (every metrics.csv below it)")
     parser.add_argument("--kind", default="error", choices=sorted(KINDS), help="which figure (default: error)")
     parser.add_argument("--out", default=None, help="output directory (default: next to the data)")
-    parser.add_argument("--theory", action="store_true", help="error figure: overlay the predicted rates (dashed) and "
-                        "write the fitted-vs-predicted rate table (rates.csv, rates.md)")  # fmt: skip
-    parser.add_argument("--eps", type=float, default=None, help="outer figure: the relative ε of the time-to-ε summary "
-                        "(f − f* ≤ ε·(f(λ₀) − f*); default 1e-3)")  # fmt: skip
+    parser.add_argument(
+        "--theory",
+        action="store_true",
+        help="error figure: overlay the predicted rates (dashed) and write the fitted-vs-predicted rate table (rates.csv, rates.md)",
+    )
+    parser.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="outer figure: the relative ε of the time-to-ε summary (f − f* ≤ ε·(f(λ₀) − f*); default 1e-3)",
+    )
     ns = parser.parse_args(args)
     if ns.theory and ns.kind != "error":
         print(f"hgbench plot: error: --theory applies to --kind error, not --kind {ns.kind}", file=sys.stderr)
@@ -135,8 +145,11 @@ def _plot(args: list[str]) -> int:
 def _report(args: list[str]) -> int:
     from hgbench.analysis.report import write_report
 
-    parser = argparse.ArgumentParser(prog="hgbench report", description="Write DIR/report.html for each results folder: "
-                                     "its figures, tables, verdicts with their evidence, jobs and configuration, to open in a browser.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="hgbench report",
+        description="Write DIR/report.html for each results folder: "
+        "its figures, tables, verdicts with their evidence, jobs and configuration, to open in a browser.",
+    )
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="a results folder (e.g. results/grazzi2020)")
     ns = parser.parse_args(args)
     for folder in ns.dirs:
@@ -189,21 +202,33 @@ def _reproduce(args: list[str]) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"presets to run (default: all of {', '.join(presets())})")
     parser.add_argument("--quick", action="store_true", help="the presets' short variants (fewer draws and steps)")
     parser.add_argument("--out", default="results", help="where to write (default: results)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of each run (default: 1; the presets' "
-                        "problems are small, and a team of threads loses 2-3x to a shared core's other work; 0: torch's default)")
-    parser.add_argument("--jobs", type=int, default=None, help="presets run at once (default: the usable cores "
-                        "divided by --threads, at least 1; 1 with --threads 0)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of each run (default: 1; the presets' "
+        "problems are small, and a team of threads loses 2-3x to a shared core's other work; 0: torch's default)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="presets run at once (default: the usable cores divided by --threads, at least 1; 1 with --threads 0)",
+    )
     parser.add_argument("--force", action="store_true", help="let --quick replace a preset's full results in OUT")
     ns = parser.parse_args(args)
     # Checked before any preset starts: each preset's command line carries hydra.sweep.dir=OUT/…
     # and threads=N, which Hydra's override grammar parses.
     special = sorted(set(ns.out) & set(HYDRA_SPECIAL))
     refusal = (
-        f"--threads {ns.threads}: give 0 (torch's default) or a positive count" if ns.threads < 0 else
-        f"--out {ns.out!r} exists and is not a directory" if os.path.exists(ns.out) and not os.path.isdir(ns.out) else
-        f"--out {ns.out!r} holds {' '.join(special)}, which Hydra's overrides would parse; choose a path without {HYDRA_SPECIAL}"
-        if special else None
-    )  # fmt: skip
+        f"--threads {ns.threads}: give 0 (torch's default) or a positive count"
+        if ns.threads < 0
+        else f"--out {ns.out!r} exists and is not a directory"
+        if os.path.exists(ns.out) and not os.path.isdir(ns.out)
+        else f"--out {ns.out!r} holds {' '.join(special)}, which Hydra's overrides would parse; choose a path without {HYDRA_SPECIAL}"
+        if special
+        else None
+    )
     if refusal:
         print(f"hgbench reproduce: error: {refusal}", file=sys.stderr)
         return 2
@@ -333,5 +358,8 @@ def _main() -> None:
     if command in ("-h", "--help", None):
         print(f"usage: hgbench COMMAND ...\n\n{USAGE}")
         sys.exit(0 if command else 2)
-    print(f"hgbench: error: unknown command {command!r}; use run, plot, aggregate, report, reproduce, check or list\n\n{USAGE}", file=sys.stderr)
+    print(
+        f"hgbench: error: unknown command {command!r}; use run, plot, aggregate, report, reproduce, check or list\n\n{USAGE}",
+        file=sys.stderr,
+    )
     sys.exit(2)

@@ -1,14 +1,14 @@
 """Grids of (t, k) points: t inner steps, k linear-solver steps.
 
-    diag     k = t for every t               (cold start, the paper's usual x-axis)
-    k_sweep  t fixed (large), k varies       (isolates the linear solver)
-    t_sweep  k fixed (large), t varies       (isolates the inner solver)
-    full     every pair of the t and k lists
-    inner    k fixed, a dense list of t: estimates at the exact inner iterates, for the error vs
-             inner error analysis (hgbench.analysis.inner_error; ``hgbench plot --kind inner``)
-    levels   estimates interpolated to fixed absolute inner errors (Ye et al. 2024's protocol,
-             hgbench.running.levels): t is the cap on inner steps, k the solver steps; the
-             grid points are found per λ draw, so this gives the single pair (t, k)
+diag     k = t for every t               (cold start, the paper's usual x-axis)
+k_sweep  t fixed (large), k varies       (isolates the linear solver)
+t_sweep  k fixed (large), t varies       (isolates the inner solver)
+full     every pair of the t and k lists
+inner    k fixed, a dense list of t: estimates at the exact inner iterates, for the error vs
+         inner error analysis (hgbench.analysis.inner_error; ``hgbench plot --kind inner``)
+levels   estimates interpolated to fixed absolute inner errors (Ye et al. 2024's protocol,
+         hgbench.running.levels): t is the cap on inner steps, k the solver steps; the
+         grid points are found per λ draw, so this gives the single pair (t, k)
 """
 
 from __future__ import annotations

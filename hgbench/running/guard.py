@@ -148,8 +148,17 @@ def estimate(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int
     per_run = units * tau + points * POINT_S
     if dense_reference and d > 500:
         per_run += DENSE_SVDS * svd_seconds_per_cube() * float(d) ** 3
-    return {"bytes": sum(parts.values()), "parts": parts, "estimator_bytes": est_bytes, "seconds": runs * per_run,
-            "tau": tau, "units": units, "runs": runs, "unit": work.unit, "per_run": per_run}  # fmt: skip
+    return {
+        "bytes": sum(parts.values()),
+        "parts": parts,
+        "estimator_bytes": est_bytes,
+        "seconds": runs * per_run,
+        "tau": tau,
+        "units": units,
+        "runs": runs,
+        "unit": work.unit,
+        "per_run": per_run,
+    }
 
 
 def precheck(cfg: DictConfig, cls: type, settings: dict) -> None:
@@ -182,16 +191,19 @@ def precheck(cfg: DictConfig, cls: type, settings: dict) -> None:
         raise UserError(
             f"the problem {settings.get('name')!r} would need about {bytes_text(total)} (mostly {biggest}: {bytes_text(parts[biggest])}; "
             f"dim w = {d}, dim λ = {p}), more than the {bytes_text(host)} available; lower its sizes (guard=false builds it anyway)"
-        )  # fmt: skip
+        )
     seconds = planned.setup_flops / FLOPS
     if seconds > MAX_S:
         raise UserError(
             f"building the problem {settings.get('name')!r} would take roughly {_duration(seconds)} (dim w = {d}, dim λ = {p}); "
             "lower its sizes (guard=false builds it anyway)"
-        )  # fmt: skip
+        )
     if seconds > LONG_S:
-        print(f"hgbench: warning: building the problem {settings.get('name')!r} will take roughly {_duration(seconds)} "
-              f"(dim w = {d}, dim λ = {p}); guard=false skips this estimate", file=sys.stderr)  # fmt: skip
+        print(
+            f"hgbench: warning: building the problem {settings.get('name')!r} will take roughly {_duration(seconds)} "
+            f"(dim w = {d}, dim λ = {p}); guard=false skips this estimate",
+            file=sys.stderr,
+        )
 
 
 def check(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int, int]], device: torch.device) -> None:
@@ -206,18 +218,26 @@ def check(cfg: DictConfig, problem: Problem, estimator, pairs: list[tuple[int, i
     on_device = available_bytes(device) if device.type == "cuda" else None
     biggest = max(found["parts"], key=found["parts"].get)
     if found["bytes"] > host or (on_device is not None and found["estimator_bytes"] > on_device):
-        limit = f"{bytes_text(on_device)} free on {device}" if on_device is not None and found["estimator_bytes"] > on_device else f"{bytes_text(host)} available"
+        limit = (
+            f"{bytes_text(on_device)} free on {device}"
+            if on_device is not None and found["estimator_bytes"] > on_device
+            else f"{bytes_text(host)} available"
+        )
         raise UserError(
             f"estimated peak memory {bytes_text(found['bytes'])} (mostly {biggest}: {bytes_text(found['parts'][biggest])}) exceeds the "
             f"{limit}; lower n_lambdas or the grid, or choose another estimator (guard=false runs it anyway)"
         )
-    how = (f"{found['runs']} {found['unit']} × {_duration(found['per_run'])} each: {found['units']:.3g} Φ-step units × "
-           f"{found['tau'] * 1e3:.2g} ms measured, and bookkeeping; peak memory about {bytes_text(found['bytes'])}")  # fmt: skip
+    how = (
+        f"{found['runs']} {found['unit']} × {_duration(found['per_run'])} each: {found['units']:.3g} Φ-step units × "
+        f"{found['tau'] * 1e3:.2g} ms measured, and bookkeeping; peak memory about {bytes_text(found['bytes'])}"
+    )
     if found["seconds"] > MAX_S:
         raise UserError(
             f"this run would take roughly {_duration(found['seconds'])} ({how}), more than the {_duration(MAX_S)} hgbench "
             "runs; lower n_lambdas, the grid or outer.steps (guard=false runs it anyway)"
-        )  # fmt: skip
+        )
     if found["seconds"] > LONG_S:
-        print(f"hgbench: warning: this run will take roughly {_duration(found['seconds'])} ({how}); guard=false skips this estimate",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"hgbench: warning: this run will take roughly {_duration(found['seconds'])} ({how}); guard=false skips this estimate",
+            file=sys.stderr,
+        )

@@ -47,7 +47,9 @@ class Levels:
 
     def check(self) -> None:
         if not self.high > self.low:
-            raise ValueError(f"grid.high={self.high} must be > grid.low={self.low} (log10 of the inner-error levels, from high down to low)")
+            raise ValueError(
+                f"grid.high={self.high} must be > grid.low={self.low} (log10 of the inner-error levels, from high down to low)"
+            )
 
 
 @dataclass
@@ -92,5 +94,3 @@ def estimates(estimator, problem, lam: torch.Tensor, found: list[Bracket], level
         far, near = at[b.t - 1], at[b.t]
         mix = lambda u, v: (1 - b.weight) * v + b.weight * u
         yield b, replace(near, grad=mix(far.grad, near.grad), w=mix(far.w, near.w))
-
-

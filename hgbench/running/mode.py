@@ -48,7 +48,9 @@ class Mode:
         """What the mode refuses of the options, before the problem is built (each option's own
         values are checked by the schema, hgbench.running.schema); raises UserError."""
         if cfg.batch_lambdas and not self.batches_lambdas:
-            raise UserError(f"batch_lambdas=true applies to mode=error; mode={self.name} computes one hypergradient per step: use batch_lambdas=false")
+            raise UserError(
+                f"batch_lambdas=true applies to mode=error; mode={self.name} computes one hypergradient per step: use batch_lambdas=false"
+            )
 
     def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
         """What the mode needs of the (built) problem; raises UserError."""

@@ -96,4 +96,3 @@ def get(name) -> Mode:
     if mode is None:
         raise UserError(f"mode={name!r} is not one of {', '.join(MODES)}")
     return mode
-

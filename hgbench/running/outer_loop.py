@@ -155,8 +155,10 @@ def optimum(plan: Plan, problem_id: str, lam0: torch.Tensor, project) -> dict:
         _OPTIMA[key] = {**found, "time_s": time.perf_counter() - clock}
         found = _OPTIMA[key]
         if found["certified"]:
-            print(f"hgbench: certified optimum of {plan.problem.name}: f* = {found['f_star']:.10g}, stationarity "
-                  f"{found['stationarity']:.3g} ≤ {found['tol']:.3g} ({tol:g} × λ₀'s), {found['evals']} references, {found['time_s']:.1f} s")  # fmt: skip
+            print(
+                f"hgbench: certified optimum of {plan.problem.name}: f* = {found['f_star']:.10g}, stationarity "
+                f"{found['stationarity']:.3g} ≤ {found['tol']:.3g} ({tol:g} × λ₀'s), {found['evals']} references, {found['time_s']:.1f} s"
+            )
         else:
             print(f"hgbench: {plan.problem.name}: {found['reason']}; no ε-claim against f*")
     return _OPTIMA[key]
@@ -192,9 +194,21 @@ def _run(plan: Plan, out_dir: Path, progress: bool, critical, logged: list) -> p
     state = resumed_state(plan, out_dir)
     resumed_at = None if state is None else state["step"]
     if state is None:
-        state = {"step": 0, "lam": feasible(plan.lams[0].to(plan.dtype).to(plan.device)), "optimizer": None, "w": None, "v": None,
-                 "rows": [], "facts": [], "saved_steps": [], "saved_lams": [], "time_s": 0.0, "ref_time_s": 0.0,
-                 "counts": [0, 0, 0], "done": False}  # fmt: skip
+        state = {
+            "step": 0,
+            "lam": feasible(plan.lams[0].to(plan.dtype).to(plan.device)),
+            "optimizer": None,
+            "w": None,
+            "v": None,
+            "rows": [],
+            "facts": [],
+            "saved_steps": [],
+            "saved_lams": [],
+            "time_s": 0.0,
+            "ref_time_s": 0.0,
+            "counts": [0, 0, 0],
+            "done": False,
+        }
     lam = state["lam"].to(plan.device).clone()
     optimizer = _optimizer(opts, lam)
     if state["optimizer"] is not None:
@@ -210,10 +224,25 @@ def _run(plan: Plan, out_dir: Path, progress: bool, critical, logged: list) -> p
 
     def _checkpoint(step: int, done: bool) -> None:
         save_torch({"steps": saved_steps, "lams": torch.stack(saved)}, out_dir / CHECKPOINTS)
-        save_torch({"step": step, "lam": lam, "optimizer": optimizer.state_dict(), "w": w_prev, "v": v_prev, "rows": rows,
-                    "facts": facts, "saved_steps": saved_steps, "saved_lams": saved, "time_s": state["time_s"] + clock.cost.time_s,
-                    "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s, "counts": counts, "done": done,
-                    "optimum": best}, out_dir / STATE)  # fmt: skip
+        save_torch(
+            {
+                "step": step,
+                "lam": lam,
+                "optimizer": optimizer.state_dict(),
+                "w": w_prev,
+                "v": v_prev,
+                "rows": rows,
+                "facts": facts,
+                "saved_steps": saved_steps,
+                "saved_lams": saved,
+                "time_s": state["time_s"] + clock.cost.time_s,
+                "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s,
+                "counts": counts,
+                "done": done,
+                "optimum": best,
+            },
+            out_dir / STATE,
+        )
         save(plan, rows, COLUMNS, OUTER_CSV, facts, out_dir)
 
     if state["done"]:
@@ -223,12 +252,26 @@ def _run(plan: Plan, out_dir: Path, progress: bool, critical, logged: list) -> p
         state["optimum"] = optimum(plan, problem_id, plan.lams[0].to(torch.float64), feasible64)
     best = state["optimum"]
     base = {
-        "problem": plan.problem.name, "estimator": plan.estimator.name, "role": plan.estimator.role, "seed": plan.seed,
-        "warm_start": opts["warm_start"], "optimizer": opts["optimizer"], "lr": opts["lr"], "momentum": opts["momentum"],
-        "t": t, "k": k, "dtype": str(plan.dtype).removeprefix("torch."), "device": str(plan.device),
-        "f_star": best["f_star"], "f_star_stationarity": best["stationarity"], "f_star_tol": best["tol"],
-        "f_star_evals": best["evals"], "f_star_reason": best["reason"], "problem_id": problem_id, **plan.identity,
-    }  # fmt: skip
+        "problem": plan.problem.name,
+        "estimator": plan.estimator.name,
+        "role": plan.estimator.role,
+        "seed": plan.seed,
+        "warm_start": opts["warm_start"],
+        "optimizer": opts["optimizer"],
+        "lr": opts["lr"],
+        "momentum": opts["momentum"],
+        "t": t,
+        "k": k,
+        "dtype": str(plan.dtype).removeprefix("torch."),
+        "device": str(plan.device),
+        "f_star": best["f_star"],
+        "f_star_stationarity": best["stationarity"],
+        "f_star_tol": best["tol"],
+        "f_star_evals": best["evals"],
+        "f_star_reason": best["reason"],
+        "problem_id": problem_id,
+        **plan.identity,
+    }
     # One untimed estimate: one-time framework setup must not land in the first step's time.
     list(estimate(plan.estimator, work, lam, [(1, 1)]))
     for step in progress_bar(plan, range(state["step"], steps + 1), steps + 1, "step", progress, "outer "):
@@ -236,9 +279,17 @@ def _run(plan: Plan, out_dir: Path, progress: bool, critical, logged: list) -> p
             saved_steps.append(step)
             saved.append(lam.detach().to("cpu", torch.float64))
             checkpoint(step, done=False)
-        row = {**base, "step": step, "lam_norm": torch.linalg.vector_norm(lam).item(), "status": "ok", "reason": "",
-               "time_s": state["time_s"] + clock.cost.time_s, "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s,
-               **dict(zip(COUNTS, counts)), "vjp_eq": sum(counts)}  # fmt: skip
+        row = {
+            **base,
+            "step": step,
+            "lam_norm": torch.linalg.vector_norm(lam).item(),
+            "status": "ok",
+            "reason": "",
+            "time_s": state["time_s"] + clock.cost.time_s,
+            "ref_time_s": state["ref_time_s"] + evaluation.cost.time_s,
+            **dict(zip(COUNTS, counts)),
+            "vjp_eq": sum(counts),
+        }
         evaluate = step % opts["eval_every"] == 0 or step == steps
         certified = False
         try:
@@ -250,12 +301,18 @@ def _run(plan: Plan, out_dir: Path, progress: bool, critical, logged: list) -> p
                     certificate = certify(ref)
                     certified = certificate["certified"] and finite(ref.grad, ref.w_star)
                     if certified:  # else f, ∇f and the errors are not known: a flagged row, as in error mode
-                        row.update(f=plan.problem.outer(ref.w_star, lam64).item(), q=ref.q,
-                                   grad_norm=torch.linalg.vector_norm(ref.grad).item(),
-                                   stationarity=stationarity(lam64, ref.grad, feasible64))  # fmt: skip
+                        row.update(
+                            f=plan.problem.outer(ref.w_star, lam64).item(),
+                            q=ref.q,
+                            grad_norm=torch.linalg.vector_norm(ref.grad).item(),
+                            stationarity=stationarity(lam64, ref.grad, feasible64),
+                        )
                     else:
-                        row.update(status="error", q=ref.q,
-                                   reason=certificate.get("reason", "reference not certified: the float64 reference is NaN or inf"))  # fmt: skip
+                        row.update(
+                            status="error",
+                            q=ref.q,
+                            reason=certificate.get("reason", "reference not certified: the float64 reference is NaN or inf"),
+                        )
                     if plan.problem.trainable:
                         scores = work.evaluate(lam, opts["test_t"])
                         row.update({key: scores[key] for key in METRICS})
@@ -264,7 +321,9 @@ def _run(plan: Plan, out_dir: Path, progress: bool, critical, logged: list) -> p
                 rows.append(row)
                 break
             with clock:
-                (est,) = estimate(plan.estimator, work, lam, [(t, k)], w0=w_prev if warm_inner else None, v0=v_prev if warm_solver else None)
+                (est,) = estimate(
+                    plan.estimator, work, lam, [(t, k)], w0=w_prev if warm_inner else None, v0=v_prev if warm_solver else None
+                )
             value = work.outer(est.w, lam)  # E(w_t, λ_s): logged, not part of the algorithm's time
             ok = finite(est.grad, value)
             if ok:

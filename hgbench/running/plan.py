@@ -35,4 +35,3 @@ class Plan:
     def identity(self) -> dict:
         """The identity columns of every row this run writes (hgbench.analysis.results.IDENTITY)."""
         return {"run_id": run_id(self.config), "setting_id": run_id(self.config, "estimator"), "overrides": self.overrides}
-

@@ -99,7 +99,9 @@ def _device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device={name!r} asked for, but this machine has no CUDA device; use device=cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        raise UserError(
+            f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
     return device
 
 
@@ -161,10 +163,29 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         raise UserError(str(err)) from err
     batched = cfg.batch_lambdas and estimator.batchable and problem.batchable and levels is None
     if cfg.batch_lambdas and not batched:
-        why = "grid=levels finds its grid points per λ draw" if levels is not None else f"{estimator.name} on {problem.name} does not vectorize"
+        why = (
+            "grid=levels finds its grid points per λ draw"
+            if levels is not None
+            else f"{estimator.name} on {problem.name} does not vectorize"
+        )
         print(f"hgbench: batch_lambdas=true: {why}; looping over λ draws")
     config = OmegaConf.to_container(cfg, resolve=True)
     for group in modes.foreign_groups(mode):
         config.pop(group, None)
-    return Plan(problem, estimator, grid["kind"], pairs, DTYPES[cfg.dtype], device, lams, seed, batched, config,
-                cfg.resume, overrides, method, levels, dense)  # fmt: skip
+    return Plan(
+        problem,
+        estimator,
+        grid["kind"],
+        pairs,
+        DTYPES[cfg.dtype],
+        device,
+        lams,
+        seed,
+        batched,
+        config,
+        cfg.resume,
+        overrides,
+        method,
+        levels,
+        dense,
+    )

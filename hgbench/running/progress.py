@@ -18,5 +18,12 @@ def progress_bar(plan: Plan, todo, total: int, unit: str, enabled: bool, what: s
     sweep's job (``SWEEP_JOB``) it names the job and is cleared when done, so that a sweep shows
     one bar at a time and no line per job."""
     job = f"{SWEEP_JOB} " if SWEEP_JOB else ""
-    return tqdm(todo, total=total, initial=total - len(todo), unit=unit, leave=SWEEP_JOB is None,
-                desc=f"{job}{what}{plan.problem.name}/{plan.estimator.name}", disable=not enabled)  # fmt: skip
+    return tqdm(
+        todo,
+        total=total,
+        initial=total - len(todo),
+        unit=unit,
+        leave=SWEEP_JOB is None,
+        desc=f"{job}{what}{plan.problem.name}/{plan.estimator.name}",
+        disable=not enabled,
+    )

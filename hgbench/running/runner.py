@@ -64,10 +64,18 @@ def _time_kind(plan: Plan, dense: bool) -> str:
 def _key(plan: Plan, lam_id: int, t: int | None, k: int | None, level: float | None = None) -> dict:
     """What identifies an error-mode row, with the run's facts (``level``: grid=levels only)."""
     return {
-        "problem": plan.problem.name, "estimator": plan.estimator.name, "grid": plan.grid, "seed": plan.seed,
-        "lam_id": lam_id, "t": t, "k": k, "level": level, "dtype": str(plan.dtype).removeprefix("torch."),
-        "device": str(plan.device), **_run_facts(plan),
-    }  # fmt: skip
+        "problem": plan.problem.name,
+        "estimator": plan.estimator.name,
+        "grid": plan.grid,
+        "seed": plan.seed,
+        "lam_id": lam_id,
+        "t": t,
+        "k": k,
+        "level": level,
+        "dtype": str(plan.dtype).removeprefix("torch."),
+        "device": str(plan.device),
+        **_run_facts(plan),
+    }
 
 
 def _estimate_row(plan: Plan, lam_id: int, est, ref, level: float | None = None) -> dict:
@@ -89,10 +97,17 @@ def _estimate_row(plan: Plan, lam_id: int, est, ref, level: float | None = None)
     cost = asdict(est.cost)
     kind = _time_kind(plan, cost.pop("dense"))
     return {
-        **_key(plan, lam_id, est.t, est.k, level), "err_abs": err, "err_rel": relative(err, _norm(ref.grad)),
-        "inner_err": relative(inner, _norm(ref.w_star)), **cost, "time_kind": kind,
-        "q": ref.q, "kappa": ref.kappa, "status": "diverged" if reason else "ok", "reason": reason,
-    }  # fmt: skip
+        **_key(plan, lam_id, est.t, est.k, level),
+        "err_abs": err,
+        "err_rel": relative(err, _norm(ref.grad)),
+        "inner_err": relative(inner, _norm(ref.w_star)),
+        **cost,
+        "time_kind": kind,
+        "q": ref.q,
+        "kappa": ref.kappa,
+        "status": "diverged" if reason else "ok",
+        "reason": reason,
+    }
 
 
 def _previous(plan: Plan, out_dir: Path) -> tuple[dict[int, list[dict]], dict[int, dict]]:
@@ -213,15 +228,22 @@ def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has
                     f"q = ‖∂₁Φ(w*, λ)‖₂ = {q:.6g} >= 1; iterations may diverge (a row whose estimate is NaN or inf gets "
                     "status diverged; the others stay ok)",
                     file=sys.stderr,
-                )  # fmt: skip
+                )
             if not fact["certificate"]["certified"]:
                 raise UncertifiedReference(fact["certificate"]["reason"])
             if plan.levels is not None:
                 found = brackets(own, lams[lam_id], ref.w_star, plan.levels)
                 for bracket, est in level_estimates(plan.estimator, own, lams[lam_id], found, plan.levels):
                     if est is None:
-                        draw.append({**_key(plan, lam_id, None, keys[0][1], bracket.level), "q": q, "kappa": kappa,
-                                     "status": "error", "reason": bracket.reason})  # fmt: skip
+                        draw.append(
+                            {
+                                **_key(plan, lam_id, None, keys[0][1], bracket.level),
+                                "q": q,
+                                "kappa": kappa,
+                                "status": "error",
+                                "reason": bracket.reason,
+                            }
+                        )
                     else:
                         draw.append(_estimate_row(plan, lam_id, est, ref, bracket.level))
             else:
@@ -235,9 +257,10 @@ def _compute(plan: Plan, work: Problem, lams: torch.Tensor, todo: list[int], has
             if plan.levels is not None:
                 reached = {(None, k, level) for _, k, level in reached}
             reason = str(err) if isinstance(err, UncertifiedReference) else reason_of(err)
-            draw += [{**_key(plan, lam_id, t, k, level), "q": q, "kappa": kappa, "status": "error", "reason": reason}
-                     for t, k, level in keys if (t, k, level) not in reached]  # fmt: skip
+            draw += [
+                {**_key(plan, lam_id, t, k, level), "q": q, "kappa": kappa, "status": "error", "reason": reason}
+                for t, k, level in keys
+                if (t, k, level) not in reached
+            ]
             fact["error"] = reason
         done(draw, fact)
-
-

@@ -40,8 +40,21 @@ from omegaconf import DictConfig, OmegaConf
 from hgbench.core.linearization import PATHS
 from hgbench.core.reference import REFERENCES
 from hgbench.options import (  # noqa: F401  (ConfigError and Check are this module's public names too)
-    SEED, Check, Choice, ConfigError, Counts, Device, EstimatorOptions, Flag, Integer, Number, Options, OwnProblemOptions,
-    Path, checked_fields, option,
+    SEED,
+    Check,
+    Choice,
+    ConfigError,
+    Counts,
+    Device,
+    EstimatorOptions,
+    Flag,
+    Integer,
+    Number,
+    Options,
+    OwnProblemOptions,
+    Path,
+    checked_fields,
+    option,
 )
 from hgbench.paths import conf_dir
 from hgbench.running.grids import GRID_KINDS
@@ -89,8 +102,14 @@ class Config(Options):
     resume: Any = option(Flag(), "keep the complete λ draws already in the output folder, compute the others")
     guard: Any = option(Flag(), "estimate peak memory and time first: refuse a run too large for the machine, warn about a long one")
     mode: str = option(Choice(_modes), "error: estimator vs reference over a grid; outer: bilevel optimization / training (docs/outer.md)")
-    reference: str = option(Choice(REFERENCES), "the float64 reference: dense Jacobian and LU, matrix-free Newton–Krylov (docs/reliability.md), or auto (matrix-free for large problems)")
-    linearization: str = option(Choice(PATHS), "error mode: products through Φ by VJPs/JVPs, or by a dense J built once per linearization (same counts; rows' time_kind ends in _dense), or auto (dense for dim w ≤ 300)")
+    reference: str = option(
+        Choice(REFERENCES),
+        "the float64 reference: dense Jacobian and LU, matrix-free Newton–Krylov (docs/reliability.md), or auto (matrix-free for large problems)",
+    )
+    linearization: str = option(
+        Choice(PATHS),
+        "error mode: products through Φ by VJPs/JVPs, or by a dense J built once per linearization (same counts; rows' time_kind ends in _dense), or auto (dense for dim w ≤ 300)",
+    )
     data: Data = field(default_factory=Data)
     problem: Any = None
     estimator: Any = None
@@ -128,15 +147,19 @@ class Outer(Options):
     eval_every: int = option(Integer(1), "f(λ), hypergradient error and the problem's metrics every N steps (and at the last)")
     test_t: int = option(Integer(0), "problems with metrics: Φ steps from 0 for the states of the evaluated model")
     checkpoint_every: int = option(Integer(0), "λ to checkpoints.pt and the resumable state every N steps (0: first and last only)")
-    optimum_tol: float = option(Number(0, 1, low_open=True, high_open=True),
-                                "the certified optimum f*: stationarity ‖Π(λ − ∇f) − λ‖ ≤ optimum_tol × its value at λ₀")
+    optimum_tol: float = option(
+        Number(0, 1, low_open=True, high_open=True),
+        "the certified optimum f*: stationarity ‖Π(λ − ∇f) − λ‖ ≤ optimum_tol × its value at λ₀",
+    )
     optimum_evals: int = option(Integer(0), "float64 references the certified optimum may use (0: no f*, no ε-claim)")
 
 
 @dataclass
 class Stochastic(Options):
     batches: Any = option(Counts(), "inner minibatch sizes b (sample counts, each <= the training samples): the rows' axis")
-    outer_batch: Optional[int] = option(Integer(1, null="the inner batch size b of the row"), "outer minibatch size b' (<= the outer samples)")
+    outer_batch: Optional[int] = option(
+        Integer(1, null="the inner batch size b of the row"), "outer minibatch size b' (<= the outer samples)"
+    )
     replace: Any = option(Flag(), "sample minibatches with replacement (i.i.d.); false: uniform subsets")
     repeats: int = option(Integer(2), "R: seeded repetitions of the estimator per λ draw and batch size")
 
@@ -255,8 +278,10 @@ def explain(err: BaseException) -> str:
     text = str(err).split("\nConfig search path:")[0]
     launcher = re.search(r"Could not load 'hydra/launcher/(\w+)'", text)
     if launcher:  # the launcher's Hydra plugin is not installed
-        return (f"the {launcher.group(1)} launcher is not installed (hydra/launcher/{launcher.group(1)}); "
-                "install the launchers extra: pip install 'hgbench[launchers]'")  # fmt: skip
+        return (
+            f"the {launcher.group(1)} launcher is not installed (hydra/launcher/{launcher.group(1)}); "
+            "install the launchers extra: pip install 'hgbench[launchers]'"
+        )
     if len(chain) > 1:
         text += " (" + str(chain[1]).split("\n    full_key:")[0] + ")"
     where = next((e.full_key for e in chain if getattr(e, "full_key", None)), None)

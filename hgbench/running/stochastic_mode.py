@@ -42,14 +42,17 @@ from hgbench.running.progress import progress_bar
 from hgbench.running.storage import save
 
 
-
 def bias_variance(grads: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     """MSE, bias², variance and debiased bias² (module docstring) of R ≥ 2 estimates ``grads``
     (R × p, float64) against ``truth`` (p,)."""
     mean = grads.mean(0)
     bias2, variance = (mean - truth).square().sum().item(), (grads - mean).square().sum(1).mean().item()
-    return {"mse": (grads - truth).square().sum(1).mean().item(), "bias2": bias2, "variance": variance,
-            "bias2_debiased": bias2 - variance / (len(grads) - 1)}  # fmt: skip
+    return {
+        "mse": (grads - truth).square().sum(1).mean().item(),
+        "bias2": bias2,
+        "variance": variance,
+        "bias2_debiased": bias2 - variance / (len(grads) - 1),
+    }
 
 
 class StochasticMode(Mode):
@@ -66,21 +69,27 @@ class StochasticMode(Mode):
         if 0 in batches:
             raise UserError(f"stochastic.batches={batches} must hold batch sizes >= 1")
         if cfg.resume:
-            raise UserError("resume=true applies to mode=error and mode=outer; mode=stochastic writes its rows once, at its end: use resume=false")
+            raise UserError(
+                "resume=true applies to mode=error and mode=outer; mode=stochastic writes its rows once, at its end: use resume=false"
+            )
         if cfg.grid.get("kind") == "levels":
             raise UserError("mode=stochastic runs a grid of (t, k); grid=levels applies to mode=error")
 
     def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
         if not is_finite_sum(problem):
-            raise UserError(f"mode=stochastic needs a finite-sum problem (hgbench/problems/finite_sum.py); problem {problem.name!r} is not one")
+            raise UserError(
+                f"mode=stochastic needs a finite-sum problem (hgbench/problems/finite_sum.py); problem {problem.name!r} is not one"
+            )
         try:
             n, m = problem.n_inner, problem.n_outer
         except ValueError as err:
             raise UserError(str(err)) from err
         for batch, outer in self.sizes(cfg):
             if batch > n or outer > m:
-                raise UserError(f"stochastic.batches={self.batches(cfg)} (outer_batch={cfg.stochastic.outer_batch}) asks for minibatches of "
-                                f"{batch} and {outer}; problem {problem.name!r} has {n} training and {m} outer samples")  # fmt: skip
+                raise UserError(
+                    f"stochastic.batches={self.batches(cfg)} (outer_batch={cfg.stochastic.outer_batch}) asks for minibatches of "
+                    f"{batch} and {outer}; problem {problem.name!r} has {n} training and {m} outer samples"
+                )
 
     @staticmethod
     def batches(cfg: DictConfig) -> list[int]:
@@ -94,7 +103,9 @@ class StochasticMode(Mode):
 
     def check_estimator(self, estimator) -> None:
         if not estimator.minibatch:
-            raise UserError(f"mode=stochastic runs a stochastic estimator (stoch_itd, stocbio, linear_sgd, soba); {estimator.name!r} is not one")
+            raise UserError(
+                f"mode=stochastic runs a stochastic estimator (stoch_itd, stocbio, linear_sgd, soba); {estimator.name!r} is not one"
+            )
 
     def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         options = plan.config["stochastic"]
@@ -116,16 +127,31 @@ class StochasticMode(Mode):
             except Exception as err:  # noqa: BLE001 — a failing draw is data (status error), not the end of the run
                 fact["error"] = reason_of(err)
                 rows = [row for row in rows if row["lam_id"] != lam_id]
-                rows += [{**self._key(plan, lam_id, t, k, batch, outer, replace, repeats), "status": "error", "reason": fact["error"]}
-                         for batch, outer in sizes for t, k in keys]  # fmt: skip
+                rows += [
+                    {**self._key(plan, lam_id, t, k, batch, outer, replace, repeats), "status": "error", "reason": fact["error"]}
+                    for batch, outer in sizes
+                    for t, k in keys
+                ]
             facts.append(fact)
         return save(plan, rows, self.columns, self.csv, facts, out_dir)
 
     @staticmethod
     def _key(plan: Plan, lam_id, t, k, batch, outer, replace, repeats) -> dict:
-        return {**plan.identity, "problem": plan.problem.name, "estimator": plan.estimator.name, "role": plan.estimator.role,
-                "seed": plan.seed, "lam_id": lam_id, "t": t, "k": k, "batch": batch, "outer_batch": outer, "replace": replace,
-                "repeats": repeats, "dtype": str(plan.dtype).removeprefix("torch.")}  # fmt: skip
+        return {
+            **plan.identity,
+            "problem": plan.problem.name,
+            "estimator": plan.estimator.name,
+            "role": plan.estimator.role,
+            "seed": plan.seed,
+            "lam_id": lam_id,
+            "t": t,
+            "k": k,
+            "batch": batch,
+            "outer_batch": outer,
+            "replace": replace,
+            "repeats": repeats,
+            "dtype": str(plan.dtype).removeprefix("torch."),
+        }
 
     def _rows(self, plan: Plan, work: Problem, lam_id: int, truth: torch.Tensor, sampling: Sampling, repeats: int) -> list[dict]:
         """The rows of one λ draw and batch size: R repetitions, then the statistics per grid point."""
@@ -147,14 +173,24 @@ class StochasticMode(Mode):
             if finite and not all(math.isfinite(v) for v in stats.values()):
                 finite, stats = False, dict.fromkeys(stats, math.nan)
             calls = oracles[(t, k)]
-            rows.append({
-                **self._key(plan, lam_id, t, k, sampling.batch, sampling.outer_batch, sampling.replace, repeats), **stats,
-                **{f"{name}_rel": value / norm2 if norm2 > 0 else math.nan for name, value in stats.items()},
-                "grad_norm": math.sqrt(norm2), "n_grad": calls.n_grad, "n_hvp": calls.n_hvp, "n_jvp": calls.n_jvp,
-                "n_outer": calls.n_outer, "oracle_calls": calls.total, "time_s": sum(seconds[(t, k)]) / len(seconds[(t, k)]),
-                "status": "ok" if finite else "diverged",
-                "reason": "" if finite else f"{sum(not bool(torch.isfinite(g).all()) for g in found)} of {repeats} repetitions NaN or inf, or overflowing",
-            })  # fmt: skip
+            rows.append(
+                {
+                    **self._key(plan, lam_id, t, k, sampling.batch, sampling.outer_batch, sampling.replace, repeats),
+                    **stats,
+                    **{f"{name}_rel": value / norm2 if norm2 > 0 else math.nan for name, value in stats.items()},
+                    "grad_norm": math.sqrt(norm2),
+                    "n_grad": calls.n_grad,
+                    "n_hvp": calls.n_hvp,
+                    "n_jvp": calls.n_jvp,
+                    "n_outer": calls.n_outer,
+                    "oracle_calls": calls.total,
+                    "time_s": sum(seconds[(t, k)]) / len(seconds[(t, k)]),
+                    "status": "ok" if finite else "diverged",
+                    "reason": ""
+                    if finite
+                    else f"{sum(not bool(torch.isfinite(g).all()) for g in found)} of {repeats} repetitions NaN or inf, or overflowing",
+                }
+            )
         return rows
 
     def workload(self, cfg: DictConfig, pairs: list[tuple[int, int]] = ()) -> Workload:

@@ -37,7 +37,9 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     keys excepted)."""
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(set(old) | set(new))
-        return [d for key in keys if f"{prefix}{key}" not in RESUME_FREE for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+        return [
+            d for key in keys if f"{prefix}{key}" not in RESUME_FREE for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
     return [] if old == new else [prefix.rstrip(".")]
 
 
@@ -91,8 +93,11 @@ def _git_revision() -> str | None:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5,
-        )  # fmt: skip
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -106,8 +111,11 @@ def run_info(plan: Plan, facts: list[dict]) -> dict:
         **plan.identity,
         "config": plan.config,
         "versions": {
-            "hgbench": __version__, "torch": torch.__version__, "hydra": hydra.__version__,
-            "numpy": np.__version__, "python": platform.python_version(),
+            "hgbench": __version__,
+            "torch": torch.__version__,
+            "hydra": hydra.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
         },
         "code_revision": _git_revision(),
         "threads": torch.get_num_threads(),
@@ -115,7 +123,7 @@ def run_info(plan: Plan, facts: list[dict]) -> dict:
         "device_name": torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else platform.processor(),
         "dtype": str(plan.dtype).removeprefix("torch."),
         "references": facts,
-    }  # fmt: skip
+    }
 
 
 def write_run_info(plan: Plan, facts: list[dict], out_dir: Path) -> Path:

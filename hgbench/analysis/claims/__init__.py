@@ -54,6 +54,15 @@ def evaluate(results: dict[str, pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:
                 continue
             measured, holds = claim.check(df)
             verdict = {True: "holds", False: "does not hold", None: "undecided"}[holds]
-            rows.append({"id": claim.id, "source": claim.source, "claim": claim.statement, "preset": preset,
-                         "criterion": claim.criterion, "measured": measured, "verdict": verdict})  # fmt: skip
+            rows.append(
+                {
+                    "id": claim.id,
+                    "source": claim.source,
+                    "claim": claim.statement,
+                    "preset": preset,
+                    "criterion": claim.criterion,
+                    "measured": measured,
+                    "verdict": verdict,
+                }
+            )
     return pd.DataFrame(rows, columns=["id", "source", "claim", "preset", "criterion", "measured", "verdict"])

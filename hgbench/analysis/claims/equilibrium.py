@@ -89,10 +89,21 @@ def runs(df: pd.DataFrame) -> pd.DataFrame:
         acc = float(evaluated["test_acc"].iloc[-1]) if len(evaluated) else np.nan
         logged = run[run["outer_value"].notna()] if "outer_value" in run else run.iloc[:0]
         late = logged.loc[logged["step"] >= 0.75 * logged["step"].max(), "outer_value"].median() if len(logged) else np.nan
-        out.append({"problem": problem, "setting": setting, "estimator": estimator, "seed": seed, "role": run["role"].iloc[0],
-                    "diverged": diverged, "a_max": run["q_bound"].max(), "err_median": run["err_rel"].median(),
-                    "test_acc": acc, "score": CHANCE if diverged else acc,
-                    "late_loss": CHANCE_LOSS if diverged or not np.isfinite(late) else float(late)})  # fmt: skip
+        out.append(
+            {
+                "problem": problem,
+                "setting": setting,
+                "estimator": estimator,
+                "seed": seed,
+                "role": run["role"].iloc[0],
+                "diverged": diverged,
+                "a_max": run["q_bound"].max(),
+                "err_median": run["err_rel"].median(),
+                "test_acc": acc,
+                "score": CHANCE if diverged else acc,
+                "late_loss": CHANCE_LOSS if diverged or not np.isfinite(late) else float(late),
+            }
+        )
     return pd.DataFrame(out, columns=[*RUN_COLUMNS])
 
 
@@ -115,9 +126,11 @@ def _describe(part: pd.DataFrame) -> str:
     """Per estimator: seeds diverged, max ‖A‖₂, median hypergradient error, final test accuracy mean ± std."""
     words = []
     for estimator, rows in part.groupby("estimator", sort=True):
-        words.append(f"{estimator}: diverged {int(rows['diverged'].sum())}/{len(rows)}, max ‖A‖₂ {rows['a_max'].max():.3g}, "
-                     f"median err {fmt(rows['err_median'].median())}, late training loss {fmt(rows['late_loss'].median())} (median), "
-                     f"test {rows['score'].mean():.3f} ± {rows['score'].std(ddof=1):.3f}")  # fmt: skip
+        words.append(
+            f"{estimator}: diverged {int(rows['diverged'].sum())}/{len(rows)}, max ‖A‖₂ {rows['a_max'].max():.3g}, "
+            f"median err {fmt(rows['err_median'].median())}, late training loss {fmt(rows['late_loss'].median())} (median), "
+            f"test {rows['score'].mean():.3f} ± {rows['score'].std(ddof=1):.3f}"
+        )
     return "; ".join(words)
 
 
@@ -199,7 +212,7 @@ def _itd_most_stable(df: pd.DataFrame, part: pd.DataFrame) -> Verdict:
         not_worse &= lo > -DELTA_LOSS
         better |= lo > DELTA_LOSS
         worse |= hi < -DELTA_LOSS
-    text = (f"{text}; log₁₀ late training loss ratio (> 0: ITD lower), mean [90% interval] over {n} seeds, paired: {', '.join(pairs)}")
+    text = f"{text}; log₁₀ late training loss ratio (> 0: ITD lower), mean [90% interval] over {n} seeds, paired: {', '.join(pairs)}"
     if not worse and not_worse and not better:
         text += "; no estimator decisively more or less stable than ITD at this setting"
     return text, False if worse else True if not_worse and better else None
@@ -210,18 +223,34 @@ def itd_most_stable(df: pd.DataFrame) -> Verdict:
     return _per_configuration(df, _itd_most_stable)
 
 
-D1_CRITERION = (f"map a contraction (max ‖A‖₂ ≤ 1) and hypergradients differing measurably (median over seeds and steps of the absolute difference of two estimators' err_rel ≥ {TAU:g}); "
-                f"holds if every pair's 90% bootstrap interval (over ≥ {MIN_SEEDS} seeds, paired) of the final test accuracy "
-                f"difference (chance if diverged) lies in ±{DELTA:g}, does not hold if one lies outside, else undecided")  # fmt: skip
-D2_CRITERION = (f"map not a contraction (max ‖A‖₂ > 1 in every run); per run the late training loss (median outer loss over the last quarter "
-                f"of the steps; ln 10 if diverged); holds if, paired over ≥ {MIN_SEEDS} seeds, the 90% bootstrap interval of mean log₁₀(loss_X/loss_ITD) is "
-                f"above −log₁₀ {TIE} for every other X and above +log₁₀ {TIE} for one; does not hold if below −log₁₀ {TIE} for one; else undecided; "
-                "divergences and test accuracy reported beside")  # fmt: skip
+D1_CRITERION = (
+    f"map a contraction (max ‖A‖₂ ≤ 1) and hypergradients differing measurably (median over seeds and steps of the absolute difference of two estimators' err_rel ≥ {TAU:g}); "
+    f"holds if every pair's 90% bootstrap interval (over ≥ {MIN_SEEDS} seeds, paired) of the final test accuracy "
+    f"difference (chance if diverged) lies in ±{DELTA:g}, does not hold if one lies outside, else undecided"
+)
+D2_CRITERION = (
+    f"map not a contraction (max ‖A‖₂ > 1 in every run); per run the late training loss (median outer loss over the last quarter "
+    f"of the steps; ln 10 if diverged); holds if, paired over ≥ {MIN_SEEDS} seeds, the 90% bootstrap interval of mean log₁₀(loss_X/loss_ITD) is "
+    f"above −log₁₀ {TIE} for every other X and above +log₁₀ {TIE} for one; does not hold if below −log₁₀ {TIE} for one; else undecided; "
+    "divergences and test accuracy reported beside"
+)
 
 SLIDES = "Grazzi et al. 2020, talk slides (ICML 2020), on the equilibrium-model experiment"
 CLAIMS = [
-    Claim("D1", SLIDES, '"When φᵢ is a contraction all the methods perform similarly." (equilibrium models on MNIST: ITD, AID-FP, AID-CG)',
-          ("deq_small",), D1_CRITERION, alike),
-    Claim("D2", SLIDES, '"ITD is the most stable when the contraction assumption is not satisfied." (equilibrium models on MNIST)',
-          ("deq_small_free", "deq_free_k20"), D2_CRITERION, itd_most_stable),
-]  # fmt: skip
+    Claim(
+        "D1",
+        SLIDES,
+        '"When φᵢ is a contraction all the methods perform similarly." (equilibrium models on MNIST: ITD, AID-FP, AID-CG)',
+        ("deq_small",),
+        D1_CRITERION,
+        alike,
+    ),
+    Claim(
+        "D2",
+        SLIDES,
+        '"ITD is the most stable when the contraction assumption is not satisfied." (equilibrium models on MNIST)',
+        ("deq_small_free", "deq_free_k20"),
+        D2_CRITERION,
+        itd_most_stable,
+    ),
+]

@@ -58,8 +58,7 @@ def linear_convergence(df: pd.DataFrame) -> Verdict:
     fitted = fitted.assign(linear=(fitted["fitted_rate"] < 1) & (fitted["r2"] >= GOOD_FIT), where=labels(fitted))
     parts = []
     for where, rows in fitted.groupby("where", sort=True):
-        parts.append(f"{where}: " + ", ".join(
-            f"{r.role} in {r.axis} {r.fitted_rate:.4f} (R² {r.r2:.2f})" for r in rows.itertuples()))  # fmt: skip
+        parts.append(f"{where}: " + ", ".join(f"{r.role} in {r.axis} {r.fitted_rate:.4f} (R² {r.r2:.2f})" for r in rows.itertuples()))
     skipped = len(table) - len(fitted)
     text = "; ".join(parts) + (f"; {skipped} curve(s) with too few points not judged" if skipped else "")
     return text, bool(fitted["linear"].all())
@@ -94,13 +93,16 @@ def fp_bound_below_itd(df: pd.DataFrame) -> Verdict:
     itd = have.apply(lambda r: _bound(r, "itd", r["t"], r["t"]), axis=1)
     have = have.assign(ratio=fp / itd, strict=have["b_c2"] > 0)
     holds = have["ratio"] <= 1 + ROUNDOFF  # equal within round-off (c₂ = 0, or c₂t/q negligible): a tie, not a miss
-    per = have.assign(holds=holds).groupby(CONFIG).agg(
-        n=("ratio", "size"), worst=("ratio", "max"), holds=("holds", "all"), strict=("strict", "all"))  # fmt: skip
+    per = (
+        have.assign(holds=holds)
+        .groupby(CONFIG)
+        .agg(n=("ratio", "size"), worst=("ratio", "max"), holds=("holds", "all"), strict=("strict", "all"))
+    )
     per = per.reset_index()
     text = ", ".join(
         f"{w}: FP/ITD bound ≤ {r.worst:.3g} over {r.n} (draw, t)" + ("" if r.strict else " (c₂ = 0: equal)")
         for w, r in zip(labels(per), per.itertuples())
-    )  # fmt: skip
+    )
     return _join(text, note), bool(per["holds"].all())
 
 
@@ -136,8 +138,11 @@ def bound_order(df: pd.DataFrame) -> Verdict:
     have = have.assign(k=k, bound=[_bound(r, r["role"], r["t"], r["k"]) for _, r in have.assign(k=k).iterrows()])
     means = have.groupby([*CONFIG, "grid", "t", "k", "role"])[["bound", "err_abs", "err_rel"]].mean().reset_index()
     keys = [*CONFIG, "grid", "t", "k"]
-    pairs = [means[means["role"] == a].merge(means[means["role"] == b], on=keys, suffixes=("_a", "_b"))
-             for i, a in enumerate(ROLES) for b in ROLES[i + 1 :]]  # fmt: skip
+    pairs = [
+        means[means["role"] == a].merge(means[means["role"] == b], on=keys, suffixes=("_a", "_b"))
+        for i, a in enumerate(ROLES)
+        for b in ROLES[i + 1 :]
+    ]
     pairs = pd.concat(pairs, ignore_index=True)
     if pairs.empty:
         return _join(note, "no (t, k) with two of itd, fp, cg"), None
@@ -146,16 +151,25 @@ def bound_order(df: pd.DataFrame) -> Verdict:
     lower_a = pairs["bound_a"] < pairs["bound_b"]
     low_err = np.where(lower_a, pairs["err_abs_a"], pairs["err_abs_b"])
     high_err = np.where(lower_a, pairs["err_abs_b"], pairs["err_abs_a"])
-    tie = ((np.maximum(low_err, high_err) <= TIE * np.minimum(low_err, high_err))
-           | ((pairs["err_rel_a"] < floor) & (pairs["err_rel_b"] < floor)))  # fmt: skip
+    tie = (np.maximum(low_err, high_err) <= TIE * np.minimum(low_err, high_err)) | (
+        (pairs["err_rel_a"] < floor) & (pairs["err_rel_b"] < floor)
+    )
     pairs = pairs.assign(agree=low_err < high_err, tie=tie)
     table = []
     for key, rows in pairs.groupby(CONFIG):
         material = rows[rows["material"]]
         decided = material[~material["tie"]]
         wrong = decided[~decided["agree"]]
-        table.append(dict(zip(CONFIG, key), n=len(rows), material=len(material), decided=len(decided),
-                          agree=int(decided["agree"].sum()), example=wrong.iloc[0] if len(wrong) else None))  # fmt: skip
+        table.append(
+            dict(
+                zip(CONFIG, key),
+                n=len(rows),
+                material=len(material),
+                decided=len(decided),
+                agree=int(decided["agree"].sum()),
+                example=wrong.iloc[0] if len(wrong) else None,
+            )
+        )
     table = pd.DataFrame(table)
     out, verdicts = [], []
     for where, r in zip(labels(table), table.itertuples()):
@@ -168,8 +182,10 @@ def bound_order(df: pd.DataFrame) -> Verdict:
         text += f", {r.material - r.decided} ties; lower bound → lower mean error at {r.agree} of {r.decided} ({share:.0%})"
         if r.example is not None:
             e = r.example
-            text += (f", e.g. not at {e.role_a}/{e.role_b} t = {e.t:g}, k = {e.k:g}: bounds {e.bound_a:.2g}/{e.bound_b:.2g}, "
-                     f"mean errors {e.err_abs_a:.2g}/{e.err_abs_b:.2g}")  # fmt: skip
+            text += (
+                f", e.g. not at {e.role_a}/{e.role_b} t = {e.t:g}, k = {e.k:g}: bounds {e.bound_a:.2g}/{e.bound_b:.2g}, "
+                f"mean errors {e.err_abs_a:.2g}/{e.err_abs_b:.2g}"
+            )
         out.append(text)
         verdicts.append(True if share >= AGREE_HOLDS else False if share < AGREE_FAILS else None)
     return _join("; ".join(out), note), decide(verdicts)
@@ -195,13 +211,15 @@ def cg_bound_below_fp(df: pd.DataFrame) -> Verdict:
         draws.append(dict(zip([*CONFIG, "lam_id"], key), k_star=k_star, limit=rows["limit"].all()))
     draws = pd.DataFrame(draws)
     per = draws.groupby(CONFIG).agg(
-        median=("k_star", "median"), worst=("k_star", "max"), found=("k_star", lambda s: s.notna().all()), limit=("limit", "all"))  # fmt: skip
+        median=("k_star", "median"), worst=("k_star", "max"), found=("k_star", lambda s: s.notna().all()), limit=("limit", "all")
+    )
     per = per.reset_index()
     text = ", ".join(
         f"{w}: CG bound < FP bound from k* = {fmt(r.median)} (median), {fmt(r.worst)} (largest)"
-        + ("" if r.found else " — not reached in the sweep for some draw") + ("" if r.limit else " — c₂qᵗ/(1−q) ≥ c₃")
+        + ("" if r.found else " — not reached in the sweep for some draw")
+        + ("" if r.limit else " — c₂qᵗ/(1−q) ≥ c₃")
         for w, r in zip(labels(per), per.itertuples())
-    )  # fmt: skip
+    )
     return _join(text, note), bool((per["found"] & per["limit"]).all())
 
 
@@ -222,9 +240,8 @@ def error_within_bound(df: pd.DataFrame) -> Verdict:
     per = have.groupby(CONFIG).agg(n=("ratio", "size"), worst=("ratio", "max"), over=("ratio", lambda s: int((s > 1).sum())))
     per = per.reset_index()
     text = ", ".join(
-        f"{w}: {r.over} of {r.n} rows above the bound, largest error/bound {r.worst:.2g}"
-        for w, r in zip(labels(per), per.itertuples())
-    )  # fmt: skip
+        f"{w}: {r.over} of {r.n} rows above the bound, largest error/bound {r.worst:.2g}" for w, r in zip(labels(per), per.itertuples())
+    )
     return _join(text, note), bool((per["over"] == 0).all())
 
 
@@ -318,8 +335,14 @@ def cg_most_efficient(df: pd.DataFrame) -> Verdict:
             if gain is None:
                 row.update({f"{cost}_n": 0})
                 continue
-            row.update({f"{cost}_n": len(gain), f"{cost}_ahead": int((gain > TIE).sum()), f"{cost}_behind": int((gain < 1 / TIE).sum()),
-                        f"{cost}_gain": float(np.exp(np.median(np.log(gain))))})  # fmt: skip
+            row.update(
+                {
+                    f"{cost}_n": len(gain),
+                    f"{cost}_ahead": int((gain > TIE).sum()),
+                    f"{cost}_behind": int((gain < 1 / TIE).sum()),
+                    f"{cost}_gain": float(np.exp(np.median(np.log(gain)))),
+                }
+            )
         out.append(row)
     if not out:
         return "no configuration with cg and fp over at least 3 common cost levels", None
@@ -328,11 +351,12 @@ def cg_most_efficient(df: pd.DataFrame) -> Verdict:
     for where, r in zip(labels(table), table.itertuples()):
         ties = r.ops_n - r.ops_ahead - r.ops_behind
         decided = r.ops_ahead + r.ops_behind
-        text = (f"{where} {r.grid} ({r.roles}): in VJP-equivalents CG ahead at {r.ops_ahead}, behind at {r.ops_behind}, "
-                f"tied at {ties} of {r.ops_n} levels (median err(best other)/err(CG) {r.ops_gain:.2g})")  # fmt: skip
+        text = (
+            f"{where} {r.grid} ({r.roles}): in VJP-equivalents CG ahead at {r.ops_ahead}, behind at {r.ops_behind}, "
+            f"tied at {ties} of {r.ops_n} levels (median err(best other)/err(CG) {r.ops_gain:.2g})"
+        )
         if r.time_s_n:
-            text += (f"; in wall time, not deciding: ahead {r.time_s_ahead}, behind {r.time_s_behind} of {r.time_s_n} "
-                     f"({r.time_s_gain:.2g})")  # fmt: skip
+            text += f"; in wall time, not deciding: ahead {r.time_s_ahead}, behind {r.time_s_behind} of {r.time_s_n} ({r.time_s_gain:.2g})"
         if 2 * ties >= r.ops_n or decided < 3:
             verdict = None
             text += " — a tie"
@@ -354,15 +378,23 @@ def itd_bound_shape(df: pd.DataFrame) -> Verdict:
         curve = curve.set_index("t")["err_rel"].sort_index()
         if 0 not in curve.index or len(curve) < 3:
             return "needs t = 0 and more t values", None
-        curves.append(dict(zip([*CONFIG, "estimator"], key), peak_t=int(curve.idxmax()), peak=curve.max(), start=curve[0],
-                           last_t=int(curve.index[-1]), last=curve.iloc[-1]))  # fmt: skip
+        curves.append(
+            dict(
+                zip([*CONFIG, "estimator"], key),
+                peak_t=int(curve.idxmax()),
+                peak=curve.max(),
+                start=curve[0],
+                last_t=int(curve.index[-1]),
+                last=curve.iloc[-1],
+            )
+        )
     if not curves:
         return "no itd curve", None
     table = pd.DataFrame(curves)
     text = "; ".join(
         f"{w}: {fmt(r.start)} at t = 0, peak {fmt(r.peak)} at t = {r.peak_t}, {fmt(r.last)} at t = {r.last_t}"
         for w, r in zip(labels(table, ("estimator",)), table.itertuples())
-    )  # fmt: skip
+    )
     rises = (table["peak_t"] > 0) & (table["peak"] > table["start"])
     return text, bool((rises & (table["last"] < 0.01 * table["peak"])).all())
 
@@ -407,7 +439,9 @@ def memory_growth(df: pd.DataFrame) -> Verdict:
             row.update(verdict=verdict, text=f"{role} {lo:.3g} B" + ("" if verdict else f" to {hi:.3g} B") + f" over {len(rows)} (t, k)")
         out.append(row)
     table = pd.DataFrame(out)
-    texts = [f"{w}: " + ", ".join(rows["text"]) for w, (_, rows) in zip(labels(table.drop_duplicates(CONFIG)), table.groupby(CONFIG, sort=True))]
+    texts = [
+        f"{w}: " + ", ".join(rows["text"]) for w, (_, rows) in zip(labels(table.drop_duplicates(CONFIG)), table.groupby(CONFIG, sort=True))
+    ]
     judged = table[table["verdict"] != "skip"]
     if not (judged["role"] == "itd").any():
         return "; ".join(texts) + f"; no ITD curve with {MIN_POINTS} t ≥ {PAST}", None
@@ -419,44 +453,81 @@ SLIDES = f"{SOURCE}, talk slides (ICML 2020)"
 THEOREMS = f"{SOURCE}, the theorems bounding the ITD, AID-FP and AID-CG errors"
 FORMULAS = "check of the bound formulas (follows by arithmetic from the constants; not evidence about the estimators)"
 CLAIMS = [
-    Claim("G1", f"{SLIDES}, summarizing {THEOREMS[len(SOURCE) + 2:]}", "“ITD, CG and FP converge linearly (in t and k)”",
-          ("grazzi2020", "ridge_illcond_cold", "ridge_illcond"),
-          f"every itd/fp/cg curve: fitted rate < 1 with R² ≥ {GOOD_FIT} (ITD: fit of log(err/t) vs t; FP, CG: log err vs t and k), "
-          f"over its points between round-off and 0.5; undecided when no curve has ≥ {MIN_POINTS} such points",
-          linear_convergence),
-    Claim("G2", SLIDES, f"“FP bound < ITD bound for every t, when k = t” — a {FORMULAS}",
-          ("grazzi2020", "ridge_illcond_cold"),
-          f"per λ draw, with the bounds' constants in closed form: FP bound ≤ ITD bound·(1 + {ROUNDOFF:g}) at every t ≥ 1 (equal within round-off "
-          "where c₂ = 0); undecided where the constants are not computable", fp_bound_below_itd),
-    Claim("G3", SLIDES, f"“CG bound < FP bound for k big enough when ∂₁Φ is symmetric” — a {FORMULAS}",
-          ("grazzi2020", "ridge_illcond"),
-          "per λ draw at the k sweep's t: CG bound < FP bound at every sweep k ≥ some k*, and c₂qᵗ/(1−q) < c₃ (so for every "
-          "larger k); undecided where the constants are not computable", cg_bound_below_fp),
-    Claim("G4", f"{SLIDES}, on the hypergradient-error experiments", "“Methods with lower error bounds have lower error on average”",
-          ("grazzi2020", "ridge_illcond_cold", "ridge_illcond"),
-          f"at every (t, k) where two of itd/fp/cg have bounds (mean over λ draws, closed-form constants) ≥ {MATERIAL:g}× apart: the one with the "
-          f"lower bound has the lower mean err_abs over the draws (errors within {TIE}× or both at round-off: a tie, not counted); per configuration "
-          f"≥ {AGREE_HOLDS:.0%} of the decided comparisons agree holds, < {AGREE_FAILS:.0%} does not; else, or with < {MIN_POINTS} decided comparisons, "
-          "or without constants (logistic, hyper_rep), undecided", bound_order),
-    Claim("G5", f"{THEOREMS}: a prediction read from ITD's bound (c₁ + c₂t/q + c₃)qᵗ, not a sentence of the paper",
-          "ITD's error follows its bound (c₁ + c₂t/q + c₃)qᵗ: it can rise before it falls linearly",
-          ("ridge_illcond_cold",), "ITD's median error peaks at some t > 0 above its t = 0 value, then falls below 1% of the peak",
-          itd_bound_shape),
-    Claim("G6", f"{SOURCE}, abstract", "“a hierarchy in terms of computational efficiency … with approximate implicit "
-          "differentiation based on conjugate gradient performing best”", ("grazzi2020", "ridge_illcond_cold"),
-          "per configuration and grid, at every point of CG's Pareto front (median err_rel vs median VJP-equivalents = Φ evaluations + VJPs + "
-          "JVPs) in the cost range all roles cover: best other role's front error at equal cost / CG's — ahead > "
-          f"{TIE}, behind < 1/{TIE}, else (or both at round-off) a tie; on a k sweep the cost beyond each estimator's smallest k. Holds: ahead at "
-          f"≥ {AGREE_HOLDS:.0%} of the levels not tied; does not hold: < {AGREE_FAILS:.0%}; undecided otherwise, or when ties are ≥ half the levels. "
-          "Wall time: the same shares reported, not deciding", cg_most_efficient),
-    Claim("G7", THEOREMS, "The hypergradient error is at most the bound, for every λ",
-          ("grazzi2020", "ridge_illcond_cold", "ridge_illcond"),
-          "every itd/fp/cg row above round-off: err_abs ≤ its bound with that draw's constants; undecided where the constants "
-          "are not computable", error_within_bound),
-    Claim("G8", f"{SOURCE}, the methods' costs (reverse-mode ITD stores the trajectory; AID does not): a paraphrase, not a quotation",
-          "ITD's memory grows as O(t·d), AID's is O(d), independent of t and k",
-          ("grazzi2020", "ridge_illcond_cold"),
-          f"saved_bytes (median over draws) per curve: ITD's line a + b·t over t ≥ {PAST} with b > 0 and R² ≥ 0.99 and AID's bytes constant over "
-          f"every t, k (max/min ≤ 1 + {ROUNDOFF:g}) holds; ITD b ≤ 0 or R² < {GOOD_FIT}, or AID max ≥ 2·min, does not; else or not observable undecided",
-          memory_growth),
-]  # fmt: skip
+    Claim(
+        "G1",
+        f"{SLIDES}, summarizing {THEOREMS[len(SOURCE) + 2 :]}",
+        "“ITD, CG and FP converge linearly (in t and k)”",
+        ("grazzi2020", "ridge_illcond_cold", "ridge_illcond"),
+        f"every itd/fp/cg curve: fitted rate < 1 with R² ≥ {GOOD_FIT} (ITD: fit of log(err/t) vs t; FP, CG: log err vs t and k), "
+        f"over its points between round-off and 0.5; undecided when no curve has ≥ {MIN_POINTS} such points",
+        linear_convergence,
+    ),
+    Claim(
+        "G2",
+        SLIDES,
+        f"“FP bound < ITD bound for every t, when k = t” — a {FORMULAS}",
+        ("grazzi2020", "ridge_illcond_cold"),
+        f"per λ draw, with the bounds' constants in closed form: FP bound ≤ ITD bound·(1 + {ROUNDOFF:g}) at every t ≥ 1 (equal within round-off "
+        "where c₂ = 0); undecided where the constants are not computable",
+        fp_bound_below_itd,
+    ),
+    Claim(
+        "G3",
+        SLIDES,
+        f"“CG bound < FP bound for k big enough when ∂₁Φ is symmetric” — a {FORMULAS}",
+        ("grazzi2020", "ridge_illcond"),
+        "per λ draw at the k sweep's t: CG bound < FP bound at every sweep k ≥ some k*, and c₂qᵗ/(1−q) < c₃ (so for every "
+        "larger k); undecided where the constants are not computable",
+        cg_bound_below_fp,
+    ),
+    Claim(
+        "G4",
+        f"{SLIDES}, on the hypergradient-error experiments",
+        "“Methods with lower error bounds have lower error on average”",
+        ("grazzi2020", "ridge_illcond_cold", "ridge_illcond"),
+        f"at every (t, k) where two of itd/fp/cg have bounds (mean over λ draws, closed-form constants) ≥ {MATERIAL:g}× apart: the one with the "
+        f"lower bound has the lower mean err_abs over the draws (errors within {TIE}× or both at round-off: a tie, not counted); per configuration "
+        f"≥ {AGREE_HOLDS:.0%} of the decided comparisons agree holds, < {AGREE_FAILS:.0%} does not; else, or with < {MIN_POINTS} decided comparisons, "
+        "or without constants (logistic, hyper_rep), undecided",
+        bound_order,
+    ),
+    Claim(
+        "G5",
+        f"{THEOREMS}: a prediction read from ITD's bound (c₁ + c₂t/q + c₃)qᵗ, not a sentence of the paper",
+        "ITD's error follows its bound (c₁ + c₂t/q + c₃)qᵗ: it can rise before it falls linearly",
+        ("ridge_illcond_cold",),
+        "ITD's median error peaks at some t > 0 above its t = 0 value, then falls below 1% of the peak",
+        itd_bound_shape,
+    ),
+    Claim(
+        "G6",
+        f"{SOURCE}, abstract",
+        "“a hierarchy in terms of computational efficiency … with approximate implicit "
+        "differentiation based on conjugate gradient performing best”",
+        ("grazzi2020", "ridge_illcond_cold"),
+        "per configuration and grid, at every point of CG's Pareto front (median err_rel vs median VJP-equivalents = Φ evaluations + VJPs + "
+        "JVPs) in the cost range all roles cover: best other role's front error at equal cost / CG's — ahead > "
+        f"{TIE}, behind < 1/{TIE}, else (or both at round-off) a tie; on a k sweep the cost beyond each estimator's smallest k. Holds: ahead at "
+        f"≥ {AGREE_HOLDS:.0%} of the levels not tied; does not hold: < {AGREE_FAILS:.0%}; undecided otherwise, or when ties are ≥ half the levels. "
+        "Wall time: the same shares reported, not deciding",
+        cg_most_efficient,
+    ),
+    Claim(
+        "G7",
+        THEOREMS,
+        "The hypergradient error is at most the bound, for every λ",
+        ("grazzi2020", "ridge_illcond_cold", "ridge_illcond"),
+        "every itd/fp/cg row above round-off: err_abs ≤ its bound with that draw's constants; undecided where the constants "
+        "are not computable",
+        error_within_bound,
+    ),
+    Claim(
+        "G8",
+        f"{SOURCE}, the methods' costs (reverse-mode ITD stores the trajectory; AID does not): a paraphrase, not a quotation",
+        "ITD's memory grows as O(t·d), AID's is O(d), independent of t and k",
+        ("grazzi2020", "ridge_illcond_cold"),
+        f"saved_bytes (median over draws) per curve: ITD's line a + b·t over t ≥ {PAST} with b > 0 and R² ≥ 0.99 and AID's bytes constant over "
+        f"every t, k (max/min ≤ 1 + {ROUNDOFF:g}) holds; ITD b ≤ 0 or R² < {GOOD_FIT}, or AID max ≥ 2·min, does not; else or not observable undecided",
+        memory_growth,
+    ),
+]

@@ -70,17 +70,33 @@ def cg_beats_fp_in_k(df: pd.DataFrame, at_k: int = 50) -> Verdict:
     text = ", ".join(
         f"{w}: cg {fmt(r.err_a)}, fp {fmt(r.err_b)} (q = {r.q:.4f})"
         for w, r in zip(labels(rows, ("estimator_a", "estimator_b")), rows.itertuples())
-    )  # fmt: skip
+    )
     return text, bool((rows["err_a"] / rows["err_b"] < 1e-2).all())
 
 
 OBSERVATIONS = [
-    Claim("O1", SOURCE, "From a cold start (k = t) the AID curves come close: the inner error dominates",
-          ("grazzi2020", "ridge_illcond_cold"), "err(cg)/err(fp) within a factor 3 at every t ≥ 10 above round-off",
-          cold_start_coincide),
-    Claim("O2", SOURCE, "On hyper-representation, AID-FP's error is above ITD's (k = t) with logistic heads, below it with ridge heads",
-          ("hyper_rep_heads", "grazzi2020"), "median over t ≥ 20 of err(fp)/err(itd): > 1 for head=logistic, < 1 for head=ridge",
-          fp_above_itd_by_head),
-    Claim("O3", SOURCE, "CG's advantage over FP in k is largest once the inner problem is solved (q close to 1)",
-          ("ridge_illcond",), "err(cg)/err(fp) < 1e-2 at k = 50 (t = 6000)", cg_beats_fp_in_k),
-]  # fmt: skip
+    Claim(
+        "O1",
+        SOURCE,
+        "From a cold start (k = t) the AID curves come close: the inner error dominates",
+        ("grazzi2020", "ridge_illcond_cold"),
+        "err(cg)/err(fp) within a factor 3 at every t ≥ 10 above round-off",
+        cold_start_coincide,
+    ),
+    Claim(
+        "O2",
+        SOURCE,
+        "On hyper-representation, AID-FP's error is above ITD's (k = t) with logistic heads, below it with ridge heads",
+        ("hyper_rep_heads", "grazzi2020"),
+        "median over t ≥ 20 of err(fp)/err(itd): > 1 for head=logistic, < 1 for head=ridge",
+        fp_above_itd_by_head,
+    ),
+    Claim(
+        "O3",
+        SOURCE,
+        "CG's advantage over FP in k is largest once the inner problem is solved (q close to 1)",
+        ("ridge_illcond",),
+        "err(cg)/err(fp) < 1e-2 at k = 50 (t = 6000)",
+        cg_beats_fp_in_k,
+    ),
+]

@@ -91,7 +91,9 @@ def _judged(df: pd.DataFrame, role: str, rule: str, min_min: bool = False) -> tu
     if rows.empty:
         return f"no {role} rows", []
     exact = "round-off (exact)" if rule == "quadratic" else "round-off"
-    text = ", ".join(f"{w}: {exact if r else _fmt_slope(s)}" for w, s, r in zip(labels(rows, ("estimator",)), rows["slope"], rows["roundoff"]))
+    text = ", ".join(
+        f"{w}: {exact if r else _fmt_slope(s)}" for w, s, r in zip(labels(rows, ("estimator",)), rows["slope"], rows["roundoff"])
+    )
     return text, [RULES[rule](s, bool(r)) for s, r in zip(rows["slope"], rows["roundoff"])]
 
 
@@ -119,8 +121,10 @@ def quadratic(role: str, min_min: bool = False) -> Callable[[pd.DataFrame], Verd
 # and what each method's error does there. Newton lands on x* in one step on ridge (exact: round-off),
 # whatever the outer; OptPhi's Jacobian dx*/dy is exact at any iterate, so its only error is that of
 # ∇ₓf evaluated at the inexact x: none for the linear outer (∇ₓf constant), linear for the quadratic.
-FIG1 = {"ye2024_fig1a": ("linear outer", {"precond_newton": "quadratic", "reparam_opt": "quadratic"}),
-        "ye2024_fig1b": ("quadratic outer", {"precond_newton": "quadratic", "reparam_opt": "linear"})}  # fmt: skip
+FIG1 = {
+    "ye2024_fig1a": ("linear outer", {"precond_newton": "quadratic", "reparam_opt": "quadratic"}),
+    "ye2024_fig1b": ("quadratic outer", {"precond_newton": "quadratic", "reparam_opt": "linear"}),
+}
 
 
 def fig1(roles: tuple[str, ...]) -> Callable[[pd.DataFrame], Verdict]:
@@ -157,7 +161,7 @@ def jacobi_linear_smaller_constant(df: pd.DataFrame) -> Verdict:
     text = "; ".join(
         f"{w}: slope {_fmt_slope(s)}, C/C_vanilla {c:.2g}"
         for w, s, c in zip(labels(rows, ("estimator_a", "estimator_b")), rows["slope_a"], ratio)
-    )  # fmt: skip
+    )
     return text, bool((((rows["slope_a"] - 1).abs() <= 0.2) & (ratio < 1)).all())
 
 
@@ -232,49 +236,94 @@ def reparam_compensates(df: pd.DataFrame) -> Verdict:
 
 SYNTHETIC = ("ye2024_ridge", "ye2024_logistic", "ye2024_logistic_weak")  # this project's extension
 ABSTRACT = "Ye et al. 2024, abstract"
-QUOTE = ("“super efficiency, namely reaching an error on the hypergradient that depends quadratically on the error "
-         "on the inner problem, is achievable”")  # fmt: skip
+QUOTE = (
+    "“super efficiency, namely reaching an error on the hypergradient that depends quadratically on the error "
+    "on the inner problem, is achievable”"
+)
 
 FIGS = ("ye2024_fig2b", "ye2024_fig3a", "ye2024_fig3b")
 CLAIMS = [
-    Claim("Y1", "Ye et al. 2024, analysis of the IFT error; Figs. 2b, 3a, 3b (Vanilla)", "Vanilla IFT evaluated at an inexact inner solution: error linear in the inner error",
-          (*FIGS, *SYNTHETIC), "every `exact` curve: slope 1 ± 0.2 holds; ≥ 1.5 or round-off does not; else undecided (outer ≠ inner loss)",
-          linear("exact")),
-    Claim("Y2", f"{ABSTRACT}; Figs. 1a, 1b, 3a, 3b (Newton)", f"Newton-preconditioned IFT: {QUOTE} — error quadratic in the inner error",
-          ("ye2024_fig1a", "ye2024_fig1b", "ye2024_fig3a", "ye2024_fig3b", *SYNTHETIC),
-          "every `precond_newton` curve: slope ≥ 1.8 or error at round-off (exact: on ridge one Newton step lands on w*) holds; ≤ 1.2 does not; else undecided",
-          quadratic("precond_newton")),
-    Claim("Y3", "Ye et al. 2024, analysis of preconditioning; Figs. 2b, 3a, 3b (Precond)", "Jacobi (diagonal) preconditioning stays linear, with a smaller constant than vanilla",
-          (*FIGS, *SYNTHETIC), "slope of `precond_jacobi` 1 ± 0.2 and its constant below vanilla's",
-          jacobi_linear_smaller_constant),
-    Claim("Y4", "Ye et al. 2024, analysis of the IFT error (min–min case)", "In the min–min case (outer = inner loss) vanilla IFT is already quadratic",
-          SYNTHETIC, "every `exact` curve with outer = inner: slope ≥ 1.8 or round-off holds; ≤ 1.2 does not; else undecided", quadratic("exact", min_min=True)),
-    Claim("Y5", f"{ABSTRACT}; Figs. 2b, 3a, 3b (PzPhi)", "Reparameterization is super-efficient only for specially designed maps: diagonal scaling (PzPhi) stays linear",
-          (*FIGS, *SYNTHETIC), "every `reparam_diag` curve: slope 1 ± 0.2 holds; ≥ 1.5 or round-off does not; else undecided",
-          linear("reparam_diag")),
-    Claim("Y6", f"{ABSTRACT}; Fig. 1a vs 1b (OptPhi)",
-          f"The specially designed reparameterization on ridge (OptPhi): {QUOTE} — with the linear outer (Fig. 1a); with the quadratic outer (Fig. 1b) its error is linear",
-          ("ye2024_fig1a", "ye2024_fig1b"),
-          "every `reparam_opt` curve: on 1a (linear outer) quadratic — slope ≥ 1.8 or round-off holds, ≤ 1.2 does not; on 1b (quadratic outer) linear — "
-          "slope 1 ± 0.2 holds, ≥ 1.5 or round-off does not; else undecided", fig1(("reparam_opt",))),
-    Claim("Y7", f"{ABSTRACT} (“compare the two approaches when this is impossible”); Figs. 2b, 3a, 3b",
-          "Where neither is super-efficient, Jacobi preconditioning gives a smaller error than the reparameterizations (ExpPhi, PzPhi)",
-          (*FIGS, *SYNTHETIC),
-          f"median over inner errors ≤ 1e-1 of err(reparam)/err(jacobi) > {TIE} for both maps holds; < 1/{TIE} for one does not; else (a tie) undecided",
-          jacobi_beats_reparam),
-    Claim("Y8", "Ye et al. 2024, Fig. 1 (1a linear outer, 1b quadratic outer)",
-          "Newton preconditioning is super-efficient with either outer function; the specially designed reparameterization (OptPhi) only with the linear one",
-          ("ye2024_fig1a+ye2024_fig1b",),
-          "both panels: every `precond_newton` curve quadratic (slope ≥ 1.8 or round-off; ≤ 1.2 does not hold); `reparam_opt` quadratic on 1a and linear "
-          "(slope 1 ± 0.2; ≥ 1.5 or round-off does not hold) on 1b; holds when all do, does not hold when one does not, else undecided",
-          fig1(("precond_newton", "reparam_opt"))),
-    Claim("Y9", f"{ABSTRACT}; Figs. 2b, 3a, 3b (ExpPhi)", "Reparameterization is super-efficient only for specially designed maps: the elementwise exponential map (ExpPhi) stays linear",
-          (*FIGS, *SYNTHETIC), "every `reparam_exp` curve: slope 1 ± 0.2 holds; ≥ 1.5 or round-off does not; else undecided",
-          linear("reparam_exp")),
-    Claim("Y10", "Ye et al. 2024, Figs. 3a vs 3b (paraphrase: reparameterization can compensate for a poor Hessian approximation)",
-          "Where the diagonal Hessian approximation is poor (Fig. 3a, weak regularization), a reparameterization (PzPhi or ExpPhi) comes level with Jacobi preconditioning; where it is good (3b), Jacobi is ahead",
-          ("ye2024_fig3a+ye2024_fig3b",),
-          f"poorness of the approximation measured as C_jacobi/C_vanilla per configuration (must differ ≥ {POORER:g}×, else undecided); best "
-          f"err(reparam)/err(jacobi) (median over inner errors ≤ 1e-1) in the poorer one ≤ {TIE} and {TIE}× below the other's holds; > {TIE} does not; else undecided",
-          reparam_compensates),
-]  # fmt: skip
+    Claim(
+        "Y1",
+        "Ye et al. 2024, analysis of the IFT error; Figs. 2b, 3a, 3b (Vanilla)",
+        "Vanilla IFT evaluated at an inexact inner solution: error linear in the inner error",
+        (*FIGS, *SYNTHETIC),
+        "every `exact` curve: slope 1 ± 0.2 holds; ≥ 1.5 or round-off does not; else undecided (outer ≠ inner loss)",
+        linear("exact"),
+    ),
+    Claim(
+        "Y2",
+        f"{ABSTRACT}; Figs. 1a, 1b, 3a, 3b (Newton)",
+        f"Newton-preconditioned IFT: {QUOTE} — error quadratic in the inner error",
+        ("ye2024_fig1a", "ye2024_fig1b", "ye2024_fig3a", "ye2024_fig3b", *SYNTHETIC),
+        "every `precond_newton` curve: slope ≥ 1.8 or error at round-off (exact: on ridge one Newton step lands on w*) holds; ≤ 1.2 does not; else undecided",
+        quadratic("precond_newton"),
+    ),
+    Claim(
+        "Y3",
+        "Ye et al. 2024, analysis of preconditioning; Figs. 2b, 3a, 3b (Precond)",
+        "Jacobi (diagonal) preconditioning stays linear, with a smaller constant than vanilla",
+        (*FIGS, *SYNTHETIC),
+        "slope of `precond_jacobi` 1 ± 0.2 and its constant below vanilla's",
+        jacobi_linear_smaller_constant,
+    ),
+    Claim(
+        "Y4",
+        "Ye et al. 2024, analysis of the IFT error (min–min case)",
+        "In the min–min case (outer = inner loss) vanilla IFT is already quadratic",
+        SYNTHETIC,
+        "every `exact` curve with outer = inner: slope ≥ 1.8 or round-off holds; ≤ 1.2 does not; else undecided",
+        quadratic("exact", min_min=True),
+    ),
+    Claim(
+        "Y5",
+        f"{ABSTRACT}; Figs. 2b, 3a, 3b (PzPhi)",
+        "Reparameterization is super-efficient only for specially designed maps: diagonal scaling (PzPhi) stays linear",
+        (*FIGS, *SYNTHETIC),
+        "every `reparam_diag` curve: slope 1 ± 0.2 holds; ≥ 1.5 or round-off does not; else undecided",
+        linear("reparam_diag"),
+    ),
+    Claim(
+        "Y6",
+        f"{ABSTRACT}; Fig. 1a vs 1b (OptPhi)",
+        f"The specially designed reparameterization on ridge (OptPhi): {QUOTE} — with the linear outer (Fig. 1a); with the quadratic outer (Fig. 1b) its error is linear",
+        ("ye2024_fig1a", "ye2024_fig1b"),
+        "every `reparam_opt` curve: on 1a (linear outer) quadratic — slope ≥ 1.8 or round-off holds, ≤ 1.2 does not; on 1b (quadratic outer) linear — "
+        "slope 1 ± 0.2 holds, ≥ 1.5 or round-off does not; else undecided",
+        fig1(("reparam_opt",)),
+    ),
+    Claim(
+        "Y7",
+        f"{ABSTRACT} (“compare the two approaches when this is impossible”); Figs. 2b, 3a, 3b",
+        "Where neither is super-efficient, Jacobi preconditioning gives a smaller error than the reparameterizations (ExpPhi, PzPhi)",
+        (*FIGS, *SYNTHETIC),
+        f"median over inner errors ≤ 1e-1 of err(reparam)/err(jacobi) > {TIE} for both maps holds; < 1/{TIE} for one does not; else (a tie) undecided",
+        jacobi_beats_reparam,
+    ),
+    Claim(
+        "Y8",
+        "Ye et al. 2024, Fig. 1 (1a linear outer, 1b quadratic outer)",
+        "Newton preconditioning is super-efficient with either outer function; the specially designed reparameterization (OptPhi) only with the linear one",
+        ("ye2024_fig1a+ye2024_fig1b",),
+        "both panels: every `precond_newton` curve quadratic (slope ≥ 1.8 or round-off; ≤ 1.2 does not hold); `reparam_opt` quadratic on 1a and linear "
+        "(slope 1 ± 0.2; ≥ 1.5 or round-off does not hold) on 1b; holds when all do, does not hold when one does not, else undecided",
+        fig1(("precond_newton", "reparam_opt")),
+    ),
+    Claim(
+        "Y9",
+        f"{ABSTRACT}; Figs. 2b, 3a, 3b (ExpPhi)",
+        "Reparameterization is super-efficient only for specially designed maps: the elementwise exponential map (ExpPhi) stays linear",
+        (*FIGS, *SYNTHETIC),
+        "every `reparam_exp` curve: slope 1 ± 0.2 holds; ≥ 1.5 or round-off does not; else undecided",
+        linear("reparam_exp"),
+    ),
+    Claim(
+        "Y10",
+        "Ye et al. 2024, Figs. 3a vs 3b (paraphrase: reparameterization can compensate for a poor Hessian approximation)",
+        "Where the diagonal Hessian approximation is poor (Fig. 3a, weak regularization), a reparameterization (PzPhi or ExpPhi) comes level with Jacobi preconditioning; where it is good (3b), Jacobi is ahead",
+        ("ye2024_fig3a+ye2024_fig3b",),
+        f"poorness of the approximation measured as C_jacobi/C_vanilla per configuration (must differ ≥ {POORER:g}×, else undecided); best "
+        f"err(reparam)/err(jacobi) (median over inner errors ≤ 1e-1) in the poorer one ≤ {TIE} and {TIE}× below the other's holds; > {TIE} does not; else undecided",
+        reparam_compensates,
+    ),
+]
