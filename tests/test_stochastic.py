@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from hgbench.analysis.stochastic import plot_stochastic
+from hgbench.analysis.stochastic import medians, plot_stochastic
 from hgbench.core.bound import estimate
 from hgbench.core.reference import reference
 from hgbench.core.stochastic import Sampled, Sampling, stream_seed
@@ -188,6 +188,8 @@ def test_mode_variance_shrinks_with_the_batch(tmp_path, figures):
     assert list(df["oracle_calls"]) == [b * (20 + 10 + 1) + b for b in df["batch"]]
     plot_stochastic(df, tmp_path)  # one curve per batch size in each of the three panels
     assert len(figures) == 1 and [len(ax.lines) for ax in figures[0].axes] == [2, 2, 2]
+    table = (tmp_path / "stochastic_summary.md").read_text().splitlines()  # the medians beside the figure
+    assert table[2].startswith("| estimator | batch | t | k | mse_rel |") and len(table) == 4 + len(medians(df))
 
 
 def test_mode_diverging_estimates_are_flagged_rows(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from hgbench.analysis import canvas
-from hgbench.analysis.results import load
+from hgbench.analysis.results import load, write_text_atomic
 from hgbench.analysis.style import palette
 
 CSV = "stochastic.csv"
@@ -82,7 +82,9 @@ def plot_stochastic(df: pd.DataFrame, out_dir: Path, stem: str = "stochastic_vs_
     repetition. One curve per estimator (colour) and batch size (line style), and per problem
     and setting where the rows hold several: the medians over λ draws at t > 0 with, at each t,
     the largest k of the grid (k is None for estimators without a solver), in order of t. Values
-    below FLOOR (a full batch's variance, 0 up to round-off) are drawn at FLOOR."""
+    below FLOOR (a full batch's variance, 0 up to round-off) are drawn at FLOOR. The table of
+    every grid point (``summary_text``) is written beside it, as ``stem``'s stochastic_summary.md."""
+    write_text_atomic(Path(out_dir) / "stochastic_summary.md", f"# mode=stochastic: medians over λ draws\n\n{summary_text(df)}\n")
     table = medians(df)
     table = table[table["t"] > 0]
     if table.empty:
