@@ -14,6 +14,7 @@ from pathlib import Path
 
 import hgbench
 from hgbench.analysis.outer_loop import load_outer
+from hgbench.analysis.stochastic import load_stochastic
 from hgbench.analysis.canvas import plt
 from hgbench.analysis.plot import load_with_constants
 
@@ -30,6 +31,7 @@ GALLERY = {
     "inner_roundoff.png": ("results/ye2024_fig1a", hgbench.load, "inner", {}),
     "outer.png": ("results/outer/outer_ridge", load_outer, "outer", {}),
     "train.png": ("results/deq_small", load_outer, "train", {}),
+    "stochastic.png": ("results/stochastic", load_stochastic, "stochastic", {}),
 }
 
 

@@ -193,6 +193,7 @@ def test_hgbench_plot_draws_every_kind(tmp_path, monkeypatch):
     committed results (drawn, not written: saving is ``canvas.save``'s, exercised by the error kind)."""
     import hgbench
     from hgbench.analysis.outer_loop import load_outer
+    from hgbench.analysis.stochastic import load_stochastic
 
     fig = hgbench.plot(_rows(), tmp_path, kind="error")
     assert (tmp_path / "error_vs_iterations.png").is_file()
@@ -204,6 +205,7 @@ def test_hgbench_plot_draws_every_kind(tmp_path, monkeypatch):
         "bound": plot_module.load_with_constants(ROOT / "results" / "ridge_illcond_cold"),
         "outer": load_outer(ROOT / "results" / "outer" / "outer_ridge"),
         "train": load_outer(ROOT / "results" / "deq_small"),
+        "stochastic": load_stochastic(ROOT / "results" / "stochastic"),
     }
     assert set(rows) | {"error"} == set(plot_module.KINDS)
     for kind, df in rows.items():
