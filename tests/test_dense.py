@@ -57,12 +57,17 @@ def counts(e):
     return e.cost.n_phi, e.cost.n_vjp, e.cost.n_jvp
 
 
-@pytest.mark.parametrize("estimator", [ConjugateGradient("cg"), FixedPoint("fp"), GMRES("gmres"), Exact("exact")])
-@pytest.mark.parametrize("name", ["ridge", "logistic", "kernel_ridge", "linear_map"])
+@pytest.mark.parametrize(
+    "name, estimator",
+    [
+        (name, estimator)
+        for name in ("ridge", "logistic", "kernel_ridge", "linear_map")
+        for estimator in (ConjugateGradient("cg"), FixedPoint("fp"), GMRES("gmres"), Exact("exact"))
+        if not (name == "linear_map" and estimator.name == "cg")  # cg needs a symmetric J; linear_map's is not
+    ],
+)
 def test_dense_path_agrees_with_products_and_counts_the_same(name, estimator, request):
     problem = kernel_ridge() if name == "kernel_ridge" else linear_map() if name == "linear_map" else request.getfixturevalue(name)
-    if estimator.name == "cg" and not problem.symmetric_jacobian:
-        pytest.skip("cg needs a symmetric J")
     lam = draws(problem, 1)[0]
     products, dense = paths(estimator, problem, lam)
     for a, b in zip(products, dense, strict=True):
