@@ -1,7 +1,8 @@
 # Two entry points that work on a fresh machine with Python 3.11 and pip:
 #   make demo   set up .venv, run the ridge comparison of all estimators, draw its figure
 #               (prints one progress bar, the final table and the paths of the CSV and figures)
-#   make test   set up .venv, run the test suite
+#   make test   set up .venv, run the test suite (ruff, then pytest in two worker processes of one
+#               thread each: pytest-xdist; one thread per worker, as two workers share two cores)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -25,7 +26,7 @@ demo: $(READY)
 test: $(READY)
 	$(BIN)/ruff check --quiet hgbench tests scripts examples
 	$(BIN)/ruff format --check --quiet hgbench tests scripts examples
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 illcond: $(READY)
 	bash scripts/ridge_illcond.sh
