@@ -44,6 +44,7 @@ from typing import Callable
 import torch
 
 from hgbench.core.cost import Tally, taped
+from hgbench.problems import autodiff
 
 Phi = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -112,11 +113,13 @@ class Linearization:
         return self._j
 
     def _functional_pullback(self):
-        """The tape's graph as a torch.func pullback on w, which vmap batches over the basis
-        (the tape's own batched backward, is_grads_batched, measured 7–12× slower at d = 300 to
-        600 on ridge). Its Φ evaluation is the tape's again, not a new one: not counted."""
+        """A pullback on w by plain autograd (hgbench.problems.autodiff.vjp: the numbers of
+        torch.func.vjp, bit for bit, without its first call's import of torch._dynamo, 1.2 s),
+        which vmap batches over the basis (the tape's own batched backward, is_grads_batched,
+        measured 7–12× slower at d = 300 to 600 on ridge). Its Φ evaluation is the tape's again,
+        not a new one: not counted."""
         n_phi = self.tally.n_phi
-        pull = torch.func.vjp(lambda x: self.phi(x, self.lam), self.w)[1]
+        pull = autodiff.vjp(lambda x: self.phi(x, self.lam), (self.w,))[1]
         self.tally.n_phi = n_phi
         return pull
 

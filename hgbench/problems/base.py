@@ -80,13 +80,15 @@ class Problem:
         """ℓ(w, λ) when Φ is a gradient step on it; problems without one leave this undefined."""
         raise NotImplementedError(f"problem {self.name!r} has no inner loss")
 
+    def inner_hessian(self, w: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """∇₁²ℓ(w, λ), dense (d × d): by autodiff (torch.func.hessian, forward over reverse, which
+        imports torch._dynamo on first use), unless a problem gives it in closed form (logistic)."""
+        return torch.func.hessian(self.inner_loss)(w, lam)
+
     def newton_direction(self, w: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        """∇₁²ℓ(w, λ)⁻¹ g for Newton's method: the dense Hessian by autodiff and LU, unless a
-        problem overrides it with its structure (e.g. a block-diagonal Hessian). torch.func's
-        forward-over-reverse Hessian (which imports torch._dynamo on first use): the plain-autograd
-        ones (reverse over reverse, or autograd.functional's forward mode) differ from it by a few
-        ulps (3e-16 measured on logistic), which would move every Newton reference."""
-        return torch.linalg.solve(torch.func.hessian(self.inner_loss)(w, lam), g)
+        """∇₁²ℓ(w, λ)⁻¹ g for Newton's method: the dense Hessian (``inner_hessian``) and LU, unless a
+        problem overrides it with its structure (e.g. a block-diagonal Hessian)."""
+        return torch.linalg.solve(self.inner_hessian(w, lam), g)
 
     def consts(self, lam: torch.Tensor) -> dict:
         return {}

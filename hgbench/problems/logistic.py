@@ -88,6 +88,12 @@ class Logistic(FiniteSum, OuterChoice, PerFeatureProblem):
         coef = -self.b_train * torch.sigmoid(-margins) / self.x_train.shape[0]
         return self.x_train.T @ coef + torch.exp(lam) * w
 
+    def inner_hessian(self, w, lam):
+        """∇₁²ℓ(w, λ) = Xᵀ diag(σ(mᵢ)σ(−mᵢ)) X / n + diag(exp λ), m = b ⊙ Xw (bᵢ² = 1), in closed form."""
+        margins = self.b_train * (self.x_train @ w)
+        weights = torch.sigmoid(margins) * torch.sigmoid(-margins) / self.x_train.shape[0]
+        return self.x_train.T @ (weights[:, None] * self.x_train) + torch.diag(torch.exp(lam))
+
     def curvature_bounds(self, lam):
         penalty = torch.exp(lam)
         return self.smooth_data + penalty.max(), penalty.min()
