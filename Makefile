@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 
-.PHONY: demo test setup illcond clean
+.PHONY: demo test setup illcond answers clean
 
 setup: $(READY)
 
@@ -27,6 +27,11 @@ test: $(READY)
 	$(BIN)/ruff check --quiet hgbench tests scripts examples
 	$(BIN)/ruff format --check --quiet hgbench tests scripts examples
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
+
+# after a change to the code or the config tree: the shipped answers of `run --help` and `list`
+# (hgbench/running/answers.py; a test fails while they are not the current code's)
+answers: $(READY)
+	$(BIN)/python -m hgbench.running.answers
 
 illcond: $(READY)
 	bash scripts/ridge_illcond.sh

@@ -247,25 +247,31 @@ def test_inner_grid_needs_one_k_and_plot_inner_needs_inner_rows(tmp_path, monkey
     assert "no rows of a grid=inner or grid=levels run" in capsys.readouterr().err
 
 
-def test_help_and_list_are_answered_again_without_torch(tmp_path, monkeypatch):
-    """The second `hgbench list` and `hgbench run --help` print the first's output, byte for
-    byte, without importing torch, pandas or Hydra; a changed config file makes them computed
-    afresh, and HGBENCH_NO_CACHE=1 bypasses the store."""
+def test_help_and_list_are_answered_from_the_first_call_without_torch(tmp_path, monkeypatch):
+    """The shipped answers (hgbench/running/shipped_answers.json) are the current code's: a fresh
+    process prints `hgbench list` and `hgbench run --help` exactly as computed afresh, without
+    importing torch, pandas or Hydra, on its first call. Answers not shipped are kept in the
+    user's store after their first computation; a changed config file makes them computed
+    afresh, and HGBENCH_NO_CACHE=1 bypasses the stores."""
     import subprocess
     import sys
 
     from hgbench.running import answers
 
+    stale = "the shipped answers are not the current code's: run `make answers` (python -m hgbench.running.answers)"
+    assert answers.shipped(answers.fingerprint()), stale
     probe = (
         "import sys\nfrom hgbench.running.cli import main\nsys.argv = ['hgbench', *sys.argv[1:]]\ntry:\n    main()\n"
         "except SystemExit as done:\n    heavy = [m for m in ('torch', 'pandas', 'hydra') if m in sys.modules]\n"
         "    print('HEAVY', heavy, done.code, file=sys.stderr)"
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    for words in (["list"], ["run", "--help"]):
-        first, again = (subprocess.run([sys.executable, "-c", probe, *words], env=env, capture_output=True, text=True) for _ in range(2))
-        assert first.stdout and first.stdout == again.stdout, words
-        assert "HEAVY ['torch'" in first.stderr and "HEAVY [] 0" in again.stderr, (first.stderr, again.stderr)
+    for words in answers.SHIPPED:
+        first = subprocess.run([sys.executable, "-c", probe, *words], env=env, capture_output=True, text=True)
+        assert "HEAVY [] 0" in first.stderr, first.stderr
+        assert first.stdout == answers.compute(words), stale
+    assert not (tmp_path / "hgbench").exists()  # answered from the shipped file, nothing written
+    monkeypatch.setattr(answers, "SHIPPED_FILE", tmp_path / "none.json")
     calls = []
     words = ["list"]
     key = answers.fingerprint()
@@ -288,3 +294,22 @@ def test_help_and_list_are_answered_again_without_torch(tmp_path, monkeypatch):
     before = answers.fingerprint()
     (conf / "problem" / "mine.yaml").write_text("name: mine2\n")
     assert answers.fingerprint() != before  # a changed config file: another key, a fresh answer
+
+
+def test_a_completion_is_computed_once_per_line(tmp_path, monkeypatch, capsys):
+    """Shell completion (`hgbench -sc query=bash`, the line in COMP_LINE) is Hydra's answer, kept
+    in the user's store: the same line, cursor and directory again is answered without Hydra;
+    another line is computed."""
+    from hgbench.running import cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    real, calls = cli._run, []
+    monkeypatch.setattr(cli, "_run", lambda argv: calls.append(os.environ["COMP_LINE"]) or real(argv))
+    for line in ("hgbench run problem=kern", "hgbench run problem=kern", "hgbench run estimator=c"):
+        monkeypatch.setenv("COMP_LINE", line)
+        monkeypatch.setenv("COMP_POINT", str(len(line)))
+        assert run_cli(monkeypatch, "-sc", "query=bash") == 0
+    out = capsys.readouterr().out.split()
+    assert out[:2] == ["problem=kernel_ridge"] * 2 and "estimator=cg" in out[2:]
+    assert calls == ["hgbench run problem=kern", "hgbench run estimator=c"]

@@ -89,6 +89,21 @@ def test_installed_wheel_reads_its_data_files(installed):
     assert _check([bin_dir / "python", "-c", code], outside, env).stdout.split() == ["297", "200", "5000", "True"]
 
 
+def test_installed_wheel_answers_help_at_once(installed, tmp_path):
+    """The installed wheel answers its first `hgbench run --help` from its shipped answers (the
+    wheel's own files and configs fingerprint as the checkout's): no torch, pandas or Hydra
+    imported, the text the checkout computes."""
+    from hgbench.running import answers
+
+    bin_dir, env, outside = installed
+    probe = (
+        "import sys\nfrom hgbench.running.cli import main\nsys.argv = ['hgbench', 'run', '--help']\ntry:\n    main()\n"
+        "except SystemExit:\n    print('HEAVY', [m for m in ('torch', 'pandas', 'hydra') if m in sys.modules], file=sys.stderr)"
+    )
+    done = _check([bin_dir / "python", "-c", probe], outside, {**env, "XDG_CACHE_HOME": str(tmp_path)})
+    assert "HEAVY []" in done.stderr and done.stdout == answers.compute(["run", "--help"])
+
+
 def test_installed_joblib_sweep(installed, tmp_path):
     bin_dir, env, outside = installed
     sweep = tmp_path / "sweep"

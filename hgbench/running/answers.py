@@ -1,14 +1,24 @@
 """Answers that depend only on hgbench's code and its config tree — `hgbench run --help` and
-`hgbench list` — kept after their first computation, so that asking again costs no import of
-torch, pandas or Hydra.
+`hgbench list` — answered without importing torch, pandas or Hydra, from their first call on.
 
 An answer is the command's exact output, stored under a key: the command's words and a
-fingerprint of everything the output can depend on (every .py file of the package and every
-.yaml of the config tree, by path, size and modification time; hgbench's, Python's, Hydra's and
-OmegaConf's versions). Any change to the code or the configuration changes the key, and the
-answer is computed afresh; only an answer of a command that succeeded is kept. The store is
-``$XDG_CACHE_HOME/hgbench/answers`` (default ``~/.cache``); ``HGBENCH_NO_CACHE=1`` bypasses it,
-and a store that cannot be written is simply not used.
+fingerprint of everything the output can depend on (the content of every .py file of the package
+and every .yaml of the config tree, by relative path; the major and minor versions of Python, and
+the versions of Hydra and OmegaConf). Any change to the code or the configuration changes the
+key, and the answer is computed afresh; only an answer of a command that succeeded is kept.
+
+Two stores, read in this order:
+
+- the shipped answers, ``shipped_answers.json`` beside this module: ``SHIPPED`` commands' answers
+  as computed at commit time (``make answers``, i.e. ``python -m hgbench.running.answers``), with
+  the fingerprint they were computed under; used only where it equals the installation's, so
+  that a fresh install answers its first ``run --help`` at once, and an edited checkout or
+  another Hydra version computes instead (tests/test_cli.py checks that the shipped answers are
+  the current code's);
+- the user's store, ``$XDG_CACHE_HOME/hgbench/answers`` (default ``~/.cache``), where every other
+  answer is kept after its first computation; a store that cannot be written is simply not used.
+
+``HGBENCH_NO_CACHE=1`` bypasses both.
 
 Standard library only: this module is imported before anything heavy.
 """
@@ -18,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -31,21 +43,56 @@ def store() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hgbench" / "answers"
 
 
+SHIPPED = (["run", "--help"], ["list"])
+SHIPPED_FILE = Path(__file__).resolve().with_name("shipped_answers.json")
+
+
 def fingerprint() -> str:
     """The state the answers depend on (module docstring), as a hex digest."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent.parent
-    files = sorted(package.rglob("*.py")) + sorted(conf_dir().rglob("*.yaml"))
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    for name in ("hgbench", "hydra-core", "omegaconf"):
+    for root, pattern in ((package, "*.py"), (conf_dir(), "*.yaml")):
+        for path in sorted(root.rglob(pattern)):
+            digest.update(f"{path.relative_to(root).as_posix()}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for name in ("hydra-core", "omegaconf"):
         try:
             digest.update(f"{name}={metadata.version(name)}\n".encode())
         except metadata.PackageNotFoundError:
             digest.update(f"{name}=none\n".encode())
-    digest.update(sys.version.encode())
+    digest.update(f"python={sys.version_info[0]}.{sys.version_info[1]}".encode())
     return digest.hexdigest()
+
+
+def _key(words: list[str]) -> str:
+    return "\0".join(words)
+
+
+def shipped(current: str) -> dict[str, str]:
+    """The shipped answers by key, if they were computed under the fingerprint ``current``."""
+    try:
+        found = json.loads(SHIPPED_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found["answers"] if found.get("fingerprint") == current else {}
+
+
+def compute(words: list[str]) -> str:
+    """The output of ``hgbench WORDS``, computed in a fresh process with both stores bypassed
+    (what the shipped answers must equal)."""
+    env = {**os.environ, "HGBENCH_NO_CACHE": "1"}
+    code = "import sys; from hgbench.running.cli import main; sys.argv = ['hgbench', *sys.argv[1:]]; main()"
+    done = subprocess.run([sys.executable, "-c", code, *words], env=env, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def ship() -> None:
+    """Write shipped_answers.json: the ``SHIPPED`` commands' answers under the current fingerprint."""
+    answers = {_key(words): compute(words) for words in SHIPPED}
+    SHIPPED_FILE.write_text(
+        json.dumps({"fingerprint": fingerprint(), "answers": answers}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    print(f"wrote {SHIPPED_FILE}")
 
 
 def answer(words: list[str], compute: Callable[[], int]) -> int:
@@ -53,7 +100,11 @@ def answer(words: list[str], compute: Callable[[], int]) -> int:
     printed; from the store when the same words were answered for the same fingerprint."""
     if os.environ.get("HGBENCH_NO_CACHE") == "1":
         return compute()
-    key = hashlib.sha256(("\0".join(words) + "\0" + fingerprint()).encode()).hexdigest()[:32]
+    current = fingerprint()
+    if _key(words) in (found := shipped(current)):
+        sys.stdout.write(found[_key(words)])
+        return 0
+    key = hashlib.sha256((_key(words) + "\0" + current).encode()).hexdigest()[:32]
     path = store() / f"{key}.txt"
     try:
         sys.stdout.write(path.read_text(encoding="utf-8"))
@@ -74,3 +125,7 @@ def answer(words: list[str], compute: Callable[[], int]) -> int:
             temporary.write_text(out.getvalue(), encoding="utf-8")
             temporary.replace(path)
     return status
+
+
+if __name__ == "__main__":
+    ship()

@@ -335,7 +335,9 @@ def _main() -> None:
     if command == "run":
         sys.exit(_run([argv[0]] + argv[2:]))
     if command in ("-sc", "--shell-completion"):  # the completion script calls `hgbench -sc query=bash`
-        sys.exit(_run(argv))
+        # a completion depends on the line typed so far, the cursor and (for paths) the directory
+        line = [f"{name}={os.environ.get(name, '')}" for name in ("COMP_LINE", "COMP_POINT")]
+        sys.exit(answers.answer([*argv[1:], *line, f"cwd={os.getcwd()}"], lambda: _run(argv)))
     if command == "plot":
         sys.exit(_plot(argv[2:]))
     if command == "report":
