@@ -309,3 +309,43 @@ def test_matrix_free_reference_without_its_bound_measures_no_norms(ridge):
     with_bound, without = matrix_free_reference(ridge, lam), matrix_free_reference(ridge, lam, bound=False)
     assert with_bound.norms is not None and without.norms is None and torch.equal(with_bound.grad, without.grad)
     assert certify(with_bound)["certified"] and not certify(without)["certified"]
+
+
+def test_large_dimension_path_bounds_the_exact_norms(monkeypatch):
+    """Above SPECTRUM_BY_SVD_MAX the dense reference takes no SVD: q and κ from the eigenvalues
+    of the symmetric J, the certificate's norms bounded above by min(‖·‖_F, √(‖·‖₁‖·‖_∞)) and
+    1/(1 − q), the composites by products; where these do not certify (ill-conditioned), the
+    exact norms. Forced here on small problems: q and κ equal the SVDs' to round-off, ∇f and w*
+    are the same, every bound is at least the exact norm (closed forms above, SVDs here), and
+    every reference is certified — by the cheap bounds except on ridge_ill."""
+    from hgbench.core import reference as module
+    from hgbench.problems import base
+
+    eps = torch.finfo(torch.float64).eps
+    for name in ("ridge_well", "ridge_ill", "logistic_well", "logistic_ill"):
+        problem = CASES[name]()
+        lam = problem.sample_lambdas(1, torch.Generator().manual_seed(1))[0]
+        exact = reference(problem, lam)
+        with monkeypatch.context() as patch:
+            patch.setattr(base, "SPECTRUM_BY_SVD_MAX", 0)
+            patch.setattr(module, "SPECTRUM_BY_SVD_MAX", 0)
+            cheap = reference(problem, lam)
+            v = problem.adjoint_system(lam, cheap.w_star, torch.func.grad(problem.outer)(cheap.w_star, lam))[0]
+            bounds = module.sensitivities(problem, lam, cheap.w_star, v, None, cheap.q)
+        assert bounds["source"].startswith("dense, d > 0") and exact.norms["source"] == "dense", name
+        assert torch.equal(cheap.grad, exact.grad) and torch.equal(cheap.w_star, exact.w_star), name
+        scale = problem.w_dim * eps
+        assert cheap.q == pytest.approx(exact.q, rel=scale, abs=scale) and cheap.kappa == pytest.approx(
+            exact.kappa, rel=scale * exact.kappa
+        )
+        for key in ("phi_lam", "hess_ww", "hess_lw", "inverse", "from_v", "from_w"):
+            assert bounds[key] >= exact.norms[key] * (1 - scale), (name, key)
+        assert certify(cheap)["certified"], name
+        # ridge_ill (κ ≈ 1e5): the products' bound is ~5e-4 relative, past BOUND_TOL: the exact norms
+        assert cheap.norms["source"] == ("dense" if name == "ridge_ill" else bounds["source"]), name
+    diagonal = torch.diag(torch.linspace(-3.0, 2.0, 7, dtype=torch.float64))
+    assert module.norm_above(diagonal) == pytest.approx(3.0, rel=64 * eps)  # exact on a diagonal
+    generator = torch.Generator().manual_seed(0)
+    for shape in ((5, 5), (9, 3), (1, 6)):
+        m = torch.randn(*shape, generator=generator, dtype=torch.float64)
+        assert module.norm_above(m) >= torch.linalg.matrix_norm(m, ord=2).item()

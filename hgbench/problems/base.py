@@ -32,6 +32,12 @@ import torch
 from hgbench.options import UniformOptions
 from hgbench.problems import autodiff
 
+# dim w up to which the dense reference's spectra and norms are exact SVDs (every committed result
+# has d ≤ 300); above it, the eigenvalues of a symmetric J (Problem.adjoint_system) and cheap upper
+# bounds of the certificate's norms (hgbench.core.reference.sensitivities): an SVD of d = 3000
+# takes about 8 s on one core, the estimate it certifies 0.3 s
+SPECTRUM_BY_SVD_MAX = 1000
+
 
 @dataclass(frozen=True)
 class Planned:
@@ -208,6 +214,12 @@ class Problem:
         phi = self.bound_phi(lam)
         jac = autodiff.jacobian(lambda w: phi(w, lam), (w_star,))
         system = torch.eye(jac.shape[0], dtype=jac.dtype, device=jac.device) - jac.T
+        if self.symmetric_jacobian and jac.shape[0] > SPECTRUM_BY_SVD_MAX:
+            # J symmetric: its eigenvalues e give q = max |e| and the singular values |1 − e| of
+            # I − J, by one symmetric eigensolve, about 4× faster than the two SVDs at d = 2000
+            eig = torch.linalg.eigvalsh(jac)
+            singular = (1 - eig).abs()
+            return torch.linalg.solve(system, b), eig.abs().max().item(), (singular.max() / singular.min()).item()
         singular = torch.linalg.svdvals(system)
         q = torch.linalg.matrix_norm(jac, ord=2).item()
         return torch.linalg.solve(system, b), q, (singular[0] / singular[-1]).item()
