@@ -30,7 +30,8 @@ class OuterChoice:
         d = self.w_dim
         gen = torch.Generator().manual_seed(self.seed + _STREAM)
         self.outer_c = torch.randn(d, generator=gen, dtype=torch.float64)
-        self.outer_a = torch.randn(d, d, generator=gen, dtype=torch.float64) / d**0.5
+        # A only where E uses it: d² numbers (800 MB at d = 10⁴), drawn after c from its own stream
+        self.outer_a = torch.randn(d, d, generator=gen, dtype=torch.float64) / d**0.5 if kind == "quadratic" else None
 
     def outer(self, w, lam):
         kind = self.outer_kind
