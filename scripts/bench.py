@@ -856,6 +856,12 @@ def main():
             "(closed-form ∇ℓ, one backward over a kept tape), the hypertorch-style script scripts/hypertorch_style.py "
             "(∇ℓ by autograd, products by double backward, as a hypertorch user writes it), torchopt scripts/torchopt_user.py "
             "(its documented unrolled and implicit paths)."
+            + (
+                " The same command before issue 28's changes (at 9ffe37d): [anchors_before.md](anchors_before.md). "
+                "Cost as the problem grows: [scaling.md](scaling.md) (`scripts/bench_scaling.py`)."
+                if (out / "anchors_before.md").exists()
+                else ""
+            )
         ]
         print(anchor_lines[0], flush=True)
         for part in (anchors_curve(args.repeats, raw), anchors_cli(args.repeats, raw, env)):
