@@ -158,6 +158,20 @@ class Sampled:
         self.oracles.n_outer += idx.numel()
         return self.problem.outer_on(w, lam, idx)
 
+    def each(self, product, *args, idx: torch.Tensor):
+        """The per-sample values of ``product`` (``grad``, ``hvp``, ``cross`` or ``outer_grads``,
+        called as ``product(*args, B)``): row i is its value on the one-sample minibatch
+        {idx[i]}, so their mean over the rows is its value on idx (to round-off); what a SAGA
+        memory stores (hgbench.estimators.saba). One vectorized call (torch.func.vmap), counted
+        as ``idx.numel()`` samples of each oracle the product calls."""
+        before = replace(self.oracles)
+        rows = torch.func.vmap(lambda one: product(*args, one))(idx[:, None])
+        # vmap traces ``product`` once, on a one-sample batch: that single count stands for every row
+        for f in fields(self.oracles):
+            added = getattr(self.oracles, f.name) - getattr(before, f.name)
+            setattr(self.oracles, f.name, getattr(before, f.name) + added * idx.numel())
+        return rows
+
     def segment(self) -> Segment:
         return Segment(self)
 
