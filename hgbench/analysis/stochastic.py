@@ -1,7 +1,7 @@
 """mode=stochastic's rows (stochastic.csv, written by hgbench.running.stochastic_mode): their
 columns and key, the summary table, and the figure ``hgbench plot --kind stochastic``: MSE,
 bias² and variance (relative to ‖∇f‖²) against oracle calls, one curve per estimator and batch
-size, read from the rows alone."""
+size, read from the rows alone; and the table at equal oracle budget (``at_budget``)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,43 @@ def summary_text(df: pd.DataFrame) -> str:
     if table.empty:
         return "no row is ok"
     cols = ["estimator", "batch", "t", "k", "mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "oracle_calls", "time_s", "draws"]
+    return _markdown(table, cols)
+
+
+def budgets(table: pd.DataFrame) -> list[float]:
+    """The common budgets of ``at_budget``: the powers of 10 from the smallest cost at which every
+    curve has a grid point with t > 0 (so that each budget row can hold every curve) to the largest
+    cost of any curve."""
+    positive = table[table["t"] > 0]
+    if positive.empty:
+        return []
+    low = positive.groupby(CURVE, dropna=False)["oracle_calls"].min().max()
+    high = positive["oracle_calls"].max()
+    return [10.0**j for j in range(math.ceil(math.log10(low)), math.floor(math.log10(high)) + 1)]
+
+
+def at_budget(df: pd.DataFrame, levels: list[float] | None = None) -> pd.DataFrame:
+    """Every curve (CURVE: estimator, batch sizes, sampling, problem and setting; never merged) at
+    each common oracle budget B (``levels``; default ``budgets``): its grid point (t > 0) of the
+    largest median oracle calls ≤ B — ties (several (t, k) of that cost) broken by the smallest
+    median mse_rel — with its medians over λ draws (``medians``). A curve without a point within
+    B has a row of NaN statistics (and t, k NaN): every curve appears at every budget."""
+    table = medians(df)
+    levels = budgets(table) if levels is None else levels
+    stats = ["t", "k", "oracle_calls", "mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "draws"]
+    rows = []
+    for key, curve in table[table["t"] > 0].groupby(CURVE, dropna=False):
+        for level in levels:
+            within = curve[curve["oracle_calls"] <= level]
+            best = within[within["oracle_calls"] == within["oracle_calls"].max()].nsmallest(1, "mse_rel")
+            found = best.iloc[0][stats].to_dict() if len(best) else dict.fromkeys(stats, math.nan)
+            rows.append({"budget": level, **dict(zip(CURVE, key)), **found})
+    columns = ["budget", *CURVE, *stats]
+    return pd.DataFrame(rows, columns=columns).sort_values(["budget", "problem", "setting_id", "batch", "estimator"], kind="stable")
+
+
+def _markdown(table: pd.DataFrame, cols: list[str]) -> str:
+    """``table[cols]`` as a markdown table, floats to 3 significant digits, NaN as —."""
 
     def cell(v) -> str:
         if isinstance(v, float):
@@ -77,14 +114,34 @@ def summary_text(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def budget_text(df: pd.DataFrame, levels: list[float] | None = None) -> str:
+    """``at_budget`` as a markdown table (problem and setting shown where the rows hold several)."""
+    table = at_budget(df, levels)
+    if table.empty:
+        return "no ok row with t > 0"
+    several = table[["problem", "setting_id"]].drop_duplicates().shape[0] > 1
+    table = table.assign(setting=table["setting_id"].str[:8])
+    cols = ["budget", *(["problem", "setting"] if several else []), "estimator", "batch", "t", "k", "oracle_calls"]
+    cols += ["mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "draws"]
+    return _markdown(table, cols)
+
+
 def plot_stochastic(df: pd.DataFrame, out_dir: Path, stem: str = "stochastic_vs_oracles") -> list[Path]:
     """Three panels (MSE, bias², variance, each / ‖∇f‖²) against the oracle calls of one
     repetition. One curve per estimator (colour) and batch size (line style), and per problem
     and setting where the rows hold several: the medians over λ draws at t > 0 with, at each t,
     the largest k of the grid (k is None for estimators without a solver), in order of t. Values
     below FLOOR (a full batch's variance, 0 up to round-off) are drawn at FLOOR. The table of
-    every grid point (``summary_text``) is written beside it, as ``stem``'s stochastic_summary.md."""
+    every grid point (``summary_text``) is written beside it, as stochastic_summary.md, and the
+    table at equal oracle budget (``budget_text``) as stochastic_budget.md."""
     write_text_atomic(Path(out_dir) / "stochastic_summary.md", f"# mode=stochastic: medians over λ draws\n\n{summary_text(df)}\n")
+    write_text_atomic(
+        Path(out_dir) / "stochastic_budget.md",
+        "# mode=stochastic at equal oracle budget\n\nPer estimator, batch size and problem, at each budget B (a power of 10 "
+        "that every curve reaches with t > 0): its grid point of the largest median oracle calls ≤ B (ties: the smallest "
+        "median mse_rel), with the medians over λ draws of its statistics, relative to ‖∇f‖² "
+        f"(hgbench.analysis.stochastic.at_budget).\n\n{budget_text(df)}\n",
+    )
     table = medians(df)
     table = table[table["t"] > 0]
     if table.empty:
