@@ -70,15 +70,12 @@ def summary_text(df: pd.DataFrame) -> str:
 
 
 def budgets(table: pd.DataFrame) -> list[float]:
-    """The common budgets of ``at_budget``: the powers of 10 from the smallest cost at which every
-    curve has a grid point with t > 0 (so that each budget row can hold every curve) to the largest
-    cost of any curve."""
-    positive = table[table["t"] > 0]
+    """The common budgets of ``at_budget``: the powers of 10 from the smallest cost of any curve's
+    grid point with t > 0 to the largest (a curve without a point within a budget has an empty row there)."""
+    positive = table[table["t"] > 0]["oracle_calls"]
     if positive.empty:
         return []
-    low = positive.groupby(CURVE, dropna=False)["oracle_calls"].min().max()
-    high = positive["oracle_calls"].max()
-    return [10.0**j for j in range(math.ceil(math.log10(low)), math.floor(math.log10(high)) + 1)]
+    return [10.0**j for j in range(math.ceil(math.log10(positive.min())), math.floor(math.log10(positive.max())) + 1)]
 
 
 def at_budget(df: pd.DataFrame, levels: list[float] | None = None) -> pd.DataFrame:
@@ -137,9 +134,10 @@ def plot_stochastic(df: pd.DataFrame, out_dir: Path, stem: str = "stochastic_vs_
     write_text_atomic(Path(out_dir) / "stochastic_summary.md", f"# mode=stochastic: medians over λ draws\n\n{summary_text(df)}\n")
     write_text_atomic(
         Path(out_dir) / "stochastic_budget.md",
-        "# mode=stochastic at equal oracle budget\n\nPer estimator, batch size and problem, at each budget B (a power of 10 "
-        "that every curve reaches with t > 0): its grid point of the largest median oracle calls ≤ B (ties: the smallest "
-        "median mse_rel), with the medians over λ draws of its statistics, relative to ‖∇f‖² "
+        "# mode=stochastic at equal oracle budget\n\nPer estimator, batch size and problem, at each budget B (the powers of 10 "
+        "between the rows' smallest and largest oracle calls at t > 0): its grid point of the largest median oracle calls ≤ B (ties: the smallest "
+        "median mse_rel), with the medians over λ draws of its statistics, relative to ‖∇f‖²; — where the curve has "
+        "no point within B; a curve whose grid stops below B shows the oracle calls it spent "
         f"(hgbench.analysis.stochastic.at_budget).\n\n{budget_text(df)}\n",
     )
     table = medians(df)
