@@ -17,6 +17,7 @@ from hgbench.core.reference import reference
 from hgbench.core.stochastic import Sampled, Sampling
 from hgbench.estimators.amigo import AmIGO
 from hgbench.estimators.cg import ConjugateGradient
+from hgbench.estimators.f2sa import F2SA
 from hgbench.estimators.fp import FixedPoint
 from hgbench.estimators.saba import SABA, saga
 from hgbench.estimators.soba import SOBA
@@ -208,3 +209,37 @@ def test_claim_d1_saba_variance_reduction(saba, soba, status, expected):
     claim = [c for c in CLAIMS if c.id == "D1"]
     table = evaluate({"stochastic_vr": _variance_rows(saba, soba, status)}, claim)
     assert table["verdict"].item() == expected, table["measured"].item()
+
+
+def test_f2sa_converges_to_the_penalty_surrogate_whose_bias_is_order_one_over_the_penalty():
+    """F2SA at the full batch, t = 400 (q ≈ 0.3): its estimate is the gradient of Kwon et al.'s
+    surrogate ψ_ν (computed here independently: on ridge y_ν = argmin E + νℓ is one Newton step
+    from anywhere, and ∇ψ_ν = ∇₂E(y_ν) + ν(∇₂ℓ(y_ν) − ∇₂ℓ(w*)) by the envelope theorem), to 1e-10;
+    its distance to ∇f falls about tenfold from ν = 10 to ν = 100 (O(1/ν)) and stays above round-off."""
+    ridge = Ridge("ridge", 0, 60, 40, 6, 3.0, 0.1, 0.0, 0.0)
+    lam = draws(ridge, 1)[0]
+    truth = reference(ridge, lam).grad
+    every_inner, every_outer = torch.arange(ridge.n_inner), torch.arange(ridge.n_outer)
+    w_star = ridge.solve_inner(lam)
+    errors = {}
+    for nu in (10.0, 100.0):
+        (got,) = F2SA("f2sa", penalty=nu).stochastic(full(ridge, lam), [(400, 0)])
+
+        def penalized(w, nu=nu):
+            return ridge.outer_on(w, lam, every_outer) + nu * ridge.inner_loss_on(w, lam, every_inner)
+
+        y_nu = w_star - torch.linalg.solve(torch.func.hessian(penalized)(w_star), torch.func.grad(penalized)(w_star))
+        partial = torch.func.grad(ridge.inner_loss_on, argnums=1)
+        want = torch.func.grad(ridge.outer_on, argnums=1)(y_nu, lam, every_outer) + nu * (
+            partial(y_nu, lam, every_inner) - partial(w_star, lam, every_inner)
+        )
+        assert (got.grad - want).norm() <= 1e-10 * want.norm()
+        errors[nu] = float((got.grad - truth).norm() / truth.norm())
+    assert 0.05 < errors[100.0] / errors[10.0] < 0.2 and errors[100.0] > 1e-6
+
+
+def test_f2sa_oracle_counts(ridge):
+    lam = draws(ridge, 1)[0]
+    sampled = Sampled(ridge, lam, Sampling(7, 5, replace=True), torch.Generator().manual_seed(0))
+    o = next(iter(F2SA("f2sa").stochastic(sampled, [(6, 0)]))).oracles
+    assert (o.n_grad, o.n_hvp, o.n_jvp, o.n_outer) == (2 * 6 * 7 + 2 * 7, 0, 0, 7 * 5)
