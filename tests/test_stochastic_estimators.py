@@ -148,7 +148,8 @@ def _rows(curves: dict, **more) -> pd.DataFrame:
     for (estimator, batch), points in curves.items():
         for t, k, calls, mse in points:
             out.append(
-                {"problem": "ridge", "setting_id": "s", "estimator": estimator, "role": estimator, "batch": batch, "outer_batch": batch,
+                {"problem": "ridge", "setting_id": "s", "run_id": f"{estimator}{batch}", "overrides": f"estimator={estimator}",
+                 "estimator": estimator, "role": estimator, "batch": batch, "outer_batch": batch,
                  "replace": False, "lam_id": 0, "t": t, "k": k, "oracle_calls": calls, "mse_rel": mse, "bias2_rel": mse / 2,
                  "variance_rel": mse / 2, "bias2_debiased_rel": mse / 2, "time_s": 0.0, "status": "ok", **more}
             )  # fmt: skip
@@ -173,6 +174,12 @@ def test_the_table_at_equal_budget(tmp_path):
     ties = _rows({("stocbio", 10): [(5, 0, 100, 0.3), (1, 8, 100, 0.2)]})  # equal cost: the smaller MSE
     assert at_budget(ties, [100.0])["k"].item() == 8
     assert list(at_budget(df)["budget"].unique()) == [100.0, 1000.0]  # the decades from the least to the most costly point
+    # two runs of one estimator in one setting (F2SA's penalty): two curves, told apart by their options
+    runs = pd.concat(
+        [_rows({("f2sa", 10): [(5, None, 90, 0.4)]}).assign(run_id=f"r{nu}", overrides=f"estimator.penalty={nu}") for nu in (10, 100)]
+    )
+    both = at_budget(runs, [100.0])
+    assert len(both) == 2 and sorted(both["variant"]) == ["estimator.penalty=10", "estimator.penalty=100"]
     plot_stochastic(df, tmp_path)
     text = (tmp_path / "stochastic_budget.md").read_text()
     assert (
@@ -188,7 +195,7 @@ def _variance_rows(saba, soba, status="ok"):
         for lam_id, factor in ((0, 1.0), (1, 1.1)):
             for t, v in zip((0, 30, 100, 300), values):
                 out.append(
-                    {"problem": "ridge", "setting_id": "s", "estimator": f"my_{role}", "role": role, "batch": 10, "outer_batch": 10,
+                    {"problem": "ridge", "setting_id": "s", "run_id": role, "estimator": f"my_{role}", "role": role, "batch": 10, "outer_batch": 10,
                      "replace": False, "lam_id": lam_id, "t": t, "variance_rel": v * factor, "status": status if t == 300 else "ok"}
                 )  # fmt: skip
     return pd.DataFrame(out)

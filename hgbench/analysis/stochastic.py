@@ -41,7 +41,8 @@ COLUMNS = [
     "reason",
 ]
 KEY = ["run_id", "lam_id", "t", "k", "batch"]
-CURVE = ["problem", "setting_id", "estimator", "batch", "outer_batch", "replace"]  # one curve each: no row merged across them
+# one curve each: no row merged across them (run_id: one estimator run with different options, e.g. F2SA's penalty)
+CURVE = ["problem", "setting_id", "run_id", "estimator", "batch", "outer_batch", "replace"]
 PANELS = [("mse_rel", "MSE / ‖∇f‖²"), ("bias2_rel", "bias² / ‖∇f‖²"), ("variance_rel", "variance / ‖∇f‖²")]
 FLOOR = 1e-24  # a variance of 0 up to round-off (the full batch) still shows on a log axis
 STYLES = ["-", "--", ":", "-."]  # line style per batch size, in increasing order
@@ -51,13 +52,24 @@ def load_stochastic(path: Path) -> pd.DataFrame:
     return load(path, CSV, KEY)
 
 
+def variant(overrides: str) -> str:
+    """A run's estimator options as its overrides set them (``estimator.penalty=10``; "" for none):
+    what tells apart two runs of one estimator in one setting."""
+    return " ".join(item for item in str(overrides).split() if item.startswith("estimator."))
+
+
 def medians(df: pd.DataFrame) -> pd.DataFrame:
     """Per curve (CURVE) and grid point (t, k): the medians over λ draws of the relative
-    statistics, oracle calls and seconds of the ``ok`` rows, with the number of draws."""
+    statistics, oracle calls and seconds of the ``ok`` rows, with the number of draws and the
+    run's ``variant``."""
     ok = df[df["status"] == "ok"]
     values = ["mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "oracle_calls", "time_s"]
     grouped = ok.groupby([*CURVE, "t", "k"], dropna=False)
-    return grouped[values].median().join(grouped.size().rename("draws")).reset_index()
+    table = grouped[values].median().join(grouped.size().rename("draws")).reset_index()
+    overrides = ok.groupby("run_id")["overrides"].first() if "overrides" in ok else pd.Series(dtype=str)
+    table = table.assign(variant=table["run_id"].map(overrides).fillna("").map(variant))
+    order = ["problem", "setting_id", "estimator", "variant", "batch", "outer_batch", "replace", "run_id", "t", "k"]
+    return table.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
 
 
 def summary_text(df: pd.DataFrame) -> str:
@@ -65,7 +77,8 @@ def summary_text(df: pd.DataFrame) -> str:
     table = medians(df)
     if table.empty:
         return "no row is ok"
-    cols = ["estimator", "batch", "t", "k", "mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "oracle_calls", "time_s", "draws"]
+    cols = ["estimator", *(["variant"] if table["variant"].any() else []), "batch", "t", "k", "mse_rel", "bias2_rel", "variance_rel"]
+    cols += ["bias2_debiased_rel", "oracle_calls", "time_s", "draws"]
     return _markdown(table, cols)
 
 
@@ -88,13 +101,13 @@ def at_budget(df: pd.DataFrame, levels: list[float] | None = None) -> pd.DataFra
     levels = budgets(table) if levels is None else levels
     stats = ["t", "k", "oracle_calls", "mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "draws"]
     rows = []
-    for key, curve in table[table["t"] > 0].groupby(CURVE, dropna=False):
+    for key, curve in table[table["t"] > 0].groupby([*CURVE, "variant"], dropna=False):
         for level in levels:
             within = curve[curve["oracle_calls"] <= level]
             best = within[within["oracle_calls"] == within["oracle_calls"].max()].nsmallest(1, "mse_rel")
             found = best.iloc[0][stats].to_dict() if len(best) else dict.fromkeys(stats, math.nan)
-            rows.append({"budget": level, **dict(zip(CURVE, key)), **found})
-    columns = ["budget", *CURVE, *stats]
+            rows.append({"budget": level, **dict(zip([*CURVE, "variant"], key)), **found})
+    columns = ["budget", *CURVE, "variant", *stats]
     return pd.DataFrame(rows, columns=columns).sort_values(["budget", "problem", "setting_id", "batch", "estimator"], kind="stable")
 
 
@@ -118,7 +131,8 @@ def budget_text(df: pd.DataFrame, levels: list[float] | None = None) -> str:
         return "no ok row with t > 0"
     several = table[["problem", "setting_id"]].drop_duplicates().shape[0] > 1
     table = table.assign(setting=table["setting_id"].str[:8])
-    cols = ["budget", *(["problem", "setting"] if several else []), "estimator", "batch", "t", "k", "oracle_calls"]
+    cols = ["budget", *(["problem", "setting"] if several else []), "estimator", *(["variant"] if table["variant"].any() else [])]
+    cols += ["batch", "t", "k", "oracle_calls"]
     cols += ["mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "draws"]
     return _markdown(table, cols)
 
@@ -151,9 +165,13 @@ def plot_stochastic(df: pd.DataFrame, out_dir: Path, stem: str = "stochastic_vs_
     several = table[["problem", "setting_id"]].drop_duplicates().shape[0] > 1
     colours = palette(sorted(table["estimator"].unique()))
     batches = sorted(table["batch"].unique())
-    for (problem, setting, estimator, batch, outer, replace), curve in table.groupby(CURVE, dropna=False):
+    for (problem, setting, _, estimator, batch, outer, replace, options), curve in table.groupby([*CURVE, "variant"], dropna=False):
         curve = curve.sort_values("t")
-        label = f"{estimator}, b = {batch}" + (f", b' = {outer}" if outer != batch else "") + (" (repl.)" if replace else "")
+        label = (
+            f"{estimator}{f' ({options})' if options else ''}, b = {batch}"
+            + (f", b' = {outer}" if outer != batch else "")
+            + (" (repl.)" if replace else "")
+        )
         label = f"{problem} {setting[:6]}: {label}" if several else label
         style = {"color": colours[estimator]["color"], "linestyle": STYLES[batches.index(batch) % len(STYLES)]}
         for ax, (column, _) in zip(axes, PANELS):
