@@ -27,9 +27,10 @@ class F2SA(StochasticEstimator):
         ĝ(t) = ∇₂E_D(y_t) + ν (∇₂ℓ_B(y_t) − ∇₂ℓ_B(z_t)),              one fresh B and D per t
 
     (γ = inner_step·α, γ_y = penalty_step·α; the y-step is that on ν ℓ + E scaled by 1/ν). As t → ∞
-    at the full batch, ĝ → ∇ψ_ν(λ), ψ_ν(λ) = min_y [E + νℓ] − ν min_z ℓ, whose distance to ∇f(λ) is
-    O(1/ν) (Kwon et al. 2023, their Lemma 3.1): a bias that no batch size or t removes, the price of
-    needing no Hessian–vector product (tested: ×10 in ν divides it by about 10). No deterministic
+    at the full batch, ĝ → ∇ψ_ν(λ), ψ_ν(λ) = min_y [E + νℓ] − ν min_z ℓ (the envelope theorem),
+    whose distance to ∇f(λ) shrinks as 1/ν (measured and tested here: ×10 in ν divides it by about
+    10; Kwon et al. analyse this gap): a bias that no batch size or t removes, the price of needing
+    no Hessian–vector product. No deterministic
     counterpart in hgbench. Oracle calls of t: 2t·b + 2b sample gradients (each of ∇₁ℓᵢ and
     (∇₁ℓᵢ, ∇₂ℓᵢ) counts once), (t + 1)·b' outer gradients, no Hessian or cross product. k is not
     used (None); the penalty ν is an option, swept as an axis (``estimator.penalty=10,100,1000``).
