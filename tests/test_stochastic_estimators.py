@@ -24,7 +24,7 @@ from hgbench.estimators.soba import SOBA
 from hgbench.estimators.stoch_cg import StochasticCG
 from hgbench.problems.bilevel_quadratic import BilevelQuadratic
 from hgbench.problems.ridge import Ridge
-from conftest import draws
+from conftest import draws, run_cli
 
 EPS = torch.finfo(torch.float64).eps
 PAIRS = [(0, 0), (5, 3), (30, 0), (30, 12)]
@@ -250,3 +250,11 @@ def test_f2sa_oracle_counts(ridge):
     sampled = Sampled(ridge, lam, Sampling(7, 5, replace=True), torch.Generator().manual_seed(0))
     o = next(iter(F2SA("f2sa").stochastic(sampled, [(6, 0)]))).oracles
     assert (o.n_grad, o.n_hvp, o.n_jvp, o.n_outer) == (2 * 6 * 7 + 2 * 7, 0, 0, 7 * 5)
+
+
+def test_list_names_the_new_estimators_with_their_papers(monkeypatch, capsys):
+    assert run_cli(monkeypatch, "list") == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    for name, paper in [("saba", "Dagréou et al. NeurIPS 2022"), ("stoch_cg", "Grazzi, Pontil, Salzo AISTATS 2021"),
+                        ("amigo", "Arbel & Mairal ICLR 2022"), ("f2sa", "Kwon et al. ICML 2023")]:  # fmt: skip
+        assert paper in lines[name] and "mode=stochastic" in lines[name], lines[name]
