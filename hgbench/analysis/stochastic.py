@@ -1,7 +1,7 @@
 """mode=stochastic's rows (stochastic.csv, written by hgbench.running.stochastic_mode): their
 columns and key, the summary table, and the figure ``hgbench plot --kind stochastic``: MSE,
 bias² and variance (relative to ‖∇f‖²) against oracle calls, one curve per estimator and batch
-size, read from the rows alone."""
+size, read from the rows alone; and the table at equal oracle budget (``at_budget``)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ COLUMNS = [
     "reason",
 ]
 KEY = ["run_id", "lam_id", "t", "k", "batch"]
-CURVE = ["problem", "setting_id", "estimator", "batch", "outer_batch", "replace"]  # one curve each: no row merged across them
+# one curve each: no row merged across them (run_id: one estimator run with different options, e.g. F2SA's penalty)
+CURVE = ["problem", "setting_id", "run_id", "estimator", "batch", "outer_batch", "replace"]
 PANELS = [("mse_rel", "MSE / ‖∇f‖²"), ("bias2_rel", "bias² / ‖∇f‖²"), ("variance_rel", "variance / ‖∇f‖²")]
 FLOOR = 1e-24  # a variance of 0 up to round-off (the full batch) still shows on a log axis
 STYLES = ["-", "--", ":", "-."]  # line style per batch size, in increasing order
@@ -51,13 +52,24 @@ def load_stochastic(path: Path) -> pd.DataFrame:
     return load(path, CSV, KEY)
 
 
+def variant(overrides: str) -> str:
+    """A run's estimator options as its overrides set them (``estimator.penalty=10``; "" for none):
+    what tells apart two runs of one estimator in one setting."""
+    return " ".join(item for item in str(overrides).split() if item.startswith("estimator."))
+
+
 def medians(df: pd.DataFrame) -> pd.DataFrame:
     """Per curve (CURVE) and grid point (t, k): the medians over λ draws of the relative
-    statistics, oracle calls and seconds of the ``ok`` rows, with the number of draws."""
+    statistics, oracle calls and seconds of the ``ok`` rows, with the number of draws and the
+    run's ``variant``."""
     ok = df[df["status"] == "ok"]
     values = ["mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "oracle_calls", "time_s"]
     grouped = ok.groupby([*CURVE, "t", "k"], dropna=False)
-    return grouped[values].median().join(grouped.size().rename("draws")).reset_index()
+    table = grouped[values].median().join(grouped.size().rename("draws")).reset_index()
+    overrides = ok.groupby("run_id")["overrides"].first() if "overrides" in ok else pd.Series(dtype=str)
+    table = table.assign(variant=table["run_id"].map(overrides).fillna("").map(variant))
+    order = ["problem", "setting_id", "estimator", "variant", "batch", "outer_batch", "replace", "run_id", "t", "k"]
+    return table.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
 
 
 def summary_text(df: pd.DataFrame) -> str:
@@ -65,7 +77,42 @@ def summary_text(df: pd.DataFrame) -> str:
     table = medians(df)
     if table.empty:
         return "no row is ok"
-    cols = ["estimator", "batch", "t", "k", "mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "oracle_calls", "time_s", "draws"]
+    cols = ["estimator", *(["variant"] if table["variant"].any() else []), "batch", "t", "k", "mse_rel", "bias2_rel", "variance_rel"]
+    cols += ["bias2_debiased_rel", "oracle_calls", "time_s", "draws"]
+    return _markdown(table, cols)
+
+
+def budgets(table: pd.DataFrame) -> list[float]:
+    """The common budgets of ``at_budget``: the powers of 10 from the smallest cost of any curve's
+    grid point with t > 0 to the largest (a curve without a point within a budget has an empty row there)."""
+    positive = table[table["t"] > 0]["oracle_calls"]
+    if positive.empty:
+        return []
+    return [10.0**j for j in range(math.ceil(math.log10(positive.min())), math.floor(math.log10(positive.max())) + 1)]
+
+
+def at_budget(df: pd.DataFrame, levels: list[float] | None = None) -> pd.DataFrame:
+    """Every curve (CURVE: estimator, batch sizes, sampling, problem and setting; never merged) at
+    each common oracle budget B (``levels``; default ``budgets``): its grid point (t > 0) of the
+    largest median oracle calls ≤ B — ties (several (t, k) of that cost) broken by the smallest
+    median mse_rel — with its medians over λ draws (``medians``). A curve without a point within
+    B has a row of NaN statistics (and t, k NaN): every curve appears at every budget."""
+    table = medians(df)
+    levels = budgets(table) if levels is None else levels
+    stats = ["t", "k", "oracle_calls", "mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "draws"]
+    rows = []
+    for key, curve in table[table["t"] > 0].groupby([*CURVE, "variant"], dropna=False):
+        for level in levels:
+            within = curve[curve["oracle_calls"] <= level]
+            best = within[within["oracle_calls"] == within["oracle_calls"].max()].nsmallest(1, "mse_rel")
+            found = best.iloc[0][stats].to_dict() if len(best) else dict.fromkeys(stats, math.nan)
+            rows.append({"budget": level, **dict(zip([*CURVE, "variant"], key)), **found})
+    columns = ["budget", *CURVE, "variant", *stats]
+    return pd.DataFrame(rows, columns=columns).sort_values(["budget", "problem", "setting_id", "batch", "estimator"], kind="stable")
+
+
+def _markdown(table: pd.DataFrame, cols: list[str]) -> str:
+    """``table[cols]`` as a markdown table, floats to 3 significant digits, NaN as —."""
 
     def cell(v) -> str:
         if isinstance(v, float):
@@ -77,14 +124,36 @@ def summary_text(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def budget_text(df: pd.DataFrame, levels: list[float] | None = None) -> str:
+    """``at_budget`` as a markdown table (problem and setting shown where the rows hold several)."""
+    table = at_budget(df, levels)
+    if table.empty:
+        return "no ok row with t > 0"
+    several = table[["problem", "setting_id"]].drop_duplicates().shape[0] > 1
+    table = table.assign(setting=table["setting_id"].str[:8])
+    cols = ["budget", *(["problem", "setting"] if several else []), "estimator", *(["variant"] if table["variant"].any() else [])]
+    cols += ["batch", "t", "k", "oracle_calls"]
+    cols += ["mse_rel", "bias2_rel", "variance_rel", "bias2_debiased_rel", "draws"]
+    return _markdown(table, cols)
+
+
 def plot_stochastic(df: pd.DataFrame, out_dir: Path, stem: str = "stochastic_vs_oracles") -> list[Path]:
     """Three panels (MSE, bias², variance, each / ‖∇f‖²) against the oracle calls of one
     repetition. One curve per estimator (colour) and batch size (line style), and per problem
     and setting where the rows hold several: the medians over λ draws at t > 0 with, at each t,
     the largest k of the grid (k is None for estimators without a solver), in order of t. Values
     below FLOOR (a full batch's variance, 0 up to round-off) are drawn at FLOOR. The table of
-    every grid point (``summary_text``) is written beside it, as ``stem``'s stochastic_summary.md."""
+    every grid point (``summary_text``) is written beside it, as stochastic_summary.md, and the
+    table at equal oracle budget (``budget_text``) as stochastic_budget.md."""
     write_text_atomic(Path(out_dir) / "stochastic_summary.md", f"# mode=stochastic: medians over λ draws\n\n{summary_text(df)}\n")
+    write_text_atomic(
+        Path(out_dir) / "stochastic_budget.md",
+        "# mode=stochastic at equal oracle budget\n\nPer estimator, batch size and problem, at each budget B (the powers of 10 "
+        "between the rows' smallest and largest oracle calls at t > 0): its grid point of the largest median oracle calls ≤ B (ties: the smallest "
+        "median mse_rel), with the medians over λ draws of its statistics, relative to ‖∇f‖²; — where the curve has "
+        "no point within B; a curve whose grid stops below B shows the oracle calls it spent "
+        f"(hgbench.analysis.stochastic.at_budget).\n\n{budget_text(df)}\n",
+    )
     table = medians(df)
     table = table[table["t"] > 0]
     if table.empty:
@@ -96,9 +165,13 @@ def plot_stochastic(df: pd.DataFrame, out_dir: Path, stem: str = "stochastic_vs_
     several = table[["problem", "setting_id"]].drop_duplicates().shape[0] > 1
     colours = palette(sorted(table["estimator"].unique()))
     batches = sorted(table["batch"].unique())
-    for (problem, setting, estimator, batch, outer, replace), curve in table.groupby(CURVE, dropna=False):
+    for (problem, setting, _, estimator, batch, outer, replace, options), curve in table.groupby([*CURVE, "variant"], dropna=False):
         curve = curve.sort_values("t")
-        label = f"{estimator}, b = {batch}" + (f", b' = {outer}" if outer != batch else "") + (" (repl.)" if replace else "")
+        label = (
+            f"{estimator}{f' ({options})' if options else ''}, b = {batch}"
+            + (f", b' = {outer}" if outer != batch else "")
+            + (" (repl.)" if replace else "")
+        )
         label = f"{problem} {setting[:6]}: {label}" if several else label
         style = {"color": colours[estimator]["color"], "linestyle": STYLES[batches.index(batch) % len(STYLES)]}
         for ax, (column, _) in zip(axes, PANELS):

@@ -5,6 +5,7 @@ A finite-sum problem (hgbench.problems.finite_sum) gives ℓ and E as means over
 ``Sampled`` offers, on a minibatch B of sample indices (|B| = b):
 
     grad(w, B)         ∇₁ℓ_B(w, λ)          = (1/b) Σ_{i∈B} ∇₁ℓᵢ          b sample gradients
+    inner_grads(w, B)  (∇₁ℓ_B, ∇₂ℓ_B)                                     b sample gradients
     hvp(w, u, B)       ∇₁²ℓ_B(w, λ) u                                     b sample Hessian–vector products
     cross(w, u, B)     ∂²ℓ_B/∂λ∂w (w, λ) u  = ∂_λ ⟨∇₁ℓ_B(w, λ), u⟩       b sample Jacobian–vector products
     outer_grads(w, B') (∇₁E_B', ∇₂E_B')                                   b' sample outer gradients
@@ -124,6 +125,7 @@ class Sampled:
         self.oracles = Oracles()
         self._grad = torch.func.grad(problem.inner_loss_on)  # ∇₁ℓ_B(w, λ, B)
         self._outer_grads = torch.func.grad(problem.outer_on, argnums=(0, 1))
+        self._inner_grads = torch.func.grad(problem.inner_loss_on, argnums=(0, 1))
 
     def inner_batch(self) -> torch.Tensor:
         return self.sampling.indices(self.problem.n_inner, self.sampling.batch, self.generator)
@@ -135,6 +137,12 @@ class Sampled:
         """∇₁ℓ_B(w, λ); ``lam`` a leaf of an autograd tape to differentiate through it (ITD)."""
         self.oracles.n_grad += idx.numel()
         return self._grad(w, self.lam if lam is None else lam, idx)
+
+    def inner_grads(self, w: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(∇₁ℓ_B(w, λ), ∇₂ℓ_B(w, λ)): both partials of one ℓᵢ count as one sample gradient each
+        (as for ``outer_grads``); what first-order, Hessian-free methods take (hgbench.estimators.f2sa)."""
+        self.oracles.n_grad += idx.numel()
+        return self._inner_grads(w, self.lam, idx)
 
     def hvp(self, w: torch.Tensor, u: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """∇₁²ℓ_B(w, λ) u, one VJP of ∇₁ℓ_B in w (the Hessian is symmetric)."""
@@ -157,6 +165,20 @@ class Sampled:
         """E_B'(w, λ) itself, for differentiating through a tape (counted as b' outer gradients)."""
         self.oracles.n_outer += idx.numel()
         return self.problem.outer_on(w, lam, idx)
+
+    def each(self, product, *args, idx: torch.Tensor):
+        """The per-sample values of ``product`` (``grad``, ``hvp``, ``cross`` or ``outer_grads``,
+        called as ``product(*args, B)``): row i is its value on the one-sample minibatch
+        {idx[i]}, so their mean over the rows is its value on idx (to round-off); what a SAGA
+        memory stores (hgbench.estimators.saba). One vectorized call (torch.func.vmap), counted
+        as ``idx.numel()`` samples of each oracle the product calls."""
+        before = replace(self.oracles)
+        rows = torch.func.vmap(lambda one: product(*args, one))(idx[:, None])
+        # vmap traces ``product`` once, on a one-sample batch: that single count stands for every row
+        for f in fields(self.oracles):
+            added = getattr(self.oracles, f.name) - getattr(before, f.name)
+            setattr(self.oracles, f.name, getattr(before, f.name) + added * idx.numel())
+        return rows
 
     def segment(self) -> Segment:
         return Segment(self)

@@ -104,7 +104,7 @@ class StochasticMode(Mode):
     def check_estimator(self, estimator) -> None:
         if not estimator.minibatch:
             raise UserError(
-                f"mode=stochastic runs a stochastic estimator (stoch_itd, stocbio, linear_sgd, soba); {estimator.name!r} is not one"
+                f"mode=stochastic runs a stochastic estimator (those `hgbench list` marks mode=stochastic); {estimator.name!r} is not one"
             )
 
     def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
