@@ -109,6 +109,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out / "scaling_raw.csv", index=False)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip():
+        commit += " with uncommitted changes"
     lines = [
         "# Cost as the problem grows (issue 28)",
         "",
