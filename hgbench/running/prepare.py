@@ -29,6 +29,7 @@ from hgbench.running.errors import UserError, reason_of
 from hgbench.running.grids import grid_pairs
 from hgbench.running.levels import Levels
 from hgbench.running.plan import Plan
+from hgbench.solvers.base import Solver
 
 if TYPE_CHECKING:
     from hgbench.running.mode import Mode
@@ -76,10 +77,10 @@ def module_of_file(path: Path):
 
 
 def build(node, what: str):
-    """Build the ``what`` (problem or estimator) from its config node: its class found by
+    """Build the ``what`` (problem, estimator or solver) from its config node: its class found by
     ``target_class``; a failing constructor (bad setting, missing or malformed data file)
     becomes one UserError line naming it."""
-    cls = target_class(node.get("_target_"), what, {"problem": Problem, "estimator": Estimator}[what])
+    cls = target_class(node.get("_target_"), what, {"problem": Problem, "estimator": Estimator, "solver": Solver}[what])
     try:
         return instantiate(node, _target_=f"{cls.__module__}.{cls.__qualname__}")
     except (InstantiationException, FileNotFoundError, ValueError, TypeError, OmegaConfBaseException) as err:
@@ -91,6 +92,12 @@ def build(node, what: str):
             name = raw.get("name")
         target = raw.get("_target_")
         raise UserError(f"cannot build the {what} {name!r} ({target}): {type(cause).__name__}: {cause}") from err
+
+
+def build_solver(node) -> Solver:
+    """The solver of mode=bilevel from its config node (a DictConfig, or the resolved dict of a
+    Plan's configuration), as ``build`` builds a problem or an estimator."""
+    return build(node if isinstance(node, DictConfig) else OmegaConf.create(node), "solver")
 
 
 def _device(name: str) -> torch.device:
@@ -170,7 +177,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         )
         print(f"hgbench: batch_lambdas=true: {why}; looping over λ draws")
     config = OmegaConf.to_container(cfg, resolve=True)
-    for group in modes.foreign_groups(mode):
+    for group in (*modes.foreign_groups(mode), *mode.unused):
         config.pop(group, None)
     return Plan(
         problem,
