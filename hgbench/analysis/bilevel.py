@@ -61,8 +61,9 @@ def _cell(value) -> str:
 
 def reached(df: pd.DataFrame, target: float = TARGET) -> pd.DataFrame:
     """Per curve (CURVE): the first evaluated row with grad_norm2_rel ≤ target (its oracle calls
-    and time; NaN where none), the best ratio reached and where, the last iteration, and how the
-    run ended (its last row's status)."""
+    and time; NaN where none), the best ratio reached and where, the last iteration, the rows
+    whose reference was not certified (``error``: near ∇f = 0 the certificate's relative bound
+    fails first) and whether the run diverged."""
     out = []
     for key, curve in df.sort_values("iteration").groupby(CURVE, dropna=False):
         evaluated = curve[curve["grad_norm2_rel"].notna()]
@@ -77,7 +78,8 @@ def reached(df: pd.DataFrame, target: float = TARGET) -> pd.DataFrame:
                 "best_ratio": math.nan if best is None else float(best["grad_norm2_rel"]),
                 "best_at_calls": math.nan if best is None else float(best["oracle_calls"]),
                 "iterations": int(curve["iteration"].max()),
-                "ended": curve.iloc[-1]["status"],
+                "uncertified": int((curve["status"] == "error").sum()),
+                "diverged": bool((curve["status"] == "diverged").any()),
             }
         )
     return pd.DataFrame(out)
@@ -88,7 +90,18 @@ def summary_text(df: pd.DataFrame, target: float = TARGET) -> str:
     and the best ratio reached; then which line reached it first in oracle calls and in time,
     or that none did, with the best ratio reached."""
     table = reached(df, target)
-    cols = ["problem", "solver", "batch", "calls_to_target", "time_to_target", "best_ratio", "best_at_calls", "iterations", "ended"]
+    cols = [
+        "problem",
+        "solver",
+        "batch",
+        "calls_to_target",
+        "time_to_target",
+        "best_ratio",
+        "best_at_calls",
+        "iterations",
+        "uncertified",
+        "diverged",
+    ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in cols) + " |" for _, row in table[cols].iterrows()]
     lines.append("")

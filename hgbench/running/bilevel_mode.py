@@ -7,6 +7,8 @@ Its sampling is seeded by hgbench.core.stochastic.stream_seed(seed, 0, b, b', 0)
 stream for every solver of a setting: common random numbers) and recorded (``batch``,
 ``outer_batch``, ``replace``), so a run reruns to the same rows (the measured times aside).
 
+The run stops after ``iterations`` iterations or at the first iteration whose cumulative oracle
+calls reach ``max_calls`` (an equal oracle budget for solvers of unequal cost per iteration).
 Every ``eval_every`` iterations, at iteration 0 and at the last, one row with the EXACT f(λ_s)
 = E(w*(λ_s), λ_s) and ‖∇f(λ_s)‖² from the certified float64 full-batch reference
 (hgbench.core.reference: reference + certify; an uncertified reference gives an ``error`` row
@@ -73,7 +75,9 @@ class BilevelMode(Mode):
 
     def check_problem(self, cfg: DictConfig, problem: Problem) -> None:
         if not is_finite_sum(problem):
-            raise UserError(f"mode=bilevel needs a finite-sum problem (hgbench/problems/finite_sum.py); problem {problem.name!r} is not one")
+            raise UserError(
+                f"mode=bilevel needs a finite-sum problem (hgbench/problems/finite_sum.py); problem {problem.name!r} is not one"
+            )
         try:
             n, m = problem.n_inner, problem.n_outer
         except ValueError as err:
@@ -112,11 +116,11 @@ class BilevelMode(Mode):
             "replace": sampling.replace,
             "dtype": str(plan.dtype).removeprefix("torch."),
         }
-        iterations, every = options["iterations"], options["eval_every"]
+        iterations, every, budget = options["iterations"], options["eval_every"], options["max_calls"]
         rows, facts, first = [], [], {}
         seconds = ref_seconds = 0.0
         steps = solver.run(oracle, lam)
-        for s in progress_bar(plan, range(iterations + 1), iterations + 1, "iteration", progress, "bilevel "):
+        for s in progress_bar(plan, range(iterations + 1), iterations + 1, "iteration", progress, "bilevel ", solver.name):
             row = {**base, "iteration": s, "status": "ok", "reason": ""}
             if s > 0:
                 start = time.perf_counter()
@@ -144,12 +148,15 @@ class BilevelMode(Mode):
                 print(f"hgbench: {solver.name} diverged at iteration {s} ({row['reason']})")
                 break
             row["lam_norm"] = torch.linalg.vector_norm(lam).item()
-            if s % every == 0 or s == iterations:
+            last = s == iterations or (budget is not None and calls.total >= budget)
+            if s % every == 0 or last:
                 start = time.perf_counter()
                 row.update(self._evaluate(plan, work, lam, options, first, facts, s))
                 ref_seconds += time.perf_counter() - start
                 rows.append(row)
                 save(plan, rows, self.columns, self.csv, facts, out_dir)
+            if last:
+                break
         return save(plan, rows, self.columns, self.csv, facts, out_dir)
 
     @staticmethod

@@ -168,8 +168,13 @@ class Stochastic(Options):
 
 @dataclass
 class Bilevel(Options):
-    iterations: int = option(Integer(1), "outer iterations of the solver (solver=NAME)")
-    eval_every: int = option(Integer(1), "f(λ), ‖∇f(λ)‖² (certified reference) and the problem's metrics every N iterations (and at 0 and the last)")
+    iterations: int = option(Integer(1), "outer iterations of the solver (solver=NAME), at most")
+    max_calls: Optional[int] = option(
+        Integer(1, null="no budget: iterations decide"), "stop at the first iteration whose oracle calls reach this budget"
+    )
+    eval_every: int = option(
+        Integer(1), "f(λ), ‖∇f(λ)‖² (certified reference) and the problem's metrics every N iterations (and at 0 and the last)"
+    )
     batch: int = option(Integer(1), "inner minibatch size b (<= the training samples)")
     outer_batch: Optional[int] = option(Integer(1, null="the inner batch size b"), "outer minibatch size b' (<= the outer samples)")
     replace: Any = option(Flag(), "sample minibatches with replacement (i.i.d.); false: uniform subsets")
