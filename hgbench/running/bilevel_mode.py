@@ -50,7 +50,6 @@ from hgbench.running.errors import UserError, reason_of
 from hgbench.running.identity import run_id
 from hgbench.running.mode import Mode, Workload
 from hgbench.running.plan import Plan
-from hgbench.running.prepare import build_solver
 from hgbench.running.progress import progress_bar
 from hgbench.running.storage import save
 from hgbench.solvers.base import Moving
@@ -88,7 +87,6 @@ class BilevelMode(Mode):
                 f"bilevel.batch={batch} and bilevel.outer_batch={cfg.bilevel.outer_batch} ask for minibatches of {batch} and {outer}; "
                 f"problem {problem.name!r} has {n} training and {m} outer samples"
             )
-        build_solver(cfg.solver)  # its options are checked by the schema; a failing constructor is one line here
 
     @staticmethod
     def sizes(options) -> tuple[int, int]:
@@ -97,7 +95,7 @@ class BilevelMode(Mode):
 
     def run(self, plan: Plan, out_dir: Path, progress: bool = True) -> pd.DataFrame:
         options = plan.config["bilevel"]
-        solver = build_solver(plan.config["solver"])
+        solver = plan.components["solver"]
         batch, outer = self.sizes(options)
         sampling = Sampling(batch, outer, bool(options["replace"]))
         work = plan.problem.to(plan.dtype, plan.device)

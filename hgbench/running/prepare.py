@@ -77,7 +77,7 @@ def module_of_file(path: Path):
 
 
 def build(node, what: str):
-    """Build the ``what`` (problem, estimator or solver) from its config node: its class found by
+    """Build the ``what`` (problem, estimator, or solver: a group of ``Mode.groups``) from its config node: its class found by
     ``target_class``; a failing constructor (bad setting, missing or malformed data file)
     becomes one UserError line naming it."""
     cls = target_class(node.get("_target_"), what, {"problem": Problem, "estimator": Estimator, "solver": Solver}[what])
@@ -92,12 +92,6 @@ def build(node, what: str):
             name = raw.get("name")
         target = raw.get("_target_")
         raise UserError(f"cannot build the {what} {name!r} ({target}): {type(cause).__name__}: {cause}") from err
-
-
-def build_solver(node) -> Solver:
-    """The solver of mode=bilevel from its config node (a DictConfig, or the resolved dict of a
-    Plan's configuration), as ``build`` builds a problem or an estimator."""
-    return build(node if isinstance(node, DictConfig) else OmegaConf.create(node), "solver")
 
 
 def _device(name: str) -> torch.device:
@@ -158,6 +152,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
     guard.precheck(cfg, problem_class, settings)  # the problem's own sizes, before it allocates anything
     problem = build(cfg.problem, "problem")
     estimator = build(cfg.estimator, "estimator")
+    components = {group: build(cfg[group], group) for group in mode.groups}  # mode=bilevel: its solver
     try:
         mode.check_estimator(estimator)
         check_applies(estimator, problem)
@@ -195,4 +190,5 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         method,
         levels,
         dense,
+        components,
     )

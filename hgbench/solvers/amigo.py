@@ -21,7 +21,9 @@ class AmigoOptions(SolverOptions):
 
 
 class Amigo(Solver):
-    """AmIGO (Arbel & Mairal 2022, Algorithm 1), each iteration s at x:
+    """AmIGO: warm-started SGD on z and on the linear system in v, then a step of x.
+
+    Algorithm 1 of the paper, each iteration at x:
 
         z ← T steps of SGD on g(·, x) from the previous z (step ρ = ``inner_step``, a fresh batch each)
         (∇₁f_B', ∇₂f_B') on a fresh outer batch at (z, x)

@@ -23,7 +23,9 @@ class F2saOptions(SolverOptions):
 
 
 class F2sa(Solver):
-    """F²SA (Kwon et al. 2023, Algorithm 1): first-order only (no Hessian–vector product). With
+    """F²SA: first-order only, a penalty surrogate of f with a growing penalty.
+
+    No Hessian–vector product. With
     the penalty ν_s (the paper's λ_k), y tracks argmin_y f(y, x) + ν g(y, x) and z tracks
     z*(x) = argmin_z g(z, x); the x step follows the gradient of the penalty surrogate
     L_ν(x) = f(y, x) + ν (g(y, x) − g(z, x)), which tends to ∇f(x) as ν → ∞ (bias O(1/ν)).

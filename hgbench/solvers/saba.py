@@ -46,7 +46,9 @@ def partition(n: int, batch: int, generator: torch.Generator) -> list[torch.Tens
 
 
 class Saba(Solver):
-    """SABA (Dagréou et al. 2022, Algorithm 2): SOBA's iteration with each of the five
+    """SABA: SOBA's iteration with SAGA's variance reduction.
+
+    SOBA's iteration with each of the five
     minibatch quantities ∇₁g, ∇₁²g·v, ∂²g/∂x∂z·v (inner) and ∇₁f, ∇₂f (outer) replaced by its
     SAGA estimate (``Memory``), then D_z, D_v, D_x and the steps as SOBA's. As in
     benchmark_bilevel's solvers/saba.py, the memory is kept per batch of a fixed partition of the

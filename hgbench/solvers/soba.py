@@ -19,8 +19,9 @@ class SobaOptions(SolverOptions):
 
 
 class Soba(Solver):
-    """SOBA (Dagréou et al. 2022, Algorithm 1): one step of each variable per iteration along the
-    directions, on an inner minibatch B and an outer minibatch B' drawn afresh,
+    """SOBA: z, v and x each take one minibatch step per iteration.
+
+    Along the directions, on an inner minibatch B and an outer minibatch B' drawn afresh,
 
         D_z = ∇₁g_B(z, x)
         D_v = ∇₁²g_B(z, x) v + ∇₁f_B'(z, x)

@@ -20,7 +20,9 @@ class StocbioOptions(SolverOptions):
 
 
 class Stocbio(Solver):
-    """StocBiO (Ji, Yang, Liang 2021, Algorithm 2), each iteration at x:
+    """StocBiO: warm-started SGD on z, a minibatch Neumann series, a step of x.
+
+    Algorithm 2 of the paper, each iteration at x:
 
         z ← D steps of SGD on g(·, x) from the previous z (step ``inner_step``, a fresh batch each)
         (∇₁f_B', ∇₂f_B') on a fresh outer batch at (z, x)
