@@ -12,7 +12,8 @@ calls reach ``max_calls`` (an equal oracle budget for solvers of unequal cost pe
 Every ``eval_every`` iterations, at iteration 0 and at the last, one row with the EXACT f(λ_s)
 = E(w*(λ_s), λ_s) and ‖∇f(λ_s)‖² from the certified float64 full-batch reference
 (hgbench.core.reference: reference + certify; an uncertified reference gives an ``error`` row
-without them and the run goes on), their ratio to iteration 0's (``grad_norm2_rel``), and, on a
+without them and the run goes on), their ratio to iteration 0's (``grad_norm2_rel``; to the first
+certified evaluation's where iteration 0's is not), and, on a
 problem with metrics (``trainable``), its loss and accuracy per split (as mode=outer, with
 ``test_t``). ``time_s`` is the cumulative wall time of the solver's iterations alone (each
 ``next`` of its generator); ``ref_time_s`` that of the evaluations, timed apart; ``n_grad``,

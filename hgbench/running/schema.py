@@ -101,7 +101,10 @@ class Config(Options):
     verbose: Any = option(Flag(), "a sweep prints each job's table, not only one progress bar and the final table")
     resume: Any = option(Flag(), "keep the complete λ draws already in the output folder, compute the others")
     guard: Any = option(Flag(), "estimate peak memory and time first: refuse a run too large for the machine, warn about a long one")
-    mode: str = option(Choice(_modes), "error: estimator vs reference over a grid; outer: bilevel optimization / training (docs/outer.md)")
+    mode: str = option(
+        Choice(_modes),
+        "error: estimator vs reference over a grid; outer: bilevel optimization / training (docs/outer.md); stochastic, bilevel: docs/stochastic.md",
+    )
     reference: str = option(
         Choice(REFERENCES),
         "the float64 reference: dense Jacobian and LU, matrix-free Newton–Krylov (docs/reliability.md), or auto (matrix-free for large problems)",
