@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import hgbench
+from hgbench.analysis.bilevel import load_bilevel
 from hgbench.analysis.outer_loop import load_outer
 from hgbench.analysis.stochastic import load_stochastic
 from hgbench.analysis.canvas import plt
@@ -32,6 +33,7 @@ GALLERY = {
     "outer.png": ("results/outer/outer_ridge", load_outer, "outer", {}),
     "train.png": ("results/deq_small", load_outer, "train", {}),
     "stochastic.png": ("results/stochastic", load_stochastic, "stochastic", {}),
+    "bilevel.png": ("results/bilevel", load_bilevel, "bilevel", {}),
 }
 
 

@@ -171,7 +171,7 @@ except schema.ConfigError as err:
     norms = [float(line.split()[1]) for line in lines]
     measured = df.sort_values(["overrides", "lam_id"])["grad_norm"].tolist()  # problem.dim=10 sorts first
     assert len(norms) == len(measured) and all(abs(m - n) <= 1e-13 * n for m, n in zip(measured, norms)), (measured, norms)
-    assert refusal == "mode='bogus' is not one of error, outer, stochastic, reference"
+    assert refusal == "mode='bogus' is not one of error, outer, stochastic, bilevel, reference"
 
 
 def test_the_new_claim_is_decided_by_the_committed_rows_and_can_fail(tree):

@@ -192,6 +192,7 @@ def test_hgbench_plot_draws_every_kind(tmp_path, monkeypatch):
     """hgbench.plot(df, out, kind=K) returns figure K for every kind, from synthetic rows or
     committed results (drawn, not written: saving is ``canvas.save``'s, exercised by the error kind)."""
     import hgbench
+    from hgbench.analysis.bilevel import load_bilevel
     from hgbench.analysis.outer_loop import load_outer
     from hgbench.analysis.stochastic import load_stochastic
 
@@ -206,6 +207,7 @@ def test_hgbench_plot_draws_every_kind(tmp_path, monkeypatch):
         "outer": load_outer(ROOT / "results" / "outer" / "outer_ridge"),
         "train": load_outer(ROOT / "results" / "deq_small"),
         "stochastic": load_stochastic(ROOT / "results" / "stochastic"),
+        "bilevel": load_bilevel(ROOT / "results" / "bilevel"),
     }
     assert set(rows) | {"error"} == set(plot_module.KINDS)
     for kind, df in rows.items():

@@ -172,7 +172,10 @@ def test_rows_carry_role_min_min_and_time_kind(tmp_path, monkeypatch):
 def test_unknown_mode_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     assert run_cli(monkeypatch, "run", *TINY, "mode=foo", f"hydra.run.dir={tmp_path}") == 2
     err = capsys.readouterr().err
-    assert err.strip() == "hgbench: error: mode='foo' is not one of error, outer, stochastic" and not (tmp_path / "metrics.csv").exists()
+    assert (
+        err.strip() == "hgbench: error: mode='foo' is not one of error, outer, stochastic, bilevel"
+        and not (tmp_path / "metrics.csv").exists()
+    )
 
 
 def test_resumed_rows_take_the_identity_of_the_run_that_extends_them(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import hgbench
 
 PACKAGE = Path(hgbench.__file__).parent
 # each layer may import from the layers listed after it
-ORDER = ["running", "analysis", "estimators", "core", "problems", "data", "paths", "version", "options"]
+ORDER = ["running", "analysis", "solvers", "estimators", "core", "problems", "data", "paths", "version", "options"]
 
 
 def _layer(module: str) -> str | None:

@@ -11,6 +11,7 @@ from hgbench.analysis import canvas
 from hgbench.analysis.canvas import FONT, PREDICTED_LABEL
 from hgbench.analysis.results import labels, load, markdown, panel_rows, panels, write_text_atomic
 from hgbench.analysis.outer_loop import load_outer, plot_outer, plot_training
+from hgbench.analysis.bilevel import load_bilevel, plot_bilevel
 from hgbench.analysis.stochastic import load_stochastic, plot_stochastic
 from hgbench.analysis.style import estimator_style, palette  # noqa: F401 (public: every figure's palette)
 from hgbench.analysis.theory import (
@@ -417,6 +418,7 @@ KINDS = {
     "train": (plot_training, load_outer),
     "bound": (plot_bound, load_with_constants),
     "stochastic": (plot_stochastic, load_stochastic),
+    "bilevel": (plot_bilevel, load_bilevel),
 }
 
 

@@ -285,11 +285,11 @@ def _list(args: list[str]) -> int:
 
     argparse.ArgumentParser(
         prog="hgbench list",
-        description="List the problems (what they provide), estimators (what they need), grids, presets, and which "
+        description="List the problems (what they provide), estimators (what they need), grids, solvers (mode=bilevel), presets, and which "
         "estimators apply to which problem.",
     ).parse_args(args)
     problems, estimators = {}, {}
-    for group in ("problem", "estimator", "grid"):
+    for group in ("problem", "estimator", "grid", "solver"):
         print(f"{group}s ({group}=NAME):")
         for path in sorted((conf_dir() / group).glob("*.yaml")):
             node = _resolved(group, path)
@@ -303,6 +303,9 @@ def _list(args: list[str]) -> int:
                 estimators[path.stem] = estimator = instantiate(node)
                 doc = _first_doc_line(type(estimator))
                 extra = f" (needs: {', '.join(sorted(estimator.needs))})" if estimator.needs else ""
+            elif group == "solver":  # mode=bilevel's stochastic bilevel solvers (hgbench/solvers/)
+                cls = get_class(node["_target_"])
+                doc, extra = _first_doc_line(cls), f" ({cls.paper}; mode=bilevel, finite-sum problems)"
             shown = ", ".join(f"{k}={_as_typed(v)}" for k, v in settings.items())
             print(f"  {path.stem:<18}{doc}{extra}" + (f"  [{shown}]" if shown else ""))
     print("presets (+experiment=NAME; those marked * are run by `hgbench reproduce`):")

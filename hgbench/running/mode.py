@@ -41,6 +41,8 @@ class Mode:
     key: list[str]  # a row's identity; starts with run_id, so rows of different runs never merge
     figures: tuple[str, ...]  # `hgbench plot --kind` values drawn from its rows; the first after every run
     options: str | None = None  # the config group of its own options (conf/<options>/), if any
+    groups: tuple[str, ...] = ()  # further config groups only this mode reads (mode=bilevel: solver)
+    unused: tuple[str, ...] = ()  # groups its rows do not depend on (mode=bilevel: estimator), left out of its configuration
 
     batches_lambdas: bool = False  # batch_lambdas=true applies (error mode); the others take one hypergradient per step
 

@@ -19,6 +19,9 @@ resume check (hgbench.running.storage), and the refusals (hgbench.running.errors
             equilibrium model of Grazzi et al. 2020, §5 (presets deq_*)
     stochastic  bias and variance of a minibatch estimator over R seeded repetitions per batch size,
             against the certified reference (hgbench.running.stochastic_mode): stochastic.csv
+    bilevel a stochastic bilevel solver (solver=NAME: SOBA, SABA, AmIGO, StocBiO, F2SA) end to end on a
+            finite-sum problem, its exact f and ‖∇f‖² from the certified reference against oracle calls
+            and time (hgbench.running.bilevel_mode): bilevel.csv
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from hgbench.running import outer_loop, runner
 from hgbench.running.errors import UserError
 from hgbench.running.mode import Mode, Workload
 from hgbench.running.plan import Plan
+from hgbench.running.bilevel_mode import BilevelMode
 from hgbench.running.stochastic_mode import StochasticMode
 
 
@@ -76,13 +80,13 @@ class OuterMode(Mode):
         return self.figures if self.load(path)["test_acc"].notna().any() else self.figures[:1]
 
 
-MODES: dict[str, Mode] = {mode.name: mode for mode in (ErrorMode(), OuterMode(), StochasticMode())}
+MODES: dict[str, Mode] = {mode.name: mode for mode in (ErrorMode(), OuterMode(), StochasticMode(), BilevelMode())}
 
 
 def foreign_groups(mode: Mode) -> tuple[str, ...]:
-    """The other modes' option groups: they do not change ``mode``'s rows, so they are left out
-    of its run's configuration (run.json, run_id, the resume check)."""
-    return tuple(other.options for other in MODES.values() if other.options and other is not mode)
+    """The other modes' option groups (``options`` and ``groups``): they do not change ``mode``'s
+    rows, so they are left out of its run's configuration (run.json, run_id, the resume check)."""
+    return tuple(group for other in MODES.values() if other is not mode for group in (other.options, *other.groups) if group)
 
 
 def find(name) -> Mode | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -30,6 +30,7 @@ class Plan:
     reference: str = "dense"  # the reference's method, resolved from cfg.reference (hgbench.core.reference.choose)
     levels: Levels | None = None  # grid=levels: the inner-error levels (hgbench.running.levels)
     dense: bool = False  # products by a dense J, resolved from cfg.linearization (hgbench.core.linearization.dense_path)
+    components: dict = field(default_factory=dict)  # the mode's own groups built (Mode.groups; mode=bilevel: {"solver": Solver})
 
     @functools.cached_property
     def identity(self) -> dict:

@@ -29,6 +29,7 @@ from hgbench.running.errors import UserError, reason_of
 from hgbench.running.grids import grid_pairs
 from hgbench.running.levels import Levels
 from hgbench.running.plan import Plan
+from hgbench.solvers.base import Solver
 
 if TYPE_CHECKING:
     from hgbench.running.mode import Mode
@@ -76,10 +77,10 @@ def module_of_file(path: Path):
 
 
 def build(node, what: str):
-    """Build the ``what`` (problem or estimator) from its config node: its class found by
+    """Build the ``what`` (problem, estimator, or solver: a group of ``Mode.groups``) from its config node: its class found by
     ``target_class``; a failing constructor (bad setting, missing or malformed data file)
     becomes one UserError line naming it."""
-    cls = target_class(node.get("_target_"), what, {"problem": Problem, "estimator": Estimator}[what])
+    cls = target_class(node.get("_target_"), what, {"problem": Problem, "estimator": Estimator, "solver": Solver}[what])
     try:
         return instantiate(node, _target_=f"{cls.__module__}.{cls.__qualname__}")
     except (InstantiationException, FileNotFoundError, ValueError, TypeError, OmegaConfBaseException) as err:
@@ -151,6 +152,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
     guard.precheck(cfg, problem_class, settings)  # the problem's own sizes, before it allocates anything
     problem = build(cfg.problem, "problem")
     estimator = build(cfg.estimator, "estimator")
+    components = {group: build(cfg[group], group) for group in mode.groups}  # mode=bilevel: its solver
     try:
         mode.check_estimator(estimator)
         check_applies(estimator, problem)
@@ -170,7 +172,7 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         )
         print(f"hgbench: batch_lambdas=true: {why}; looping over λ draws")
     config = OmegaConf.to_container(cfg, resolve=True)
-    for group in modes.foreign_groups(mode):
+    for group in (*modes.foreign_groups(mode), *mode.unused):
         config.pop(group, None)
     return Plan(
         problem,
@@ -188,4 +190,5 @@ def _prepare(cfg: DictConfig, mode: Mode, overrides: str) -> Plan:
         method,
         levels,
         dense,
+        components,
     )

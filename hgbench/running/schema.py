@@ -5,8 +5,8 @@ ConfigStore) per config file, used as the schema of its YAML file (``defaults:
 A problem or an estimator declares its options once, in its own file (``Options``, in the
 vocabulary of hgbench.options); ``component_schemas`` stores them under the name of each preset
 that uses the class (conf/problem/ridge.yaml → ``/schema/problem/ridge``), so that adding a
-component is its file and its YAML preset. The run's own options (``Config``, ``Grid``,
-``Outer``) are declared here.
+component is its file and its YAML preset (a solver of mode=bilevel likewise: conf/solver/). The
+run's own options (``Config``, ``Grid``, ``Outer``, ``Stochastic``, ``Bilevel``) are declared here.
 
 Each field says, in its metadata, what it accepts (a ``Check``) and what it means (``doc``);
 the YAML files give the values. OmegaConf enforces the field types while Hydra composes the
@@ -101,7 +101,10 @@ class Config(Options):
     verbose: Any = option(Flag(), "a sweep prints each job's table, not only one progress bar and the final table")
     resume: Any = option(Flag(), "keep the complete λ draws already in the output folder, compute the others")
     guard: Any = option(Flag(), "estimate peak memory and time first: refuse a run too large for the machine, warn about a long one")
-    mode: str = option(Choice(_modes), "error: estimator vs reference over a grid; outer: bilevel optimization / training (docs/outer.md)")
+    mode: str = option(
+        Choice(_modes),
+        "error: estimator vs reference over a grid; outer: bilevel optimization / training (docs/outer.md); stochastic, bilevel: docs/stochastic.md",
+    )
     reference: str = option(
         Choice(REFERENCES),
         "the float64 reference: dense Jacobian and LU, matrix-free Newton–Krylov (docs/reliability.md), or auto (matrix-free for large problems)",
@@ -116,6 +119,8 @@ class Config(Options):
     grid: Any = None
     outer: Any = None
     stochastic: Any = None
+    bilevel: Any = None
+    solver: Any = None
     reproduce: Any = None  # a preset's block for `hgbench reproduce` (hgbench.running.reproduce); not a run option
 
 
@@ -164,6 +169,21 @@ class Stochastic(Options):
     repeats: int = option(Integer(2), "R: seeded repetitions of the estimator per λ draw and batch size")
 
 
+@dataclass
+class Bilevel(Options):
+    iterations: int = option(Integer(1), "outer iterations of the solver (solver=NAME), at most")
+    max_calls: Optional[int] = option(
+        Integer(1, null="no budget: iterations decide"), "stop at the first iteration whose oracle calls reach this budget"
+    )
+    eval_every: int = option(
+        Integer(1), "f(λ), ‖∇f(λ)‖² (certified reference) and the problem's metrics every N iterations (and at 0 and the last)"
+    )
+    batch: int = option(Integer(1), "inner minibatch size b (<= the training samples)")
+    outer_batch: Optional[int] = option(Integer(1, null="the inner batch size b"), "outer minibatch size b' (<= the outer samples)")
+    replace: Any = option(Flag(), "sample minibatches with replacement (i.i.d.); false: uniform subsets")
+    test_t: int = option(Integer(0), "problems with metrics: Φ steps from 0 for the states of the evaluated model")
+
+
 # (ConfigStore group, name) -> schema, for the run's own options; conf/GROUP/*.yaml name theirs in their defaults list.
 RUN_SCHEMAS: dict[tuple[str, str], type] = {
     ("schema", "config"): Config,
@@ -171,8 +191,9 @@ RUN_SCHEMAS: dict[tuple[str, str], type] = {
     ("schema/grid", "levels"): Levels,
     ("schema/outer", "outer"): Outer,
     ("schema/stochastic", "stochastic"): Stochastic,
+    ("schema/bilevel", "bilevel"): Bilevel,
 }
-COMPONENT_GROUPS = ("problem", "estimator")
+COMPONENT_GROUPS = ("problem", "estimator", "solver")
 
 
 def component_schemas() -> dict[tuple[str, str], type]:
@@ -310,7 +331,7 @@ def _lines(schema: type, prefix: str) -> list[str]:
 def help_text() -> str:
     """``hgbench run --help`` after its header: the config groups and their options, and every
     option with its allowed values and meaning, from the schemas; then Hydra's flags."""
-    groups = ["problem", "estimator", "grid", "outer", "stochastic"]
+    groups = ["problem", "estimator", "grid", "outer", "stochastic", "solver", "bilevel"]
     out = ["Config groups (GROUP=OPTION; `hgbench list` describes them):"]
     for group in [*groups, "experiment", "hydra/launcher"]:
         names = ", ".join(path.stem for path in sorted((conf_dir() / group).glob("*.yaml")))

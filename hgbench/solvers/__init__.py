@@ -1,0 +1,1 @@
+"""Stochastic bilevel solvers run end to end in mode=bilevel (hgbench.solvers.base; docs/stochastic.md)."""

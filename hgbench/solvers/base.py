@@ -1,0 +1,101 @@
+"""Stochastic bilevel solvers run end to end (issue 27, "End to end"; docs/stochastic.md): the
+inner variable z (hgbench's w), the linear-system variable v and the outer variable x (hgbench's
+λ) move together, every product taken on a minibatch of a finite-sum problem
+(hgbench.problems.finite_sum) and counted per sample (hgbench.core.stochastic.Oracles).
+
+Notation (Dagréou et al. NeurIPS 2022, §2): g = ℓ (inner, n samples), f = E (outer, m samples),
+
+    ∇f(x) = ∇₂f(z*, x) + ∂²g/∂x∂z (z*, x) v*,   v* = −[∇₁²g(z*, x)]⁻¹ ∇₁f(z*, x),
+
+so that each solver tracks z ≈ z*(x) and (except F2SA) v ≈ v*(x) and steps x along an estimate
+of ∇f. A solver is a generator (``Solver.run``) of the outer iterates x_1, x_2, … from x_0: the
+caller (hgbench.running.bilevel_mode) times each ``next`` as the algorithm's time and evaluates
+the exact f(x_s) and ∇f(x_s) while the generator is paused, apart.
+
+Step sizes are the papers' rules ρ_s = ρ₀ s^{−a} (s = 1, 2, …: the outer iteration; a = 0 a
+constant step), each solver's exponents and constants its options; see each solver's docstring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from hgbench.core.stochastic import Sampled
+from hgbench.options import ComponentOptions, Integer, Number, option
+
+POSITIVE = Number(0, low_open=True)
+DECAY = Number(0, 1)  # an exponent of a decreasing step: s^{-a}, 0 <= a <= 1
+STEPS = Integer(1)
+
+
+@dataclass
+class SolverOptions(ComponentOptions):
+    """What every solver has: the step of z (and v) and the step of x, each ρ₀ s^{−a}."""
+
+    inner_step: float = option(POSITIVE, "ρ₀: the step of z and v at the first iteration")
+    outer_step: float = option(POSITIVE, "γ₀: the step of x at the first iteration")
+
+
+def decayed(step: float, exponent: float, s: int) -> float:
+    """ρ₀ s^{−a}: a step at outer iteration s ≥ 1 (a constant step for a = 0)."""
+    return step * s ** (-exponent)
+
+
+class Moving(Sampled):
+    """``Sampled`` at a λ that moves: ``at(lam)`` sets the λ at which every product is taken
+    (``Sampled``'s products read ``self.lam`` at each call), and two products a solver needs
+    beyond a fixed-λ estimator's, each exact on its minibatch and counted per sample:
+
+        oracles(z, v, B)  (∇₁g_B(z, x), ∇₁²g_B(z, x) v, ∂²g_B/∂x∂z (z, x) v)   from one VJP of ∇₁g_B
+                          (counted: b sample gradients, b HVPs, b cross JVPs)
+        grads(z, B)       (∇₁g_B(z, x), ∇₂g_B(z, x))   b sample gradients (both partials count once,
+                          as ``outer_grads`` counts ∇₁f and ∇₂f once)
+
+    ``alpha`` and ``w0`` stay those of the λ it was built at (x_0): a solver's steps are absolute."""
+
+    def __init__(self, problem, lam, sampling, generator):
+        super().__init__(problem, lam, sampling, generator)
+        self._both = torch.func.grad(problem.inner_loss_on, argnums=(0, 1))
+
+    def at(self, lam: torch.Tensor) -> None:
+        self.lam = lam
+
+    def oracles_at(self, z: torch.Tensor, v: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = idx.numel()
+        self.oracles.n_grad += b
+        self.oracles.n_hvp += b
+        self.oracles.n_jvp += b
+        grad, pullback = torch.func.vjp(lambda w, lam: self._grad(w, lam, idx), z, self.lam)
+        hvp, cross = pullback(v)
+        return grad, hvp, cross
+
+    def grads(self, z: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.oracles.n_grad += idx.numel()
+        return self._both(z, self.lam, idx)
+
+
+class Solver:
+    """A stochastic bilevel solver (module docstring). Subclasses set ``Options``, ``paper``
+    (the method's paper and algorithm, shown by `hgbench list`) and ``run``."""
+
+    Options = SolverOptions
+    paper = ""
+
+    def __init__(self, name: str, **options):
+        self.name = name
+        for key, value in options.items():
+            setattr(self, key, value)
+
+    def run(self, oracle: Moving, lam: torch.Tensor) -> Iterator[torch.Tensor]:
+        """x_1, x_2, …: the outer iterate after each iteration, from x_0 = ``lam``, z_0 = the
+        problem's w₀(x_0), v_0 = 0; minibatches from ``oracle``'s seeded generator."""
+        raise NotImplementedError
+
+    def sgd(self, oracle: Moving, z: torch.Tensor, step: float, steps: int) -> torch.Tensor:
+        """``steps`` minibatch SGD steps on z ↦ g(z, x) from z, a fresh batch each (warm-started inner solver)."""
+        for _ in range(steps):
+            z = z - step * oracle.grad(z, oracle.inner_batch())
+        return z

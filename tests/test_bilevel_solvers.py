@@ -1,0 +1,247 @@
+"""mode=bilevel (issue 27, "End to end"): the stochastic bilevel solvers at the full batch against
+the closed-form minimizer of a small quadratic bilevel problem, their oracle counts by hand,
+seeded reruns, a diverging run flagged, refusals in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from hgbench.analysis.bilevel import plot_bilevel, reached
+from hgbench.core.stochastic import Sampling
+from hgbench.problems.bilevel_quadratic import BilevelQuadratic
+from hgbench.solvers.amigo import Amigo
+from hgbench.solvers.base import Moving
+from hgbench.solvers.f2sa import F2sa
+from hgbench.solvers.saba import Saba
+from hgbench.solvers.soba import Soba
+from hgbench.solvers.stocbio import Stocbio
+from conftest import draws, run_cli
+
+# n = 12 inner and m = 10 outer samples, dim z = 4, dim x = 3; spectra in [0.5, 1] (cross 0.3)
+SMALL = ("q", 6, -1.0, 1.0, 12, 10, 4, 3, 0.5, 1.0, 1.0, 1.0, 1.0, 0.3, 0.3)
+TINY = ["problem=bilevel_quadratic", "problem.n_inner=12", "problem.n_outer=10", "problem.dim_inner=4", "problem.dim_outer=3"]
+
+
+@pytest.fixture(scope="module")
+def small():
+    return BilevelQuadratic(*SMALL)
+
+
+def minimizer(problem: BilevelQuadratic) -> tuple[torch.Tensor, torch.Tensor]:
+    """x* = argmin f(x) = E(z*(x), x) in closed form, and the Hessian of f, from the samples'
+    factors alone (not hgbench's reference): z*(x) = A x + c with A = −H⁻¹C̄ᵀ, c = −H⁻¹ā, and
+    f(x) = ½zᵀPz + ½xᵀRx + xᵀSz + aᵀz + bᵀx (P, R, S, a, b the outer means) is quadratic in x."""
+    t, o = problem.inner_terms, problem.outer_terms
+    n, m = len(t["p"]), len(o["p"])
+    hess, cross, lin = t["p"].T @ t["p"] / n, t["s"].T @ t["u"] / n, t["a"].mean(0)
+    a_mat, c = -torch.linalg.solve(hess, cross.T), -torch.linalg.solve(hess, lin)
+    p, r, s = o["p"].T @ o["p"] / m, o["r"].T @ o["r"] / m, o["s"].T @ o["u"] / m
+    curvature = a_mat.T @ p @ a_mat + a_mat.T @ s.T + s @ a_mat + r
+    slope = a_mat.T @ (p @ c + o["a"].mean(0)) + s @ c + o["b"].mean(0)  # ∇f(0)
+    return -torch.linalg.solve(curvature, slope), curvature
+
+
+def full_batch(problem, lam, seed=0) -> Moving:
+    return Moving(problem, lam, Sampling(problem.n_inner, problem.n_outer, False), torch.Generator().manual_seed(seed))
+
+
+def last(solver, oracle, lam, iterations: int) -> torch.Tensor:
+    steps = solver.run(oracle, lam)
+    for _ in range(iterations):
+        lam = next(steps)
+    return lam
+
+
+def test_the_closed_form_is_a_strict_minimum(small):
+    """The test problem's f is strongly convex (so its stationary point is x*), and ∇f(x*) = 0 by
+    hgbench's float64 reference too (two independent computations agree)."""
+    from hgbench.core.reference import reference
+
+    x_star, curvature = minimizer(small)
+    assert torch.linalg.eigvalsh(curvature)[0] > 0.05
+    assert reference(small, x_star).grad.norm() < 1e-12
+
+
+@pytest.mark.parametrize(
+    "solver, iterations, tol",
+    [
+        (Soba("soba", inner_step=0.5, outer_step=0.5, inner_decay=0.0, outer_decay=0.0), 400, 1e-9),
+        (Saba("saba", inner_step=0.5, outer_step=0.5), 400, 1e-9),
+        (Amigo("amigo", inner_step=0.5, solver_step=0.5, outer_step=1.0, inner_steps=3, solver_steps=3), 150, 1e-9),
+        (Stocbio("stocbio", inner_step=0.5, solver_step=0.85, outer_step=1.0, inner_steps=3, solver_steps=30), 50, 2e-4),
+    ],
+    ids=lambda x: getattr(x, "name", ""),
+)
+def test_full_batch_solvers_converge_to_the_closed_form_minimizer(small, solver, iterations, tol):
+    """At the full batch and constant steps each solver is a deterministic method whose fixed
+    point is x*; StocBiO's is x* up to its Neumann truncation: its u is off by a factor
+    (I − ηH)^{Q+1} of H⁻¹∇₁f, norm (1 − 0.85·μ_H)^{31} ≈ 2e-4 with μ_H ≈ 0.29 here, hence its tolerance."""
+    x_star, _ = minimizer(small)
+    assert 0.28 < torch.linalg.eigvalsh(small.hess)[0] < 0.3
+    lam = last(solver, full_batch(small, draws(small, 1)[0]), draws(small, 1)[0], iterations)
+    assert (lam - x_star).norm() <= tol * x_star.norm()
+
+
+def test_full_batch_saba_is_soba(small):
+    """One SAGA batch holding every sample: SABA's estimates are the full-batch values, so its
+    iterates are SOBA's with constant steps (up to round-off)."""
+    lam0 = draws(small, 1)[0]
+    soba = last(Soba("soba", inner_step=0.5, outer_step=0.5, inner_decay=0.0, outer_decay=0.0), full_batch(small, lam0), lam0, 30)
+    saba = last(Saba("saba", inner_step=0.5, outer_step=0.5), full_batch(small, lam0), lam0, 30)
+    assert (soba - saba).norm() <= 1e-13 * soba.norm()
+
+
+def test_f2sa_bias_shrinks_as_one_over_the_penalty(small):
+    """F2SA at the full batch with a constant penalty ν converges to the minimizer of its penalty
+    surrogate, O(1/ν) from x*: ten times the penalty, about a tenth of the distance."""
+    x_star, _ = minimizer(small)
+    lam0 = draws(small, 1)[0]
+    gaps = []
+    for nu in (10.0, 100.0):
+        solver = F2sa(
+            "f2sa",
+            inner_step=0.5,
+            outer_step=0.5,
+            penalty_step=0.5 / nu,
+            inner_decay=0.0,
+            outer_decay=0.0,
+            penalty0=nu,
+            penalty_growth=0.0,
+            inner_steps=2,
+        )
+        gaps.append((last(solver, full_batch(small, lam0), lam0, 150) - x_star).norm().item())
+    assert gaps[1] < gaps[0] / 5 and gaps[1] < 0.01 * x_star.norm().item()
+
+
+@pytest.mark.parametrize(
+    "solver, per_iteration",
+    [
+        (
+            Soba("soba", inner_step=0.1, outer_step=0.1, inner_decay=0.4, outer_decay=0.6),
+            {"n_grad": 5, "n_hvp": 5, "n_jvp": 5, "n_outer": 3},
+        ),
+        (Saba("saba", inner_step=0.1, outer_step=0.1), {"n_grad": 5, "n_hvp": 5, "n_jvp": 5, "n_outer": 3}),
+        (
+            Amigo("amigo", inner_step=0.1, solver_step=0.1, outer_step=0.1, inner_steps=2, solver_steps=3),
+            {"n_grad": 2 * 5, "n_hvp": 3 * 5, "n_jvp": 5, "n_outer": 3},
+        ),
+        (
+            Stocbio("stocbio", inner_step=0.1, solver_step=0.1, outer_step=0.1, inner_steps=2, solver_steps=3),
+            {"n_grad": 2 * 5, "n_hvp": 3 * 5, "n_jvp": 5, "n_outer": 3},
+        ),
+        (
+            F2sa(
+                "f2sa",
+                inner_step=0.1,
+                outer_step=0.1,
+                penalty_step=0.1,
+                inner_decay=0.5,
+                outer_decay=0.5,
+                penalty0=1.0,
+                penalty_growth=0.5,
+                inner_steps=2,
+            ),
+            {"n_grad": 2 * (5 + 5) + 5 + 5, "n_hvp": 0, "n_jvp": 0, "n_outer": 2 * 3 + 3},
+        ),
+    ],
+    ids=lambda x: getattr(x, "name", ""),
+)
+def test_oracle_calls_per_sample(small, solver, per_iteration):
+    """b = 5 inner and b' = 3 outer samples per batch: the counts after 4 iterations, by hand
+    from each algorithm (SABA's batches: 12 = 5 + 5 + 2, one of them drawn per iteration, counted
+    by its size)."""
+    lam0 = draws(small, 1)[0]
+    oracle = Moving(small, lam0, Sampling(5, 3, False), torch.Generator().manual_seed(1))
+    if solver.name == "saba":  # a partition into equal batches: 12 = 3 × 4 and 10 = 2 × 5 would not be 5 and 3
+        oracle = Moving(small, lam0, Sampling(4, 5, False), torch.Generator().manual_seed(1))
+        per_iteration = {"n_grad": 4, "n_hvp": 4, "n_jvp": 4, "n_outer": 5}
+    last(solver, oracle, lam0, 4)
+    got = {key: getattr(oracle.oracles, key) for key in per_iteration}
+    assert got == {key: 4 * value for key, value in per_iteration.items()}
+
+
+def _mode(tmp_path, monkeypatch, name, *more) -> tuple[int, Path]:
+    out = tmp_path / name
+    code = run_cli(
+        monkeypatch,
+        "run",
+        "mode=bilevel",
+        *TINY,
+        "bilevel.batch=4",
+        "bilevel.iterations=30",
+        "bilevel.eval_every=10",
+        "threads=1",
+        "plot=false",
+        *more,
+        f"hydra.run.dir={out}",
+    )
+    return code, out
+
+
+def test_mode_rows_rerun_bit_identical(tmp_path, monkeypatch, figures):
+    """Two runs of one configuration (SABA: its seeded partition and draws): the same rows but for
+    the measured seconds; evaluated rows at 0, 10, 20, 30 with the exact ‖∇f‖² (ratio 1 at
+    iteration 0) and the cumulative oracle calls, 3·4 inner and 5 outer per iteration (b = 4, b' = 5)."""
+    frames = []
+    for name in ("a", "b"):
+        code, out = _mode(tmp_path, monkeypatch, name, "solver=saba", "bilevel.outer_batch=5")
+        assert code == 0
+        frames.append(pd.read_csv(out / "bilevel.csv").drop(columns=["time_s", "ref_time_s"]))
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    df = frames[0]
+    assert list(df["iteration"]) == [0, 10, 20, 30] and (df["status"] == "ok").all()
+    assert df["grad_norm2_rel"].iloc[0] == 1.0 and list(df["oracle_calls"]) == [0, *(s * (3 * 4 + 5) for s in (10, 20, 30))]
+    plot_bilevel(pd.read_csv(tmp_path / "a" / "bilevel.csv"), tmp_path)
+    assert len(figures) == 1 and [len(ax.lines) for ax in figures[0].axes] == [2, 2]  # one solver line + the target line
+    assert "| bilevel_quadratic | saba | 4 |" in (tmp_path / "bilevel_summary.md").read_text()
+
+
+def test_mode_stops_at_the_oracle_budget(tmp_path, monkeypatch):
+    """bilevel.max_calls=100 with SOBA at b = 4 (3·4 inner + 4 outer calls per iteration): the run
+    ends at iteration 7, the first with 112 ≥ 100 calls, evaluated there."""
+    code, out = _mode(tmp_path, monkeypatch, "m", "solver=soba", "bilevel.max_calls=100")
+    df = pd.read_csv(out / "bilevel.csv")
+    assert code == 0 and list(df["iteration"]) == [0, 7] and list(df["oracle_calls"]) == [0, 112]
+
+
+def test_mode_diverging_run_is_a_flagged_row(tmp_path, monkeypatch):
+    """A step 1e4 times too large: λ overflows; the run ends with a diverged row, exit 0."""
+    code, out = _mode(
+        tmp_path, monkeypatch, "d", "solver=soba", "solver.inner_step=3000", "solver.outer_step=3000", "bilevel.iterations=400"
+    )
+    df = pd.read_csv(out / "bilevel.csv")
+    assert code == 0 and df["status"].iloc[-1] == "diverged" and df["iteration"].iloc[-1] < 400
+    assert reached(df)["diverged"].item()
+
+
+@pytest.mark.parametrize(
+    "more, message",
+    [
+        (
+            ["bilevel.batch=13"],
+            "hgbench: error: bilevel.batch=13 and bilevel.outer_batch=None ask for minibatches of 13 and 13; problem 'bilevel_quadratic' has 12 training and 10 outer samples",
+        ),
+        (["solver.inner_step=-1"], "solver.inner_step=-1"),
+        (["solver=bogus"], "solver"),
+        (["resume=true"], "resume=true applies to mode=error and mode=outer"),
+    ],
+)
+def test_mode_refusals_are_one_line(tmp_path, monkeypatch, capsys, more, message):
+    code, out = _mode(tmp_path, monkeypatch, "r", *more)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (out / "bilevel.csv").exists()
+
+
+def test_mode_refuses_a_problem_without_finite_sums(tmp_path, monkeypatch, capsys):
+    code = run_cli(monkeypatch, "run", "mode=bilevel", "problem=kernel_ridge", f"hydra.run.dir={tmp_path}")
+    err = capsys.readouterr().err.strip()
+    assert (
+        code == 2
+        and err
+        == "hgbench: error: mode=bilevel needs a finite-sum problem (hgbench/problems/finite_sum.py); problem 'kernel_ridge' is not one"
+    )
