@@ -254,7 +254,9 @@ def test_f2sa_oracle_counts(ridge):
 
 def test_list_names_the_new_estimators_with_their_papers(monkeypatch, capsys):
     assert run_cli(monkeypatch, "list") == 0
-    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    # the estimators' section only: the solvers of mode=bilevel share some names (saba, amigo, f2sa)
+    section = capsys.readouterr().out.split("estimators (estimator=NAME):", 1)[1].split("\ngrids (", 1)[0]
+    lines = {line.split()[0]: line for line in section.splitlines() if line.startswith("  ")}
     for name, paper in [("saba", "Dagréou et al. NeurIPS 2022"), ("stoch_cg", "Grazzi, Pontil, Salzo AISTATS 2021"),
                         ("amigo", "Arbel & Mairal ICLR 2022"), ("f2sa", "Kwon et al. ICML 2023")]:  # fmt: skip
         assert paper in lines[name] and "mode=stochastic" in lines[name], lines[name]
