@@ -32,8 +32,9 @@ import torch
 from hgbench.options import UniformOptions
 from hgbench.problems import autodiff
 
-# dim w up to which the dense reference's spectra and norms are exact SVDs (every committed result
-# with a dense reference has d ≤ 300); above it, the eigenvalues of a symmetric J
+# dim w up to which the dense reference's spectra and norms are exact SVDs (the default dense
+# linearization's threshold too); above it (hyper_rep, d = 400, among the committed results), the
+# eigenvalues of a symmetric J
 # (Problem.adjoint_system) and cheap upper bounds of the certificate's norms
 # (hgbench.core.reference.sensitivities): an SVD of d = 3000 takes about 8 s on one core, the
 # estimate it certifies 0.3 s
