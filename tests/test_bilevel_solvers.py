@@ -69,10 +69,10 @@ def test_the_closed_form_is_a_strict_minimum(small):
 @pytest.mark.parametrize(
     "solver, iterations, tol",
     [
-        (Soba("soba", inner_step=0.5, outer_step=0.5, inner_decay=0.0, outer_decay=0.0), 400, 1e-9),
-        (Saba("saba", inner_step=0.5, outer_step=0.5), 400, 1e-9),
-        (Amigo("amigo", inner_step=0.5, solver_step=0.5, outer_step=1.0, inner_steps=3, solver_steps=3), 150, 1e-9),
-        (Stocbio("stocbio", inner_step=0.5, solver_step=0.85, outer_step=1.0, inner_steps=3, solver_steps=30), 50, 2e-4),
+        (Soba("soba", inner_step=0.5, outer_step=0.5, step_rule="constant"), 400, 1e-9),
+        (Saba("saba", inner_step=0.5, outer_step=0.5, step_rule="paper"), 400, 1e-9),
+        (Amigo("amigo", inner_step=0.5, solver_step=0.5, outer_step=1.0, inner_steps=3, solver_steps=3, step_rule="paper"), 150, 1e-9),
+        (Stocbio("stocbio", inner_step=0.5, solver_step=0.85, outer_step=1.0, inner_steps=3, solver_steps=30, step_rule="paper"), 50, 2e-4),
     ],
     ids=lambda x: getattr(x, "name", ""),
 )
@@ -90,8 +90,8 @@ def test_full_batch_saba_is_soba(small):
     """One SAGA batch holding every sample: SABA's estimates are the full-batch values, so its
     iterates are SOBA's with constant steps (up to round-off)."""
     lam0 = draws(small, 1)[0]
-    soba = last(Soba("soba", inner_step=0.5, outer_step=0.5, inner_decay=0.0, outer_decay=0.0), full_batch(small, lam0), lam0, 30)
-    saba = last(Saba("saba", inner_step=0.5, outer_step=0.5), full_batch(small, lam0), lam0, 30)
+    soba = last(Soba("soba", inner_step=0.5, outer_step=0.5, step_rule="constant"), full_batch(small, lam0), lam0, 30)
+    saba = last(Saba("saba", inner_step=0.5, outer_step=0.5, step_rule="paper"), full_batch(small, lam0), lam0, 30)
     assert (soba - saba).norm() <= 1e-13 * soba.norm()
 
 
@@ -107,30 +107,68 @@ def test_f2sa_bias_shrinks_as_one_over_the_penalty(small):
             inner_step=0.5,
             outer_step=0.5,
             penalty_step=0.5 / nu,
-            inner_decay=0.0,
-            outer_decay=0.0,
+            step_rule="constant",
             penalty0=nu,
-            penalty_growth=0.0,
             inner_steps=2,
         )
         gaps.append((last(solver, full_batch(small, lam0), lam0, 150) - x_star).norm().item())
     assert gaps[1] < gaps[0] / 5 and gaps[1] < 0.01 * x_star.norm().item()
 
 
+# the papers' schedules as docs/stochastic.md records them (exponents written here as fractions,
+# independently of the solvers' PAPER_EXPONENTS): (solver, schedule, exponent of s)
+PAPER_SCHEDULES = [
+    (Soba("soba", inner_step=0.3, outer_step=0.2, step_rule="paper"), "inner", -2 / 5),
+    (Soba("soba", inner_step=0.3, outer_step=0.2, step_rule="paper"), "outer", -3 / 5),
+    (F2sa("f2sa", inner_step=0.3, outer_step=0.2, penalty_step=0.1, penalty0=2.0, inner_steps=1, step_rule="paper"), "outer", -5 / 7),
+    (F2sa("f2sa", inner_step=0.3, outer_step=0.2, penalty_step=0.1, penalty0=2.0, inner_steps=1, step_rule="paper"), "inner", -4 / 7),
+    (F2sa("f2sa", inner_step=0.3, outer_step=0.2, penalty_step=0.1, penalty0=2.0, inner_steps=1, step_rule="paper"), "penalty", 2 / 7),
+]
+
+
+@pytest.mark.parametrize("solver, schedule, power", PAPER_SCHEDULES, ids=lambda x: getattr(x, "name", str(x)))
+def test_paper_step_rule_is_the_papers_schedule(solver, schedule, power):
+    """step_rule=paper: the step (F2SA's penalty: the growing ν) at s = 1, 2, 10, 1000 is first·s^power;
+    step_rule=constant: first at every s."""
+    for s in (1, 2, 10, 1000):
+        assert solver.step(schedule, 0.7, s) == pytest.approx(0.7 * s**power, rel=1e-14)
+    constant = type(solver)(**{**vars(solver), "step_rule": "constant"})
+    assert [constant.step(schedule, 0.7, s) for s in (1, 2, 1000)] == [0.7, 0.7, 0.7]
+
+
+def test_step_rules_agree_at_the_first_iteration_only(small):
+    """SOBA's and F2SA's runs read the rule: with equal first steps, paper and constant give the same
+    x_1 (s = 1: s^{-a} = 1) and different x_2. SABA, AmIGO and StocBiO's papers take constant steps:
+    their two rules are one run."""
+    lam0 = draws(small, 1)[0]
+    for make in (
+        lambda rule: Soba("soba", inner_step=0.5, outer_step=0.5, step_rule=rule),
+        lambda rule: F2sa("f2sa", inner_step=0.5, outer_step=0.5, penalty_step=0.05, penalty0=1.0, inner_steps=2, step_rule=rule),
+    ):
+        x1 = [last(make(rule), full_batch(small, lam0), lam0, 1) for rule in ("paper", "constant")]
+        x2 = [last(make(rule), full_batch(small, lam0), lam0, 2) for rule in ("paper", "constant")]
+        assert torch.equal(x1[0], x1[1]) and (x2[0] - x2[1]).norm() > 1e-6 * x2[1].norm()
+    saba = [
+        last(Saba("saba", inner_step=0.5, outer_step=0.5, step_rule=rule), full_batch(small, lam0), lam0, 5)
+        for rule in ("paper", "constant")
+    ]
+    assert torch.equal(*saba)
+
+
 @pytest.mark.parametrize(
     "solver, per_iteration",
     [
         (
-            Soba("soba", inner_step=0.1, outer_step=0.1, inner_decay=0.4, outer_decay=0.6),
+            Soba("soba", inner_step=0.1, outer_step=0.1, step_rule="paper"),
             {"n_grad": 5, "n_hvp": 5, "n_jvp": 5, "n_outer": 3},
         ),
-        (Saba("saba", inner_step=0.1, outer_step=0.1), {"n_grad": 5, "n_hvp": 5, "n_jvp": 5, "n_outer": 3}),
+        (Saba("saba", inner_step=0.1, outer_step=0.1, step_rule="paper"), {"n_grad": 5, "n_hvp": 5, "n_jvp": 5, "n_outer": 3}),
         (
-            Amigo("amigo", inner_step=0.1, solver_step=0.1, outer_step=0.1, inner_steps=2, solver_steps=3),
+            Amigo("amigo", inner_step=0.1, solver_step=0.1, outer_step=0.1, inner_steps=2, solver_steps=3, step_rule="paper"),
             {"n_grad": 2 * 5, "n_hvp": 3 * 5, "n_jvp": 5, "n_outer": 3},
         ),
         (
-            Stocbio("stocbio", inner_step=0.1, solver_step=0.1, outer_step=0.1, inner_steps=2, solver_steps=3),
+            Stocbio("stocbio", inner_step=0.1, solver_step=0.1, outer_step=0.1, inner_steps=2, solver_steps=3, step_rule="paper"),
             {"n_grad": 2 * 5, "n_hvp": 3 * 5, "n_jvp": 5, "n_outer": 3},
         ),
         (
@@ -139,10 +177,8 @@ def test_f2sa_bias_shrinks_as_one_over_the_penalty(small):
                 inner_step=0.1,
                 outer_step=0.1,
                 penalty_step=0.1,
-                inner_decay=0.5,
-                outer_decay=0.5,
+                step_rule="paper",
                 penalty0=1.0,
-                penalty_growth=0.5,
                 inner_steps=2,
             ),
             {"n_grad": 2 * (5 + 5) + 5 + 5, "n_hvp": 0, "n_jvp": 0, "n_outer": 2 * 3 + 3},

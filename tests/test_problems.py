@@ -178,9 +178,76 @@ def test_split_is_seeded_and_standardized_on_train(name, n_rows, n_features):
     assert torch.equal(again[0], x_train) and not torch.equal(other[0], x_train)
 
 
+@pytest.mark.parametrize("pool, d", [(1, 784), (2, 196)])
+def test_logistic_mnist_binary_split_is_seeded_standardized_and_labelled_by_parity(pool, d):
+    """n = 500 shipped images, 20 % validation and 20 % test: shapes, labels ±1 with both classes in
+    every split, standardized with the training statistics (pixels constant there are 0), seeded."""
+    x_tr, b_tr, x_va, b_va, x_te, b_te = datasets.mnist_binary(3, 500, 0.2, pool)
+    assert x_tr.shape == (300, d) and x_va.shape == (100, d) and x_te.shape == (100, d)
+    for b in (b_tr, b_va, b_te):
+        assert set(b.tolist()) == {-1.0, 1.0}
+    varying = x_tr.std(0) > 0
+    assert torch.allclose(x_tr.mean(0), torch.zeros(d, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(x_tr.std(0)[varying], torch.ones(int(varying.sum()), dtype=torch.float64), atol=1e-12)
+    assert (x_tr[:, ~varying] == 0).all() and (~varying).any()  # the border pixels: blank on every training image
+    assert torch.equal(datasets.mnist_binary(3, 500, 0.2, pool)[0], x_tr) and not torch.equal(
+        datasets.mnist_binary(4, 500, 0.2, pool)[0], x_tr
+    )
+
+
+def test_logistic_mnist_binary_labels_follow_the_digits_parity():
+    """All 5,000 images: 500 per digit in the shipped file, so exactly 2,500 even (+1); and each
+    label agrees with the digit load_mnist gives for the same seeded rows."""
+    from hgbench.data.mnist import load_mnist
+
+    parts = datasets.mnist_binary(0, 5000, 0.2)
+    labels = torch.cat([parts[1], parts[3], parts[5]])
+    assert (labels == 1).sum() == 2500
+    digits = load_mnist(3000, 1000, 1000, 0)["test"].labels
+    assert torch.equal(parts[5] == 1, torch.tensor([int(k) in (0, 2, 4, 6, 8) for k in digits]))
+
+
+def test_logistic_mnist_binary_refuses_a_damaged_file_and_bad_sizes(monkeypatch):
+    from hgbench.data import mnist, shipped
+
+    monkeypatch.setitem(shipped.SHA256, "mnist_files/mnist_5k.csv.gz", "0" * 64)
+    mnist._load_subset.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="mnist_5k.csv.gz has sha256 846f6cad.*it is damaged"):
+            datasets.mnist_binary(0, 500, 0.2)
+    finally:
+        mnist._load_subset.cache_clear()
+    with pytest.raises(ValueError, match="n_samples=6000"):
+        datasets.mnist_binary(0, 6000, 0.2)
+    with pytest.raises(ValueError, match="val_fraction=0.6"):
+        datasets.mnist_binary(0, 500, 0.6)
+
+
+def test_logistic_mnist_metrics_are_those_of_the_exact_inner_solution():
+    """evaluate at λ scores w*(λ): its validation loss is the problem's E(w*, λ), its training loss
+    plus the penalty is ℓ(w*, λ) (each computed by the problem's own objectives), ∇₁ℓ(w*) ≈ 0, and
+    the accuracies are shares of 100 test rows; without a test split there are no metrics."""
+    problem = Logistic("logistic", 0, 500, 1, 0.1, -1.0, 0.0, data="mnist_binary_14", val_fraction=0.2)
+    lam = draws(problem, 1)[0]
+    scores = problem.evaluate(lam, 0)
+    w = reference(problem, lam).w_star
+    assert problem.trainable and not Logistic("logistic", 0, 20, 2, 0.1, -1.0, 0.0).trainable
+    assert problem.inner_grad(w, lam).norm() < 1e-12
+    assert scores["val_loss"] == pytest.approx(problem.outer(w, lam).item(), rel=1e-12)
+    penalty = 0.5 * (torch.exp(lam) * w.square()).sum().item()
+    assert scores["train_loss"] + penalty == pytest.approx(problem.inner_loss(w, lam).item(), rel=1e-12)
+    assert (
+        all(0 <= scores[f"{s}_acc"] <= 1 for s in ("train", "val", "test"))
+        and abs(scores["test_acc"] * 100 - round(scores["test_acc"] * 100)) < 1e-9
+    )
+    assert scores["test_acc"] > 0.7  # even against odd digits is learnable from 300 images
+
+
 def test_bad_data_options_are_refused():
     assert refusal("problem.data=mnist") == "problem.data='mnist' is not one of synthetic, diabetes"
-    assert refusal("problem=logistic", "problem.data=diabetes") == "problem.data='diabetes' is not one of synthetic, breast_cancer"
+    assert refusal("problem=logistic", "problem.data=diabetes") == (
+        "problem.data='diabetes' is not one of synthetic, breast_cancer, mnist_binary, mnist_binary_14"
+    )
     with pytest.raises(ValueError, match=r"val_fraction=1.5"):
         datasets.split("diabetes", 0, 1.5)
     with pytest.raises(ValueError, match=r"pool=3"):

@@ -31,8 +31,11 @@ class Amigo(Solver):
             v ← v − η (∇₁²g_B(z, x) v + ∇₁f_B'), a fresh inner batch B each, ∇₁f_B' fixed
         x ← x − γ (∇₂f_B' + ∂²g_B''/∂x∂z (z, x) v)   (B'' a fresh inner batch)
 
-    Constant steps, as in the paper's analysis and in benchmark_bilevel's solvers/amigo.py (which
-    runs the same three parts, its z steps after the x step, with one warm-up of z first). At the
+    Constant steps under either ``step_rule``, as in benchmark_bilevel's solvers/amigo.py; that the
+    paper's stochastic analysis (§4) takes constant steps bounded by the problem's constants is this
+    project's reading, NOT VERIFIED against its text (the search tool stores the paper's opening
+    only). benchmark_bilevel's solvers/amigo.py
+    runs the same three parts with its z steps after the x step, and one warm-up of z first. At the
     full batch this is the deterministic two-loop method with warm starts (T gradient steps,
     M steps of Richardson's iteration on the linear system, a hypergradient step)."""
 

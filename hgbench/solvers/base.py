@@ -12,8 +12,12 @@ of ∇f. A solver is a generator (``Solver.run``) of the outer iterates x_1, x_2
 caller (hgbench.running.bilevel_mode) times each ``next`` as the algorithm's time and evaluates
 the exact f(x_s) and ∇f(x_s) while the generator is paused, apart.
 
-Step sizes are the papers' rules ρ_s = ρ₀ s^{−a} (s = 1, 2, …: the outer iteration; a = 0 a
-constant step), each solver's exponents and constants its options; see each solver's docstring.
+Step sizes: every solver has ``step_rule`` (``STEP_RULES``): ``paper``, the schedule of the
+method's convergence theorem, ρ_s = ρ₀ s^{−a} (s = 1, 2, …: the outer iteration) with the
+exponents a of its paper (``Solver.PAPER_EXPONENTS``; a = 0: the paper's steps are constant), or
+``constant``, every exponent 0. The first values ρ₀, γ₀, … are options (the theorems bound them by
+problem constants that are not computed here). Each solver's docstring names the theorem and
+says whether its text was checked; docs/stochastic.md has the table.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ from typing import Iterator
 import torch
 
 from hgbench.core.stochastic import Sampled
-from hgbench.options import ComponentOptions, Integer, Number, option
+from hgbench.options import Choice, ComponentOptions, Integer, Number, option
 
 POSITIVE = Number(0, low_open=True)
-DECAY = Number(0, 1)  # an exponent of a decreasing step: s^{-a}, 0 <= a <= 1
 STEPS = Integer(1)
+STEP_RULES = ("paper", "constant")
 
 
 @dataclass
@@ -37,6 +41,10 @@ class SolverOptions(ComponentOptions):
 
     inner_step: float = option(POSITIVE, "ρ₀: the step of z and v at the first iteration")
     outer_step: float = option(POSITIVE, "γ₀: the step of x at the first iteration")
+    step_rule: str = option(
+        Choice(STEP_RULES),
+        "paper: the step schedule of the method's convergence theorem (its exponents: docs/stochastic.md); constant: no decay",
+    )
 
 
 def decayed(step: float, exponent: float, s: int) -> float:
@@ -83,11 +91,22 @@ class Solver:
 
     Options = SolverOptions
     paper = ""
+    PAPER_EXPONENTS: dict[str, float] = {}  # the exponent a of each decaying step under step_rule=paper (absent: constant)
 
     def __init__(self, name: str, **options):
         self.name = name
         for key, value in options.items():
             setattr(self, key, value)
+
+    def exponent(self, name: str) -> float:
+        """The exponent a of the schedule ``name`` (a key of PAPER_EXPONENTS) under ``step_rule``:
+        the paper's, or 0 for ``constant``."""
+        return self.PAPER_EXPONENTS[name] if self.step_rule == "paper" else 0.0
+
+    def step(self, name: str, first: float, s: int) -> float:
+        """The step (or, for a negative exponent, the growing penalty) ``name`` at outer iteration
+        s ≥ 1: ``first``·s^{−a}, a = ``exponent(name)``."""
+        return decayed(first, self.exponent(name), s)
 
     def run(self, oracle: Moving, lam: torch.Tensor) -> Iterator[torch.Tensor]:
         """x_1, x_2, …: the outer iterate after each iteration, from x_0 = ``lam``, z_0 = the

@@ -53,8 +53,12 @@ class Saba(Solver):
     SAGA estimate (``Memory``), then D_z, D_v, D_x and the steps as SOBA's. As in
     benchmark_bilevel's solvers/saba.py, the memory is kept per batch of a fixed partition of the
     samples (``partition``, seeded) and an iteration draws one inner and one outer batch j with
-    probability ω_j (uniformly when the batch size divides n); the paper's SABA has a memory per sample (batch size 1). The paper's theorem for
-    SABA takes constant steps ρ, γ (here ρ₀ = ``inner_step``, γ₀ = ``outer_step``, no decay). At
+    probability ω_j (uniformly when the batch size divides n); the paper's SABA has a memory per sample (batch size 1). Steps: constant
+    under either ``step_rule`` (ρ = ``inner_step``, γ = ``outer_step``). The paper's abstract (verified
+    with the search tool): SABA "has O(1/T) convergence rate, and ... achieves linear convergence
+    under Polyak-Łojasiewicz assumption" — rates of constant-step methods; that its theorems take
+    constant steps scaled as (n + m)^{−2/3} is this project's recollection of §3, NOT VERIFIED
+    against the theorems' text (not stored for the search tool); the scaling is not applied here. At
     the full batch (one batch) every SAGA estimate is the full-batch value (up to round-off):
     SABA is then SOBA's deterministic method. ``replace`` of the sampling does not apply."""
 

@@ -8,14 +8,12 @@ from typing import Iterator
 
 import torch
 
-from hgbench.options import option
-from hgbench.solvers.base import DECAY, Moving, Solver, SolverOptions, decayed
+from hgbench.solvers.base import Moving, Solver, SolverOptions
 
 
 @dataclass
 class SobaOptions(SolverOptions):
-    inner_decay: float = option(DECAY, "a in ρ_s = ρ₀ s^{−a} (the paper's analysis of SOBA: decreasing steps)")
-    outer_decay: float = option(DECAY, "c in γ_s = γ₀ s^{−c}")
+    pass
 
 
 class Soba(Solver):
@@ -29,14 +27,19 @@ class Soba(Solver):
 
         z ← z − ρ_s D_z,   v ← v − ρ_s D_v,   x ← x − γ_s D_x   (all from the same (z, v, x))
 
-    with ρ_s = ρ₀ s^{−a}, γ_s = γ₀ s^{−c}. The paper's convergence theorem for SOBA takes
-    decreasing steps (defaults a = 2/5, c = 3/5, this project's reading of it);
-    benchmark_bilevel's solvers/soba.py runs constant steps (a = c = 0) with γ₀ = ρ₀ / outer_ratio.
+    with ρ_s = ρ₀ s^{−a}, γ_s = γ₀ s^{−c}. ``step_rule=paper``: a = 2/5, c = 3/5, the decreasing
+    steps of the paper's convergence theorem for SOBA (§3, its theorem on SOBA: ρ_t ∝ t^{−2/5},
+    γ_t ∝ t^{−3/5}, ‖∇h‖² in O(log T / T^{2/5}) on average). NOT VERIFIED: the theorem's text
+    could not be read with the search tool (only the paper's abstract is stored there), so these
+    exponents are this project's recollection of it, not a checked quotation.
+    ``step_rule=constant``: a = c = 0, as benchmark_bilevel's solvers/soba.py runs it (with
+    γ₀ = ρ₀ / outer_ratio).
     At the full batch and a = c = 0 this is the deterministic single-loop method (gradient steps
     on the three variables at once)."""
 
     Options = SobaOptions
     paper = "Dagréou, Ablin, Vaiter, Moreau NeurIPS 2022, Algorithm 1"
+    PAPER_EXPONENTS = {"inner": 0.4, "outer": 0.6}  # ρ_s ∝ s^{-2/5}, γ_s ∝ s^{-3/5} (class docstring: not verified)
 
     def directions(self, oracle: Moving, z, v):
         """(D_z, D_v, D_x) on fresh minibatches (class docstring)."""
@@ -50,6 +53,6 @@ class Soba(Solver):
             s += 1
             oracle.at(lam)
             d_z, d_v, d_x = self.directions(oracle, z, v)
-            rho = decayed(self.inner_step, self.inner_decay, s)
-            z, v, lam = z - rho * d_z, v - rho * d_v, lam - decayed(self.outer_step, self.outer_decay, s) * d_x
+            rho = self.step("inner", self.inner_step, s)
+            z, v, lam = z - rho * d_z, v - rho * d_v, lam - self.step("outer", self.outer_step, s) * d_x
             yield lam

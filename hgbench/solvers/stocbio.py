@@ -30,8 +30,10 @@ class Stocbio(Solver):
         u = Σ_{q=0..Q} p_q   (≈ [∇₁²g]⁻¹ ∇₁f: the truncated Neumann series; u = −v of SOBA)
         x ← x − β (∇₂f_B' − ∂²g_B''/∂x∂z (z, x) u)   (B'' a fresh inner batch, β = ``outer_step``)
 
-    Constant steps, as in the paper's Theorem for stocBiO and in benchmark_bilevel's
-    solvers/stocbio.py (its `shia`). At the full batch this is the deterministic AID with warm
+    Constant steps under either ``step_rule``, as in benchmark_bilevel's solvers/stocbio.py (its
+    `shia`); that the paper's convergence theorem for stocBiO (§4) takes constant steps (β of order
+    1/L_Φ, η ≤ 1/L) is this project's reading, NOT VERIFIED against its text (the search tool
+    stores the paper's opening only). At the full batch this is the deterministic AID with warm
     inner starts and a truncated Neumann series (hgbench's neumann estimator at each step); its
     fixed point differs from a stationary point of f by the truncation, O((1 − ημ)^{Q+1})."""
 
