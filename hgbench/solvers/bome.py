@@ -1,0 +1,75 @@
+"""BOME: Liu, Ye, Wright, Stone, Liu, "BOME! Bilevel Optimization Made Easy: A Simple First-Order
+Approach", NeurIPS 2022 (arXiv 2209.08709), Algorithm 1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from hgbench.options import option
+from hgbench.solvers.base import POSITIVE, STEPS, Moving, Solver, SolverOptions
+
+
+@dataclass
+class BomeOptions(SolverOptions):
+    eta: float = option(POSITIVE, "η in the control φ = η‖∇q̂‖² (benchmark_bilevel's default 0.5)")
+    inner_steps: int = option(STEPS, "T: gradient steps on z ↦ g(z, x) from z that give z_T in q̂ (benchmark_bilevel: 10)")
+
+
+def bome_multiplier(grad_f: torch.Tensor, grad_q: torch.Tensor, eta: float) -> torch.Tensor:
+    """BOME's multiplier μ = max((φ − ⟨∇f, ∇q̂⟩)/‖∇q̂‖², 0) with φ = η‖∇q̂‖² (both gradients
+    flattened over (z, x) jointly; a 0-dim tensor).
+
+    d = ∇f + μ∇q̂ is then the exact solution of min_d ½‖d − ∇f‖² s.t. ⟨∇q̂, d⟩ ≥ φ (the paper's
+    "dynamic barrier" step: the closest direction to ∇f along which q̂ decreases at rate ≥ φ).
+    Where ∇q̂ = 0 the constraint reads 0 ≥ 0, every d is feasible and the solution is d = ∇f:
+    μ = 0 there (the formula's 0/0 is not evaluated)."""
+    norm2 = grad_q.square().sum()
+    if norm2 == 0:
+        return torch.zeros((), dtype=grad_f.dtype, device=grad_f.device)
+    return torch.clamp((eta * norm2 - (grad_f * grad_q).sum()) / norm2, min=0)
+
+
+class Bome(Solver):
+    """BOME: first-order only, a value-function constraint with a multiplier set at every step.
+
+    The value-function reformulation min_{z,x} f(z, x) s.t. q(z, x) = g(z, x) − min_z' g(z', x) ≤ 0
+    with q approximated by q̂(z, x) = g(z, x) − g(z_T, x), z_T = T gradient steps on z' ↦ g(z', x)
+    from z (z_T held fixed: ∇q̂ = (∇₁g(z, x), ∇₂g(z, x) − ∇₂g(z_T, x)), no differentiation through
+    the steps). Each iteration, on fresh minibatches (B_1 … B_T, B inner, B' outer):
+
+        z_T = z − α Σ ∇₁g_{B_t}(z_t, x)                           (T SGD steps from z; α = ``inner_step``)
+        ∇q̂ = (∇₁g_B(z, x), ∇₂g_B(z, x) − ∇₂g_B(z_T, x))          (one batch B for both points)
+        ∇f = (∇₁f_B'(z, x), ∇₂f_B'(z, x))
+        μ = max((η‖∇q̂‖² − ⟨∇f, ∇q̂⟩)/‖∇q̂‖², 0)                    (``bome_multiplier``; φ = η‖∇q̂‖²)
+        (z, x) ← (z, x) − ξ (∇f + μ∇q̂)                            (ξ = ``outer_step``)
+
+    Only z and x persist across iterations (z_T restarts from the current z). The paper's φ = η‖∇q̂‖²
+    is its default control; benchmark_bilevel's solvers/bome.py (read, not copied) defaults to
+    η = 0.5, T = 10, one step 0.1 for the inner steps and the joint update, and runs BOME at the
+    FULL batch ("it is a deterministic method"): here the batches are the mode's option, and at
+    b = n, b' = m this is that deterministic method. The paper's convergence analysis is of the
+    deterministic method to (approximate) KKT points of the reformulation, measured by
+    ‖∇f + μ∇q‖² + q; with a fixed η > 0 a fixed point of the iteration needs ∇q̂ = 0 and ∇f = 0
+    jointly in (z, x) (if d = 0, ⟨∇q̂, d⟩ = 0 ≥ η‖∇q̂‖²), which the bilevel minimizer does not
+    satisfy in general: the iterates approach x* and then hover near it (tests/test_bome.py).
+    Oracle calls per iteration: (T + 2)·b sample gradients (∇₁g at T points; both partials at z
+    and at z_T on B count once each), b' outer gradients; no Hessian or cross product."""
+
+    Options = BomeOptions
+    paper = "Liu, Ye, Wright, Stone, Liu NeurIPS 2022, Algorithm 1"
+
+    def run(self, oracle: Moving, lam: torch.Tensor) -> Iterator[torch.Tensor]:
+        z = oracle.w0
+        while True:
+            oracle.at(lam)
+            z_t = self.sgd(oracle, z, self.inner_step, self.inner_steps)
+            batch = oracle.inner_batch()
+            q_z, q_x = oracle.grads(z, batch)
+            q_x = q_x - oracle.grads(z_t, batch)[1]
+            f_z, f_x = oracle.outer_grads(z, oracle.outer_batch())
+            mu = bome_multiplier(torch.cat([f_z.ravel(), f_x.ravel()]), torch.cat([q_z.ravel(), q_x.ravel()]), self.eta)
+            z, lam = z - self.outer_step * (f_z + mu * q_z), lam - self.outer_step * (f_x + mu * q_x)
+            yield lam
