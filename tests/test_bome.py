@@ -10,10 +10,10 @@ import torch
 
 from hgbench.core.reference import reference
 from hgbench.core.stochastic import Sampled, Sampling
-from hgbench.estimators.bome import BOME
+from hgbench.estimators.bome import BOME, bome_multiplier
 from hgbench.problems.bilevel_quadratic import BilevelQuadratic
 from hgbench.solvers.base import Moving
-from hgbench.solvers.bome import Bome, bome_multiplier
+from hgbench.solvers.bome import Bome
 from conftest import draws
 from test_bilevel_solvers import SMALL, _mode, full_batch, last, minimizer
 

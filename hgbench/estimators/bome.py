@@ -11,7 +11,6 @@ import torch
 from hgbench.core.stochastic import StochasticEstimate, total
 from hgbench.estimators.stochastic import STEP, StochasticEstimator, StochasticOptions
 from hgbench.options import Integer, option
-from hgbench.solvers.bome import bome_multiplier
 
 
 @dataclass
@@ -19,6 +18,20 @@ class BOMEOptions(StochasticOptions):
     bome_step: float = option(STEP, "ξ: the step of BOME's w-update, as a multiple of α(λ)")
     eta: float = option(STEP, "η in the control φ = η‖∇q̂‖² (the bias at the fixed point shrinks as η grows)")
     inner_steps: int = option(Integer(1), "T: SGD steps on ℓ from w that give w_T in q̂ (step: inner_step·α)")
+
+
+def bome_multiplier(grad_f: torch.Tensor, grad_q: torch.Tensor, eta: float) -> torch.Tensor:
+    """BOME's multiplier μ = max((φ − ⟨∇f, ∇q̂⟩)/‖∇q̂‖², 0) with φ = η‖∇q̂‖² (both gradients
+    flattened over (z, x) jointly; a 0-dim tensor).
+
+    d = ∇f + μ∇q̂ is then the exact solution of min_d ½‖d − ∇f‖² s.t. ⟨∇q̂, d⟩ ≥ φ (the paper's
+    "dynamic barrier" step: the closest direction to ∇f along which q̂ decreases at rate ≥ φ).
+    Where ∇q̂ = 0 the constraint reads 0 ≥ 0, every d is feasible and the solution is d = ∇f:
+    μ = 0 there (the formula's 0/0 is not evaluated)."""
+    norm2 = grad_q.square().sum()
+    if norm2 == 0:
+        return torch.zeros((), dtype=grad_f.dtype, device=grad_f.device)
+    return torch.clamp((eta * norm2 - (grad_f * grad_q).sum()) / norm2, min=0)
 
 
 class BOME(StochasticEstimator):

@@ -8,6 +8,7 @@ from typing import Iterator
 
 import torch
 
+from hgbench.estimators.bome import bome_multiplier
 from hgbench.options import option
 from hgbench.solvers.base import POSITIVE, STEPS, Moving, Solver, SolverOptions
 
@@ -16,20 +17,6 @@ from hgbench.solvers.base import POSITIVE, STEPS, Moving, Solver, SolverOptions
 class BomeOptions(SolverOptions):
     eta: float = option(POSITIVE, "η in the control φ = η‖∇q̂‖² (benchmark_bilevel's default 0.5)")
     inner_steps: int = option(STEPS, "T: gradient steps on z ↦ g(z, x) from z that give z_T in q̂ (benchmark_bilevel: 10)")
-
-
-def bome_multiplier(grad_f: torch.Tensor, grad_q: torch.Tensor, eta: float) -> torch.Tensor:
-    """BOME's multiplier μ = max((φ − ⟨∇f, ∇q̂⟩)/‖∇q̂‖², 0) with φ = η‖∇q̂‖² (both gradients
-    flattened over (z, x) jointly; a 0-dim tensor).
-
-    d = ∇f + μ∇q̂ is then the exact solution of min_d ½‖d − ∇f‖² s.t. ⟨∇q̂, d⟩ ≥ φ (the paper's
-    "dynamic barrier" step: the closest direction to ∇f along which q̂ decreases at rate ≥ φ).
-    Where ∇q̂ = 0 the constraint reads 0 ≥ 0, every d is feasible and the solution is d = ∇f:
-    μ = 0 there (the formula's 0/0 is not evaluated)."""
-    norm2 = grad_q.square().sum()
-    if norm2 == 0:
-        return torch.zeros((), dtype=grad_f.dtype, device=grad_f.device)
-    return torch.clamp((eta * norm2 - (grad_f * grad_q).sum()) / norm2, min=0)
 
 
 class Bome(Solver):
@@ -43,7 +30,7 @@ class Bome(Solver):
         z_T = z − α Σ ∇₁g_{B_t}(z_t, x)                           (T SGD steps from z; α = ``inner_step``)
         ∇q̂ = (∇₁g_B(z, x), ∇₂g_B(z, x) − ∇₂g_B(z_T, x))          (one batch B for both points)
         ∇f = (∇₁f_B'(z, x), ∇₂f_B'(z, x))
-        μ = max((η‖∇q̂‖² − ⟨∇f, ∇q̂⟩)/‖∇q̂‖², 0)                    (``bome_multiplier``; φ = η‖∇q̂‖²)
+        μ = max((η‖∇q̂‖² − ⟨∇f, ∇q̂⟩)/‖∇q̂‖², 0)                    (hgbench.estimators.bome.bome_multiplier)
         (z, x) ← (z, x) − ξ (∇f + μ∇q̂)                            (ξ = ``outer_step``)
 
     Only z and x persist across iterations (z_T restarts from the current z). The paper's φ = η‖∇q̂‖²
