@@ -24,7 +24,7 @@ def bome_multiplier(grad_f: torch.Tensor, grad_q: torch.Tensor, eta: float) -> t
     """BOME's multiplier μ = max((φ − ⟨∇f, ∇q̂⟩)/‖∇q̂‖², 0) with φ = η‖∇q̂‖² (both gradients
     flattened over (z, x) jointly; a 0-dim tensor).
 
-    d = ∇f + μ∇q̂ is then the exact solution of min_d ½‖d − ∇f‖² s.t. ⟨∇q̂, d⟩ ≥ φ (the paper's
+    d = ∇f + μ∇q̂ is then the exact solution of min_d ½‖d − ∇f‖² s.t. ⟨∇q̂, d⟩ ≥ φ (a
     "dynamic barrier" step: the closest direction to ∇f along which q̂ decreases at rate ≥ φ).
     Where ∇q̂ = 0 the constraint reads 0 ≥ 0, every d is feasible and the solution is d = ∇f:
     μ = 0 there (the formula's 0/0 is not evaluated)."""
@@ -54,11 +54,13 @@ class BOME(StochasticEstimator):
     i.e. T-term Neumann AID (hgbench's ``neumann``) evaluated at w̄ instead of w*: ∇₁ℓ(w̄) ≠ 0. Its
     bias has two parts, the Neumann truncation ((1 − α_T μ_H)^T) and the offset w̄ − w* =
     −H⁻¹∇₁E(w̄)/μ̄, where μ̄ = η(‖Hu‖² + ‖B'u‖²)/(‖B'u‖² + ⟨∇₂E, B'u⟩) (u = −H⁻¹∇₁E(w̄),
-    B' = B(I − (I − α_T H)^T)) grows in proportion to η: the offset, and this part of the bias,
-    shrink as 1/η and do not vanish for a fixed η, whatever t or the batch (as F2SA's O(1/ν)).
-    Both are tested at the full batch on a small bilevel_quadratic, whose ∇₂ℓ is affine in w
-    (tests/test_bome.py); on ridge or logistic ∇₂ℓ is not affine in w and the identity is approximate. No deterministic counterpart in
-    hgbench. The frozen-λ update is stable only for small ξ (μ grows with η and near w*: ξ = α
+    B' = B(I − (I − α_T H)^T), all at w̄) grows in proportion to η as η → ∞ (w̄ → w*, the rest
+    tends to its value at w*; where the denominator is ≤ 0 there is no such fixed point): the
+    offset, and this part of the bias, shrink as about 1/η and do not vanish for a fixed η,
+    whatever t or the batch (as F2SA's O(1/ν)). The identity and the shrinking offset are tested
+    at the full batch on a small bilevel_quadratic, whose ∇₂ℓ is affine in w (tests/test_bome.py);
+    on ridge or logistic ∇₂ℓ is not affine in w and the identity holds only to first order in
+    w̄ − w_T. No deterministic counterpart in hgbench. The frozen-λ update is stable only for small ξ (μ grows with η and near w*: ξ = α
     diverges on bilevel_quadratic; 0.05α converges at η = 0.5). Oracle calls of t: (t + 1)(T + 2)·b
     sample gradients (∇₁ℓ at the T points of w_T, both partials at w and at w_T count once each;
     the final direction takes its own w_T), (t + 1)·b' outer gradients, no Hessian or cross product."""
@@ -66,7 +68,7 @@ class BOME(StochasticEstimator):
     role = "bome"
     Options = BOMEOptions
 
-    def __init__(self, name, inner_step=1.0, bome_step=1.0, eta=0.5, inner_steps=10):
+    def __init__(self, name, inner_step=1.0, bome_step=0.05, eta=0.5, inner_steps=10):
         super().__init__(name, inner_step)
         self.bome_step, self.eta, self.inner_steps = bome_step, eta, inner_steps
 

@@ -33,15 +33,17 @@ class Bome(Solver):
         μ = max((η‖∇q̂‖² − ⟨∇f, ∇q̂⟩)/‖∇q̂‖², 0)                    (hgbench.estimators.bome.bome_multiplier)
         (z, x) ← (z, x) − ξ (∇f + μ∇q̂)                            (ξ = ``outer_step``)
 
-    Only z and x persist across iterations (z_T restarts from the current z). The paper's φ = η‖∇q̂‖²
-    is its default control; benchmark_bilevel's solvers/bome.py (read, not copied) defaults to
-    η = 0.5, T = 10, one step 0.1 for the inner steps and the joint update, and runs BOME at the
-    FULL batch ("it is a deterministic method"): here the batches are the mode's option, and at
-    b = n, b' = m this is that deterministic method. The paper's convergence analysis is of the
-    deterministic method to (approximate) KKT points of the reformulation, measured by
-    ‖∇f + μ∇q‖² + q; with a fixed η > 0 a fixed point of the iteration needs ∇q̂ = 0 and ∇f = 0
-    jointly in (z, x) (if d = 0, ⟨∇q̂, d⟩ = 0 ≥ η‖∇q̂‖²), which the bilevel minimizer does not
-    satisfy in general: the iterates approach x* and then hover near it (tests/test_bome.py).
+    Only z and x persist across iterations (z_T restarts from the current z). φ = η‖∇q̂‖² is the
+    control benchmark_bilevel's solvers/bome.py (read, not copied) uses by default (its other
+    choice, φ = η q̂, is not offered here); its defaults are η = 0.5, T = 10 and one step 0.1 for
+    the inner steps and the joint update, and it runs BOME at the FULL batch ("It is a
+    deterministic method"): here the batches are the mode's option, and at b = n, b' = m this is
+    that deterministic method. The paper's own Algorithm 1 and theorem text were not read for
+    this file (its abstract: a "non-asymptotic convergence analysis of the proposed method to
+    stationary points"). With a constant ξ and η > 0 a fixed point of the iteration needs ∇q̂ = 0
+    and then ∇f = 0 jointly in (z, x) (if d = 0, ⟨∇q̂, d⟩ = 0 ≥ η‖∇q̂‖²), which the bilevel
+    minimizer does not satisfy in general: the iterates approach x* and then hover near it, the
+    closer the smaller ξ and the larger T (tests/test_bome.py).
     Oracle calls per iteration: (T + 2)·b sample gradients (∇₁g at T points; both partials at z
     and at z_T on B count once each), b' outer gradients; no Hessian or cross product."""
 
