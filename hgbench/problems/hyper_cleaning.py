@@ -67,9 +67,7 @@ class HyperCleaning(FiniteSum, StructuredProblem):
     dense_jacobian = False
     trainable = True
 
-    def __init__(
-        self, name, seed, n_train=2500, n_val=1000, flip=0.5, reg=0.1, lam_low=-1.0, lam_high=1.0, data_root=None, n_test=1000
-    ):
+    def __init__(self, name, seed, n_train=2500, n_val=1000, flip=0.5, reg=0.1, lam_low=-1.0, lam_high=1.0, data_root=None, n_test=1000):
         super().__init__(name, seed, lam_low, lam_high)
         splits = load_mnist(n_train, n_val, n_test, self.seed, data_root)
         self.x, clean = splits["train"].images, splits["train"].labels

@@ -182,7 +182,8 @@ class Bilevel(Options):
     outer_batch: Optional[int] = option(Integer(1, null="the inner batch size b"), "outer minibatch size b' (<= the outer samples)")
     replace: Any = option(Flag(), "sample minibatches with replacement (i.i.d.); false: uniform subsets")
     test_t: int = option(
-        Integer(0), "problems with metrics: Φ steps from 0 for the states of the evaluated model (0 on hyper_cleaning: its classifier w*(λ))"
+        Integer(0),
+        "problems with metrics: Φ steps from 0 for the states of the evaluated model (0 on hyper_cleaning: its classifier w*(λ))",
     )
 
 
