@@ -89,11 +89,14 @@ STOCHASTIC = {
 }
 
 
-@pytest.mark.parametrize("name", list(STOCHASTIC))
-@pytest.mark.parametrize("estimator", ["stocbio", "saba"])
+@pytest.mark.parametrize(
+    "name, estimator", [(name, "stocbio") for name in STOCHASTIC if name != "hyper_cleaning"] + [(name, "saba") for name in STOCHASTIC]
+)
 def test_a_tiny_stochastic_run_on_each(tmp_path, monkeypatch, name, estimator):
     """mode=stochastic on each new finite sum, one λ draw, R = 2, b = 4: ok rows with finite
-    statistics and the oracle counts per sample (stocbio: b·(t + k + 1) + b' per repetition)."""
+    statistics and the oracle counts per sample (stocbio: b·(t + k + 1) + b' per repetition).
+    SABA takes every product per sample (vmap), StocBiO minibatch HVPs; hyper_cleaning, whose
+    matrix-free reference costs seconds, runs SABA only."""
     out = tmp_path / name
     code = run_cli(
         monkeypatch, "run", "mode=stochastic", f"problem={name}", *STOCHASTIC[name], f"estimator={estimator}",
@@ -115,11 +118,11 @@ def test_bilevel_logs_the_test_error_of_the_certified_classifier(tmp_path, monke
     out = tmp_path / "cleaning"
     code = run_cli(
         monkeypatch, "run", "mode=bilevel", "problem=hyper_cleaning", *STOCHASTIC["hyper_cleaning"], "solver=soba",
-        "solver.inner_step=0.05", "solver.outer_step=100", "bilevel.batch=8", "bilevel.iterations=4", "bilevel.eval_every=2",
+        "solver.inner_step=0.05", "solver.outer_step=100", "bilevel.batch=8", "bilevel.iterations=3", "bilevel.eval_every=3",
         "n_lambdas=1", "threads=1", "plot=false", f"hydra.run.dir={out}",
     )  # fmt: skip
     df = pd.read_csv(out / "bilevel.csv")
-    assert code == 0 and list(df["iteration"]) == [0, 2, 4] and (df["status"] == "ok").all()
+    assert code == 0 and list(df["iteration"]) == [0, 3] and (df["status"] == "ok").all()
     for split, size in (("train", 40), ("val", 30), ("test", 20)):
         assert df[f"{split}_loss"].notna().all()
         assert ((df[f"{split}_acc"] * size - (df[f"{split}_acc"] * size).round()).abs() < 1e-9).all()  # a count of images
@@ -136,3 +139,23 @@ def test_bilevel_logs_the_test_error_of_the_certified_classifier(tmp_path, monke
     plot_bilevel(df, tmp_path)
     assert len(figures) == 2 and [len(ax.lines) for ax in figures[1].axes] == [1, 1]  # the test-error panels: one solver
     assert figures[1].axes[0].get_ylabel().startswith("test error")
+
+
+@pytest.mark.parametrize("solver", ["soba", "saba", "amigo", "stocbio", "f2sa"])
+def test_the_cleaning_preset_composes_each_solver_with_its_steps(solver):
+    """+experiment=solvers_cleaning with its sweep's +experiment/solvers_cleaning=NAME: the solver
+    NAME with the steps of solvers_cleaning/NAME.yaml on hyper_cleaning, validated by the schemas."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from hgbench.running import schema
+    from hgbench.paths import conf_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        cfg = compose("config", overrides=["+experiment=solvers_cleaning", f"+experiment/solvers_cleaning={solver}"])
+    schema.validate(cfg)
+    steps = OmegaConf.load(conf_dir() / "experiment" / "solvers_cleaning" / f"{solver}.yaml")
+    assert cfg.solver.name == solver and cfg.problem.name == "hyper_cleaning" and cfg.mode == "bilevel"
+    assert all(cfg.solver[key] == value for key, value in steps.solver.items())
+    assert cfg.bilevel.eval_every == steps.bilevel.eval_every and cfg.bilevel.iterations == steps.bilevel.iterations
+    assert cfg.bilevel.max_calls == 150_000

@@ -193,7 +193,8 @@ def _panels(df: pd.DataFrame, rows: pd.DataFrame, y: str, ylabel: str, target, o
     rows) says which curves ended diverged; a dotted line at ``target`` unless None."""
     fig, axes = canvas.subplots(1, len(AXES), 4.6, 3.6)
     axes = list(axes.flat)
-    several = rows[["problem", "setting_id", "batch"]].drop_duplicates().shape[0] > 1
+    # the solver's name alone where it names one line (a preset may give each solver its own setting, e.g. its eval_every)
+    several = rows[CURVE].drop_duplicates().shape[0] > rows["solver"].nunique()
     colours = palette(sorted(rows["solver"].unique()))
     for (problem, setting, solver, batch, outer, replace), curve in rows.sort_values("iteration").groupby(CURVE, dropna=False):
         label = f"{problem} {setting[:6]} b = {batch}: {solver}" if several else solver
