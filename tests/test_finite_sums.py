@@ -159,3 +159,16 @@ def test_the_cleaning_preset_composes_each_solver_with_its_steps(solver):
     assert all(cfg.solver[key] == value for key, value in steps.solver.items())
     assert cfg.bilevel.eval_every == steps.bilevel.eval_every and cfg.bilevel.iterations == steps.bilevel.iterations
     assert cfg.bilevel.max_calls == 150_000
+
+
+@pytest.mark.parametrize("mode", ["stochastic", "bilevel"])
+def test_an_outer_that_is_not_a_sum_is_refused_in_one_line(tmp_path, monkeypatch, capsys, mode):
+    code = run_cli(
+        monkeypatch, "run", f"mode={mode}", "problem=ye_ridge", "problem.outer=quadratic", "estimator=stocbio",
+        "stochastic.batches=[4]", "bilevel.batch=4", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (
+        "hgbench: error: problem 'ye_ridge' with outer='quadratic' has an outer objective that is not a sum over samples; use outer=inner"
+    ), err
+    assert not any(tmp_path.glob("*.csv"))
