@@ -152,9 +152,15 @@ def test_cfg_help_and_list(monkeypatch, capsys):
     }
     assert (
         applies["equilibrium_mnist"]
-        == "all but cg, higher_unrolled, jaxopt_cg, reparam, reparam_exp, reparam_opt, torchopt_cg, torchopt_unrolled"
-        and applies["ridge"] == "all"
+        == "all but cg, higher_unrolled, jaxopt_cg, reparam, reparam_exp, reparam_opt, torchopt_cg, torchopt_unrolled; "
+        "no minibatch estimator, no solver (not a finite sum)"
+        and applies["kernel_ridge"] == "all deterministic; no minibatch estimator, no solver (not a finite sum)"
+        and applies["ridge"] == applies["hyper_rep"] == applies["ye_ridge"] == "all"
     )
+    # the minibatch estimators are named as such, and said to apply to finite sums only
+    header = next(line for line in lines if line.startswith("which estimators apply"))
+    assert "the minibatch estimators (amigo, f2sa, linear_sgd, saba, soba, stocbio, stoch_cg, stoch_itd; mode=stochastic)" in header
+    assert any(line.split()[0] == "stocbio" and "(finite-sum problems only)" in line for line in lines)
 
 
 def test_shell_completion_sees_run_overrides(monkeypatch, capsys):

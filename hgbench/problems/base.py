@@ -263,6 +263,12 @@ class Problem:
         and test of the model at λ whose states are t steps of Φ from w₀."""
         raise NotImplementedError(f"problem {self.name!r} has no metrics (evaluate)")
 
+    def metrics(self, w: torch.Tensor, lam: torch.Tensor) -> dict[str, float] | None:
+        """For trainable problems whose model is the inner variable w itself (hyper_cleaning's
+        classifier): ``evaluate``'s metrics of the model w at λ, so that mode=bilevel can score
+        the certified w*(λ) (``bilevel.test_t = 0``); None (the default) where the model is not w alone."""
+        return None
+
     def project(self, lam: torch.Tensor) -> torch.Tensor:
         """λ after an outer step, moved into its feasible set (``outer.project``); by default λ itself (no constraint)."""
         return lam

@@ -11,10 +11,12 @@ outer gradients ∇Eⱼ — is the mean over a minibatch (hgbench.core.stochasti
 set, in order, each equals the problem's ``inner_loss`` / ``outer`` up to round-off (the
 regularizer of ℓ is in every ℓᵢ, so it is counted once in the mean).
 
-For a problem with a choice of outer objective (hgbench.problems.outer.OuterChoice): only
-``validation`` (the held-out samples) and ``inner`` (E = ℓ, the training samples) are sums over
-samples; ``linear`` and ``quadratic`` are not, and ``n_outer`` refuses them (ValueError, one
-line), which mode=stochastic reports before any work.
+For a problem with a choice of outer objective (``outer_kind``): only the kinds in
+``sum_outers`` are sums over samples — by default ``validation`` (the held-out samples) and
+``inner`` (E = ℓ, the training samples); Ye et al.'s problems name their held-out loss
+``logistic`` — while ``linear`` and ``quadratic`` (of x alone, not of samples) are not, and
+``n_outer`` refuses them (ValueError, one line), which mode=stochastic and mode=bilevel report
+before any work.
 """
 
 from __future__ import annotations
@@ -24,11 +26,18 @@ import torch
 
 class FiniteSum:
     """Mixin of a problem whose ℓ and E are means over samples (module docstring). A problem
-    with an ``OuterChoice`` gives ``validation_loss_on(w, lam, idx)`` and ``n_validation``; this
-    mixin dispatches E on ``outer_kind``. A problem without the choice overrides ``outer_on``
-    and ``n_outer``."""
+    with a choice of outer objective gives ``validation_loss_on(w, lam, idx)``, the held-out
+    loss on samples idx, and ``n_held_out``, their count; this mixin dispatches E on
+    ``outer_kind`` (a problem without ``outer_kind`` has E = its held-out loss). A problem
+    whose E is some other sum overrides ``outer_on`` and ``n_outer``."""
 
     finite_sum = True
+    sum_outers: tuple[str, ...] = ("validation", "inner")  # the outer_kind values whose E is a mean over samples
+
+    @property
+    def n_held_out(self) -> int:
+        """The held-out samples the held-out outer loss is the mean over (the validation rows)."""
+        return self.x_val.shape[0]
 
     @property
     def n_inner(self) -> int:
@@ -39,14 +48,12 @@ class FiniteSum:
     def n_outer(self) -> int:
         """m: the number of samples E is the mean over; ValueError where E is not a sum over samples."""
         kind = getattr(self, "outer_kind", "validation")
-        if kind == "validation":
-            return self.x_val.shape[0]
-        if kind == "inner":
-            return self.n_inner
-        raise ValueError(
-            f"problem {self.name!r} with outer={kind!r} has an outer objective that is not a sum over samples; "
-            "use outer=validation or outer=inner"
-        )
+        if kind not in self.sum_outers:
+            raise ValueError(
+                f"problem {self.name!r} with outer={kind!r} has an outer objective that is not a sum over samples; "
+                f"use outer={' or outer='.join(self.sum_outers)}"
+            )
+        return self.n_inner if kind == "inner" else self.n_held_out
 
     def inner_loss_on(self, w: torch.Tensor, lam: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

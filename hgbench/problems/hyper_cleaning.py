@@ -20,6 +20,13 @@ so ∇₁²ℓ ≼ (½ λ_max(X̃ᵀX̃)/n + μ) I = L I with X̃ = [X, 1]; henc
 q ≤ (L − μ)/(L + μ) for every λ (``contraction_bound``). Φ is a gradient step, so ∂₁Φ is
 symmetric (AID-CG applies).
 
+A finite sum (hgbench.problems.finite_sum): ℓᵢ = σ(λᵢ) CE(f(xᵢ; w), ỹᵢ) + (μ/2)‖w‖² over the n
+training images, Eⱼ = CE(f(x_{v,j}; w), y_{v,j}) over the n_v validation images. Metrics
+(``evaluate``, ``metrics``): cross-entropy and accuracy of the classifier on the training images
+(their labels ỹ, corrupted ones included), the validation images and ``n_test`` clean test
+images (drawn after the validation images from the same seeded permutation, so that they change
+neither the training nor the validation images; with ``data_root``, MNIST's test set).
+
 Sizes (defaults): dim w = 7,850, dim λ = n_train = 2,500 — too large for the dense reference
 (a 7,850² Jacobian), so the reference is the matrix-free one (hgbench.core.reference), and
 estimators that form dense d × d or d × p matrices are refused (``dense_jacobian = False``).
@@ -35,6 +42,7 @@ import torch.nn.functional as F
 
 from hgbench.data.mnist import load_mnist
 from hgbench.options import SIZE, Number, Path, UniformOptions, option
+from hgbench.problems.finite_sum import FiniteSum
 from hgbench.problems.structured import StructuredProblem
 
 N_CLASSES = 10
@@ -46,22 +54,25 @@ class HyperCleaningOptions(UniformOptions):
     n_val: int = option(SIZE, "validation images (clean labels; E)")
     flip: float = option(Number(0, 1), "share of training labels replaced by another class (seeded)")
     reg: float = option(Number(0, low_open=True), "L2 weight μ of the classifier (makes Φ a contraction)")
+    n_test: int = option(SIZE, "clean test images (metrics only: test loss and accuracy)")
     data_root: Optional[str] = option(Path("the 5k MNIST subset"), "folder of the MNIST IDX files")
 
 
-class HyperCleaning(StructuredProblem):
+class HyperCleaning(FiniteSum, StructuredProblem):
     """Per-example weights σ(λᵢ) of a linear softmax classifier on noisy MNIST labels."""
 
     Options = HyperCleaningOptions
 
     symmetric_jacobian = True
     dense_jacobian = False
+    trainable = True
 
-    def __init__(self, name, seed, n_train=2500, n_val=1000, flip=0.5, reg=0.1, lam_low=-1.0, lam_high=1.0, data_root=None):
+    def __init__(self, name, seed, n_train=2500, n_val=1000, flip=0.5, reg=0.1, lam_low=-1.0, lam_high=1.0, data_root=None, n_test=1000):
         super().__init__(name, seed, lam_low, lam_high)
-        splits = load_mnist(n_train, n_val, 0, self.seed, data_root)
+        splits = load_mnist(n_train, n_val, n_test, self.seed, data_root)
         self.x, clean = splits["train"].images, splits["train"].labels
         self.x_val, self.y_val = splits["val"].images, splits["val"].labels
+        self.x_test, self.y_test = splits["test"].images, splits["test"].labels
         gen = torch.Generator().manual_seed(self.seed)
         self.corrupted = torch.randperm(n_train, generator=gen)[: round(flip * n_train)]
         shift = torch.randint(1, N_CLASSES, (len(self.corrupted),), generator=gen)
@@ -84,10 +95,12 @@ class HyperCleaning(StructuredProblem):
     def logits(self, w: dict, x: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(self.model, w, (x,))
 
-    def inner_loss_tree(self, w, lam):
-        losses = F.cross_entropy(self.logits(w, self.x), self.y, reduction="none")
+    def inner_loss_tree(self, w, lam, idx=None):
+        """ℓ, or with ``idx`` (training indices) the mean of ℓᵢ over them."""
+        x, y, weights = (self.x, self.y, lam["weights"]) if idx is None else (self.x[idx], self.y[idx], lam["weights"][idx])
+        losses = F.cross_entropy(self.logits(w, x), y, reduction="none")
         penalty = sum(p.square().sum() for p in w.values())
-        return (torch.sigmoid(lam["weights"]) * losses).mean() + 0.5 * self.reg * penalty
+        return (torch.sigmoid(weights) * losses).mean() + 0.5 * self.reg * penalty
 
     def inner_grad_tree(self, w: dict, lam: dict) -> dict:
         """∇₁ℓ in closed form, the backward pass of the linear layer: with R = σ(λ) ⊙ (softmax(Z)
@@ -105,6 +118,40 @@ class HyperCleaning(StructuredProblem):
 
     def outer_tree(self, w, lam):
         return F.cross_entropy(self.logits(w, self.x_val), self.y_val)
+
+    def consts(self, lam):
+        """α = 2/(L + μ), the same for every λ (what Φ steps with; the unit of the stochastic estimators' steps)."""
+        return {"alpha": torch.as_tensor(self.alpha, dtype=lam.dtype, device=lam.device)}
+
+    # --- the finite sum (hgbench.problems.finite_sum) -------------------------------------------------
+    @property
+    def n_inner(self) -> int:
+        return self.x.shape[0]
+
+    def inner_loss_on(self, w, lam, idx):
+        return self.inner_loss_tree(self.w_tree(w), self.lam_tree(lam), idx)
+
+    def validation_loss_on(self, w, lam, idx):
+        """The mean of Eⱼ = CE(f(x_{v,j}; w), y_{v,j}) over validation images idx."""
+        return F.cross_entropy(self.logits(self.w_tree(w), self.x_val[idx]), self.y_val[idx])
+
+    # --- metrics (mode=outer, mode=bilevel) -------------------------------------------------------------
+    def metrics(self, w: torch.Tensor, lam: torch.Tensor) -> dict[str, float]:
+        """Cross-entropy and accuracy of the classifier w (flat) on the train (labels ỹ), val and
+        test images: ``{split}_loss``, ``{split}_acc``; val_loss is E(w, λ)."""
+        tree, out = self.w_tree(w), {}
+        for split, x, y in (("train", self.x, self.y), ("val", self.x_val, self.y_val), ("test", self.x_test, self.y_test)):
+            logits = self.logits(tree, x)
+            out[f"{split}_loss"] = F.cross_entropy(logits, y).item()
+            out[f"{split}_acc"] = (logits.argmax(1) == y).double().mean().item()
+        return out
+
+    def evaluate(self, lam, t):
+        """``metrics`` of the classifier after t steps of Φ from w₀ = 0 (``outer.test_t``)."""
+        phi, w = self.bound_phi(lam), self.w0(lam)
+        for _ in range(t):
+            w = phi(w, lam)
+        return self.metrics(w.detach(), lam)
 
     def contraction_bound(self, lam):
         """(L − μ)/(L + μ), the contraction constant of a gradient step α = 2/(L + μ) on a

@@ -9,6 +9,7 @@ import torch
 from hgbench.data import datasets
 from hgbench.options import SIZE, Choice, Integer, Number, UniformOptions, option
 from hgbench.problems.base import GradientStepProblem, Planned
+from hgbench.problems.finite_sum import FiniteSum
 
 HEADS = ("logistic", "ridge")
 REPRESENTATIONS = ("linear", "tanh")
@@ -28,7 +29,7 @@ class HyperRepOptions(UniformOptions):
     lam_low: float = option(Number(0, low_open=True), "P = s·G/√p with the scale s ~ U[lam_low, lam_high]")
 
 
-class HyperRep(GradientStepProblem):
+class HyperRep(FiniteSum, GradientStepProblem):
     """Hyper-representation: a shared map λ = P, per-task linear heads w, few-shot digit tasks.
 
     Franceschi et al. 2018; Grazzi et al. 2020, §5.
@@ -60,6 +61,11 @@ class HyperRep(GradientStepProblem):
     classes and, per class, shots + val_shots distinct images (seeded). λ draws:
     P = s·G/√p, G with i.i.d. N(0, 1) entries, s ~ U[lam_low, lam_high] (a random projection
     whose scale s sets how ill-conditioned the heads' problem is).
+
+    A finite sum (hgbench.problems.finite_sum) over the T·n training rows of all tasks, row
+    i = (task t, row r) in task-major order: ℓᵢ = T·loss(S_{t,r}, Y_{t,r}) + (β/2)‖w‖² (T times a
+    row's loss, so that the mean over the T·n rows is the sum over tasks of their means), and
+    over the T·n_v validation rows Eⱼ = loss(S_{v,t,r}, Y_{v,t,r}).
     """
 
     Options = HyperRepOptions
@@ -132,13 +138,40 @@ class HyperRep(GradientStepProblem):
     def heads(self, w: torch.Tensor) -> torch.Tensor:
         return w.reshape(self.n_tasks, -1, self.rep_dim)  # (T, ways, r)
 
+    def row_loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """loss(s, y) of each row (the last axis holds the classes)."""
+        if self.head == "logistic":
+            return torch.logsumexp(scores, dim=-1) - (scores * y).sum(-1)
+        return 0.5 * (scores - y).square().sum(-1)
+
     def data_loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Σ over tasks of the mean over rows of loss(s, y); scores, y of shape (T, n, ways)."""
-        if self.head == "logistic":
-            per_row = torch.logsumexp(scores, dim=-1) - (scores * y).sum(-1)
-        else:
-            per_row = 0.5 * (scores - y).square().sum(-1)
-        return per_row.mean(dim=1).sum()
+        return self.row_loss(scores, y).mean(dim=1).sum()
+
+    def rows_loss(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, lam: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The mean of loss(S_{t,r}, Y_{t,r}) over the rows idx of x, y (T, n, ·), row i = (i // n, i % n)."""
+        task, row = idx // x.shape[1], idx % x.shape[1]
+        z = self.features(x[task, row], lam)  # (b, r)
+        scores = (self.heads(w)[task] @ z[:, :, None])[:, :, 0]  # (b, ways): each row by its task's head
+        return self.row_loss(scores, y[task, row]).mean()
+
+    @property
+    def n_inner(self) -> int:
+        """T·n: the training rows of all tasks."""
+        return self.x_train.shape[0] * self.x_train.shape[1]
+
+    @property
+    def n_held_out(self) -> int:
+        """T·n_v: the validation rows of all tasks."""
+        return self.x_val.shape[0] * self.x_val.shape[1]
+
+    def inner_loss_on(self, w, lam, idx):
+        """(1/|idx|) Σ_{i∈idx} ℓᵢ, ℓᵢ = T·loss of row i + (β/2)‖w‖² (class docstring)."""
+        return self.n_tasks * self.rows_loss(self.x_train, self.y_train, w, lam, idx) + 0.5 * self.beta * w.square().sum()
+
+    def validation_loss_on(self, w, lam, idx):
+        """(1/|idx|) Σ_{j∈idx} Eⱼ, Eⱼ the loss of validation row j."""
+        return self.rows_loss(self.x_val, self.y_val, w, lam, idx)
 
     def inner_loss(self, w, lam):
         h = self.heads(w)

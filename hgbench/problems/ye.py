@@ -22,6 +22,11 @@ is their iteration exactly; logistic with step 1.0, halved whenever the energy g
 halved afterwards (``inner_step``; Φ, with α = 2/(L + μ), is only what the estimators linearize:
 their formulas do not depend on α). x* by closed form (ridge) or Newton's method from x_init
 to round-off (logistic; they use BFGS to gradient norm 1e-13).
+
+Finite sums (hgbench.problems.finite_sum): G = (1/n) Σᵢ Gᵢ with Gᵢ the i-th training row's loss
+plus the whole penalty; the ``logistic`` outer is the mean over the held-out file's rows and
+``inner`` is G itself. ``linear`` and ``quadratic`` are functions of x and y alone, not sums
+over samples: refused in one line by mode=stochastic and mode=bilevel.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import torch.nn.functional as F
 from hgbench.data import libsvm
 from hgbench.options import Choice, Number, Path, Text, UniformOptions, option
 from hgbench.problems.base import PerFeatureProblem
+from hgbench.problems.finite_sum import FiniteSum
 
 _DRAWS = 10_000  # draws per seed before two seeds' streams would meet
 RIDGE_STEP = 1.8  # their ridge step, in units of 1/λ_max(H)
@@ -72,12 +78,13 @@ class YeLogisticOptions(YeRidgeOptions):
     )
 
 
-class YeProblem(PerFeatureProblem):
+class YeProblem(FiniteSum, PerFeatureProblem):
     """What both of Ye et al.'s problems share: LIBSVM data, outers, draws, far start. Subclasses
-    give the energy (``inner_loss``, ``inner_grad``, ``curvature_bounds``) and their outers
-    (their ``Options``' choices)."""
+    give the energy (``inner_loss``, ``inner_grad``, ``curvature_bounds``, and ``inner_loss_on``
+    on a minibatch of training rows) and their outers (their ``Options``' choices)."""
 
     BINARY = False
+    sum_outers = ("inner",)
     batchable = False  # each draw has its own outer terms and start (``draw``)
 
     def __init__(self, name, seed, data, outer, lam_low, lam_high, test=None, far=10**1.5):
@@ -141,6 +148,15 @@ class YeProblem(PerFeatureProblem):
             return F.softplus(-self.b_test * (self.x_test @ w)).mean()
         return self.inner_loss(w, lam)
 
+    @property
+    def n_held_out(self) -> int:
+        """The rows of the held-out file (the ``logistic`` outer's samples)."""
+        return self.x_test.shape[0]
+
+    def validation_loss_on(self, w, lam, idx):
+        """The ``logistic`` outer on held-out rows idx: mean log(1 + exp(−bⱼ aⱼᵀx))."""
+        return F.softplus(-self.b_test[idx] * (self.x_test[idx] @ w)).mean()
+
 
 class YeRidge(YeProblem):
     """Ridge regression of Ye et al. 2024 on their LIBSVM data, draws and protocol.
@@ -161,6 +177,11 @@ class YeRidge(YeProblem):
 
     def inner_loss(self, w, lam):
         return 0.5 * (self.x_train @ w - self.b_train).square().mean() + 0.5 * (torch.exp(lam) * w.square()).sum() / self.w_dim
+
+    def inner_loss_on(self, w, lam, idx):
+        """(1/|idx|) Σ_{i∈idx} Gᵢ, Gᵢ = ½(aᵢᵀx − bᵢ)² + 1/(2d) Σⱼ exp(yⱼ)xⱼ²."""
+        resid = self.x_train[idx] @ w - self.b_train[idx]
+        return 0.5 * resid.square().mean() + 0.5 * (torch.exp(lam) * w.square()).sum() / self.w_dim
 
     def inner_grad(self, w, lam):
         return self.gram @ w - self.xtb + torch.exp(lam) * w / self.w_dim
@@ -186,6 +207,7 @@ class YeLogistic(YeProblem):
 
     Options = YeLogisticOptions
     BINARY = True
+    sum_outers = ("logistic", "inner")
 
     def __init__(self, name, seed, outer, lam_low, lam_high, data="liver", test=None, far=10**1.5):
         super().__init__(name, seed, data, outer, lam_low, lam_high, test, far)
@@ -193,6 +215,11 @@ class YeLogistic(YeProblem):
 
     def inner_loss(self, w, lam):
         margins = self.b_train * (self.x_train @ w)
+        return F.softplus(-margins).mean() + 0.5 * (torch.exp(lam) * w.square()).mean()
+
+    def inner_loss_on(self, w, lam, idx):
+        """(1/|idx|) Σ_{i∈idx} Gᵢ, Gᵢ = log(1 + exp(−bᵢaᵢᵀx)) + ½·mean_j(exp(yⱼ)xⱼ²)."""
+        margins = self.b_train[idx] * (self.x_train[idx] @ w)
         return F.softplus(-margins).mean() + 0.5 * (torch.exp(lam) * w.square()).mean()
 
     def inner_grad(self, w, lam):

@@ -14,8 +14,10 @@ Every ``eval_every`` iterations, at iteration 0 and at the last, one row with th
 (hgbench.core.reference: reference + certify; an uncertified reference gives an ``error`` row
 without them and the run goes on), their ratio to iteration 0's (``grad_norm2_rel``; to the first
 certified evaluation's where iteration 0's is not), and, on a
-problem with metrics (``trainable``), its loss and accuracy per split (as mode=outer, with
-``test_t``). ``time_s`` is the cumulative wall time of the solver's iterations alone (each
+problem with metrics (``trainable``), its loss and accuracy per split: with ``test_t`` = 0 on a
+problem whose model is w itself (``Problem.metrics``: hyper_cleaning's classifier), of the model
+at the reference's w*(λ_s) — the exact model at λ_s, whose validation loss is f(λ_s); otherwise
+of the model whose states are ``test_t`` steps of Φ from w₀ (as mode=outer). ``time_s`` is the cumulative wall time of the solver's iterations alone (each
 ``next`` of its generator); ``ref_time_s`` that of the evaluations, timed apart; ``n_grad``,
 ``n_hvp``, ``n_jvp``, ``n_outer`` and ``oracle_calls`` (their sum) are cumulative.
 
@@ -185,7 +187,9 @@ class BilevelMode(Mode):
         else:
             out.update(status="error", reason=certificate.get("reason", "reference not certified: NaN or inf"))
         if plan.problem.trainable:
-            scores = work.evaluate(lam, options["test_t"])
+            # test_t = 0: the model at the certified w*(λ_s) where the problem's model is w itself
+            scores = plan.problem.metrics(ref.w_star, lam64) if options["test_t"] == 0 else None
+            scores = work.evaluate(lam, options["test_t"]) if scores is None else scores
             out.update({key: scores[key] for key in METRICS})
         return out
 

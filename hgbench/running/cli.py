@@ -282,6 +282,7 @@ def _list(args: list[str]) -> int:
     from hydra.utils import get_class, instantiate
 
     from hgbench.core.bound import NEEDS
+    from hgbench.problems.finite_sum import FiniteSum
 
     argparse.ArgumentParser(
         prog="hgbench list",
@@ -303,6 +304,7 @@ def _list(args: list[str]) -> int:
                 estimators[path.stem] = estimator = instantiate(node)
                 doc = _first_doc_line(type(estimator))
                 extra = f" (needs: {', '.join(sorted(estimator.needs))})" if estimator.needs else ""
+                extra += " (finite-sum problems only)" if estimator.minibatch else ""
             elif group == "solver":  # mode=bilevel's stochastic bilevel solvers (hgbench/solvers/)
                 cls = get_class(node["_target_"])
                 doc, extra = _first_doc_line(cls), f" ({cls.paper}; mode=bilevel, finite-sum problems)"
@@ -312,10 +314,21 @@ def _list(args: list[str]) -> int:
     for path in sorted((conf_dir() / "experiment").glob("*.yaml")):
         mark = "*" if "\nreproduce:" in path.read_text() else " "
         print(f"  {path.stem:<22}{mark} {_preset_line(path)}")
-    print("which estimators apply (needs: " + "; ".join(f"{need} = {what}" for need, what in NEEDS.items()) + "):")
+    minibatch = [e for e, estimator in estimators.items() if estimator.minibatch]
+    print(
+        "which estimators apply (needs: "
+        + "; ".join(f"{need} = {what}" for need, what in NEEDS.items())
+        + f"; the minibatch estimators ({', '.join(minibatch)}; mode=stochastic) and the solvers (mode=bilevel) need a finite-sum "
+        "problem, hgbench/problems/finite_sum.py):"
+    )
     for name, cls in problems.items():
-        refused = [e for e, estimator in estimators.items() if not set(estimator.needs) <= cls.provides()]
-        print(f"  {name:<18}" + (f"all but {', '.join(refused)}" if refused else "all"))
+        finite = issubclass(cls, FiniteSum)
+        considered = {e: estimator for e, estimator in estimators.items() if finite or not estimator.minibatch}
+        refused = [e for e, estimator in considered.items() if not set(estimator.needs) <= cls.provides()]
+        line = f"all but {', '.join(refused)}" if refused else "all"
+        if not finite:
+            line = f"{'all deterministic' if line == 'all' else line}; no minibatch estimator, no solver (not a finite sum)"
+        print(f"  {name:<18}{line}")
     return 0
 
 

@@ -181,7 +181,10 @@ class Bilevel(Options):
     batch: int = option(Integer(1), "inner minibatch size b (<= the training samples)")
     outer_batch: Optional[int] = option(Integer(1, null="the inner batch size b"), "outer minibatch size b' (<= the outer samples)")
     replace: Any = option(Flag(), "sample minibatches with replacement (i.i.d.); false: uniform subsets")
-    test_t: int = option(Integer(0), "problems with metrics: Φ steps from 0 for the states of the evaluated model")
+    test_t: int = option(
+        Integer(0),
+        "problems with metrics: Φ steps from 0 for the states of the evaluated model (0 on hyper_cleaning: its classifier w*(λ))",
+    )
 
 
 # (ConfigStore group, name) -> schema, for the run's own options; conf/GROUP/*.yaml name theirs in their defaults list.
