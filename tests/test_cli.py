@@ -310,8 +310,8 @@ def test_a_completion_is_computed_once_per_line(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    real, calls = cli._run, []
-    monkeypatch.setattr(cli, "_run", lambda argv: calls.append(os.environ["COMP_LINE"]) or real(argv))
+    real, calls = cli._complete, []
+    monkeypatch.setattr(cli, "_complete", lambda argv: calls.append(os.environ["COMP_LINE"]) or real(argv))
     for line in ("hgbench run problem=kern", "hgbench run problem=kern", "hgbench run estimator=c"):
         monkeypatch.setenv("COMP_LINE", line)
         monkeypatch.setenv("COMP_POINT", str(len(line)))
@@ -319,3 +319,37 @@ def test_a_completion_is_computed_once_per_line(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out.split()
     assert out[:2] == ["problem=kernel_ridge"] * 2 and "estimator=cg" in out[2:]
     assert calls == ["hgbench run problem=kern", "hgbench run estimator=c"]
+
+
+def test_completion_without_torch_offers_what_hgbench_run_offers(monkeypatch, capsys):
+    """Completion from the schemas shipped with the package (hgbench.running.completion: no
+    torch) offers, line by line, exactly the candidates of `hgbench run`'s own completion (the
+    components' Options imported); a fresh process completing a line imports no torch or pandas."""
+    import subprocess
+    import sys
+
+    from hgbench.running import answers, cli
+
+    schemas = answers.shipped(answers.fingerprint(), "schemas")
+    assert schemas, "the shipped schemas are not the current code's: run `make answers`"
+    lines = ("hgbench run problem=ridge problem.n", "hgbench run ", "hgbench run mode=bilevel solver=saba solver.")
+    for line in lines:
+        offered = []
+        for path in ("shipped", "run"):
+            monkeypatch.setenv("COMP_LINE", line)
+            monkeypatch.setenv("COMP_POINT", str(len(line)))
+            if path == "shipped":
+                with monkeypatch.context() as patch:  # the torch-free path, not a fallback to `hgbench run`'s
+                    patch.setattr(cli, "_run", None)
+                    assert cli._complete(["hgbench", "-sc", "query=bash"]) == 0
+            else:
+                assert cli._run(["hgbench", "-sc", "query=bash"]) == 0
+            offered.append(capsys.readouterr().out.split())
+        assert offered[0] == offered[1] and offered[0], line
+    probe = (
+        "import sys\nfrom hgbench.running.cli import main\nsys.argv = ['hgbench', '-sc', 'query=bash']\ntry:\n    main()\n"
+        "except SystemExit:\n    print('HEAVY', [m for m in ('torch', 'pandas') if m in sys.modules], file=sys.stderr)"
+    )
+    env = {**os.environ, "COMP_LINE": "hgbench run problem=kern", "COMP_POINT": "24", "HGBENCH_NO_CACHE": "0"}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["problem=kernel_ridge"] and "HEAVY []" in done.stderr, done.stderr

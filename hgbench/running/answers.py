@@ -10,7 +10,7 @@ key, and the answer is computed afresh; only an answer of a command that succeed
 Two stores, read in this order:
 
 - the shipped answers, ``shipped_answers.json`` beside this module: ``SHIPPED`` commands' answers
-  as computed at commit time (``make answers``, i.e. ``python -m hgbench.running.answers``), with
+  (and the schemas shell completion needs: hgbench.running.completion) as computed at commit time (``make answers``, i.e. ``python -m hgbench.running.answers``), with
   the fingerprint they were computed under; used only where it equals the installation's, so
   that a fresh install answers its first ``run --help`` at once, and an edited checkout or
   another Hydra version computes instead (tests/test_cli.py checks that the shipped answers are
@@ -68,13 +68,15 @@ def _key(words: list[str]) -> str:
     return "\0".join(words)
 
 
-def shipped(current: str) -> dict[str, str]:
-    """The shipped answers by key, if they were computed under the fingerprint ``current``."""
+def shipped(current: str, part: str = "answers") -> dict:
+    """The shipped answers by key (``part`` "answers"), or the configuration's schemas for shell
+    completion (``part`` "schemas": hgbench.running.completion), if they were computed under the
+    fingerprint ``current``; else empty."""
     try:
         found = json.loads(SHIPPED_FILE.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return found["answers"] if found.get("fingerprint") == current else {}
+    return found.get(part, {}) if found.get("fingerprint") == current else {}
 
 
 def compute(words: list[str]) -> str:
@@ -87,11 +89,13 @@ def compute(words: list[str]) -> str:
 
 
 def ship() -> None:
-    """Write shipped_answers.json: the ``SHIPPED`` commands' answers under the current fingerprint."""
+    """Write shipped_answers.json: the ``SHIPPED`` commands' answers and the schemas of shell
+    completion (hgbench.running.completion.snapshot) under the current fingerprint."""
+    from hgbench.running.completion import snapshot
+
     answers = {_key(words): compute(words) for words in SHIPPED}
-    SHIPPED_FILE.write_text(
-        json.dumps({"fingerprint": fingerprint(), "answers": answers}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    content = {"fingerprint": fingerprint(), "answers": answers, "schemas": snapshot()}
+    SHIPPED_FILE.write_text(json.dumps(content, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {SHIPPED_FILE}")
 
 

@@ -30,6 +30,19 @@ USAGE = __doc__.split("\n\n", 1)[1]
 HYDRA_SPECIAL = ",=[]{}()'\"\\$*?"  # characters of Hydra's override grammar (lists, sweeps, quotes, interpolation, globs)
 
 
+def _complete(argv: list[str]) -> int:
+    """Shell completion: from the schemas shipped with the package, without torch
+    (hgbench.running.completion), where they are the installation's; else `hgbench run`'s own."""
+    schemas = answers.shipped(answers.fingerprint(), "schemas") if os.environ.get("HGBENCH_NO_CACHE") != "1" else {}
+    if not schemas:
+        return _run(argv)
+    from hgbench.running.completion import complete
+
+    if "COMP_LINE" in os.environ:  # as _run does
+        os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
+    return complete(argv, schemas)
+
+
 def _run(argv: list[str]) -> int:
     # Hydra reads sys.argv (and COMP_LINE for shell completion) itself: hide the word "run".
     sys.argv = argv
@@ -353,7 +366,7 @@ def _main() -> None:
     if command in ("-sc", "--shell-completion"):  # the completion script calls `hgbench -sc query=bash`
         # a completion depends on the line typed so far, the cursor and (for paths) the directory
         line = [f"{name}={os.environ.get(name, '')}" for name in ("COMP_LINE", "COMP_POINT")]
-        sys.exit(answers.answer([*argv[1:], *line, f"cwd={os.getcwd()}"], lambda: _run(argv)))
+        sys.exit(answers.answer([*argv[1:], *line, f"cwd={os.getcwd()}"], lambda: _complete(argv)))
     if command == "plot":
         sys.exit(_plot(argv[2:]))
     if command == "report":
