@@ -481,3 +481,11 @@ def test_a_contrast_of_two_presets_needs_both():
         claim = [c for c in CLAIMS if c.id == claim_id]
         first = dict(list(case.items())[:1])
         assert evaluate(first, claim).empty and len(evaluate(case, claim)) == 1
+
+
+def test_every_claim_has_its_own_id():
+    """Ids name claims in results/claims.md and the docs: no two claims share one (the
+    equilibrium claims are D…, the stochastic papers' S…)."""
+    from collections import Counter
+
+    assert [name for name, count in Counter(claim.id for claim in CLAIMS).items() if count > 1] == []

@@ -1,4 +1,4 @@
-"""The claim D3 (hgbench.analysis.claims.dagreou: SABA's linear convergence, Dagréou et al. 2022)
+"""The claim S2 (hgbench.analysis.claims.dagreou: SABA's linear convergence, Dagréou et al. 2022)
 decided on synthetic mode=bilevel rows whose verdict follows from their formulas: a geometric
 ‖∇f(x_s)‖² ratio r_s = qˢ holds, a noise floor or a power law does not, a run too short to go ten
 decades is undecided; and the hypothesis it needs (Polyak–Łojasiewicz) on the preset's draw."""
@@ -53,7 +53,7 @@ def test_d3_verdict_follows_from_the_formulas(case):
 
 
 def test_d3_reads_its_preset_and_reports_the_rates():
-    (claim,) = [c for c in CLAIMS if c.id == "D3"]
+    (claim,) = [c for c in CLAIMS if c.id == "S2"]
     table = evaluate({"bilevel": run(GEOMETRIC)}, [claim])
     assert list(table["verdict"]) == ["holds"] and "4.4 then 4.4 decades per 1000 iterations" in table["measured"][0]
     assert evaluate({"stochastic_vr": run(GEOMETRIC)}, [claim]).empty  # another preset's rows are not read

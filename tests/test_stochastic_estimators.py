@@ -1,5 +1,5 @@
 """The stochastic estimators of issue 27's second slice (saba, stoch_cg, amigo), the table at
-equal oracle budget, and the claim D1 (SABA's variance reduction, Dagréou et al. 2022)."""
+equal oracle budget, and the claim S1 (SABA's variance reduction, Dagréou et al. 2022)."""
 
 from __future__ import annotations
 
@@ -213,7 +213,7 @@ def _variance_rows(saba, soba, status="ok"):
     ],
 )
 def test_claim_d1_saba_variance_reduction(saba, soba, status, expected):
-    claim = [c for c in CLAIMS if c.id == "D1"]
+    claim = [c for c in CLAIMS if c.id == "S1"]
     table = evaluate({"stochastic_vr": _variance_rows(saba, soba, status)}, claim)
     assert table["verdict"].item() == expected, table["measured"].item()
 

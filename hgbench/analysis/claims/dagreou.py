@@ -1,12 +1,12 @@
 """Claims of the stochastic bilevel papers: Dagréou, Ablin, Vaiter, Moreau, "A framework for bilevel
 optimization that enables stochastic and global variance reduction algorithms", NeurIPS 2022.
 
-D1 is decided by mode=stochastic's rows (stochastic.csv, hgbench.running.stochastic_mode): rows
+S1 is decided by mode=stochastic's rows (stochastic.csv, hgbench.running.stochastic_mode): rows
 selected by ``role`` (saba, soba) and compared within one configuration and sampling (problem,
 setting_id, batch, outer_batch, replace), on the medians over λ draws of ``variance_rel`` (the
 variance of the R seeded repetitions' directions, relative to ‖∇f‖²).
 
-D3 is decided by mode=bilevel's rows (bilevel.csv, hgbench.running.bilevel_mode): each SABA run's
+S2 is decided by mode=bilevel's rows (bilevel.csv, hgbench.running.bilevel_mode): each SABA run's
 exact ‖∇f(λ_s)‖² relative to its start (``grad_norm2_rel``) against the iteration s.
 """
 
@@ -123,7 +123,7 @@ def saba_converges_linearly(df: pd.DataFrame) -> Verdict:
 
 CLAIMS = [
     Claim(
-        "D1",
+        "S1",
         f"{SOURCE}; decided at a frozen λ for the direction D_λ (the outer variable held, so that only z, v and the "
         "directions' estimates move)",
         "“The simplicity of our approach allows us to develop global variance reduction algorithms, where the dynamics "
@@ -137,7 +137,7 @@ CLAIMS = [
         saba_variance_vanishes,
     ),
     Claim(
-        "D3",
+        "S2",
         "Dagréou, Ablin, Vaiter, Moreau, NeurIPS 2022, abstract (the sentence's second half is decided; the "
         "Polyak–Łojasiewicz hypothesis holds on the preset's draw: its value function is a strongly convex quadratic, "
         "tested in tests/test_claims_stochastic.py)",
