@@ -356,6 +356,7 @@ def test_completion_without_torch_offers_what_hgbench_run_offers(monkeypatch, ca
                 assert cli._run(["hgbench", "-sc", "query=bash"]) == 0
             offered.append(capsys.readouterr().out.split())
         assert offered[0] == offered[1] and offered[0], line
+    assert run_cli(monkeypatch, "run", "problem.bogus=1") == 2  # the typed schemas are back: a run still validates
     probe = (
         "import sys\nfrom hgbench.running.cli import main\nsys.argv = ['hgbench', '-sc', 'query=bash']\ntry:\n    main()\n"
         "except SystemExit:\n    print('HEAVY', [m for m in ('torch', 'pandas') if m in sys.modules], file=sys.stderr)"

@@ -13,6 +13,7 @@ the installation's (an edited checkout), the caller falls back to `hgbench run`'
 
 from __future__ import annotations
 
+import copy
 import sys
 
 from hgbench.paths import conf_dir
@@ -36,14 +37,20 @@ def complete(argv: list[str], schemas: dict[str, dict]) -> int:
     from omegaconf import OmegaConf
 
     store = ConfigStore.instance()
-    for key, node in schemas.items():
-        group, name = key.rsplit("/", 1)
-        store.store(group=group, name=name, node=OmegaConf.create(node), provider="hgbench")
+    # every schema lives under "schema/": put the typed ones back afterwards (a later `hgbench run`
+    # in this process validates with them); Hydra's own entries, registered meanwhile, stay
+    typed = copy.deepcopy(store.repo.get("schema", {}))
+    try:
+        for key, node in schemas.items():
+            group, name = key.rsplit("/", 1)
+            store.store(group=group, name=name, node=OmegaConf.create(node), provider="hgbench")
 
-    @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-    def completion(cfg) -> None:  # Hydra answers -sc itself and never calls its task
-        raise RuntimeError(f"shell completion ran a task: {sys.argv}")
+        @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+        def completion(cfg) -> None:  # Hydra answers -sc itself and never calls its task
+            raise RuntimeError(f"shell completion ran a task: {sys.argv}")
 
-    sys.argv = argv
-    completion()
+        sys.argv = argv
+        completion()
+    finally:
+        store.repo["schema"] = typed
     return 0
