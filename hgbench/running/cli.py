@@ -38,16 +38,20 @@ def _complete(argv: list[str]) -> int:
         return _run(argv)
     from hgbench.running.completion import complete
 
-    if "COMP_LINE" in os.environ:  # as _run does
-        os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
+    _hide_run_word()
     return complete(argv, schemas)
+
+
+def _hide_run_word() -> None:
+    """Hydra reads COMP_LINE for shell completion itself: the word "run" is not one of its overrides."""
+    if "COMP_LINE" in os.environ:
+        os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
 
 
 def _run(argv: list[str]) -> int:
     # Hydra reads sys.argv (and COMP_LINE for shell completion) itself: hide the word "run".
     sys.argv = argv
-    if "COMP_LINE" in os.environ:
-        os.environ["COMP_LINE"] = re.sub(r"^(\S+)\s+run(\s|$)", r"\1\2", os.environ["COMP_LINE"])
+    _hide_run_word()
     import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
