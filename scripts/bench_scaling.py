@@ -95,6 +95,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     load = os.getloadavg()[0]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip():
+        commit += " with uncommitted changes"  # measured before this run writes its files
     for method in ("dense", "matrix_free"):  # one-time set-up (lazy imports, first vmap) lands in no row
         small = PROBLEMS["logistic"](10)
         reference(small, small.sample_lambdas(1, torch.Generator().manual_seed(0))[0], method)
@@ -108,9 +111,6 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out / "scaling_raw.csv", index=False)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip():
-        commit += " with uncommitted changes"
     lines = [
         "# Cost as the problem grows (issue 28)",
         "",
