@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 # (label, part of the file's path, function): the parts whose cumulative times are reported; they
-# overlap where a part imports modules (the first reference imports torch._dynamo, the figure
+# overlap where a part imports modules (torch._dynamo where a path still imports it, the figure
 # matplotlib)
 PARTS = [
     ("imports (every module loaded, torch._dynamo included)", "<frozen importlib._bootstrap>", "_find_and_load"),
@@ -67,7 +67,7 @@ def main() -> None:
         f"python scripts/profile_run.py {' '.join(ns.overrides)}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')};",
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f}.",
         f"Wall time under the profiler: {wall:.2f} s (profiling slows Python-heavy parts; read the shares).",
-        "Parts overlap where one imports modules (the first reference imports torch._dynamo, the figure matplotlib).",
+        "Parts overlap where one imports modules (the figure imports matplotlib; torch._dynamo, when a path imports it).",
         "",
         "| part | s (cumulative) | share of the run |",
         "|---|---|---|",
