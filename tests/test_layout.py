@@ -119,3 +119,13 @@ def test_the_cycle_check_sees_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
     assert _cycles({**graph, "c": {"d"}}) == []
+
+
+def test_a_run_imports_matplotlib_only_to_draw():
+    """`hgbench run`'s modules (every mode's, hence every analysis module a mode reads its columns
+    from) load without matplotlib (0.7 s): it is imported where a figure is drawn."""
+    import subprocess
+    import sys
+
+    code = "import sys; import hgbench.running.app, hgbench.running.cli; print('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False"]

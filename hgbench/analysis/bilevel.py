@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from hgbench.analysis import canvas
 from hgbench.analysis.outer_loop import METRICS
 from hgbench.analysis.results import load, write_text_atomic
 from hgbench.analysis.style import palette
@@ -191,6 +190,8 @@ def plot_bilevel(df: pd.DataFrame, out_dir: Path, stem: str = "bilevel_grad_norm
 def _panels(df: pd.DataFrame, rows: pd.DataFrame, y: str, ylabel: str, target, out_dir: Path, stem: str, title: str) -> list[Path]:
     """``y`` of ``rows`` against each of AXES, log–log, one line per curve (CURVE); ``df`` (all
     rows) says which curves ended diverged; a dotted line at ``target`` unless None."""
+    from hgbench.analysis import canvas  # matplotlib: imported when a figure is drawn, not by every run
+
     fig, axes = canvas.subplots(1, len(AXES), 4.6, 3.6)
     axes = list(axes.flat)
     # the solver's name alone where it names one line (a preset may give each solver its own setting, e.g. its eval_every)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from hgbench.analysis import canvas
 from hgbench.analysis.results import load, write_text_atomic
 from hgbench.analysis.style import palette
 
@@ -145,6 +144,8 @@ def plot_stochastic(df: pd.DataFrame, out_dir: Path, stem: str = "stochastic_vs_
     below FLOOR (a full batch's variance, 0 up to round-off) are drawn at FLOOR. The table of
     every grid point (``summary_text``) is written beside it, as stochastic_summary.md, and the
     table at equal oracle budget (``budget_text``) as stochastic_budget.md."""
+    from hgbench.analysis import canvas  # matplotlib: imported when a figure is drawn, not by every run
+
     write_text_atomic(Path(out_dir) / "stochastic_summary.md", f"# mode=stochastic: medians over λ draws\n\n{summary_text(df)}\n")
     write_text_atomic(
         Path(out_dir) / "stochastic_budget.md",
