@@ -54,19 +54,13 @@ def decayed(step: float, exponent: float, s: int) -> float:
 
 class Moving(Sampled):
     """``Sampled`` at a λ that moves: ``at(lam)`` sets the λ at which every product is taken
-    (``Sampled``'s products read ``self.lam`` at each call), and two products a solver needs
-    beyond a fixed-λ estimator's, each exact on its minibatch and counted per sample:
+    (``Sampled``'s products read ``self.lam`` at each call, ``inner_grads`` too), and the product a
+    solver needs beyond a fixed-λ estimator's, exact on its minibatch and counted per sample:
 
-        oracles(z, v, B)  (∇₁g_B(z, x), ∇₁²g_B(z, x) v, ∂²g_B/∂x∂z (z, x) v)   from one VJP of ∇₁g_B
-                          (counted: b sample gradients, b HVPs, b cross JVPs)
-        grads(z, B)       (∇₁g_B(z, x), ∇₂g_B(z, x))   b sample gradients (both partials count once,
-                          as ``outer_grads`` counts ∇₁f and ∇₂f once)
+        oracles_at(z, v, B)  (∇₁g_B(z, x), ∇₁²g_B(z, x) v, ∂²g_B/∂x∂z (z, x) v)   from one VJP of ∇₁g_B
+                             (counted: b sample gradients, b HVPs, b cross JVPs)
 
     ``alpha`` and ``w0`` stay those of the λ it was built at (x_0): a solver's steps are absolute."""
-
-    def __init__(self, problem, lam, sampling, generator):
-        super().__init__(problem, lam, sampling, generator)
-        self._both = torch.func.grad(problem.inner_loss_on, argnums=(0, 1))
 
     def at(self, lam: torch.Tensor) -> None:
         self.lam = lam
@@ -79,10 +73,6 @@ class Moving(Sampled):
         grad, pullback = torch.func.vjp(lambda w, lam: self._grad(w, lam, idx), z, self.lam)
         hvp, cross = pullback(v)
         return grad, hvp, cross
-
-    def grads(self, z: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.oracles.n_grad += idx.numel()
-        return self._both(z, self.lam, idx)
 
 
 class Solver:

@@ -56,8 +56,8 @@ class Bome(Solver):
             oracle.at(lam)
             z_t = self.sgd(oracle, z, self.inner_step, self.inner_steps)
             batch = oracle.inner_batch()
-            q_z, q_x = oracle.grads(z, batch)
-            q_x = q_x - oracle.grads(z_t, batch)[1]
+            q_z, q_x = oracle.inner_grads(z, batch)
+            q_x = q_x - oracle.inner_grads(z_t, batch)[1]
             f_z, f_x = oracle.outer_grads(z, oracle.outer_batch())
             mu = bome_multiplier(torch.cat([f_z.ravel(), f_x.ravel()]), torch.cat([q_z.ravel(), q_x.ravel()]), self.eta)
             z, lam = z - self.outer_step * (f_z + mu * q_z), lam - self.outer_step * (f_x + mu * q_x)

@@ -62,7 +62,7 @@ class F2sa(Solver):
                 outer_y, _ = oracle.outer_grads(y, oracle.outer_batch())
                 y = y - alpha * (outer_y + nu * oracle.grad(y, oracle.inner_batch()))
             _, outer_x = oracle.outer_grads(y, oracle.outer_batch())
-            _, inner_y = oracle.grads(y, oracle.inner_batch())
-            _, inner_z = oracle.grads(z, oracle.inner_batch())
+            _, inner_y = oracle.inner_grads(y, oracle.inner_batch())
+            _, inner_z = oracle.inner_grads(z, oracle.inner_batch())
             lam = lam - self.step("outer", self.outer_step, s) * (outer_x + nu * (inner_y - inner_z))
             yield lam
