@@ -1,9 +1,11 @@
-"""The claim S2 (hgbench.analysis.claims.dagreou: SABA's linear convergence, Dagréou et al. 2022)
-decided on synthetic mode=bilevel rows whose verdict follows from their formulas: a geometric
+"""The claims S2 (hgbench.analysis.claims.dagreou: SABA's linear convergence, Dagréou et al. 2022)
+and S3 (hgbench.analysis.claims.iutzeler: SGD's derivatives, Iutzeler et al. 2024) decided on synthetic mode=bilevel rows whose verdict follows from their formulas: a geometric
 ‖∇f(x_s)‖² ratio r_s = qˢ holds, a noise floor or a power law does not, a run too short to go ten
 decades is undecided; and the hypothesis it needs (Polyak–Łojasiewicz) on the preset's draw."""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ import torch
 
 from hgbench.analysis.claims import CLAIMS, evaluate
 from hgbench.analysis.claims.dagreou import saba_converges_linearly
+from hgbench.analysis.claims.iutzeler import sgd_derivatives
 from hgbench.problems.bilevel_quadratic import BilevelQuadratic
 from test_bilevel_solvers import minimizer
 
@@ -68,3 +71,61 @@ def test_d3_hypothesis_the_presets_value_function_is_strongly_convex():
     _, curvature = minimizer(problem)
     eigenvalues = torch.linalg.eigvalsh(0.5 * (curvature + curvature.T))
     assert eigenvalues[0] > 1e-3 * eigenvalues[-1] > 0
+
+
+TS = [10, 30, 100, 300, 1000]
+
+
+def itd_run(mse, run_id, halflife=None, status="ok"):
+    """stochastic.csv rows of one stoch_itd run: mse_rel = mse(t) at two λ draws, its step rule in its overrides."""
+    overrides = "estimator=stoch_itd +experiment=stochastic_steps" + ("" if halflife is None else f" estimator.step_halflife={halflife}")
+    return pd.DataFrame(
+        [
+            {
+                "run_id": run_id,
+                "setting_id": "s",
+                "overrides": overrides,
+                "problem": "ridge",
+                "role": "stoch_itd",
+                "batch": 10,
+                "outer_batch": 100,
+                "replace": False,
+                "lam_id": lam_id,
+                "t": t,
+                "mse_rel": float(mse(t)) if t else 1.0,
+                "status": status,
+            }
+            for lam_id in (0, 1)
+            for t in [0, *TS]
+        ]
+    )
+
+
+PLATEAU = lambda t: 0.8 + 0.5 / t  # constant steps: a noise ball
+RATE = lambda t: 3 * math.log(t) ** 2 / t  # vanishing steps at the bound's rate
+S3_CASES = {
+    "ball and log²t/t": ([itd_run(PLATEAU, "c"), itd_run(RATE, "v", 30)], True),
+    "ball and 1/t": ([itd_run(PLATEAU, "c"), itd_run(lambda t: 5 / t, "v", "30.0")], True),
+    "vanishing steps stall": ([itd_run(PLATEAU, "c"), itd_run(PLATEAU, "v", 30)], False),
+    "constant steps grow": ([itd_run(lambda t: 0.01 * t, "c"), itd_run(RATE, "v", 30)], False),
+    "constant steps still falling": ([itd_run(lambda t: 50 / t, "c"), itd_run(RATE, "v", 30)], None),
+    "slower than the bound, still falling": ([itd_run(PLATEAU, "c"), itd_run(lambda t: t**-0.4, "v", 30)], None),
+    "null halflife is constant": ([itd_run(PLATEAU, "c", "null"), itd_run(RATE, "v", 30)], True),
+    "no vanishing run": ([itd_run(PLATEAU, "c")], None),
+    "a row not ok": ([itd_run(PLATEAU, "c"), itd_run(RATE, "v", 30, status="diverged")], None),
+}
+
+
+@pytest.mark.parametrize("case", S3_CASES)
+def test_s3_verdict_follows_from_the_formulas(case):
+    frames, expected = S3_CASES[case]
+    measured, holds = sgd_derivatives(pd.concat(frames, ignore_index=True))
+    assert holds is expected, measured
+
+
+def test_s3_reads_its_preset():
+    (claim,) = [c for c in CLAIMS if c.id == "S3"]
+    rows = pd.concat([itd_run(PLATEAU, "c"), itd_run(RATE, "v", 30)], ignore_index=True)
+    table = evaluate({"stochastic_steps": rows}, [claim])
+    assert list(table["verdict"]) == ["holds"] and "t = 100–1000" in table["measured"][0]
+    assert evaluate({"stochastic_vr": rows}, [claim]).empty

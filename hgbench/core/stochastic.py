@@ -68,6 +68,15 @@ class Sampling:
         return torch.randperm(n, generator=generator)[:size].sort().values
 
 
+def step_at(step, i: int, halflife: float | None):
+    """The step of iteration i = 0, 1, …: ``step`` constant when ``halflife`` is None, else the
+    decreasing γᵢ = step·h/(h + i) (h = ``halflife``: halved at i = h, ∝ 1/i for i ≫ h, so that
+    Σγᵢ = ∞ and Σγᵢ² < ∞, Robbins & Monro 1951) — the vanishing steps under which SGD's iterates
+    and their derivatives converge in mean square, where constant steps leave a noise ball
+    (Iutzeler, Pauwels, Vaiter, NeurIPS 2024, abstract; Grazzi, Pontil, Salzo, AISTATS 2021)."""
+    return step if halflife is None else step * halflife / (halflife + i)
+
+
 def stream_seed(seed: int, lam_id: int, batch: int, outer_batch: int, repeat: int) -> int:
     """The seed of one repetition's generator: a hash of (run seed, λ draw, batch sizes,
     repetition), so that every row can be rerun alone and no two repetitions share a stream."""
@@ -183,17 +192,20 @@ class Sampled:
     def segment(self) -> Segment:
         return Segment(self)
 
-    def sgd(self, ts: Iterable[int], step: torch.Tensor, lam: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor, Segment]]:
+    def sgd(
+        self, ts: Iterable[int], step: torch.Tensor, lam: torch.Tensor | None = None, halflife: float | None = None
+    ) -> Iterator[tuple[int, torch.Tensor, Segment]]:
         """(t, w_t, the segment of the t steps: oracle calls and seconds) for each t in ts,
-        ascending, from ONE trajectory of minibatch SGD w_{i+1} = w_i − step·∇₁ℓ_{Bᵢ}(w_i, λ), a
-        fresh Bᵢ per step, from w₀ (``lam``: as in ``grad``). The segment pauses while the caller
-        works; each yield is a copy."""
+        ascending, from ONE trajectory of minibatch SGD w_{i+1} = w_i − γᵢ∇₁ℓ_{Bᵢ}(w_i, λ), a
+        fresh Bᵢ per step, from w₀, with γᵢ = ``step_at(step, i, halflife)`` (``lam``: as in
+        ``grad``). The steps depend on i only, so every t is a prefix of the one trajectory. The
+        segment pauses while the caller works; each yield is a copy."""
         inner = self.segment()
         w, done = self.w0, 0
         for t in sorted(set(ts)):
             with inner:
                 while done < t:
-                    w = w - step * self.grad(w, self.inner_batch(), lam)
+                    w = w - step_at(step, done, halflife) * self.grad(w, self.inner_batch(), lam)
                     done += 1
             snapshot = Segment(self)
             snapshot.oracles, snapshot.seconds = replace(inner.oracles), inner.seconds

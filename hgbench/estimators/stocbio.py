@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from hgbench.core.stochastic import StochasticEstimate, total
-from hgbench.estimators.stochastic import SolverOptions, StochasticEstimator, ks_by_t
+from hgbench.estimators.stochastic import DecreasingSolverOptions, SGDEstimator, ks_by_t
 
 
-class StocBiO(StochasticEstimator):
+class StocBiO(SGDEstimator):
     """StocBiO: stochastic AID with a minibatch Neumann series (Ji, Yang, Liang ICML 2021); mode=stochastic.
 
     StocBiO's hypergradient estimate at a fixed λ:
 
-        w_t:  t steps of minibatch SGD on ℓ from w₀ (step γ = inner_step·α, a fresh batch per step)
+        w_t:  t steps of minibatch SGD on ℓ from w₀ (step γ = inner_step·α, a fresh batch per step;
+              vanishing with ``step_halflife``; η stays constant: a Neumann series)
         r₀ = η ∇₁E_D(w_t),  r_q = (I − η ∇₁²ℓ_{B_q}(w_t)) r_{q−1},  v_k = Σ_{q=0..k} r_q
         ĝ(t, k) = ∇₂E_D(w_t) − ∂²ℓ_{B'}/∂λ∂w (w_t) v_k
 
@@ -27,17 +28,17 @@ class StocBiO(StochasticEstimator):
     """
 
     role = "stocbio"
-    Options = SolverOptions
+    Options = DecreasingSolverOptions
     has_k = True
 
-    def __init__(self, name, inner_step=1.0, solver_step=1.0):
-        super().__init__(name, inner_step)
+    def __init__(self, name, inner_step=1.0, solver_step=1.0, step_halflife=None):
+        super().__init__(name, inner_step, step_halflife)
         self.solver_step = solver_step
 
     def stochastic(self, sampled, pairs):
         eta = self.solver_step * sampled.alpha
         ks_at = ks_by_t(pairs)
-        for t, w, inner in sampled.sgd(ks_at, self.inner_step * sampled.alpha):
+        for t, w, inner in self.inner_sgd(sampled, ks_at):
             solve = sampled.segment()
             with solve:
                 grad_w, grad_lam = sampled.outer_grads(w, sampled.outer_batch())

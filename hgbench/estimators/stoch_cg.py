@@ -8,13 +8,14 @@ import torch
 
 from hgbench.core.krylov import conjugate_gradient, iterates
 from hgbench.core.stochastic import StochasticEstimate, total
-from hgbench.estimators.stochastic import StochasticEstimator, ks_by_t
+from hgbench.estimators.stochastic import SGDEstimator, ks_by_t
 
 
-class StochasticCG(StochasticEstimator):
+class StochasticCG(SGDEstimator):
     """Stochastic AID-CG: k CG steps on one minibatch's linear system (Grazzi, Pontil, Salzo AISTATS 2021); mode=stochastic.
 
-        w_t:  t steps of minibatch SGD on ℓ from w₀ (step γ = inner_step·α, a fresh batch per step)
+        w_t:  t steps of minibatch SGD on ℓ from w₀ (step γ = inner_step·α, a fresh batch per step;
+              vanishing with ``step_halflife``)
         z_k:  k steps of CG (hgbench.core.krylov.conjugate_gradient, from z₀ = 0) on
               ∇₁²ℓ_B(w_t) z = ∇₁E_D(w_t), B and D drawn once per t (CG needs one fixed SPD operator)
         ĝ(t, k) = ∇₂E_D(w_t) − ∂²ℓ_{B'}/∂λ∂w (w_t) z_k,   B' a fresh inner minibatch for every k
@@ -32,7 +33,7 @@ class StochasticCG(StochasticEstimator):
 
     def stochastic(self, sampled, pairs):
         ks_at = ks_by_t(pairs)
-        for t, w, inner in sampled.sgd(ks_at, self.inner_step * sampled.alpha):
+        for t, w, inner in self.inner_sgd(sampled, ks_at):
             solve = sampled.segment()
             with solve:
                 batch = sampled.inner_batch()

@@ -8,16 +8,18 @@ import torch
 
 from hgbench.core.stochastic import StochasticEstimate, total
 from hgbench.estimators.base import GridShape, tape_text
-from hgbench.estimators.stochastic import StochasticEstimator
+from hgbench.estimators.stochastic import SGDEstimator
 
 
-class StochasticITD(StochasticEstimator):
+class StochasticITD(SGDEstimator):
     """Stochastic ITD: backprop through t minibatch SGD steps (Franceschi et al. 2017; Grazzi et al. 2021); mode=stochastic.
 
     ĝ(t) = d/dλ E_D(w_t(λ), λ), w_{i+1}(λ) = w_i(λ) − γ∇₁ℓ_{B_i}(w_i(λ), λ) from w₀, the
     minibatches B_i (and the outer minibatch D, fresh for every t) held fixed: the exact
     gradient of the sampled t-step objective, by backpropagation through the taped trajectory.
-    γ = inner_step·α. Full batch, γ = α: hgbench's itd(t) (the trajectory of Φ), up to
+    γ = inner_step·α, or the vanishing γᵢ = γ·h/(h + i) with h = ``step_halflife`` (the regime in
+    which Iutzeler, Pauwels, Vaiter, NeurIPS 2024, prove the derivatives of SGD converge in mean
+    square; claim S3). Full batch, γ = α: hgbench's itd(t) (the trajectory of Φ), up to
     round-off. One taped trajectory serves every t of the grid; each t has its own backward
     sweep. Oracle calls of t: t·b sample gradients forward, t·b Hessian–vector and t·b cross
     products backward (one VJP through each step), b' outer gradients. k is not used (None).
@@ -33,7 +35,7 @@ class StochasticITD(StochasticEstimator):
     def stochastic(self, sampled, pairs):
         lam = sampled.lam.detach().requires_grad_(True)
         with torch.enable_grad():
-            for t, w, inner in sampled.sgd({t for t, _ in pairs}, self.inner_step * sampled.alpha, lam=lam):
+            for t, w, inner in self.inner_sgd(sampled, {t for t, _ in pairs}, lam=lam):
                 backward = sampled.segment()
                 with backward:
                     value = sampled.outer_on(w, lam, sampled.outer_batch())

@@ -31,8 +31,21 @@ class StochasticOptions(EstimatorOptions):
 
 
 @dataclass
+class DecreasingOptions(StochasticOptions):
+    step_halflife: float | None = option(
+        Number(0, low_open=True, null="constant steps"),
+        "h: the inner SGD's step i is inner_step·α·h/(h + i), halved at i = h (vanishing steps, hgbench.core.stochastic.step_at)",
+    )
+
+
+@dataclass
 class SolverOptions(StochasticOptions):
     solver_step: float = option(STEP, "the linear solver's step η, as a multiple of α(λ) (1: the deterministic counterpart's)")
+
+
+@dataclass
+class DecreasingSolverOptions(SolverOptions, DecreasingOptions):
+    """A linear solver's step and the inner SGD's vanishing steps (stocbio, linear_sgd)."""
 
 
 class StochasticEstimator(Estimator):
@@ -58,6 +71,22 @@ class StochasticEstimator(Estimator):
         """A few vectors; T steps and, per t, 2·(max k at t) + 2 units (one repetition)."""
         grid = GridShape.of(pairs)
         return 8 * d * itemsize, grid.big_t + sum(2 * grid.k_at[t] + 2 for t in grid.ts), f"a few vectors of {d}"
+
+
+class SGDEstimator(StochasticEstimator):
+    """Base of the estimators that start with t steps of minibatch SGD on ℓ from w₀ (one trajectory
+    for every t of the grid): ``inner_sgd`` takes them at inner_step·α, constant or vanishing
+    (``step_halflife``, hgbench.core.stochastic.step_at)."""
+
+    Options = DecreasingOptions
+
+    def __init__(self, name: str, inner_step: float = 1.0, step_halflife: float | None = None):
+        super().__init__(name, inner_step)
+        self.step_halflife = step_halflife
+
+    def inner_sgd(self, sampled: Sampled, ts, lam=None):
+        """``sampled.sgd`` at this estimator's steps (``lam``: a leaf to differentiate through, ITD)."""
+        return sampled.sgd(ts, self.inner_step * sampled.alpha, lam=lam, halflife=self.step_halflife)
 
 
 def ks_by_t(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:

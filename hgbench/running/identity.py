@@ -22,11 +22,15 @@ def run_id(config: dict, *leave_out: str) -> str:
     every run did before the option existed, so their ids stay. ``linearization`` likewise counts
     only when forced (dense | products): ``auto`` changes only time_s (the rows' time_kind says
     which path measured it) and estimates at round-off (hgbench.core.linearization), so the runs
-    written before it existed keep their ids. Equal configurations give equal ids on every
+    written before it existed keep their ids. ``estimator.step_halflife`` counts only when set:
+    null is the constant steps of every run before it existed. Equal configurations give equal ids on every
     machine and Python version."""
     kept = {key: value for key, value in config.items() if key not in ("hydra", "reproduce", *RESUME_FREE, *leave_out)}
     for option in ("reference", "linearization"):
         if kept.get(option) == "auto":
             del kept[option]
+    estimator = kept.get("estimator")
+    if isinstance(estimator, dict) and "step_halflife" in estimator and estimator["step_halflife"] is None:
+        kept["estimator"] = {key: value for key, value in estimator.items() if key != "step_halflife"}
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

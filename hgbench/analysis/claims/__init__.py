@@ -1,7 +1,7 @@
 """The papers' claims, each decided by the data of the preset that tests it.
 
-A claim is a statement from Grazzi et al. (2020), Ye et al. (2024) or a stochastic bilevel paper
-(Dagréou et al. 2022), the preset whose results test it, and a ``check(df) -> (measured, holds)`` that reads only that preset's rows (metrics.csv; outer.csv for the equilibrium model; stochastic.csv for dagreou.py):
+A claim is a statement from Grazzi et al. (2020), Ye et al. (2024) or a stochastic paper
+(Dagréou et al. 2022; Iutzeler, Pauwels, Vaiter 2024), the preset whose results test it, and a ``check(df) -> (measured, holds)`` that reads only that preset's rows (metrics.csv; outer.csv for the equilibrium model; stochastic.csv for dagreou.py and iutzeler.py):
 ``measured`` is the figure the verdict rests on, in words; ``holds`` is True, False, or None when
 the preset's rows cannot decide (e.g. a --quick run too short for a rate). ``hgbench reproduce``
 writes the table of all claims whose presets have results (claims.md).
@@ -19,7 +19,7 @@ joined by "+" (``ye2024_fig1a+ye2024_fig1b``): its check reads the rows of both,
 rows marked with their preset's name in a column ``preset`` (every check's rows carry it), and the
 table has that row only when every named preset has results.
 
-One module per source: grazzi.py, ye.py, equilibrium.py, dagreou.py (each with its CLAIMS); common.py holds
+One module per source: grazzi.py, ye.py, equilibrium.py, dagreou.py, iutzeler.py (each with its CLAIMS); common.py holds
 the Claim record and the shared statistics.
 """
 
@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from hgbench.analysis.claims import dagreou, equilibrium, grazzi, ye
+from hgbench.analysis.claims import dagreou, equilibrium, grazzi, iutzeler, ye
 from hgbench.analysis.claims.common import Claim, paired
 
-CLAIMS: list[Claim] = [*grazzi.CLAIMS, *ye.CLAIMS, *equilibrium.CLAIMS, *dagreou.CLAIMS]
+CLAIMS: list[Claim] = [*grazzi.CLAIMS, *ye.CLAIMS, *equilibrium.CLAIMS, *dagreou.CLAIMS, *iutzeler.CLAIMS]
 
 __all__ = ["CLAIMS", "Claim", "evaluate", "paired"]
 
