@@ -110,6 +110,11 @@ def at_budget(df: pd.DataFrame, levels: list[float] | None = None) -> pd.DataFra
     return pd.DataFrame(rows, columns=columns).sort_values(["budget", "problem", "setting_id", "batch", "estimator"], kind="stable")
 
 
+def _family(estimator: str, variant: str) -> str:
+    """A curve family's label for the palette: the estimator, then its options (``base`` reads the head)."""
+    return f"{estimator}, {variant}" if variant else estimator
+
+
 def _markdown(table: pd.DataFrame, cols: list[str]) -> str:
     """``table[cols]`` as a markdown table, floats to 3 significant digits, NaN as —."""
 
@@ -164,7 +169,9 @@ def plot_stochastic(df: pd.DataFrame, out_dir: Path, stem: str = "stochastic_vs_
     fig, axes = canvas.subplots(1, len(PANELS), 4.2, 3.4)
     axes = list(axes.flat)
     several = table[["problem", "setting_id"]].drop_duplicates().shape[0] > 1
-    colours = palette(sorted(table["estimator"].unique()))
+    # a configuration of an estimator (its variant) keeps the estimator's colour with its own marker
+    # (hgbench.analysis.style.palette); line styles tell batch sizes apart, or, with one, the variants
+    families = palette({_family(e, v) for e, v in zip(table["estimator"], table["variant"])})
     batches = sorted(table["batch"].unique())
     for (problem, setting, _, estimator, batch, outer, replace, options), curve in table.groupby([*CURVE, "variant"], dropna=False):
         curve = curve.sort_values("t")
@@ -174,9 +181,11 @@ def plot_stochastic(df: pd.DataFrame, out_dir: Path, stem: str = "stochastic_vs_
             + (" (repl.)" if replace else "")
         )
         label = f"{problem} {setting[:6]}: {label}" if several else label
-        style = {"color": colours[estimator]["color"], "linestyle": STYLES[batches.index(batch) % len(STYLES)]}
+        family = families[_family(estimator, options)]
+        line = family["ls"] if len(batches) == 1 else STYLES[batches.index(batch) % len(STYLES)]
+        style = {"color": family["color"], "marker": family["marker"], "linestyle": line}
         for ax, (column, _) in zip(axes, PANELS):
-            ax.plot(curve["oracle_calls"], curve[column].clip(lower=FLOOR), marker="o", ms=3, label=label, **style)
+            ax.plot(curve["oracle_calls"], curve[column].clip(lower=FLOOR), ms=4, label=label, **style)
     for ax, (_, ylabel) in zip(axes, PANELS):
         ax.set_xscale("log")
         ax.set_yscale("log")
