@@ -260,3 +260,24 @@ def test_list_names_the_new_estimators_with_their_papers(monkeypatch, capsys):
     for name, paper in [("saba", "Dagréou et al. NeurIPS 2022"), ("stoch_cg", "Grazzi, Pontil, Salzo AISTATS 2021"),
                         ("amigo", "Arbel & Mairal ICLR 2022"), ("f2sa", "Kwon et al. ICML 2023")]:  # fmt: skip
         assert paper in lines[name] and "mode=stochastic" in lines[name], lines[name]
+
+
+def test_variants_of_one_estimator_are_drawn_apart(tmp_path, figures):
+    """Two runs of one estimator (its options differ) keep its colour and differ in marker and, at one
+    batch size, in line style; a second batch size takes the line style instead."""
+    runs = [
+        _rows({("stoch_itd", 10): [(10, None, 100, 0.1), (30, None, 300, 0.1)]}).assign(
+            run_id=f"r{h}", overrides=f"estimator.step_halflife={h}"
+        )
+        for h in ("null", 30)
+    ]
+    plot_stochastic(pd.concat(runs), tmp_path)
+    lines = figures[0].axes[0].lines
+    assert len(lines) == 2 and lines[0].get_color() == lines[1].get_color()
+    assert lines[0].get_marker() != lines[1].get_marker() and lines[0].get_linestyle() != lines[1].get_linestyle()
+    more = pd.concat(
+        [*runs, _rows({("stoch_itd", 50): [(10, None, 500, 0.01)]}).assign(overrides="estimator.step_halflife=null", run_id="rnull")]
+    )
+    plot_stochastic(more, tmp_path)
+    styles = {(line.get_label(), line.get_linestyle(), line.get_marker()) for line in figures[1].axes[0].lines}
+    assert len({s[1] for s in styles}) == 2 and len({s[2] for s in styles}) == 2  # line style: the batch; marker: the variant
