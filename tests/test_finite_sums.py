@@ -141,10 +141,12 @@ def test_bilevel_logs_the_test_error_of_the_certified_classifier(tmp_path, monke
     assert figures[1].axes[0].get_ylabel().startswith("test error")
 
 
+@pytest.mark.parametrize("preset, n_train", [("solvers_cleaning", 500), ("solvers_cleaning_full", 2500)])
 @pytest.mark.parametrize("solver", ["soba", "saba", "amigo", "stocbio", "f2sa"])
-def test_the_cleaning_preset_composes_each_solver_with_its_steps(solver):
-    """+experiment=solvers_cleaning with its sweep's +experiment/solvers_cleaning=NAME: the solver
-    NAME with the steps of solvers_cleaning/NAME.yaml on hyper_cleaning, validated by the schemas."""
+def test_the_cleaning_preset_composes_each_solver_with_its_steps(preset, n_train, solver):
+    """+experiment=PRESET with its sweep's +experiment/solvers_cleaning=NAME: the solver NAME with the
+    steps of solvers_cleaning/NAME.yaml on hyper_cleaning, validated by the schemas (the full-size
+    preset: the same with all 2 500 training images)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -152,13 +154,13 @@ def test_the_cleaning_preset_composes_each_solver_with_its_steps(solver):
     from hgbench.paths import conf_dir
 
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        cfg = compose("config", overrides=["+experiment=solvers_cleaning", f"+experiment/solvers_cleaning={solver}"])
+        cfg = compose("config", overrides=[f"+experiment={preset}", f"+experiment/solvers_cleaning={solver}"])
     schema.validate(cfg)
     steps = OmegaConf.load(conf_dir() / "experiment" / "solvers_cleaning" / f"{solver}.yaml")
     assert cfg.solver.name == solver and cfg.problem.name == "hyper_cleaning" and cfg.mode == "bilevel"
     assert all(cfg.solver[key] == value for key, value in steps.solver.items())
     assert cfg.bilevel.eval_every == steps.bilevel.eval_every and cfg.bilevel.iterations == steps.bilevel.iterations
-    assert cfg.bilevel.max_calls == 150_000
+    assert cfg.bilevel.max_calls == 150_000 and cfg.problem.n_train == n_train
 
 
 @pytest.mark.parametrize("mode", ["stochastic", "bilevel"])
