@@ -141,10 +141,12 @@ def test_bilevel_logs_the_test_error_of_the_certified_classifier(tmp_path, monke
     assert figures[1].axes[0].get_ylabel().startswith("test error")
 
 
+@pytest.mark.parametrize("preset, n_train", [("solvers_cleaning", 500), ("solvers_cleaning_full", 2500)])
 @pytest.mark.parametrize("solver", ["soba", "saba", "amigo", "stocbio", "f2sa"])
-def test_the_cleaning_preset_composes_each_solver_with_its_steps(solver):
-    """+experiment=solvers_cleaning with its sweep's +experiment/solvers_cleaning=NAME: the solver
-    NAME with the steps of solvers_cleaning/NAME.yaml on hyper_cleaning, validated by the schemas."""
+def test_the_cleaning_preset_composes_each_solver_with_its_steps(preset, n_train, solver):
+    """+experiment=PRESET with its sweep's +experiment/solvers_cleaning=NAME: the solver NAME with the
+    steps of solvers_cleaning/NAME.yaml on hyper_cleaning, validated by the schemas (the full-size
+    preset: the same with all 2 500 training images)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -152,13 +154,13 @@ def test_the_cleaning_preset_composes_each_solver_with_its_steps(solver):
     from hgbench.paths import conf_dir
 
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        cfg = compose("config", overrides=["+experiment=solvers_cleaning", f"+experiment/solvers_cleaning={solver}"])
+        cfg = compose("config", overrides=[f"+experiment={preset}", f"+experiment/solvers_cleaning={solver}"])
     schema.validate(cfg)
     steps = OmegaConf.load(conf_dir() / "experiment" / "solvers_cleaning" / f"{solver}.yaml")
     assert cfg.solver.name == solver and cfg.problem.name == "hyper_cleaning" and cfg.mode == "bilevel"
     assert all(cfg.solver[key] == value for key, value in steps.solver.items())
     assert cfg.bilevel.eval_every == steps.bilevel.eval_every and cfg.bilevel.iterations == steps.bilevel.iterations
-    assert cfg.bilevel.max_calls == 150_000
+    assert cfg.bilevel.max_calls == 150_000 and cfg.problem.n_train == n_train
 
 
 @pytest.mark.parametrize("mode", ["stochastic", "bilevel"])
@@ -172,3 +174,50 @@ def test_an_outer_that_is_not_a_sum_is_refused_in_one_line(tmp_path, monkeypatch
         "hgbench: error: problem 'ye_ridge' with outer='quadratic' has an outer objective that is not a sum over samples; use outer=inner"
     ), err
     assert not any(tmp_path.glob("*.csv"))
+
+
+@pytest.mark.parametrize(
+    "preset, problem_name",
+    [
+        ("stochastic_ye_ridge", "ye_ridge"),
+        ("stochastic_ye_logistic", "ye_logistic"),
+        ("stochastic_hyper_rep", "hyper_rep"),
+        ("stochastic_hyper_cleaning", "hyper_cleaning"),
+    ],
+)
+def test_the_stochastic_presets_on_the_new_finite_sums_end_at_the_full_batch(preset, problem_name):
+    """+experiment=stochastic_NAME composes on its problem, passes the schemas, and its batch sizes
+    run from a minibatch to the problem's whole training set as built (b = n: the full batch, whose
+    row has no variance; a changed problem size would leave the preset without it, or refused)."""
+    from hydra import compose, initialize_config_dir
+
+    from hgbench.paths import conf_dir
+    from hgbench.running import schema
+    from hgbench.running.prepare import build
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        cfg = compose("config", overrides=[f"+experiment={preset}"])
+    schema.validate(cfg)
+    built = build(cfg.problem, "problem")
+    batches = list(cfg.stochastic.batches)
+    assert cfg.mode == "stochastic" and cfg.problem.name == problem_name and cfg.threads == 1
+    assert min(batches) < built.n_inner and max(batches) == built.n_inner
+    assert max(batches) <= built.n_outer and cfg.stochastic.replace is False
+
+
+@pytest.mark.parametrize("eta", ["eta_0p5", "eta_5", "eta_50"])
+def test_the_bome_preset_sweeps_eta_with_its_step(eta):
+    """+experiment=stochastic_bome with its sweep's +experiment/stochastic_bome=eta_*: BOME with that
+    η and the w-step ξ = min(0.05, 0.25/η) its comment states, on stochastic_ridge's problem and grid."""
+    from hydra import compose, initialize_config_dir
+
+    from hgbench.paths import conf_dir
+    from hgbench.running import schema
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        cfg = compose("config", overrides=["+experiment=stochastic_bome", f"+experiment/stochastic_bome={eta}"])
+        ridge = compose("config", overrides=["+experiment=stochastic_ridge"])
+    schema.validate(cfg)
+    assert cfg.estimator.name == "bome" and cfg.estimator.eta == float(eta[4:].replace("p", "."))
+    assert cfg.estimator.bome_step == min(0.05, 0.25 / cfg.estimator.eta)
+    assert cfg.problem == ridge.problem and cfg.grid == ridge.grid and cfg.stochastic == ridge.stochastic

@@ -180,6 +180,16 @@ def test_the_table_at_equal_budget(tmp_path):
     )
     both = at_budget(runs, [100.0])
     assert len(both) == 2 and sorted(both["variant"]) == ["estimator.penalty=10", "estimator.penalty=100"]
+    # or by the sub-preset that sets their options together (BOME's η with its step: stochastic_bome/eta_*.yaml)
+    presets = pd.concat(
+        [
+            _rows({("bome", 10): [(5, None, 90, 0.4)]}).assign(
+                run_id=f"r{eta}", overrides=f"estimator=bome +experiment/stochastic_bome={eta}"
+            )
+            for eta in ("eta_5", "eta_50")
+        ]
+    )
+    assert sorted(at_budget(presets, [100.0])["variant"]) == ["+experiment/stochastic_bome=eta_5", "+experiment/stochastic_bome=eta_50"]
     plot_stochastic(df, tmp_path)
     text = (tmp_path / "stochastic_budget.md").read_text()
     assert (

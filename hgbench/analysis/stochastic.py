@@ -52,9 +52,10 @@ def load_stochastic(path: Path) -> pd.DataFrame:
 
 
 def variant(overrides: str) -> str:
-    """A run's estimator options as its overrides set them (``estimator.penalty=10``; "" for none):
-    what tells apart two runs of one estimator in one setting."""
-    return " ".join(item for item in str(overrides).split() if item.startswith("estimator."))
+    """A run's estimator options as its overrides set them (``estimator.penalty=10``; "" for none),
+    or the sub-preset that sets them (``+experiment/stochastic_bome=eta_5``: a sweep over options
+    that must change together): what tells apart two runs of one estimator in one setting."""
+    return " ".join(item for item in str(overrides).split() if item.startswith(("estimator.", "+experiment/")))
 
 
 def medians(df: pd.DataFrame) -> pd.DataFrame:
