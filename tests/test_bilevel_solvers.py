@@ -14,11 +14,14 @@ from hgbench.analysis.bilevel import plot_bilevel, reached
 from hgbench.core.stochastic import Sampling
 from hgbench.problems.bilevel_quadratic import BilevelQuadratic
 from hgbench.solvers.amigo import Amigo
-from hgbench.solvers.base import Moving
+from hgbench.solvers.base import Moving, Solver
+from hgbench.solvers.bsa import Bsa
 from hgbench.solvers.f2sa import F2sa
+from hgbench.solvers.fsla import Fsla
 from hgbench.solvers.saba import Saba
 from hgbench.solvers.soba import Soba
 from hgbench.solvers.stocbio import Stocbio
+from hgbench.solvers.ttsa import Ttsa
 from conftest import draws, run_cli
 
 # n = 12 inner and m = 10 outer samples, dim z = 4, dim x = 3; spectra in [0.5, 1] (cross 0.3)
@@ -31,17 +34,33 @@ def small():
     return BilevelQuadratic(*SMALL)
 
 
-def minimizer(problem: BilevelQuadratic) -> tuple[torch.Tensor, torch.Tensor]:
-    """x* = argmin f(x) = E(z*(x), x) in closed form, and the Hessian of f, from the samples'
-    factors alone (not hgbench's reference): z*(x) = A x + c with A = −H⁻¹C̄ᵀ, c = −H⁻¹ā, and
-    f(x) = ½zᵀPz + ½xᵀRx + xᵀSz + aᵀz + bᵀx (P, R, S, a, b the outer means) is quadratic in x."""
+def dense(problem: BilevelQuadratic) -> dict:
+    """The means of the samples' factors (not hgbench's reference): g's Hessian H, cross C̄ and
+    linear term ā; z*(x) = A x + c with A = −H⁻¹C̄ᵀ, c = −H⁻¹ā; f(z, x) = ½zᵀPz + ½xᵀRx + xᵀSz +
+    aᵀz + bᵀx (P, R, S, a, b the outer means), so ∇₁f = Pz + Sᵀx + a and ∇₂f = Rx + Sz + b."""
     t, o = problem.inner_terms, problem.outer_terms
     n, m = len(t["p"]), len(o["p"])
     hess, cross, lin = t["p"].T @ t["p"] / n, t["s"].T @ t["u"] / n, t["a"].mean(0)
-    a_mat, c = -torch.linalg.solve(hess, cross.T), -torch.linalg.solve(hess, lin)
-    p, r, s = o["p"].T @ o["p"] / m, o["r"].T @ o["r"] / m, o["s"].T @ o["u"] / m
-    curvature = a_mat.T @ p @ a_mat + a_mat.T @ s.T + s @ a_mat + r
-    slope = a_mat.T @ (p @ c + o["a"].mean(0)) + s @ c + o["b"].mean(0)  # ∇f(0)
+    return {
+        "H": hess,
+        "C": cross,
+        "A": -torch.linalg.solve(hess, cross.T),
+        "c": -torch.linalg.solve(hess, lin),
+        "P": o["p"].T @ o["p"] / m,
+        "R": o["r"].T @ o["r"] / m,
+        "S": o["s"].T @ o["u"] / m,
+        "a": o["a"].mean(0),
+        "b": o["b"].mean(0),
+    }
+
+
+def minimizer(problem: BilevelQuadratic) -> tuple[torch.Tensor, torch.Tensor]:
+    """x* = argmin f(x) = E(z*(x), x) in closed form, and the Hessian of f (``dense``): f(x) is
+    quadratic in x."""
+    d = dense(problem)
+    a_mat, c, p, s = d["A"], d["c"], d["P"], d["S"]
+    curvature = a_mat.T @ p @ a_mat + a_mat.T @ s.T + s @ a_mat + d["R"]
+    slope = a_mat.T @ (p @ c + d["a"]) + s @ c + d["b"]  # ∇f(0)
     return -torch.linalg.solve(curvature, slope), curvature
 
 
@@ -73,6 +92,7 @@ def test_the_closed_form_is_a_strict_minimum(small):
         (Saba("saba", inner_step=0.5, outer_step=0.5, step_rule="paper"), 400, 1e-9),
         (Amigo("amigo", inner_step=0.5, solver_step=0.5, outer_step=1.0, inner_steps=3, solver_steps=3, step_rule="paper"), 150, 1e-9),
         (Stocbio("stocbio", inner_step=0.5, solver_step=0.85, outer_step=1.0, inner_steps=3, solver_steps=30, step_rule="paper"), 50, 2e-4),
+        (Fsla("fsla", inner_step=0.5, outer_step=0.5, momentum=0.3, step_rule="constant"), 400, 1e-9),
     ],
     ids=lambda x: getattr(x, "name", ""),
 )
@@ -93,6 +113,67 @@ def test_full_batch_saba_is_soba(small):
     soba = last(Soba("soba", inner_step=0.5, outer_step=0.5, step_rule="constant"), full_batch(small, lam0), lam0, 30)
     saba = last(Saba("saba", inner_step=0.5, outer_step=0.5, step_rule="paper"), full_batch(small, lam0), lam0, 30)
     assert (soba - saba).norm() <= 1e-13 * soba.norm()
+
+
+def test_full_batch_fsla_momentum_vanishes(small):
+    """At the full batch the recursive momentum's correction d⁻ − h⁻ is zero (h⁻ recomputes the
+    previous h on the same inputs): FSLA's iterates with η₀ = 0.3 (paper's decay) are those
+    without momentum (η₀ = 1), to round-off."""
+    lam0 = draws(small, 1)[0]
+    runs = [
+        last(Fsla("fsla", inner_step=0.5, outer_step=0.5, momentum=eta, step_rule="paper"), full_batch(small, lam0), lam0, 30)
+        for eta in (0.3, 1.0)
+    ]
+    assert (runs[0] - runs[1]).norm() <= 1e-13 * runs[1].norm()
+
+
+def test_hia_is_unbiased_for_the_truncated_neumann_series(small):
+    """Solver.hia averaged over its random truncation p ∈ {0, …, Q−1} at the full batch equals
+    the truncated Neumann series H⁻¹(I − (I − ηH)^Q) r, from the dense Hessian (closed form)."""
+    lam0 = draws(small, 1)[0]
+    oracle, r = full_batch(small, lam0), torch.linspace(-1.0, 2.0, small.w_dim, dtype=torch.float64)
+    z, step, steps = oracle.w0 + 0.3, 0.7, 6
+    mean = sum(Solver("s").hia(oracle, z, r, step, steps, p) for p in range(steps)) / steps
+    hess = dense(small)["H"]
+    power = torch.linalg.matrix_power(torch.eye(small.w_dim, dtype=torch.float64) - step * hess, steps)
+    exact = torch.linalg.solve(hess, r - power @ r)
+    assert (mean - exact).norm() <= 1e-13 * exact.norm()
+    assert oracle.oracles.n_hvp == sum(range(steps)) * small.n_inner
+
+
+@pytest.mark.parametrize(
+    "solver",
+    [
+        Bsa("bsa", inner_step=0.5, outer_step=1.0, solver_step=0.5, solver_steps=1, inner_steps=3, step_rule="constant"),
+        Ttsa("ttsa", inner_step=0.5, outer_step=0.5, solver_step=0.5, solver_steps=1, step_rule="constant"),
+    ],
+    ids=lambda x: x.name,
+)
+def test_full_batch_bsa_and_ttsa_with_one_term_reach_their_closed_form_fixed_point(small, solver):
+    """Q = 1: p = 0 always, u = η∇₁f exactly; at the full batch and constant steps BSA and TTSA
+    are deterministic, their fixed point x̂ solves ∇₂f − ηC̄∇₁f = 0 at z = z*(x), linear in x:
+    [(R + SA) − ηC̄(PA + Sᵀ)] x + (Sc + b) − ηC̄(Pc + a) = 0 (``dense``; x̂ ≠ x*, 0.26‖x*‖ away here)."""
+    d, eta = dense(small), solver.solver_step
+    matrix = d["R"] + d["S"] @ d["A"] - eta * d["C"] @ (d["P"] @ d["A"] + d["S"].T)
+    offset = d["S"] @ d["c"] + d["b"] - eta * d["C"] @ (d["P"] @ d["c"] + d["a"])
+    fixed = -torch.linalg.solve(matrix, offset)
+    assert (fixed - minimizer(small)[0]).norm() > 0.1 * fixed.norm()
+    lam0 = draws(small, 1)[0]
+    lam = last(solver, full_batch(small, lam0), lam0, 600)
+    assert (lam - fixed).norm() <= 1e-9 * fixed.norm()
+
+
+def test_ttsa_is_bsa_with_one_inner_step(small):
+    """TTSA's iteration is BSA's with T = 1 (same stream, same draws of p; constant steps, their
+    papers' exponents differ): the same iterates."""
+    lam0, oracles = (
+        draws(small, 1)[0],
+        [Moving(small, draws(small, 1)[0], Sampling(5, 3, False), torch.Generator().manual_seed(2)) for _ in range(2)],
+    )
+    options = dict(inner_step=0.3, outer_step=0.3, solver_step=0.5, solver_steps=4, step_rule="constant")
+    ttsa = last(Ttsa("ttsa", **options), oracles[0], lam0, 10)
+    bsa = last(Bsa("bsa", inner_steps=1, **options), oracles[1], lam0, 10)
+    assert torch.equal(ttsa, bsa) and oracles[0].oracles == oracles[1].oracles
 
 
 def test_f2sa_bias_shrinks_as_one_over_the_penalty(small):
@@ -123,6 +204,13 @@ PAPER_SCHEDULES = [
     (F2sa("f2sa", inner_step=0.3, outer_step=0.2, penalty_step=0.1, penalty0=2.0, inner_steps=1, step_rule="paper"), "outer", -5 / 7),
     (F2sa("f2sa", inner_step=0.3, outer_step=0.2, penalty_step=0.1, penalty0=2.0, inner_steps=1, step_rule="paper"), "inner", -4 / 7),
     (F2sa("f2sa", inner_step=0.3, outer_step=0.2, penalty_step=0.1, penalty0=2.0, inner_steps=1, step_rule="paper"), "penalty", 2 / 7),
+    (Bsa("bsa", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, inner_steps=2, step_rule="paper"), "inner", -1 / 2),
+    (Bsa("bsa", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, inner_steps=2, step_rule="paper"), "outer", -1 / 2),
+    (Ttsa("ttsa", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, step_rule="paper"), "inner", -2 / 5),
+    (Ttsa("ttsa", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, step_rule="paper"), "outer", -3 / 5),
+    (Fsla("fsla", inner_step=0.3, outer_step=0.2, momentum=0.5, step_rule="paper"), "inner", -1 / 2),
+    (Fsla("fsla", inner_step=0.3, outer_step=0.2, momentum=0.5, step_rule="paper"), "momentum", -1 / 2),
+    (Fsla("fsla", inner_step=0.3, outer_step=0.2, momentum=0.5, step_rule="paper"), "outer", -1 / 2),
 ]
 
 
@@ -183,6 +271,19 @@ def test_step_rules_agree_at_the_first_iteration_only(small):
             ),
             {"n_grad": 2 * (5 + 5) + 5 + 5, "n_hvp": 0, "n_jvp": 0, "n_outer": 2 * 3 + 3},
         ),
+        (
+            Bsa("bsa", inner_step=0.1, outer_step=0.1, solver_step=0.1, solver_steps=1, inner_steps=2, step_rule="paper"),
+            {"n_grad": 2 * 5, "n_hvp": 0, "n_jvp": 5, "n_outer": 3},
+        ),
+        (
+            Ttsa("ttsa", inner_step=0.1, outer_step=0.1, solver_step=0.1, solver_steps=1, step_rule="paper"),
+            {"n_grad": 5, "n_hvp": 0, "n_jvp": 5, "n_outer": 3},
+        ),
+        (
+            Fsla("fsla", inner_step=0.1, outer_step=0.1, momentum=0.5, step_rule="paper"),
+            # the first iteration has no previous point: b cross products and 2b' outer gradients fewer
+            {"n_grad": 5, "n_hvp": 5, "n_jvp": 2 * 5 - 5 / 4, "n_outer": 3 * 3 - 3 / 4},
+        ),
     ],
     ids=lambda x: getattr(x, "name", ""),
 )
@@ -198,6 +299,18 @@ def test_oracle_calls_per_sample(small, solver, per_iteration):
     last(solver, oracle, lam0, 4)
     got = {key: getattr(oracle.oracles, key) for key in per_iteration}
     assert got == {key: 4 * value for key, value in per_iteration.items()}
+
+
+def test_hia_oracle_calls_are_p_batches(small):
+    """BSA with Q = 4: each iteration's HVPs are p·b with p ∈ {0, 1, 2, 3} drawn afresh: after 20
+    iterations a multiple of b = 5 between 0 and 20·3·5, not always 0 and not always the most; the
+    other counts are those of Q = 1."""
+    lam0 = draws(small, 1)[0]
+    oracle = Moving(small, lam0, Sampling(5, 3, False), torch.Generator().manual_seed(1))
+    last(Bsa("bsa", inner_step=0.1, outer_step=0.1, solver_step=0.1, solver_steps=4, inner_steps=2, step_rule="paper"), oracle, lam0, 20)
+    calls = oracle.oracles
+    assert calls.n_hvp % 5 == 0 and 0 < calls.n_hvp < 20 * 3 * 5
+    assert (calls.n_grad, calls.n_jvp, calls.n_outer) == (20 * 2 * 5, 20 * 5, 20 * 3)
 
 
 def _mode(tmp_path, monkeypatch, name, *more) -> tuple[int, Path]:
@@ -264,6 +377,10 @@ def test_mode_diverging_run_is_a_flagged_row(tmp_path, monkeypatch):
         (["solver.inner_step=-1"], "solver.inner_step=-1"),
         (["solver=bogus"], "solver"),
         (["resume=true"], "resume=true applies to mode=error and mode=outer"),
+        (["solver=fsla", "solver.momentum=0"], "solver.momentum=0"),
+        (["solver=fsla", "solver.momentum=1.5"], "solver.momentum=1.5"),
+        (["solver=bsa", "solver.solver_steps=0"], "solver.solver_steps=0"),
+        (["solver=ttsa", "solver.inner_steps=3"], "inner_steps"),
     ],
 )
 def test_mode_refusals_are_one_line(tmp_path, monkeypatch, capsys, more, message):

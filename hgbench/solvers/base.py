@@ -108,3 +108,35 @@ class Solver:
         for _ in range(steps):
             z = z - step * oracle.grad(z, oracle.inner_batch())
         return z
+
+    def hia(self, oracle: Moving, z: torch.Tensor, rhs: torch.Tensor, step: float, steps: int, p: int | None = None) -> torch.Tensor:
+        """Ghadimi & Wang's randomly truncated Neumann estimate of [∇₁²g(z, x)]⁻¹ rhs (arXiv
+        1802.02246, the Hessian-inverse approximation of its stochastic method; used by BSA and
+        TTSA, Hong et al. SIAM J. Optim. 2023):
+
+            u = Q η ∏_{i=1..p} (I − η ∇₁²g_{B_i}(z, x)) rhs,   p uniform in {0, …, Q−1}
+
+        (η = ``step``, Q = ``steps``, a fresh inner batch B_i per factor; p drawn from the oracle's
+        generator unless given). Averaged over p, at the full batch (H = ∇₁²g):
+
+            E_p u = η Σ_{q<Q} (I − ηH)^q rhs = H⁻¹ (I − (I − ηH)^Q) rhs,
+
+        the truncated Neumann series (StocBiO's u with Q − 1 products) without its cost: p·b
+        sample HVPs, (Q − 1)b/2 on average, instead of (Q − 1)b; the price is the variance of p."""
+        if p is None:
+            p = int(torch.randint(steps, (1,), generator=oracle.generator))
+        for _ in range(p):
+            rhs = rhs - step * oracle.hvp(z, rhs, oracle.inner_batch())
+        return steps * step * rhs
+
+
+def recursive(new: torch.Tensor, old: torch.Tensor, previous: torch.Tensor, momentum: float) -> torch.Tensor:
+    """The recursive momentum (STORM: Cutkosky & Orabona, NeurIPS 2019) of FSLA and MRBO:
+
+        d_s = h(θ_s; ξ_s) + (1 − η) (d_{s−1} − h(θ_{s−1}; ξ_s))
+
+    with ``new`` = h(θ_s; ξ_s) and ``old`` = h(θ_{s−1}; ξ_s) the same estimate on the SAME fresh
+    samples ξ_s at the current and the previous iterate, ``previous`` = d_{s−1}, η = ``momentum``
+    ∈ (0, 1]: η = 1 is the plain estimate h; if h is exact (the full batch), d_s − h_s =
+    (1 − η)(d_{s−1} − h_{s−1}) and d_1 = h_1 make d_s = h_s for every s."""
+    return new + (1 - momentum) * (previous - old)
