@@ -18,6 +18,7 @@ from hgbench.solvers.base import Moving, Solver
 from hgbench.solvers.bsa import Bsa
 from hgbench.solvers.f2sa import F2sa
 from hgbench.solvers.fsla import Fsla
+from hgbench.solvers.mrbo import Mrbo
 from hgbench.solvers.saba import Saba
 from hgbench.solvers.soba import Soba
 from hgbench.solvers.stocbio import Stocbio
@@ -52,6 +53,15 @@ def dense(problem: BilevelQuadratic) -> dict:
         "a": o["a"].mean(0),
         "b": o["b"].mean(0),
     }
+
+
+def fixed_point(problem: BilevelQuadratic, inverse: torch.Tensor) -> torch.Tensor:
+    """The x̂ where ∇₂f − C̄ N ∇₁f = 0 at z = z*(x), N = ``inverse`` standing for H⁻¹ (N = H⁻¹:
+    x*): [(R + SA) − C̄N(PA + Sᵀ)] x + (Sc + b) − C̄N(Pc + a) = 0, linear in x (``dense``)."""
+    d = dense(problem)
+    matrix = d["R"] + d["S"] @ d["A"] - d["C"] @ inverse @ (d["P"] @ d["A"] + d["S"].T)
+    offset = d["S"] @ d["c"] + d["b"] - d["C"] @ inverse @ (d["P"] @ d["c"] + d["a"])
+    return -torch.linalg.solve(matrix, offset)
 
 
 def minimizer(problem: BilevelQuadratic) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,13 +163,46 @@ def test_full_batch_bsa_and_ttsa_with_one_term_reach_their_closed_form_fixed_poi
     """Q = 1: p = 0 always, u = η∇₁f exactly; at the full batch and constant steps BSA and TTSA
     are deterministic, their fixed point x̂ solves ∇₂f − ηC̄∇₁f = 0 at z = z*(x), linear in x:
     [(R + SA) − ηC̄(PA + Sᵀ)] x + (Sc + b) − ηC̄(Pc + a) = 0 (``dense``; x̂ ≠ x*, 0.26‖x*‖ away here)."""
-    d, eta = dense(small), solver.solver_step
-    matrix = d["R"] + d["S"] @ d["A"] - eta * d["C"] @ (d["P"] @ d["A"] + d["S"].T)
-    offset = d["S"] @ d["c"] + d["b"] - eta * d["C"] @ (d["P"] @ d["c"] + d["a"])
-    fixed = -torch.linalg.solve(matrix, offset)
+    fixed = fixed_point(small, solver.solver_step * torch.eye(small.w_dim, dtype=torch.float64))
     assert (fixed - minimizer(small)[0]).norm() > 0.1 * fixed.norm()
     lam0 = draws(small, 1)[0]
     lam = last(solver, full_batch(small, lam0), lam0, 600)
+    assert (lam - fixed).norm() <= 1e-9 * fixed.norm()
+
+
+def test_full_batch_mrbo_reaches_its_truncated_neumann_fixed_point(small):
+    """At the full batch MRBO's momentum vanishes (η₀ = 0.5 and 1 give the same iterates, to
+    round-off) and its fixed point is where ∇₂f = C̄ H⁻¹(I − (I − ηH)^{Q+1}) ∇₁f (``fixed_point``
+    with the dense truncated inverse), 2e-2·‖x*‖ from x* at Q = 4, η = 0.6."""
+    eta, q = 0.6, 4
+    hess = dense(small)["H"]
+    eye = torch.eye(small.w_dim, dtype=torch.float64)
+    fixed = fixed_point(small, torch.linalg.solve(hess, eye - torch.linalg.matrix_power(eye - eta * hess, q + 1)))
+    x_star = minimizer(small)[0]
+    assert 1e-3 * x_star.norm() < (fixed - x_star).norm() < 0.1 * x_star.norm()
+    lam0 = draws(small, 1)[0]
+    runs = [
+        last(
+            Mrbo("mrbo", inner_step=0.5, outer_step=0.5, solver_step=eta, solver_steps=q, momentum=m, step_rule="constant"),
+            full_batch(small, lam0),
+            lam0,
+            400,
+        )
+        for m in (0.5, 1.0)
+    ]
+    assert (runs[0] - runs[1]).norm() <= 1e-13 * runs[1].norm()
+    assert (runs[0] - fixed).norm() <= 1e-9 * fixed.norm()
+
+
+def test_stocbio_reaches_its_truncated_neumann_fixed_point(small):
+    """StocBiO at the full batch (its z steps converge): the same fixed point as MRBO's, Q = 4."""
+    eta, q = 0.6, 4
+    hess = dense(small)["H"]
+    eye = torch.eye(small.w_dim, dtype=torch.float64)
+    fixed = fixed_point(small, torch.linalg.solve(hess, eye - torch.linalg.matrix_power(eye - eta * hess, q + 1)))
+    lam0 = draws(small, 1)[0]
+    solver = Stocbio("stocbio", inner_step=0.5, solver_step=eta, outer_step=1.0, inner_steps=3, solver_steps=q, step_rule="paper")
+    lam = last(solver, full_batch(small, lam0), lam0, 200)
     assert (lam - fixed).norm() <= 1e-9 * fixed.norm()
 
 
@@ -211,6 +254,9 @@ PAPER_SCHEDULES = [
     (Fsla("fsla", inner_step=0.3, outer_step=0.2, momentum=0.5, step_rule="paper"), "inner", -1 / 2),
     (Fsla("fsla", inner_step=0.3, outer_step=0.2, momentum=0.5, step_rule="paper"), "momentum", -1 / 2),
     (Fsla("fsla", inner_step=0.3, outer_step=0.2, momentum=0.5, step_rule="paper"), "outer", -1 / 2),
+    (Mrbo("mrbo", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, momentum=0.5, step_rule="paper"), "inner", -1 / 3),
+    (Mrbo("mrbo", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, momentum=0.5, step_rule="paper"), "outer", -1 / 3),
+    (Mrbo("mrbo", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, momentum=0.5, step_rule="paper"), "momentum", -2 / 3),
 ]
 
 
@@ -283,6 +329,11 @@ def test_step_rules_agree_at_the_first_iteration_only(small):
             Fsla("fsla", inner_step=0.1, outer_step=0.1, momentum=0.5, step_rule="paper"),
             # the first iteration has no previous point: b cross products and 2b' outer gradients fewer
             {"n_grad": 5, "n_hvp": 5, "n_jvp": 2 * 5 - 5 / 4, "n_outer": 3 * 3 - 3 / 4},
+        ),
+        (
+            Mrbo("mrbo", inner_step=0.1, outer_step=0.1, solver_step=0.1, solver_steps=3, momentum=0.5, step_rule="paper"),
+            # two points (current and previous) but one at the first iteration
+            {"n_grad": 2 * 5 - 5 / 4, "n_hvp": 2 * 3 * 5 - 3 * 5 / 4, "n_jvp": 2 * 5 - 5 / 4, "n_outer": 2 * 3 - 3 / 4},
         ),
     ],
     ids=lambda x: getattr(x, "name", ""),
@@ -381,6 +432,7 @@ def test_mode_diverging_run_is_a_flagged_row(tmp_path, monkeypatch):
         (["solver=fsla", "solver.momentum=1.5"], "solver.momentum=1.5"),
         (["solver=bsa", "solver.solver_steps=0"], "solver.solver_steps=0"),
         (["solver=ttsa", "solver.inner_steps=3"], "inner_steps"),
+        (["solver=mrbo", "solver.momentum=-0.5"], "solver.momentum=-0.5"),
     ],
 )
 def test_mode_refusals_are_one_line(tmp_path, monkeypatch, capsys, more, message):

@@ -109,6 +109,25 @@ class Solver:
             z = z - step * oracle.grad(z, oracle.inner_batch())
         return z
 
+    def neumann(self, oracle: Moving, points: list, rhs: list, step: float, steps: int) -> list[torch.Tensor]:
+        """The truncated Neumann series of [∇₁²g(z, x)]⁻¹ r at each (z, x) of ``points``, r its
+        entry of ``rhs`` (Ji, Yang, Liang ICML 2021, Algorithm 3; StocBiO and MRBO):
+
+            u = η Σ_{q=0..Q} ∏_{i=1..q} (I − η ∇₁²g_{B_i}(z, x)) r     (η = ``step``, Q = ``steps``)
+
+        a fresh inner batch B_i per product, the SAME B_i at every point (MRBO's current and
+        previous iterates); Q·b sample HVPs per point. At the full batch u = H⁻¹(I − (I − ηH)^{Q+1}) r.
+        The oracle is left at the last point's x."""
+        terms = [step * r for r in rhs]
+        sums = list(terms)
+        for _ in range(steps):
+            batch = oracle.inner_batch()
+            for k, (z, x) in enumerate(points):
+                oracle.at(x)
+                terms[k] = terms[k] - step * oracle.hvp(z, terms[k], batch)
+                sums[k] = sums[k] + terms[k]
+        return sums
+
     def hia(self, oracle: Moving, z: torch.Tensor, rhs: torch.Tensor, step: float, steps: int, p: int | None = None) -> torch.Tensor:
         """Ghadimi & Wang's randomly truncated Neumann estimate of [∇₁²g(z, x)]⁻¹ rhs (arXiv
         1802.02246, the Hessian-inverse approximation of its stochastic method; used by BSA and
