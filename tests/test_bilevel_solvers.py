@@ -23,6 +23,7 @@ from hgbench.solvers.saba import Saba
 from hgbench.solvers.soba import Soba
 from hgbench.solvers.stocbio import Stocbio
 from hgbench.solvers.ttsa import Ttsa
+from hgbench.solvers.vrbo import Vrbo
 from conftest import draws, run_cli
 
 # n = 12 inner and m = 10 outer samples, dim z = 4, dim x = 3; spectra in [0.5, 1] (cross 0.3)
@@ -170,40 +171,46 @@ def test_full_batch_bsa_and_ttsa_with_one_term_reach_their_closed_form_fixed_poi
     assert (lam - fixed).norm() <= 1e-9 * fixed.norm()
 
 
-def test_full_batch_mrbo_reaches_its_truncated_neumann_fixed_point(small):
-    """At the full batch MRBO's momentum vanishes (η₀ = 0.5 and 1 give the same iterates, to
-    round-off) and its fixed point is where ∇₂f = C̄ H⁻¹(I − (I − ηH)^{Q+1}) ∇₁f (``fixed_point``
-    with the dense truncated inverse), 2e-2·‖x*‖ from x* at Q = 4, η = 0.6."""
-    eta, q = 0.6, 4
-    hess = dense(small)["H"]
-    eye = torch.eye(small.w_dim, dtype=torch.float64)
-    fixed = fixed_point(small, torch.linalg.solve(hess, eye - torch.linalg.matrix_power(eye - eta * hess, q + 1)))
-    x_star = minimizer(small)[0]
+def truncated_fixed_point(problem: BilevelQuadratic, eta: float, q: int) -> torch.Tensor:
+    """``fixed_point`` with the dense truncated Neumann inverse H⁻¹(I − (I − ηH)^{Q+1})."""
+    hess = dense(problem)["H"]
+    eye = torch.eye(problem.w_dim, dtype=torch.float64)
+    return fixed_point(problem, torch.linalg.solve(hess, eye - torch.linalg.matrix_power(eye - eta * hess, q + 1)))
+
+
+NEUMANN = dict(solver_step=0.6, solver_steps=4)
+
+
+@pytest.mark.parametrize(
+    "solver, iterations",
+    [
+        (Stocbio("stocbio", inner_step=0.5, outer_step=1.0, inner_steps=3, step_rule="paper", **NEUMANN), 200),
+        (Mrbo("mrbo", inner_step=0.5, outer_step=0.5, momentum=0.5, step_rule="constant", **NEUMANN), 400),
+        (Vrbo("vrbo", inner_step=0.5, outer_step=0.5, inner_steps=2, period=1, step_rule="paper", **NEUMANN), 300),
+        (Vrbo("vrbo", inner_step=0.5, outer_step=0.5, inner_steps=2, period=3, step_rule="paper", **NEUMANN), 300),
+    ],
+    ids=lambda x: f"{x.name}{getattr(x, 'period', '')}" if isinstance(x, Solver) else "",
+)
+def test_full_batch_neumann_solvers_reach_their_closed_form_fixed_point(small, solver, iterations):
+    """StocBiO, MRBO and VRBO (restarts every iteration or every third) at the full batch: the
+    recursive estimates' differences are exact, their fixed point is where ∇₂f = C̄ H⁻¹(I −
+    (I − ηH)^{Q+1}) ∇₁f at z*(x) (``truncated_fixed_point``), 2e-2·‖x*‖ from x* at Q = 4, η = 0.6."""
+    fixed, x_star = truncated_fixed_point(small, 0.6, 4), minimizer(small)[0]
     assert 1e-3 * x_star.norm() < (fixed - x_star).norm() < 0.1 * x_star.norm()
     lam0 = draws(small, 1)[0]
+    lam = last(solver, full_batch(small, lam0), lam0, iterations)
+    assert (lam - fixed).norm() <= 1e-9 * fixed.norm()
+
+
+def test_full_batch_mrbo_momentum_vanishes(small):
+    """At the full batch MRBO's recursive momentum corrections are zero: η₀ = 0.5 and η₀ = 1 (no
+    momentum) give the same iterates, to round-off."""
+    lam0 = draws(small, 1)[0]
     runs = [
-        last(
-            Mrbo("mrbo", inner_step=0.5, outer_step=0.5, solver_step=eta, solver_steps=q, momentum=m, step_rule="constant"),
-            full_batch(small, lam0),
-            lam0,
-            400,
-        )
+        last(Mrbo("mrbo", inner_step=0.5, outer_step=0.5, momentum=m, step_rule="paper", **NEUMANN), full_batch(small, lam0), lam0, 30)
         for m in (0.5, 1.0)
     ]
     assert (runs[0] - runs[1]).norm() <= 1e-13 * runs[1].norm()
-    assert (runs[0] - fixed).norm() <= 1e-9 * fixed.norm()
-
-
-def test_stocbio_reaches_its_truncated_neumann_fixed_point(small):
-    """StocBiO at the full batch (its z steps converge): the same fixed point as MRBO's, Q = 4."""
-    eta, q = 0.6, 4
-    hess = dense(small)["H"]
-    eye = torch.eye(small.w_dim, dtype=torch.float64)
-    fixed = fixed_point(small, torch.linalg.solve(hess, eye - torch.linalg.matrix_power(eye - eta * hess, q + 1)))
-    lam0 = draws(small, 1)[0]
-    solver = Stocbio("stocbio", inner_step=0.5, solver_step=eta, outer_step=1.0, inner_steps=3, solver_steps=q, step_rule="paper")
-    lam = last(solver, full_batch(small, lam0), lam0, 200)
-    assert (lam - fixed).norm() <= 1e-9 * fixed.norm()
 
 
 def test_ttsa_is_bsa_with_one_inner_step(small):
@@ -352,6 +359,20 @@ def test_oracle_calls_per_sample(small, solver, per_iteration):
     assert got == {key: 4 * value for key, value in per_iteration.items()}
 
 
+def test_vrbo_oracle_calls(small):
+    """VRBO, 4 iterations with restarts at s = 1 and 3 (q = 2) on all n = 12, m = 10 samples and
+    m = 2 z steps each on two points with b = 5, b' = 3, Q = 3, by hand."""
+    lam0 = draws(small, 1)[0]
+    oracle = Moving(small, lam0, Sampling(5, 3, False), torch.Generator().manual_seed(1))
+    solver = Vrbo("vrbo", inner_step=0.1, outer_step=0.1, solver_step=0.1, solver_steps=3, inner_steps=2, period=2, step_rule="paper")
+    last(solver, oracle, lam0, 4)
+    restarts, steps = 2, 4 * 2
+    assert oracle.oracles.n_grad == restarts * 12 + steps * 2 * 5
+    assert oracle.oracles.n_hvp == restarts * 3 * 12 + steps * 2 * 3 * 5
+    assert oracle.oracles.n_jvp == restarts * 12 + steps * 2 * 5
+    assert oracle.oracles.n_outer == restarts * 10 + steps * 2 * 3
+
+
 def test_hia_oracle_calls_are_p_batches(small):
     """BSA with Q = 4: each iteration's HVPs are p·b with p ∈ {0, 1, 2, 3} drawn afresh: after 20
     iterations a multiple of b = 5 between 0 and 20·3·5, not always 0 and not always the most; the
@@ -433,6 +454,7 @@ def test_mode_diverging_run_is_a_flagged_row(tmp_path, monkeypatch):
         (["solver=bsa", "solver.solver_steps=0"], "solver.solver_steps=0"),
         (["solver=ttsa", "solver.inner_steps=3"], "inner_steps"),
         (["solver=mrbo", "solver.momentum=-0.5"], "solver.momentum=-0.5"),
+        (["solver=vrbo", "solver.period=0"], "solver.period=0"),
     ],
 )
 def test_mode_refusals_are_one_line(tmp_path, monkeypatch, capsys, more, message):

@@ -109,24 +109,52 @@ class Solver:
             z = z - step * oracle.grad(z, oracle.inner_batch())
         return z
 
-    def neumann(self, oracle: Moving, points: list, rhs: list, step: float, steps: int) -> list[torch.Tensor]:
+    def neumann(
+        self, oracle: Moving, points: list, rhs: list, step: float, steps: int, batch: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """The truncated Neumann series of [∇₁²g(z, x)]⁻¹ r at each (z, x) of ``points``, r its
         entry of ``rhs`` (Ji, Yang, Liang ICML 2021, Algorithm 3; StocBiO and MRBO):
 
             u = η Σ_{q=0..Q} ∏_{i=1..q} (I − η ∇₁²g_{B_i}(z, x)) r     (η = ``step``, Q = ``steps``)
 
-        a fresh inner batch B_i per product, the SAME B_i at every point (MRBO's current and
-        previous iterates); Q·b sample HVPs per point. At the full batch u = H⁻¹(I − (I − ηH)^{Q+1}) r.
-        The oracle is left at the last point's x."""
+        a fresh inner batch B_i per product (or ``batch`` for every product), the SAME B_i at every
+        point (MRBO's and VRBO's current and previous iterates); Q·b sample HVPs per point. At the
+        full batch u = H⁻¹(I − (I − ηH)^{Q+1}) r. The oracle is left at the last point's x."""
         terms = [step * r for r in rhs]
         sums = list(terms)
         for _ in range(steps):
-            batch = oracle.inner_batch()
+            product_batch = oracle.inner_batch() if batch is None else batch
             for k, (z, x) in enumerate(points):
                 oracle.at(x)
-                terms[k] = terms[k] - step * oracle.hvp(z, terms[k], batch)
+                terms[k] = terms[k] - step * oracle.hvp(z, terms[k], product_batch)
                 sums[k] = sums[k] + terms[k]
         return sums
+
+    def estimates(self, oracle: Moving, points: list, step: float, steps: int, full: bool = False) -> tuple[list, list]:
+        """StocBiO's two estimates at each (z, x) of ``points`` on ONE set of batches shared by
+        the points (MRBO, VRBO): an inner batch B, an outer batch B' and the Neumann series'
+        B_1 … B_Q drawn afresh, or every sample for each (``full``):
+
+            g = ∇₁g_B(z, x),   h = ∇₂f_B'(z, x) − ∂²g_B/∂x∂z (z, x) u,   u = ``neumann``(∇₁f_B'(z, x))
+
+        per point: b sample gradients, Q·b HVPs, b cross products, b' outer gradients (n, Qn, n, m
+        with ``full``). Returns ([g per point], [h per point]); the oracle is left at the last point's x."""
+        problem, device = oracle.problem, oracle.w0.device
+        if full:
+            inner, outer = torch.arange(problem.n_inner, device=device), torch.arange(problem.n_outer, device=device)
+        else:
+            inner, outer = oracle.inner_batch(), oracle.outer_batch()
+        grads, outers = [], []
+        for z, x in points:
+            oracle.at(x)
+            grads.append(oracle.grad(z, inner))
+            outers.append(oracle.outer_grads(z, outer))
+        us = self.neumann(oracle, points, [outer_z for outer_z, _ in outers], step, steps, inner if full else None)
+        hypers = []
+        for (z, x), (_, outer_x), u in zip(points, outers, us):
+            oracle.at(x)
+            hypers.append(outer_x - oracle.cross(z, u, inner))
+        return grads, hypers
 
     def hia(self, oracle: Moving, z: torch.Tensor, rhs: torch.Tensor, step: float, steps: int, p: int | None = None) -> torch.Tensor:
         """Ghadimi & Wang's randomly truncated Neumann estimate of [∇₁²g(z, x)]⁻¹ rhs (arXiv

@@ -28,6 +28,7 @@ class Mrbo(Solver):
     Each iteration s from (z, x) and the previous (z⁻, x⁻), on fresh minibatches B (inner), B'
     (outer) and B_1 … B_Q (the Neumann series), the SAME at both points:
 
+        (Solver.estimates:)
         g  = ∇₁g_B(z, x),                         g⁻ = ∇₁g_B(z⁻, x⁻)
         h  = ∇₂f_B'(z, x) − ∂²g_B/∂x∂z (z, x) u,  h⁻ the same at (z⁻, x⁻) with u⁻
         u  = η Σ_{q=0..Q} ∏_{i≤q} (I − η∇₁²g_{B_i}(z, x)) ∇₁f_B'(z, x)   (Solver.neumann; u⁻ at (z⁻, x⁻))
@@ -52,30 +53,15 @@ class Mrbo(Solver):
     paper = "Yang, Ji, Liang NeurIPS 2021, Algorithm 1"
     PAPER_EXPONENTS = {"inner": 1 / 3, "outer": 1 / 3, "momentum": 2 / 3}  # benchmark_bilevel's (class docstring: not checked)
 
-    def estimates(self, oracle: Moving, points: list) -> tuple[list, list]:
-        """(g, h) at each (z, x) of ``points`` on one set of fresh batches (class docstring)."""
-        inner, outer = oracle.inner_batch(), oracle.outer_batch()
-        grads, outers = [], []
-        for z, x in points:
-            oracle.at(x)
-            grads.append(oracle.grad(z, inner))
-            outers.append(oracle.outer_grads(z, outer))
-        us = self.neumann(oracle, points, [outer_z for outer_z, _ in outers], self.solver_step, self.solver_steps)
-        hypers = []
-        for (z, x), (_, outer_x), u in zip(points, outers, us):
-            oracle.at(x)
-            hypers.append(outer_x - oracle.cross(z, u, inner))
-        return grads, hypers
-
     def run(self, oracle: Moving, lam: torch.Tensor) -> Iterator[torch.Tensor]:
         z, s = oracle.w0, 0
         previous = None
         while True:
             s += 1
             if previous is None:
-                (d_z,), (d_x,) = self.estimates(oracle, [(z, lam)])
+                (d_z,), (d_x,) = self.estimates(oracle, [(z, lam)], self.solver_step, self.solver_steps)
             else:
-                (g, g_old), (h, h_old) = self.estimates(oracle, [(z, lam), previous])
+                (g, g_old), (h, h_old) = self.estimates(oracle, [(z, lam), previous], self.solver_step, self.solver_steps)
                 momentum = self.step("momentum", self.momentum, s)
                 d_z, d_x = recursive(g, g_old, d_z, momentum), recursive(h, h_old, d_x, momentum)
             previous = (z, lam)
