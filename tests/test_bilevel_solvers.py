@@ -21,6 +21,7 @@ from hgbench.solvers.fsla import Fsla
 from hgbench.solvers.mrbo import Mrbo
 from hgbench.solvers.saba import Saba
 from hgbench.solvers.soba import Soba
+from hgbench.solvers.srba import Srba
 from hgbench.solvers.stocbio import Stocbio
 from hgbench.solvers.ttsa import Ttsa
 from hgbench.solvers.vrbo import Vrbo
@@ -104,6 +105,7 @@ def test_the_closed_form_is_a_strict_minimum(small):
         (Amigo("amigo", inner_step=0.5, solver_step=0.5, outer_step=1.0, inner_steps=3, solver_steps=3, step_rule="paper"), 150, 1e-9),
         (Stocbio("stocbio", inner_step=0.5, solver_step=0.85, outer_step=1.0, inner_steps=3, solver_steps=30, step_rule="paper"), 50, 2e-4),
         (Fsla("fsla", inner_step=0.5, outer_step=0.5, momentum=0.3, step_rule="constant"), 400, 1e-9),
+        (Srba("srba", inner_step=0.5, outer_step=0.5, period=7, step_rule="paper"), 400, 1e-9),
     ],
     ids=lambda x: getattr(x, "name", ""),
 )
@@ -224,6 +226,26 @@ def test_ttsa_is_bsa_with_one_inner_step(small):
     ttsa = last(Ttsa("ttsa", **options), oracles[0], lam0, 10)
     bsa = last(Bsa("bsa", inner_steps=1, **options), oracles[1], lam0, 10)
     assert torch.equal(ttsa, bsa) and oracles[0].oracles == oracles[1].oracles
+
+
+def test_full_batch_srba_is_soba(small):
+    """At the full batch SARAH's differences are exact: SRBA's iterates (restarts every 7
+    iterations) are SOBA's with constant steps, to round-off."""
+    lam0 = draws(small, 1)[0]
+    soba = last(Soba("soba", inner_step=0.5, outer_step=0.5, step_rule="constant"), full_batch(small, lam0), lam0, 30)
+    srba = last(Srba("srba", inner_step=0.5, outer_step=0.5, period=7, step_rule="paper"), full_batch(small, lam0), lam0, 30)
+    assert (soba - srba).norm() <= 1e-13 * soba.norm()
+
+
+def test_srba_oracle_calls(small):
+    """SRBA, 5 iterations with restarts at s = 1 and 4 (q = 3) on all n = 12, m = 10 samples, and
+    3 recursive iterations on two points with b = 5, b' = 3, by hand."""
+    lam0 = draws(small, 1)[0]
+    oracle = Moving(small, lam0, Sampling(5, 3, False), torch.Generator().manual_seed(1))
+    last(Srba("srba", inner_step=0.1, outer_step=0.1, period=3, step_rule="paper"), oracle, lam0, 5)
+    inner = 2 * 12 + 3 * 2 * 5
+    assert (oracle.oracles.n_grad, oracle.oracles.n_hvp, oracle.oracles.n_jvp) == (inner, inner, inner)
+    assert oracle.oracles.n_outer == 2 * 10 + 3 * 2 * 3
 
 
 def test_f2sa_bias_shrinks_as_one_over_the_penalty(small):
@@ -455,6 +477,7 @@ def test_mode_diverging_run_is_a_flagged_row(tmp_path, monkeypatch):
         (["solver=ttsa", "solver.inner_steps=3"], "inner_steps"),
         (["solver=mrbo", "solver.momentum=-0.5"], "solver.momentum=-0.5"),
         (["solver=vrbo", "solver.period=0"], "solver.period=0"),
+        (["solver=srba", "solver.period=-2"], "solver.period=-2"),
     ],
 )
 def test_mode_refusals_are_one_line(tmp_path, monkeypatch, capsys, more, message):
