@@ -495,3 +495,33 @@ def test_mode_refuses_a_problem_without_finite_sums(tmp_path, monkeypatch, capsy
         and err
         == "hgbench: error: mode=bilevel needs a finite-sum problem (hgbench/problems/finite_sum.py); problem 'kernel_ridge' is not one"
     )
+
+
+def test_figure_tells_twelve_solvers_apart(tmp_path, figures):
+    """More solvers than colours (twelve names, ten colours for unshipped names): every line of
+    the bilevel figure has its own (colour, marker, line style)."""
+    names = ["soba", "saba", "amigo", "stocbio", "f2sa", "bome", "ttsa", "bsa", "fsla", "mrbo", "vrbo", "srba"]
+    rows = pd.DataFrame(
+        [
+            {
+                "problem": "q",
+                "setting_id": "s",
+                "solver": name,
+                "batch": 4,
+                "outer_batch": 4,
+                "replace": False,
+                "iteration": s,
+                "status": "ok",
+                "grad_norm2_rel": 0.5**s,
+                "oracle_calls": 10 * s,
+                "time_s": 0.1 * s,
+                "test_acc": float("nan"),
+            }
+            for name in names
+            for s in range(3)
+        ]
+    )
+    plot_bilevel(rows, tmp_path)
+    lines = figures[0].axes[0].lines
+    styles = {(line.get_color(), line.get_marker(), line.get_linestyle()) for line in lines}
+    assert len(lines) == len(names) + 1 and len(styles) == len(names) + 1  # and the dotted target line

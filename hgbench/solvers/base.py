@@ -7,8 +7,9 @@ Notation (Dagréou et al. NeurIPS 2022, §2): g = ℓ (inner, n samples), f = E 
 
     ∇f(x) = ∇₂f(z*, x) + ∂²g/∂x∂z (z*, x) v*,   v* = −[∇₁²g(z*, x)]⁻¹ ∇₁f(z*, x),
 
-so that each solver tracks z ≈ z*(x) and (except F2SA) v ≈ v*(x) and steps x along an estimate
-of ∇f. A solver is a generator (``Solver.run``) of the outer iterates x_1, x_2, … from x_0: the
+so that each solver tracks z ≈ z*(x), either tracks v ≈ v*(x) (SOBA, SABA, AmIGO, FSLA, SRBA)
+or estimates it afresh each iteration (StocBiO, BSA, TTSA, MRBO, VRBO: Neumann series) or not at all
+(the first-order F2SA and BOME), and steps x along an estimate of ∇f. A solver is a generator (``Solver.run``) of the outer iterates x_1, x_2, … from x_0: the
 caller (hgbench.running.bilevel_mode) times each ``next`` as the algorithm's time and evaluates
 the exact f(x_s) and ∇f(x_s) while the generator is paused, apart.
 

@@ -22,8 +22,7 @@ class MrboOptions(SolverOptions):
 
 
 class Mrbo(Solver):
-    """MRBO: simultaneous steps of z and x along recursive-momentum (STORM) directions, the x
-    direction from StocBiO's Neumann hypergradient.
+    """MRBO: z and x step together along recursive-momentum (STORM) estimates, x's of StocBiO's hypergradient.
 
     Each iteration s from (z, x) and the previous (z⁻, x⁻), on fresh minibatches B (inner), B'
     (outer) and B_1 … B_Q (the Neumann series), the SAME at both points:

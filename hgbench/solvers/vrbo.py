@@ -21,11 +21,11 @@ class VrboOptions(SolverOptions):
 
 
 class Vrbo(Solver):
-    """VRBO: SPIDER/SARAH-type recursive estimates of ∇₁g and of StocBiO's hypergradient,
-    restarted on every sample every q iterations.
+    """VRBO: SPIDER-type recursive estimates of ∇₁g and StocBiO's hypergradient, restarted on all samples.
 
-    The directions (d_z, d_x) estimate (∇₁g, h) at the current (z, x), h = ∇₂f − ∂²g/∂x∂z u,
-    u ≈ [∇₁²g]⁻¹∇₁f the truncated Neumann series (Solver.estimates). Each iteration s:
+    The restart comes every q iterations. The directions (d_z, d_x) estimate (∇₁g, h) at the
+    current (z, x), h = ∇₂f − ∂²g/∂x∂z u, u ≈ [∇₁²g]⁻¹∇₁f the truncated Neumann series
+    (Solver.estimates). Each iteration s:
 
         if s ≡ 1 (mod q): (d_z, d_x) = (g, h)(z, x) on every sample  (n, m samples; Q·n HVPs)
         x⁺ = x − γ d_x
