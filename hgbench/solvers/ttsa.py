@@ -23,7 +23,7 @@ class Ttsa(Bsa):
         u = Q η ∏_{i=1..p} (I − η ∇₁²g_{B_i}(z, x)) ∇₁f_B'(z, x),  p uniform in {0, …, Q−1}
         x ← x − α_s (∇₂f_B'(z, x) − ∂²g_B''/∂x∂z (z, x) u)
 
-    — BSA's iteration with T = 1 (hgbench.solvers.bsa.Bsa runs it), two timescales: β_s ≫ α_s.
+    — BSA's iteration with T = 1 (hgbench.solvers.bsa.Bsa runs it); two timescales: α_s/β_s → 0.
     ``step_rule=paper``: β_s = β₀ s^{−2/5}, α_s = α₀ s^{−3/5}, benchmark_bilevel's defaults (its
     solvers/ttsa.py, read, not copied), NOT checked against the paper's theorem, whose abstract
     (verified with the search tool) says: "a stochastic gradient update with a larger step size is
