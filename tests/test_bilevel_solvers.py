@@ -14,11 +14,17 @@ from hgbench.analysis.bilevel import plot_bilevel, reached
 from hgbench.core.stochastic import Sampling
 from hgbench.problems.bilevel_quadratic import BilevelQuadratic
 from hgbench.solvers.amigo import Amigo
-from hgbench.solvers.base import Moving
+from hgbench.solvers.base import Moving, Solver
+from hgbench.solvers.bsa import Bsa
 from hgbench.solvers.f2sa import F2sa
+from hgbench.solvers.fsla import Fsla
+from hgbench.solvers.mrbo import Mrbo
 from hgbench.solvers.saba import Saba
 from hgbench.solvers.soba import Soba
+from hgbench.solvers.srba import Srba
 from hgbench.solvers.stocbio import Stocbio
+from hgbench.solvers.ttsa import Ttsa
+from hgbench.solvers.vrbo import Vrbo
 from conftest import draws, run_cli
 
 # n = 12 inner and m = 10 outer samples, dim z = 4, dim x = 3; spectra in [0.5, 1] (cross 0.3)
@@ -31,17 +37,42 @@ def small():
     return BilevelQuadratic(*SMALL)
 
 
-def minimizer(problem: BilevelQuadratic) -> tuple[torch.Tensor, torch.Tensor]:
-    """x* = argmin f(x) = E(z*(x), x) in closed form, and the Hessian of f, from the samples'
-    factors alone (not hgbench's reference): z*(x) = A x + c with A = −H⁻¹C̄ᵀ, c = −H⁻¹ā, and
-    f(x) = ½zᵀPz + ½xᵀRx + xᵀSz + aᵀz + bᵀx (P, R, S, a, b the outer means) is quadratic in x."""
+def dense(problem: BilevelQuadratic) -> dict:
+    """The means of the samples' factors (not hgbench's reference): g's Hessian H, cross C̄ and
+    linear term ā; z*(x) = A x + c with A = −H⁻¹C̄ᵀ, c = −H⁻¹ā; f(z, x) = ½zᵀPz + ½xᵀRx + xᵀSz +
+    aᵀz + bᵀx (P, R, S, a, b the outer means), so ∇₁f = Pz + Sᵀx + a and ∇₂f = Rx + Sz + b."""
     t, o = problem.inner_terms, problem.outer_terms
     n, m = len(t["p"]), len(o["p"])
     hess, cross, lin = t["p"].T @ t["p"] / n, t["s"].T @ t["u"] / n, t["a"].mean(0)
-    a_mat, c = -torch.linalg.solve(hess, cross.T), -torch.linalg.solve(hess, lin)
-    p, r, s = o["p"].T @ o["p"] / m, o["r"].T @ o["r"] / m, o["s"].T @ o["u"] / m
-    curvature = a_mat.T @ p @ a_mat + a_mat.T @ s.T + s @ a_mat + r
-    slope = a_mat.T @ (p @ c + o["a"].mean(0)) + s @ c + o["b"].mean(0)  # ∇f(0)
+    return {
+        "H": hess,
+        "C": cross,
+        "A": -torch.linalg.solve(hess, cross.T),
+        "c": -torch.linalg.solve(hess, lin),
+        "P": o["p"].T @ o["p"] / m,
+        "R": o["r"].T @ o["r"] / m,
+        "S": o["s"].T @ o["u"] / m,
+        "a": o["a"].mean(0),
+        "b": o["b"].mean(0),
+    }
+
+
+def fixed_point(problem: BilevelQuadratic, inverse: torch.Tensor) -> torch.Tensor:
+    """The x̂ where ∇₂f − C̄ N ∇₁f = 0 at z = z*(x), N = ``inverse`` standing for H⁻¹ (N = H⁻¹:
+    x*): [(R + SA) − C̄N(PA + Sᵀ)] x + (Sc + b) − C̄N(Pc + a) = 0, linear in x (``dense``)."""
+    d = dense(problem)
+    matrix = d["R"] + d["S"] @ d["A"] - d["C"] @ inverse @ (d["P"] @ d["A"] + d["S"].T)
+    offset = d["S"] @ d["c"] + d["b"] - d["C"] @ inverse @ (d["P"] @ d["c"] + d["a"])
+    return -torch.linalg.solve(matrix, offset)
+
+
+def minimizer(problem: BilevelQuadratic) -> tuple[torch.Tensor, torch.Tensor]:
+    """x* = argmin f(x) = E(z*(x), x) in closed form, and the Hessian of f (``dense``): f(x) is
+    quadratic in x."""
+    d = dense(problem)
+    a_mat, c, p, s = d["A"], d["c"], d["P"], d["S"]
+    curvature = a_mat.T @ p @ a_mat + a_mat.T @ s.T + s @ a_mat + d["R"]
+    slope = a_mat.T @ (p @ c + d["a"]) + s @ c + d["b"]  # ∇f(0)
     return -torch.linalg.solve(curvature, slope), curvature
 
 
@@ -73,6 +104,8 @@ def test_the_closed_form_is_a_strict_minimum(small):
         (Saba("saba", inner_step=0.5, outer_step=0.5, step_rule="paper"), 400, 1e-9),
         (Amigo("amigo", inner_step=0.5, solver_step=0.5, outer_step=1.0, inner_steps=3, solver_steps=3, step_rule="paper"), 150, 1e-9),
         (Stocbio("stocbio", inner_step=0.5, solver_step=0.85, outer_step=1.0, inner_steps=3, solver_steps=30, step_rule="paper"), 50, 2e-4),
+        (Fsla("fsla", inner_step=0.5, outer_step=0.5, momentum=0.3, step_rule="constant"), 400, 1e-9),
+        (Srba("srba", inner_step=0.5, outer_step=0.5, period=7, step_rule="paper"), 400, 1e-9),
     ],
     ids=lambda x: getattr(x, "name", ""),
 )
@@ -93,6 +126,126 @@ def test_full_batch_saba_is_soba(small):
     soba = last(Soba("soba", inner_step=0.5, outer_step=0.5, step_rule="constant"), full_batch(small, lam0), lam0, 30)
     saba = last(Saba("saba", inner_step=0.5, outer_step=0.5, step_rule="paper"), full_batch(small, lam0), lam0, 30)
     assert (soba - saba).norm() <= 1e-13 * soba.norm()
+
+
+def test_full_batch_fsla_momentum_vanishes(small):
+    """At the full batch the recursive momentum's correction d⁻ − h⁻ is zero (h⁻ recomputes the
+    previous h on the same inputs): FSLA's iterates with η₀ = 0.3 (paper's decay) are those
+    without momentum (η₀ = 1), to round-off."""
+    lam0 = draws(small, 1)[0]
+    runs = [
+        last(Fsla("fsla", inner_step=0.5, outer_step=0.5, momentum=eta, step_rule="paper"), full_batch(small, lam0), lam0, 30)
+        for eta in (0.3, 1.0)
+    ]
+    assert (runs[0] - runs[1]).norm() <= 1e-13 * runs[1].norm()
+
+
+def test_hia_is_unbiased_for_the_truncated_neumann_series(small):
+    """Solver.hia averaged over its random truncation p ∈ {0, …, Q−1} at the full batch equals
+    the truncated Neumann series H⁻¹(I − (I − ηH)^Q) r, from the dense Hessian (closed form)."""
+    lam0 = draws(small, 1)[0]
+    oracle, r = full_batch(small, lam0), torch.linspace(-1.0, 2.0, small.w_dim, dtype=torch.float64)
+    z, step, steps = oracle.w0 + 0.3, 0.7, 6
+    mean = sum(Solver("s").hia(oracle, z, r, step, steps, p) for p in range(steps)) / steps
+    hess = dense(small)["H"]
+    power = torch.linalg.matrix_power(torch.eye(small.w_dim, dtype=torch.float64) - step * hess, steps)
+    exact = torch.linalg.solve(hess, r - power @ r)
+    assert (mean - exact).norm() <= 1e-13 * exact.norm()
+    assert oracle.oracles.n_hvp == sum(range(steps)) * small.n_inner
+
+
+@pytest.mark.parametrize(
+    "solver",
+    [
+        Bsa("bsa", inner_step=0.5, outer_step=1.0, solver_step=0.5, solver_steps=1, inner_steps=3, step_rule="constant"),
+        Ttsa("ttsa", inner_step=0.5, outer_step=0.5, solver_step=0.5, solver_steps=1, step_rule="constant"),
+    ],
+    ids=lambda x: x.name,
+)
+def test_full_batch_bsa_and_ttsa_with_one_term_reach_their_closed_form_fixed_point(small, solver):
+    """Q = 1: p = 0 always, u = η∇₁f exactly; at the full batch and constant steps BSA and TTSA
+    are deterministic, their fixed point x̂ solves ∇₂f − ηC̄∇₁f = 0 at z = z*(x), linear in x:
+    [(R + SA) − ηC̄(PA + Sᵀ)] x + (Sc + b) − ηC̄(Pc + a) = 0 (``dense``; x̂ ≠ x*, 0.26‖x*‖ away here)."""
+    fixed = fixed_point(small, solver.solver_step * torch.eye(small.w_dim, dtype=torch.float64))
+    assert (fixed - minimizer(small)[0]).norm() > 0.1 * fixed.norm()
+    lam0 = draws(small, 1)[0]
+    lam = last(solver, full_batch(small, lam0), lam0, 600)
+    assert (lam - fixed).norm() <= 1e-9 * fixed.norm()
+
+
+def truncated_fixed_point(problem: BilevelQuadratic, eta: float, q: int) -> torch.Tensor:
+    """``fixed_point`` with the dense truncated Neumann inverse H⁻¹(I − (I − ηH)^{Q+1})."""
+    hess = dense(problem)["H"]
+    eye = torch.eye(problem.w_dim, dtype=torch.float64)
+    return fixed_point(problem, torch.linalg.solve(hess, eye - torch.linalg.matrix_power(eye - eta * hess, q + 1)))
+
+
+NEUMANN = dict(solver_step=0.6, solver_steps=4)
+
+
+@pytest.mark.parametrize(
+    "solver, iterations",
+    [
+        (Stocbio("stocbio", inner_step=0.5, outer_step=1.0, inner_steps=3, step_rule="paper", **NEUMANN), 200),
+        (Mrbo("mrbo", inner_step=0.5, outer_step=0.5, momentum=0.5, step_rule="constant", **NEUMANN), 400),
+        (Vrbo("vrbo", inner_step=0.5, outer_step=0.5, inner_steps=2, period=1, step_rule="paper", **NEUMANN), 300),
+        (Vrbo("vrbo", inner_step=0.5, outer_step=0.5, inner_steps=2, period=3, step_rule="paper", **NEUMANN), 300),
+    ],
+    ids=lambda x: f"{x.name}{getattr(x, 'period', '')}" if isinstance(x, Solver) else "",
+)
+def test_full_batch_neumann_solvers_reach_their_closed_form_fixed_point(small, solver, iterations):
+    """StocBiO, MRBO and VRBO (restarts every iteration or every third) at the full batch: the
+    recursive estimates' differences are exact, their fixed point is where ∇₂f = C̄ H⁻¹(I −
+    (I − ηH)^{Q+1}) ∇₁f at z*(x) (``truncated_fixed_point``), 2e-2·‖x*‖ from x* at Q = 4, η = 0.6."""
+    fixed, x_star = truncated_fixed_point(small, 0.6, 4), minimizer(small)[0]
+    assert 1e-3 * x_star.norm() < (fixed - x_star).norm() < 0.1 * x_star.norm()
+    lam0 = draws(small, 1)[0]
+    lam = last(solver, full_batch(small, lam0), lam0, iterations)
+    assert (lam - fixed).norm() <= 1e-9 * fixed.norm()
+
+
+def test_full_batch_mrbo_momentum_vanishes(small):
+    """At the full batch MRBO's recursive momentum corrections are zero: η₀ = 0.5 and η₀ = 1 (no
+    momentum) give the same iterates, to round-off."""
+    lam0 = draws(small, 1)[0]
+    runs = [
+        last(Mrbo("mrbo", inner_step=0.5, outer_step=0.5, momentum=m, step_rule="paper", **NEUMANN), full_batch(small, lam0), lam0, 30)
+        for m in (0.5, 1.0)
+    ]
+    assert (runs[0] - runs[1]).norm() <= 1e-13 * runs[1].norm()
+
+
+def test_ttsa_is_bsa_with_one_inner_step(small):
+    """TTSA's iteration is BSA's with T = 1 (same stream, same draws of p; constant steps, their
+    papers' exponents differ): the same iterates."""
+    lam0, oracles = (
+        draws(small, 1)[0],
+        [Moving(small, draws(small, 1)[0], Sampling(5, 3, False), torch.Generator().manual_seed(2)) for _ in range(2)],
+    )
+    options = dict(inner_step=0.3, outer_step=0.3, solver_step=0.5, solver_steps=4, step_rule="constant")
+    ttsa = last(Ttsa("ttsa", **options), oracles[0], lam0, 10)
+    bsa = last(Bsa("bsa", inner_steps=1, **options), oracles[1], lam0, 10)
+    assert torch.equal(ttsa, bsa) and oracles[0].oracles == oracles[1].oracles
+
+
+def test_full_batch_srba_is_soba(small):
+    """At the full batch SARAH's differences are exact: SRBA's iterates (restarts every 7
+    iterations) are SOBA's with constant steps, to round-off."""
+    lam0 = draws(small, 1)[0]
+    soba = last(Soba("soba", inner_step=0.5, outer_step=0.5, step_rule="constant"), full_batch(small, lam0), lam0, 30)
+    srba = last(Srba("srba", inner_step=0.5, outer_step=0.5, period=7, step_rule="paper"), full_batch(small, lam0), lam0, 30)
+    assert (soba - srba).norm() <= 1e-13 * soba.norm()
+
+
+def test_srba_oracle_calls(small):
+    """SRBA, 5 iterations with restarts at s = 1 and 4 (q = 3) on all n = 12, m = 10 samples, and
+    3 recursive iterations on two points with b = 5, b' = 3, by hand."""
+    lam0 = draws(small, 1)[0]
+    oracle = Moving(small, lam0, Sampling(5, 3, False), torch.Generator().manual_seed(1))
+    last(Srba("srba", inner_step=0.1, outer_step=0.1, period=3, step_rule="paper"), oracle, lam0, 5)
+    inner = 2 * 12 + 3 * 2 * 5
+    assert (oracle.oracles.n_grad, oracle.oracles.n_hvp, oracle.oracles.n_jvp) == (inner, inner, inner)
+    assert oracle.oracles.n_outer == 2 * 10 + 3 * 2 * 3
 
 
 def test_f2sa_bias_shrinks_as_one_over_the_penalty(small):
@@ -123,6 +276,16 @@ PAPER_SCHEDULES = [
     (F2sa("f2sa", inner_step=0.3, outer_step=0.2, penalty_step=0.1, penalty0=2.0, inner_steps=1, step_rule="paper"), "outer", -5 / 7),
     (F2sa("f2sa", inner_step=0.3, outer_step=0.2, penalty_step=0.1, penalty0=2.0, inner_steps=1, step_rule="paper"), "inner", -4 / 7),
     (F2sa("f2sa", inner_step=0.3, outer_step=0.2, penalty_step=0.1, penalty0=2.0, inner_steps=1, step_rule="paper"), "penalty", 2 / 7),
+    (Bsa("bsa", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, inner_steps=2, step_rule="paper"), "inner", -1 / 2),
+    (Bsa("bsa", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, inner_steps=2, step_rule="paper"), "outer", -1 / 2),
+    (Ttsa("ttsa", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, step_rule="paper"), "inner", -2 / 5),
+    (Ttsa("ttsa", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, step_rule="paper"), "outer", -3 / 5),
+    (Fsla("fsla", inner_step=0.3, outer_step=0.2, momentum=0.5, step_rule="paper"), "inner", -1 / 2),
+    (Fsla("fsla", inner_step=0.3, outer_step=0.2, momentum=0.5, step_rule="paper"), "momentum", -1 / 2),
+    (Fsla("fsla", inner_step=0.3, outer_step=0.2, momentum=0.5, step_rule="paper"), "outer", -1 / 2),
+    (Mrbo("mrbo", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, momentum=0.5, step_rule="paper"), "inner", -1 / 3),
+    (Mrbo("mrbo", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, momentum=0.5, step_rule="paper"), "outer", -1 / 3),
+    (Mrbo("mrbo", inner_step=0.3, outer_step=0.2, solver_step=0.1, solver_steps=2, momentum=0.5, step_rule="paper"), "momentum", -2 / 3),
 ]
 
 
@@ -183,6 +346,24 @@ def test_step_rules_agree_at_the_first_iteration_only(small):
             ),
             {"n_grad": 2 * (5 + 5) + 5 + 5, "n_hvp": 0, "n_jvp": 0, "n_outer": 2 * 3 + 3},
         ),
+        (
+            Bsa("bsa", inner_step=0.1, outer_step=0.1, solver_step=0.1, solver_steps=1, inner_steps=2, step_rule="paper"),
+            {"n_grad": 2 * 5, "n_hvp": 0, "n_jvp": 5, "n_outer": 3},
+        ),
+        (
+            Ttsa("ttsa", inner_step=0.1, outer_step=0.1, solver_step=0.1, solver_steps=1, step_rule="paper"),
+            {"n_grad": 5, "n_hvp": 0, "n_jvp": 5, "n_outer": 3},
+        ),
+        (
+            Fsla("fsla", inner_step=0.1, outer_step=0.1, momentum=0.5, step_rule="paper"),
+            # the first iteration has no previous point: b cross products and 2b' outer gradients fewer
+            {"n_grad": 5, "n_hvp": 5, "n_jvp": 2 * 5 - 5 / 4, "n_outer": 3 * 3 - 3 / 4},
+        ),
+        (
+            Mrbo("mrbo", inner_step=0.1, outer_step=0.1, solver_step=0.1, solver_steps=3, momentum=0.5, step_rule="paper"),
+            # two points (current and previous) but one at the first iteration
+            {"n_grad": 2 * 5 - 5 / 4, "n_hvp": 2 * 3 * 5 - 3 * 5 / 4, "n_jvp": 2 * 5 - 5 / 4, "n_outer": 2 * 3 - 3 / 4},
+        ),
     ],
     ids=lambda x: getattr(x, "name", ""),
 )
@@ -198,6 +379,32 @@ def test_oracle_calls_per_sample(small, solver, per_iteration):
     last(solver, oracle, lam0, 4)
     got = {key: getattr(oracle.oracles, key) for key in per_iteration}
     assert got == {key: 4 * value for key, value in per_iteration.items()}
+
+
+def test_vrbo_oracle_calls(small):
+    """VRBO, 4 iterations with restarts at s = 1 and 3 (q = 2) on all n = 12, m = 10 samples and
+    m = 2 z steps each on two points with b = 5, b' = 3, Q = 3, by hand."""
+    lam0 = draws(small, 1)[0]
+    oracle = Moving(small, lam0, Sampling(5, 3, False), torch.Generator().manual_seed(1))
+    solver = Vrbo("vrbo", inner_step=0.1, outer_step=0.1, solver_step=0.1, solver_steps=3, inner_steps=2, period=2, step_rule="paper")
+    last(solver, oracle, lam0, 4)
+    restarts, steps = 2, 4 * 2
+    assert oracle.oracles.n_grad == restarts * 12 + steps * 2 * 5
+    assert oracle.oracles.n_hvp == restarts * 3 * 12 + steps * 2 * 3 * 5
+    assert oracle.oracles.n_jvp == restarts * 12 + steps * 2 * 5
+    assert oracle.oracles.n_outer == restarts * 10 + steps * 2 * 3
+
+
+def test_hia_oracle_calls_are_p_batches(small):
+    """BSA with Q = 4: each iteration's HVPs are p·b with p ∈ {0, 1, 2, 3} drawn afresh: after 20
+    iterations a multiple of b = 5 between 0 and 20·3·5, not always 0 and not always the most; the
+    other counts are those of Q = 1."""
+    lam0 = draws(small, 1)[0]
+    oracle = Moving(small, lam0, Sampling(5, 3, False), torch.Generator().manual_seed(1))
+    last(Bsa("bsa", inner_step=0.1, outer_step=0.1, solver_step=0.1, solver_steps=4, inner_steps=2, step_rule="paper"), oracle, lam0, 20)
+    calls = oracle.oracles
+    assert calls.n_hvp % 5 == 0 and 0 < calls.n_hvp < 20 * 3 * 5
+    assert (calls.n_grad, calls.n_jvp, calls.n_outer) == (20 * 2 * 5, 20 * 5, 20 * 3)
 
 
 def _mode(tmp_path, monkeypatch, name, *more) -> tuple[int, Path]:
@@ -264,6 +471,13 @@ def test_mode_diverging_run_is_a_flagged_row(tmp_path, monkeypatch):
         (["solver.inner_step=-1"], "solver.inner_step=-1"),
         (["solver=bogus"], "solver"),
         (["resume=true"], "resume=true applies to mode=error and mode=outer"),
+        (["solver=fsla", "solver.momentum=0"], "solver.momentum=0"),
+        (["solver=fsla", "solver.momentum=1.5"], "solver.momentum=1.5"),
+        (["solver=bsa", "solver.solver_steps=0"], "solver.solver_steps=0"),
+        (["solver=ttsa", "solver.inner_steps=3"], "inner_steps"),
+        (["solver=mrbo", "solver.momentum=-0.5"], "solver.momentum=-0.5"),
+        (["solver=vrbo", "solver.period=0"], "solver.period=0"),
+        (["solver=srba", "solver.period=-2"], "solver.period=-2"),
     ],
 )
 def test_mode_refusals_are_one_line(tmp_path, monkeypatch, capsys, more, message):
@@ -281,3 +495,33 @@ def test_mode_refuses_a_problem_without_finite_sums(tmp_path, monkeypatch, capsy
         and err
         == "hgbench: error: mode=bilevel needs a finite-sum problem (hgbench/problems/finite_sum.py); problem 'kernel_ridge' is not one"
     )
+
+
+def test_figure_tells_twelve_solvers_apart(tmp_path, figures):
+    """More solvers than colours (twelve names, ten colours for unshipped names): every line of
+    the bilevel figure has its own (colour, marker, line style)."""
+    names = ["soba", "saba", "amigo", "stocbio", "f2sa", "bome", "ttsa", "bsa", "fsla", "mrbo", "vrbo", "srba"]
+    rows = pd.DataFrame(
+        [
+            {
+                "problem": "q",
+                "setting_id": "s",
+                "solver": name,
+                "batch": 4,
+                "outer_batch": 4,
+                "replace": False,
+                "iteration": s,
+                "status": "ok",
+                "grad_norm2_rel": 0.5**s,
+                "oracle_calls": 10 * s,
+                "time_s": 0.1 * s,
+                "test_acc": float("nan"),
+            }
+            for name in names
+            for s in range(3)
+        ]
+    )
+    plot_bilevel(rows, tmp_path)
+    lines = figures[0].axes[0].lines
+    styles = {(line.get_color(), line.get_marker(), line.get_linestyle()) for line in lines}
+    assert len(lines) == len(names) + 1 and len(styles) == len(names) + 1  # and the dotted target line

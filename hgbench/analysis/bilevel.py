@@ -203,7 +203,8 @@ def _panels(df: pd.DataFrame, rows: pd.DataFrame, y: str, ylabel: str, target, o
         # x = 0 at λ₀ has no place on a log axis: the first point drawn is the first evaluated after it
         for ax, (x, _) in zip(axes, AXES):
             shown = curve[curve[x] > 0]
-            ax.plot(shown[x], shown[y], marker="o", ms=2.5, label=label, color=colours[solver]["color"])
+            # colour, marker and line style: more solvers than colours (twelve on solvers_quadratic) stay told apart
+            ax.plot(shown[x], shown[y], ms=2.5, label=label, **colours[solver])
             if ended == "diverged" and len(shown):
                 ax.plot(shown[x].iloc[-1:], shown[y].iloc[-1:], marker="x", ms=8, color=colours[solver]["color"])
     for ax, (_, xlabel) in zip(axes, AXES):

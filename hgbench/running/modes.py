@@ -19,9 +19,9 @@ resume check (hgbench.running.storage), and the refusals (hgbench.running.errors
             equilibrium model of Grazzi et al. 2020, §5 (presets deq_*)
     stochastic  bias and variance of a minibatch estimator over R seeded repetitions per batch size,
             against the certified reference (hgbench.running.stochastic_mode): stochastic.csv
-    bilevel a stochastic bilevel solver (solver=NAME: SOBA, SABA, AmIGO, StocBiO, F2SA) end to end on a
-            finite-sum problem, its exact f and ‖∇f‖² from the certified reference against oracle calls
-            and time (hgbench.running.bilevel_mode): bilevel.csv
+    bilevel a stochastic bilevel solver (solver=NAME: SOBA, SABA, AmIGO, StocBiO, F2SA, BOME, TTSA, BSA,
+            FSLA, MRBO, VRBO, SRBA) end to end on a finite-sum problem, its exact f and ‖∇f‖² from the
+            certified reference against oracle calls and time (hgbench.running.bilevel_mode): bilevel.csv
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ Notation (Dagréou et al. NeurIPS 2022, §2): g = ℓ (inner, n samples), f = E 
 
     ∇f(x) = ∇₂f(z*, x) + ∂²g/∂x∂z (z*, x) v*,   v* = −[∇₁²g(z*, x)]⁻¹ ∇₁f(z*, x),
 
-so that each solver tracks z ≈ z*(x) and (except F2SA) v ≈ v*(x) and steps x along an estimate
-of ∇f. A solver is a generator (``Solver.run``) of the outer iterates x_1, x_2, … from x_0: the
+so that each solver tracks z ≈ z*(x), either tracks v ≈ v*(x) (SOBA, SABA, AmIGO, FSLA, SRBA)
+or estimates it afresh each iteration (StocBiO, BSA, TTSA, MRBO, VRBO: Neumann series) or not at all
+(the first-order F2SA and BOME), and steps x along an estimate of ∇f. A solver is a generator (``Solver.run``) of the outer iterates x_1, x_2, … from x_0: the
 caller (hgbench.running.bilevel_mode) times each ``next`` as the algorithm's time and evaluates
 the exact f(x_s) and ∇f(x_s) while the generator is paused, apart.
 
@@ -108,3 +109,82 @@ class Solver:
         for _ in range(steps):
             z = z - step * oracle.grad(z, oracle.inner_batch())
         return z
+
+    def neumann(
+        self, oracle: Moving, points: list, rhs: list, step: float, steps: int, batch: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """The truncated Neumann series of [∇₁²g(z, x)]⁻¹ r at each (z, x) of ``points``, r its
+        entry of ``rhs`` (Ji, Yang, Liang ICML 2021, Algorithm 3; StocBiO and MRBO):
+
+            u = η Σ_{q=0..Q} ∏_{i=1..q} (I − η ∇₁²g_{B_i}(z, x)) r     (η = ``step``, Q = ``steps``)
+
+        a fresh inner batch B_i per product (or ``batch`` for every product), the SAME B_i at every
+        point (MRBO's and VRBO's current and previous iterates); Q·b sample HVPs per point. At the
+        full batch u = H⁻¹(I − (I − ηH)^{Q+1}) r. The oracle is left at the last point's x."""
+        terms = [step * r for r in rhs]
+        sums = list(terms)
+        for _ in range(steps):
+            product_batch = oracle.inner_batch() if batch is None else batch
+            for k, (z, x) in enumerate(points):
+                oracle.at(x)
+                terms[k] = terms[k] - step * oracle.hvp(z, terms[k], product_batch)
+                sums[k] = sums[k] + terms[k]
+        return sums
+
+    def estimates(self, oracle: Moving, points: list, step: float, steps: int, full: bool = False) -> tuple[list, list]:
+        """StocBiO's two estimates at each (z, x) of ``points`` on ONE set of batches shared by
+        the points (MRBO, VRBO): an inner batch B, an outer batch B' and the Neumann series'
+        B_1 … B_Q drawn afresh, or every sample for each (``full``):
+
+            g = ∇₁g_B(z, x),   h = ∇₂f_B'(z, x) − ∂²g_B/∂x∂z (z, x) u,   u = ``neumann``(∇₁f_B'(z, x))
+
+        per point: b sample gradients, Q·b HVPs, b cross products, b' outer gradients (n, Qn, n, m
+        with ``full``). Returns ([g per point], [h per point]); the oracle is left at the last point's x."""
+        problem, device = oracle.problem, oracle.w0.device
+        if full:
+            inner, outer = torch.arange(problem.n_inner, device=device), torch.arange(problem.n_outer, device=device)
+        else:
+            inner, outer = oracle.inner_batch(), oracle.outer_batch()
+        grads, outers = [], []
+        for z, x in points:
+            oracle.at(x)
+            grads.append(oracle.grad(z, inner))
+            outers.append(oracle.outer_grads(z, outer))
+        us = self.neumann(oracle, points, [outer_z for outer_z, _ in outers], step, steps, inner if full else None)
+        hypers = []
+        for (z, x), (_, outer_x), u in zip(points, outers, us):
+            oracle.at(x)
+            hypers.append(outer_x - oracle.cross(z, u, inner))
+        return grads, hypers
+
+    def hia(self, oracle: Moving, z: torch.Tensor, rhs: torch.Tensor, step: float, steps: int, p: int | None = None) -> torch.Tensor:
+        """Ghadimi & Wang's randomly truncated Neumann estimate of [∇₁²g(z, x)]⁻¹ rhs (arXiv
+        1802.02246, the Hessian-inverse approximation of its stochastic method; used by BSA and
+        TTSA, Hong et al. SIAM J. Optim. 2023):
+
+            u = Q η ∏_{i=1..p} (I − η ∇₁²g_{B_i}(z, x)) rhs,   p uniform in {0, …, Q−1}
+
+        (η = ``step``, Q = ``steps``, a fresh inner batch B_i per factor; p drawn from the oracle's
+        generator unless given). Averaged over p, at the full batch (H = ∇₁²g):
+
+            E_p u = η Σ_{q<Q} (I − ηH)^q rhs = H⁻¹ (I − (I − ηH)^Q) rhs,
+
+        the truncated Neumann series (StocBiO's u with Q − 1 products) without its cost: p·b
+        sample HVPs, (Q − 1)b/2 on average, instead of (Q − 1)b; the price is the variance of p."""
+        if p is None:
+            p = int(torch.randint(steps, (1,), generator=oracle.generator))
+        for _ in range(p):
+            rhs = rhs - step * oracle.hvp(z, rhs, oracle.inner_batch())
+        return steps * step * rhs
+
+
+def recursive(new: torch.Tensor, old: torch.Tensor, previous: torch.Tensor, momentum: float) -> torch.Tensor:
+    """The recursive momentum (STORM: Cutkosky & Orabona, NeurIPS 2019) of FSLA and MRBO:
+
+        d_s = h(θ_s; ξ_s) + (1 − η) (d_{s−1} − h(θ_{s−1}; ξ_s))
+
+    with ``new`` = h(θ_s; ξ_s) and ``old`` = h(θ_{s−1}; ξ_s) the same estimate on the SAME fresh
+    samples ξ_s at the current and the previous iterate, ``previous`` = d_{s−1}, η = ``momentum``
+    ∈ (0, 1]: η = 1 is the plain estimate h; if h is exact (the full batch), d_s − h_s =
+    (1 − η)(d_{s−1} − h_{s−1}) and d_1 = h_1 make d_s = h_s for every s."""
+    return new + (1 - momentum) * (previous - old)

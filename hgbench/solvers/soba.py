@@ -16,6 +16,15 @@ class SobaOptions(SolverOptions):
     pass
 
 
+def directions(oracle: Moving, z: torch.Tensor, v: torch.Tensor, inner: torch.Tensor, outer: torch.Tensor):
+    """SOBA's (D_z, D_v, D_x) at (z, v, the oracle's x) on the inner batch ``inner`` and the outer
+    batch ``outer`` (``Soba``'s docstring; SRBA's too): b sample gradients, HVPs and cross
+    products, b' outer gradients."""
+    grad, hvp, cross = oracle.oracles_at(z, v, inner)
+    outer_z, outer_x = oracle.outer_grads(z, outer)
+    return grad, hvp + outer_z, cross + outer_x
+
+
 class Soba(Solver):
     """SOBA: z, v and x each take one minibatch step per iteration.
 
@@ -41,18 +50,12 @@ class Soba(Solver):
     paper = "Dagréou, Ablin, Vaiter, Moreau NeurIPS 2022, Algorithm 1"
     PAPER_EXPONENTS = {"inner": 0.4, "outer": 0.6}  # ρ_s ∝ s^{-2/5}, γ_s ∝ s^{-3/5} (class docstring: not verified)
 
-    def directions(self, oracle: Moving, z, v):
-        """(D_z, D_v, D_x) on fresh minibatches (class docstring)."""
-        grad, hvp, cross = oracle.oracles_at(z, v, oracle.inner_batch())
-        outer_z, outer_x = oracle.outer_grads(z, oracle.outer_batch())
-        return grad, hvp + outer_z, cross + outer_x
-
     def run(self, oracle: Moving, lam: torch.Tensor) -> Iterator[torch.Tensor]:
         z, v, s = oracle.w0, torch.zeros_like(oracle.w0), 0
         while True:
             s += 1
             oracle.at(lam)
-            d_z, d_v, d_x = self.directions(oracle, z, v)
+            d_z, d_v, d_x = directions(oracle, z, v, oracle.inner_batch(), oracle.outer_batch())
             rho = self.step("inner", self.inner_step, s)
             z, v, lam = z - rho * d_z, v - rho * d_v, lam - self.step("outer", self.outer_step, s) * d_x
             yield lam

@@ -27,7 +27,7 @@ class Stocbio(Solver):
         z ← D steps of SGD on g(·, x) from the previous z (step ``inner_step``, a fresh batch each)
         (∇₁f_B', ∇₂f_B') on a fresh outer batch at (z, x)
         p₀ = η ∇₁f_B',  p_q = (I − η ∇₁²g_{B_q}(z, x)) p_{q−1} (q = 1 … Q, a fresh batch each),
-        u = Σ_{q=0..Q} p_q   (≈ [∇₁²g]⁻¹ ∇₁f: the truncated Neumann series; u = −v of SOBA)
+        u = Σ_{q=0..Q} p_q   (≈ [∇₁²g]⁻¹ ∇₁f: the truncated Neumann series, Solver.neumann; u = −v of SOBA)
         x ← x − β (∇₂f_B' − ∂²g_B''/∂x∂z (z, x) u)   (B'' a fresh inner batch, β = ``outer_step``)
 
     Constant steps under either ``step_rule``, as in benchmark_bilevel's solvers/stocbio.py (its
@@ -46,10 +46,6 @@ class Stocbio(Solver):
             oracle.at(lam)
             z = self.sgd(oracle, z, self.inner_step, self.inner_steps)
             outer_z, outer_x = oracle.outer_grads(z, oracle.outer_batch())
-            term = self.solver_step * outer_z
-            u = term
-            for _ in range(self.solver_steps):
-                term = term - self.solver_step * oracle.hvp(z, term, oracle.inner_batch())
-                u = u + term
+            (u,) = self.neumann(oracle, [(z, lam)], [outer_z], self.solver_step, self.solver_steps)
             lam = lam - self.outer_step * (outer_x - oracle.cross(z, u, oracle.inner_batch()))
             yield lam
