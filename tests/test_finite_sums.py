@@ -221,3 +221,35 @@ def test_the_bome_preset_sweeps_eta_with_its_step(eta):
     assert cfg.estimator.name == "bome" and cfg.estimator.eta == float(eta[4:].replace("p", "."))
     assert cfg.estimator.bome_step == min(0.05, 0.25 / cfg.estimator.eta)
     assert cfg.problem == ridge.problem and cfg.grid == ridge.grid and cfg.stochastic == ridge.stochastic
+
+
+def test_the_quadratic_preset_gives_every_estimator_steps_stable_on_its_minibatches():
+    """+experiment=stochastic_quadratic with each +experiment/stochastic_quadratic=NAME: that estimator,
+    every step 0.15·α, batch sizes up to the full batch; and 0.15·α is below 2/λ_max of sampled
+    Hessians at b = 16 and 64 (where α = 2/(L + μ) itself is not: the preset's reason)."""
+    from hydra import compose, initialize_config_dir
+
+    from hgbench.paths import conf_dir
+    from hgbench.running import schema
+    from hgbench.running.prepare import build
+
+    names = ["stoch_itd", "stocbio", "linear_sgd", "soba", "stoch_cg", "saba", "amigo"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        configs = {
+            name: compose("config", overrides=["+experiment=stochastic_quadratic", f"+experiment/stochastic_quadratic={name}"])
+            for name in names
+        }
+    for name, cfg in configs.items():
+        schema.validate(cfg)
+        steps = [cfg.estimator[key] for key in ("inner_step", "solver_step") if key in cfg.estimator]
+        assert cfg.estimator.name == name and cfg.problem.name == "bilevel_quadratic" and steps and set(steps) == {0.15}
+    problem = build(configs["saba"].problem, "problem")
+    assert max(configs["saba"].stochastic.batches) == problem.n_inner
+    lam = problem.sample_lambdas(1, torch.Generator().manual_seed(0))[0]
+    alpha, w = float(problem.draw_consts(lam)["alpha"]), problem.w0(lam)
+    generator = torch.Generator().manual_seed(1)
+    for b in (16, 64):
+        for _ in range(3):
+            idx = torch.randperm(problem.n_inner, generator=generator)[:b].sort().values
+            top = float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(lambda v: problem.inner_loss_on(v, lam, idx), w))[-1])
+            assert 0.15 * alpha * top < 2 < alpha * top, (b, top)

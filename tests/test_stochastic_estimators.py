@@ -190,6 +190,11 @@ def test_the_table_at_equal_budget(tmp_path):
         ]
     )
     assert sorted(at_budget(presets, [100.0])["variant"]) == ["+experiment/stochastic_bome=eta_5", "+experiment/stochastic_bome=eta_50"]
+    # a sub-preset named after the estimator (its own steps in a sweep over estimators) is no variant
+    own = _rows({("saba", 10): [(5, None, 90, 0.4)]}).assign(
+        overrides="+experiment=stochastic_quadratic +experiment/stochastic_quadratic=saba"
+    )
+    assert at_budget(own, [100.0])["variant"].tolist() == [""]
     plot_stochastic(df, tmp_path)
     text = (tmp_path / "stochastic_budget.md").read_text()
     assert (

@@ -51,11 +51,14 @@ def load_stochastic(path: Path) -> pd.DataFrame:
     return load(path, CSV, KEY)
 
 
-def variant(overrides: str) -> str:
+def variant(overrides: str, estimator: str | None = None) -> str:
     """A run's estimator options as its overrides set them (``estimator.penalty=10``; "" for none),
     or the sub-preset that sets them (``+experiment/stochastic_bome=eta_5``: a sweep over options
-    that must change together): what tells apart two runs of one estimator in one setting."""
-    return " ".join(item for item in str(overrides).split() if item.startswith(("estimator.", "+experiment/")))
+    that must change together): what tells apart two runs of one estimator in one setting. A
+    sub-preset named after the run's ``estimator`` (``+experiment/stochastic_quadratic=saba``: that
+    estimator's own steps in a sweep over estimators) says nothing its name does not: left out."""
+    items = [item for item in str(overrides).split() if item.startswith(("estimator.", "+experiment/"))]
+    return " ".join(item for item in items if not (item.startswith("+experiment/") and item.split("=", 1)[1] == estimator))
 
 
 def medians(df: pd.DataFrame) -> pd.DataFrame:
@@ -67,7 +70,8 @@ def medians(df: pd.DataFrame) -> pd.DataFrame:
     grouped = ok.groupby([*CURVE, "t", "k"], dropna=False)
     table = grouped[values].median().join(grouped.size().rename("draws")).reset_index()
     overrides = ok.groupby("run_id")["overrides"].first() if "overrides" in ok else pd.Series(dtype=str)
-    table = table.assign(variant=table["run_id"].map(overrides).fillna("").map(variant))
+    runs = table["run_id"].map(overrides).fillna("")
+    table = table.assign(variant=[variant(text, estimator) for text, estimator in zip(runs, table["estimator"])])
     order = ["problem", "setting_id", "estimator", "variant", "batch", "outer_batch", "replace", "run_id", "t", "k"]
     return table.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
 
