@@ -3,6 +3,7 @@ pair the curves of two roles within one configuration."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -22,6 +23,27 @@ TIE = 1.25
 # itself) come out of float64 arithmetic within a few ulps of each other: ratios within ROUNDOFF of
 # 1 are equal. (Relative 1e-9 is far above float64's 2.2e-16 and far below any material factor.)
 ROUNDOFF = 1e-9
+
+
+# the columns fixing how mode=stochastic's minibatches were drawn: runs are compared only within one
+SAMPLING = ["problem", "setting_id", "batch", "outer_batch", "replace"]
+
+
+def run_pairs(rows: pd.DataFrame, first: Callable[[pd.DataFrame], bool], judge) -> tuple[list, list[str]]:
+    """mode=stochastic's runs compared two by two, never pooled: per SAMPLING, every pair of a run
+    whose rows satisfy ``first`` and a run whose rows do not (e.g. SABA against SOBA), judged by
+    ``judge(first_rows, second_rows) -> (verdict, text)``; a pair with an empty text cannot be
+    compared and is left out. Returns the verdicts and, per pair, "PROBLEM b = B[ ids]TEXT"."""
+    parts, texts = [], []
+    for key, group in rows.groupby(SAMPLING, dropna=False):
+        runs = dict(list(group.groupby("run_id")))
+        pairs = list(itertools.product([r for r in runs if first(runs[r])], [r for r in runs if not first(runs[r])]))
+        for one, other in pairs:
+            verdict, text = judge(runs[one], runs[other])
+            if text:
+                parts.append(verdict)
+                texts.append(f"{key[0]} b = {key[2]}" + (f" [{one[:6]}/{other[:6]}]" if len(pairs) > 1 else "") + text)
+    return parts, texts
 
 
 def decide(parts: list[Optional[bool]]) -> Optional[bool]:

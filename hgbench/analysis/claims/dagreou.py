@@ -12,18 +12,16 @@ exact ‖∇f(λ_s)‖² relative to its start (``grad_norm2_rel``) against the 
 
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pandas as pd
 
-from hgbench.analysis.claims.common import Claim, Verdict, decide, fmt
+from hgbench.analysis.claims.common import Claim, Verdict, decide, fmt, run_pairs
 
 SOURCE = "Dagréou, Ablin, Vaiter, Moreau, NeurIPS 2022, abstract"
 VANISH = 1e-3  # SABA's variance must fall by at least 1000× from the first t > 0 to the last
 FLAT = 0.1  # SOBA's must stay above a tenth of its first value: no vanishing
 FLOOR = 1e-20  # a relative variance at or below is round-off: the full batch, nothing to reduce
-SAMPLING = ["problem", "setting_id", "batch", "outer_batch", "replace"]
 
 
 def _pair(saba: pd.DataFrame, soba: pd.DataFrame) -> tuple[bool | None, str]:
@@ -47,23 +45,12 @@ def _pair(saba: pd.DataFrame, soba: pd.DataFrame) -> tuple[bool | None, str]:
 
 
 def saba_variance_vanishes(df: pd.DataFrame) -> Verdict:
-    """Per configuration and sampling (SAMPLING), for every pair of a SABA run and a SOBA run (never
+    """Per configuration and sampling (common.SAMPLING), for every pair of a SABA run and a SOBA run (never
     pooled) at ≥ 3 common t > 0: with v(t) the median variance_rel over λ draws, SABA's v(t_last)/v(t_first) ≤ VANISH while SOBA's
     ≥ FLAT holds; SABA's ratio > FLAT (its variance does not vanish) does not; anything between,
     a diverged row at those t, or no such pair (or only full batches, SOBA's v ≤ FLOOR): undecided."""
-    rows_of = df[df["role"].isin(["saba", "soba"])]
-    parts, texts = [], []
-    for key, rows in rows_of.groupby(SAMPLING, dropna=False):
-        runs = {role: dict(list(part.groupby("run_id"))) for role, part in rows.groupby("role")}
-        for (saba_run, saba_rows), (soba_run, soba_rows) in itertools.product(runs.get("saba", {}).items(), runs.get("soba", {}).items()):
-            verdict, text = _pair(saba_rows, soba_rows)
-            if text:
-                parts.append(verdict)
-                texts.append(
-                    f"{key[0]} b = {key[2]}"
-                    + (f" [{saba_run[:6]}/{soba_run[:6]}]" if len(runs["saba"]) * len(runs["soba"]) > 1 else "")
-                    + text
-                )
+    rows = df[df["role"].isin(["saba", "soba"])]
+    parts, texts = run_pairs(rows, lambda run: run["role"].iloc[0] == "saba", _pair)
     return "; ".join(texts) or "no minibatch with saba and soba rows at ≥ 3 common t > 0", decide(parts)
 
 

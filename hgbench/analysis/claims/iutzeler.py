@@ -12,17 +12,15 @@ hgbench.core.stochastic.step_at; absent or null: constant).
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 import pandas as pd
 
-from hgbench.analysis.claims.common import Claim, Verdict, decide, fmt
+from hgbench.analysis.claims.common import Claim, Verdict, decide, fmt, run_pairs
 from hgbench.analysis.stochastic import variant
 
 SOURCE = 'Iutzeler, Pauwels, Vaiter, "Derivatives of Stochastic Gradient Descent in parametric optimization", NeurIPS 2024, abstract'
-SAMPLING = ["problem", "setting_id", "batch", "outer_batch", "replace"]
 SLACK = 0.2  # on a log-log slope: sampling noise of R ≈ 20 repetitions and the pre-asymptotic transient
 FLOOR = 1e-20  # a relative MSE at or below is round-off (the full batch): nothing random to converge
 MIN_POINTS = 3  # grid points in the last decade of t needed for a slope
@@ -59,12 +57,12 @@ def _pair(constant: pd.DataFrame, decaying: pd.DataFrame) -> tuple[bool | None, 
     """The verdict for one constant-step run against one vanishing-step run of one sampling."""
     a, b = last_decade(constant), last_decade(decaying)
     if a is None or b is None:
-        return None, f"fewer than {MIN_POINTS} grid points in the last decade of t, or rows not ok"
+        return None, f", fewer than {MIN_POINTS} grid points in the last decade of t, or rows not ok"
     if min(a[3], b[3]) <= FLOOR:
-        return None, "round-off level (no minibatch noise)"
+        return None, ", round-off level (no minibatch noise)"
     wanted = bound_slope(b[1], b[2])
     text = (
-        f"t = {b[1]:g}–{b[2]:g}: constant steps slope {a[0]:+.2f} (MSE/‖∇f‖² {fmt(a[3])} at t = {a[2]:g}), "
+        f", t = {b[1]:g}–{b[2]:g}: constant steps slope {a[0]:+.2f} (MSE/‖∇f‖² {fmt(a[3])} at t = {a[2]:g}), "
         f"vanishing steps slope {b[0]:+.2f} (log²t/t's {wanted:+.2f}; {fmt(b[3])} at t = {b[2]:g})"
     )
     ball = True if abs(a[0]) <= SLACK else False if a[0] > SLACK else None  # still falling: the ball not reached yet
@@ -73,22 +71,14 @@ def _pair(constant: pd.DataFrame, decaying: pd.DataFrame) -> tuple[bool | None, 
 
 
 def sgd_derivatives(df: pd.DataFrame) -> Verdict:
-    """Per sampling (SAMPLING), every pair of a constant-step and a vanishing-step stoch_itd run
+    """Per sampling (common.SAMPLING), every pair of a constant-step and a vanishing-step stoch_itd run
     (never pooled), on the last decade of t of each: the constant run's log-log slope within ±SLACK
     (a noise ball: a stable, non-zero MSE) and the vanishing run's at most log²t/t's local slope +
     SLACK hold; the constant run's slope above SLACK (growing) or the vanishing run's above −SLACK
     (not converging) does not; otherwise (e.g. the constant run still falling), no such pair, or
     round-off-level MSE: undecided."""
-    rows_of = df[df["role"] == "stoch_itd"]
-    parts, texts = [], []
-    for key, rows in rows_of.groupby(SAMPLING, dropna=False):
-        runs = {run: part for run, part in rows.groupby("run_id")}
-        kinds = {run: vanishing(part["overrides"].iloc[0]) for run, part in runs.items()}
-        pairs = list(itertools.product([r for r in runs if not kinds[r]], [r for r in runs if kinds[r]]))
-        for constant, decaying in pairs:
-            verdict, text = _pair(runs[constant], runs[decaying])
-            parts.append(verdict)
-            texts.append(f"{key[0]} b = {key[2]}" + (f" [{constant[:6]}/{decaying[:6]}]" if len(pairs) > 1 else "") + f", {text}")
+    rows = df[df["role"] == "stoch_itd"]
+    parts, texts = run_pairs(rows, lambda run: not vanishing(run["overrides"].iloc[0]), _pair)
     return "; ".join(texts) or "no stoch_itd runs with both constant and vanishing steps", decide(parts)
 
 
